@@ -184,7 +184,8 @@ def sample_news(
 
 def first_difference(expected: str, actual: str, context: int = 40) -> str:
     """Where two texts first differ, with a little context from each: for error messages and test failures."""
-    at = next((i for i, (a, b) in enumerate(zip(expected, actual)) if a != b), min(len(expected), len(actual)))
+    pairs = enumerate(zip(expected, actual, strict=False))
+    at = next((i for i, (a, b) in pairs if a != b), min(len(expected), len(actual)))
     if at == len(expected) == len(actual):
         return "no difference"
     lo = max(0, at - context)

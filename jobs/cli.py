@@ -32,7 +32,7 @@ data_app = typer.Typer(help="Market data: snapshots for offline runs, Dow30 memb
 app.add_typer(data_app, name="data")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay one line: greppable, copyable
 log = logging.getLogger("forecaster")
 
 TICKER_RE = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
@@ -51,6 +51,10 @@ def _configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Lo
     )
     # urllib3 logs full request URLs at DEBUG, and Finnhub's key travels in the query string.
     logging.getLogger("urllib3").setLevel(logging.INFO)
+    if not verbose:
+        # yfinance logs every missing ticker at ERROR ("possibly delisted"); our own message says it better.
+        # Not propagating (rather than raising its level) keeps the records visible to the Yahoo adapter.
+        logging.getLogger("yfinance").propagate = False
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

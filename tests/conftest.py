@@ -22,6 +22,11 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import redis as redis_lib  # noqa: E402
 
+# Imported at collection on purpose: yfinance's __init__ puts `filterwarnings('default', DeprecationWarning,
+# module='^yfinance')` at the front of the filter list; imported later, inside a test, it would override
+# pyproject's "ignore yfinance's own pandas deprecations" for that test.
+import yfinance  # noqa: E402, F401
+
 # Read once, before `clean_environment` strips the product's variables from each test.
 _REDIS_URL_AT_START = os.environ.get("REDIS_URL")
 _PRODUCT_ENV_PREFIXES = ("REDIS_", "FINNHUB_", "DATA_SNAPSHOT_", "SLACK_", "MODEL_", "YAHOO_", "TEACHER_")
@@ -108,3 +113,38 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith(_PRODUCT_ENV_PREFIXES):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def fresh_yfinance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Reset yfinance's process-wide state before and after each test.
+
+    - `YfData.cache_get` memoizes chart answers: a later test would get an earlier test's prices.
+    - `YfData` is a singleton holding the last session passed (here: a dead fake's) and its crumb.
+    - The tz/cookie SQLite caches move to tmp_path. `set_tz_cache_location` alone does not redirect a cache
+      that is already open, so the managers' cached instances are dropped too.
+    - `_tz_info_fetch_ctr` caps how often a failed timezone probe falls back to `Ticker.info` per process;
+      reset so each test sees the same requests whatever ran before.
+    """
+    import yfinance as yf
+    from yfinance import base as yf_base
+    from yfinance import cache as yf_cache
+    from yfinance.data import SingletonMeta, YfData
+
+    db_managers = (yf_cache._TzDBManager, yf_cache._CookieDBManager, yf_cache._ISINDBManager)
+    previous_dirs = [manager.get_location() for manager in db_managers]
+
+    def forget() -> None:
+        YfData.cache_get.cache_clear()
+        SingletonMeta._instances.pop(YfData, None)
+        yf_cache._TzCacheManager._tz_cache = None
+        yf_cache._CookieCacheManager._Cookie_cache = None
+        yf_cache._ISINCacheManager._isin_cache = None
+
+    forget()
+    yf.set_tz_cache_location(str(tmp_path / "yfinance-cache"))
+    monkeypatch.setattr(yf_base, "_tz_info_fetch_ctr", 0)
+    yield
+    forget()
+    for manager, previous in zip(db_managers, previous_dirs, strict=True):
+        manager.set_location(previous)  # closes the tmp_path databases

@@ -94,11 +94,13 @@ def write_snapshot(recording: RecordingSources, out: Path, *, description: dict)
     for symbol, reports in rec.financials.items():
         put(out / symbol / "financials.json", _REPORTS.dump_json(reports, indent=2).decode())
     for symbol, (start, end, closes) in rec.closes.items():
-        payload = {"start": start.isoformat(), "end": end.isoformat(), "closes": _CLOSES.dump_python(closes, mode="json")}
+        payload = {"start": start.isoformat(), "end": end.isoformat(),
+                   "closes": _CLOSES.dump_python(closes, mode="json")}
         put(out / symbol / "prices.json", json.dumps(payload, indent=2))
     for symbol, windows in rec.news.items():
         for start, end, items in windows:
-            payload = {"start": start.isoformat(), "end": end.isoformat(), "items": _NEWS.dump_python(items, mode="json")}
+            payload = {"start": start.isoformat(), "end": end.isoformat(),
+                       "items": _NEWS.dump_python(items, mode="json")}
             put(out / symbol / "news" / _window_filename(start, end), json.dumps(payload, indent=2))
     manifest = {
         "format": FORMAT,

@@ -406,8 +406,8 @@ def _parse_utc(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.timezone.utc)
-    return stamp.astimezone(dt.timezone.utc)
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.astimezone(dt.UTC)
 
 
 def _first_trade_date(info: dict[str, Any]) -> str:
@@ -422,7 +422,7 @@ def _first_trade_date(info: dict[str, Any]) -> str:
         seconds = info["firstTradeDateEpochUtc"]
     else:
         return ""
-    zone: dt.tzinfo = dt.timezone.utc
+    zone: dt.tzinfo = dt.UTC
     name = info.get("exchangeTimezoneName") or info.get("timeZoneFullName")
     if isinstance(name, str) and name:
         try:

@@ -344,7 +344,7 @@ def _stream_item(symbol: str, index: int, item: Mapping[str, Any]) -> dict[str, 
         "storyline": None,
     }
     if published is not None:
-        stamp = published.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = published.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         content["pubDate"] = stamp
         content["displayTime"] = stamp
     stream_item: dict[str, Any] = {"id": uid, "content": content}

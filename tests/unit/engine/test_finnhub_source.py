@@ -32,11 +32,12 @@ def fake():
         yield server
 
 
-def make_source(fake: FakeFinnhub, *, sleeps: Sleeps | None = None, timeout_s: float = 5.0, **policy) -> FinnhubSource:
+def make_source(fake: FakeFinnhub, *, sleeps: Sleeps | None = None, timeout_s: float = 5.0,
+                **policy: float) -> FinnhubSource:
     client = build_client(KEY, api_url=fake.api_url, timeout_s=timeout_s)
     limiter = LocalRateLimiter(limits=finnhub_limits(60, 30))
-    return FinnhubSource(client, limiter=limiter, policy=RetryPolicy(**policy), sleep=sleeps if sleeps is not None else Sleeps(),
-                         clock=time.time)
+    sleep = sleeps if sleeps is not None else Sleeps()
+    return FinnhubSource(client, limiter=limiter, policy=RetryPolicy(**policy), sleep=sleep, clock=time.time)
 
 
 def test_news_are_mapped_sorted_and_kept_to_the_exact_window(fake):

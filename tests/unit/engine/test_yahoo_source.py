@@ -8,17 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-# Imported at collection on purpose: yfinance's __init__ inserts `filterwarnings('default', DeprecationWarning,
-# module='^yfinance')` at the front of the filter list. Imported inside a test, that beats pyproject's
-# "ignore yfinance's pandas deprecations" for the rest of that test; imported here it sits below pytest's filters.
-import yfinance as yf
-from yfinance import base as yf_base
-from yfinance import cache as yf_cache
-from yfinance.data import SingletonMeta, YfData
 
 from engine.exceptions import NoPriceData, SourceUnavailable, UnknownTicker
 from engine.records import CompanyProfile, DailyClose, NewsItem
@@ -26,41 +17,13 @@ from engine.sources.base import FundamentalsSource, NewsSource, PriceSource
 from engine.sources.yahoo import YahooSource
 from tests.fakes.yahoo import FakeYahoo
 
-UTC = dt.timezone.utc
+pytestmark = pytest.mark.usefixtures("fresh_yfinance")
+
+UTC = dt.UTC
 MON, TUE, WED, THU, FRI = (dt.date(2024, 3, day) for day in (4, 5, 6, 7, 8))
 # FinGPT drops summaries that start with this Zacks promotion; so must every news source.
 PROMO = "Looking for stock market analysis and research with proves results?"
 WEEK = {MON: 100.0, TUE: 101.0, WED: 102.0, THU: 103.0, FRI: 104.0}
-
-
-@pytest.fixture(autouse=True)
-def fresh_yfinance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Reset yfinance's process-wide state before and after each test.
-
-    - `YfData.cache_get` memoizes chart answers: a later test would get an earlier test's prices.
-    - `YfData` is a singleton holding the last session passed (here: a dead fake's) and its crumb.
-    - The tz/cookie SQLite caches move to tmp_path. `set_tz_cache_location` alone does not redirect a cache
-      that is already open, so the managers' cached instances are dropped too.
-    - `_tz_info_fetch_ctr` caps how often a failed timezone probe falls back to `Ticker.info` per process;
-      reset so each test sees the same requests whatever ran before.
-    """
-    db_managers = (yf_cache._TzDBManager, yf_cache._CookieDBManager, yf_cache._ISINDBManager)
-    previous_dirs = [manager.get_location() for manager in db_managers]
-
-    def forget() -> None:
-        YfData.cache_get.cache_clear()
-        SingletonMeta._instances.pop(YfData, None)
-        yf_cache._TzCacheManager._tz_cache = None
-        yf_cache._CookieCacheManager._Cookie_cache = None
-        yf_cache._ISINCacheManager._isin_cache = None
-
-    forget()
-    yf.set_tz_cache_location(str(tmp_path / "yfinance-cache"))
-    monkeypatch.setattr(yf_base, "_tz_info_fetch_ctr", 0)
-    yield
-    forget()
-    for manager, previous in zip(db_managers, previous_dirs):
-        manager.set_location(previous)  # closes the tmp_path databases
 
 
 @pytest.fixture
