@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from engine.exceptions import DataError
+from engine.exceptions import DataError, MissingApiKey
 from engine.market.weeks import (
     NEW_YORK,
     Week,
@@ -167,12 +167,16 @@ def _gather_one(
 
     financials = None
     if with_financials:
-        financials = select_report(
-            sources.fundamentals.quarterly_financials(symbol), cutoff=cutoff.date(), lag_days=lag_days
-        )
+        try:
+            reports = sources.fundamentals.quarterly_financials(symbol)
+            why_none = (f"no quarterly basic financials for {symbol} known by {cutoff.date()} "
+                        f"({sources.fundamentals.name})")
+        except MissingApiKey as exc:
+            # Financials are optional in the FinGPT format: the forecast goes on and says why they are absent.
+            reports, why_none = [], str(exc)
+        financials = select_report(reports, cutoff=cutoff.date(), lag_days=lag_days)
         if financials is None:
-            notes.append(f"no quarterly basic financials for {symbol} known by {cutoff.date()} "
-                         f"({sources.fundamentals.name})")
+            notes.append(why_none)
 
     parts = PromptParts(
         symbol=symbol,

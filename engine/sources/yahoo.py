@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.exceptions import NoPriceData, SourceUnavailable, UnknownTicker
+from engine.exceptions import MissingApiKey, NoPriceData, SourceUnavailable, UnknownTicker
 from engine.records import BasicFinancials, CompanyProfile, DailyClose, NewsItem
 from engine.sources.base import in_window
 
@@ -214,9 +214,12 @@ class YahooSource:
         )
 
     def quarterly_financials(self, symbol: str) -> list[BasicFinancials]:
-        """Always empty: Yahoo's statements are not Finnhub's basic-financials series, so the prompt says
-        "No basic financial reported." Set a Finnhub key to get financials."""
-        return []
+        """Not available: Yahoo's statements are not Finnhub's basic-financials series the model was tuned on.
+        Raises MissingApiKey; forecasts then say "No basic financial reported." and note why."""
+        raise MissingApiKey(
+            f"basic financials for {symbol} come from Finnhub: set FINNHUB_API_KEY (the free plan is enough) "
+            "or leave financials out"
+        )
 
     # -- plumbing ----------------------------------------------------------------------------------------
 

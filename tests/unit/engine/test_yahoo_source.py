@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.exceptions import NoPriceData, SourceUnavailable, UnknownTicker
+from engine.exceptions import MissingApiKey, NoPriceData, SourceUnavailable, UnknownTicker
 from engine.records import CompanyProfile, DailyClose, NewsItem
 from engine.sources.base import FundamentalsSource, NewsSource, PriceSource
 from engine.sources.yahoo import YahooSource
@@ -324,4 +324,5 @@ def test_implements_the_engine_protocols_and_has_no_financials(source):
     assert isinstance(source, NewsSource)
     assert isinstance(source, FundamentalsSource)
     assert source.name == "yahoo"
-    assert source.quarterly_financials("AAPL") == []
+    with pytest.raises(MissingApiKey, match="FINNHUB_API_KEY"):
+        source.quarterly_financials("AAPL")
