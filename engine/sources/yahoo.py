@@ -23,6 +23,7 @@ import logging
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -112,6 +113,7 @@ class YahooSource:
             return {}
         found: dict[str, list[DailyClose]] = {}
         kinds: dict[str, str] = {}
+        last_said: dict[str, str] = {}  # yfinance's word on each failing symbol, for the error message
         pending = wanted
         for attempt in range(self.retries + 1):
             if attempt:
@@ -123,7 +125,9 @@ class YahooSource:
             missing = [sym for sym in pending if not got[sym]]
             if not missing:
                 break
-            kinds.update({sym: _classify(log.messages_for(sym)) for sym in missing})
+            said = {sym: log.messages_for(sym) for sym in missing}
+            kinds.update({sym: _classify(lines) for sym, lines in said.items()})
+            last_said.update({sym: _most_telling(lines) for sym, lines in said.items() if lines})
             nothing_came_back = len(missing) == len(pending)
             pending = [
                 sym for sym in missing
@@ -138,7 +142,8 @@ class YahooSource:
             why = "rate-limited" if any(kinds[sym] == _RATE_LIMITED for sym in failing) else "failed"
             raise SourceUnavailable(
                 f"Yahoo Finance {why} the price request for {', '.join(failing)} "
-                f"({start.isoformat()} to {end.isoformat()}) {self.retries + 1} times in a row; "
+                f"({start.isoformat()} to {end.isoformat()}) {self.retries + 1} times in a row "
+                f"(cause: {last_said.get(failing[0], 'no reason given')[:160]}); check the network and "
                 "try again in a few minutes."
             )
         if missing:
@@ -151,7 +156,10 @@ class YahooSource:
     def _download(self, symbols: list[str], start: dt.date, end: dt.date) -> tuple[pd.DataFrame, _YfLog]:
         yf = _yfinance()
         self._acquire()
-        with _YfLog.capture() as log:
+        with _YfLog.capture() as log, warnings.catch_warnings():
+            # yfinance 1.7 on pandas 3 warns about its own `inplace=` calls on every download; not ours to fix,
+            # and noise in every CLI run.
+            warnings.filterwarnings("ignore", message=".*inplace.*")
             frame = yf.download(
                 list(symbols),
                 start=start,
@@ -319,6 +327,14 @@ class _YfLog(logging.Handler):
             if _TRANSIENT_PATTERN.search(message):
                 return message.strip()[:200]
         return ""
+
+
+def _most_telling(messages: list[str]) -> str:
+    """The line that best explains a failure: a rate limit or a failed request beats a vague 'delisted?'."""
+    for message in messages:
+        if _classify([message]) in (_RATE_LIMITED, _TRANSIENT):
+            return message
+    return messages[-1]
 
 
 def _classify(messages: list[str]) -> str:
