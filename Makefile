@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TICKER ?= AXP
+# torch first, pinned: on this project's machines that is a local CPU wheel (fast CI); on a Linux GPU host the
+# same pin from PyPI is the CUDA build. A CPU-only machine elsewhere can set
+# TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" to skip the CUDA download.
+TORCH_SPEC ?= torch==2.13.0
 # Shared FinGPT test split (read by the golden prompt tests); override when shared/ lives elsewhere.
 FINGPT_TEST_SPLIT ?= $(abspath ../shared/data/fingpt-dow30/fingpt-forecaster-dow30-202305-202405/test)
 
@@ -11,7 +15,8 @@ FINGPT_TEST_SPLIT ?= $(abspath ../shared/data/fingpt-dow30/fingpt-forecaster-dow
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet $(TORCH_SPEC)
+	$(BIN)/pip install --quiet -e '.[model,dev]'
 	touch $@
 
 install: $(BIN)/.installed

@@ -7,6 +7,7 @@ object down; tests build `Settings(...)` directly with `_env_file=None`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AnyUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,32 @@ class Settings(BaseSettings):
         ge=0,
         description="In backtests, a quarterly report counts as known only this many days after its quarter end "
         "(10-Q deadline is 40 days). Live forecasts use whatever has been published.",
+    )
+
+    model_base: str = Field(
+        default="Qwen/Qwen2.5-1.5B-Instruct",
+        description="Base model: a Hugging Face id (downloaded once into HF_HOME) or a local directory.",
+    )
+    model_adapter: Path | None = Field(
+        default=None, description="A PEFT LoRA adapter directory to serve on top of the base. Unset: the base alone."
+    )
+    model_device: str = Field(
+        default="auto", description="auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
+    )
+    model_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="auto: float32 on CPU (bf16 is 35-50x slower there), bfloat16 on Ampere+ GPUs, float16 on older.",
+    )
+    model_load_in_4bit: bool = Field(
+        default=False, description="Load the base in 4-bit NF4 (bitsandbytes, double quant): 7B fits a 16 GB card."
+    )
+    model_merge_adapter: bool = Field(
+        default=True, description="Merge the served adapter into the weights for speed (never into a 4-bit base)."
+    )
+    model_max_new_tokens: int = Field(default=700, ge=16, le=4096, description="Longest answer generated.")
+    model_batch_size: int = Field(default=8, ge=1, le=64, description="Prompts per batched generate call.")
+    model_context_tokens: int = Field(
+        default=4096, ge=512, description="Prompt + answer budget; longer prompts drop their oldest news items."
     )
 
     @field_validator("finnhub_api_key")

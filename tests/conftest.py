@@ -148,3 +148,21 @@ def fresh_yfinance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     forget()
     for manager, previous in zip(db_managers, previous_dirs, strict=True):
         manager.set_location(previous)  # closes the tmp_path databases
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny Qwen2 chat model and tokenizer (random weights, trained BPE), shared by the run."""
+    from tests.fakes.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter_dirs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> tuple[Path, Path]:
+    """Two different non-identity LoRA adapters for the tiny model."""
+    from tests.fakes.tiny_model import build_lora_adapter
+
+    root = tmp_path_factory.mktemp("adapters")
+    return (build_lora_adapter(tiny_model_dir, root / "adapter-a", seed=1),
+            build_lora_adapter(tiny_model_dir, root / "adapter-b", seed=2))

@@ -1,0 +1,125 @@
+"""The analyst model on a tiny Qwen2 built in code, through the product's own loading code."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.model import Analyst, ModelError, choose_placement
+
+CONVERSATIONS = [
+    [{"role": "system", "content": "You are a seasoned stock market analyst."},
+     {"role": "user", "content": f"Company {name} reports invented result {n}. Predict next week."}]
+    for n, name in enumerate(["AXP", "KO Synthetic Inc", "MSFT orders, margins, guidance and demand", "ZZZ"])
+]
+
+
+@pytest.fixture(scope="module")
+def analyst(tiny_model_dir) -> Analyst:
+    return Analyst.load(str(tiny_model_dir), device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        (dict(cuda_available=False, cuda_capability=None), ("cpu", "float32")),
+        (dict(cuda_available=True, cuda_capability=(8, 0)), ("cuda", "bfloat16")),
+        (dict(cuda_available=True, cuda_capability=(9, 0)), ("cuda", "bfloat16")),
+        (dict(cuda_available=True, cuda_capability=(7, 5)), ("cuda", "float16")),  # T4: bf16 only emulated
+        (dict(cuda_available=True, cuda_capability=(8, 6), device="cpu"), ("cpu", "float32")),
+        (dict(cuda_available=False, cuda_capability=None, dtype="bfloat16"), ("cpu", "bfloat16")),
+    ],
+)
+def test_placement_rules(kwargs, expected):
+    placement = choose_placement(**kwargs)
+    assert (placement.device, placement.dtype) == expected
+
+
+def test_asking_for_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(ModelError, match="CUDA is not available"):
+        choose_placement(device="cuda", cuda_available=False, cuda_capability=None)
+
+
+def test_loads_in_fp32_on_cpu_with_sdpa_and_left_padding(analyst):
+    assert analyst.model.dtype == torch.float32
+    assert analyst.model.config._attn_implementation == "sdpa"
+    assert analyst.tokenizer.padding_side == "left"
+    assert analyst.version.endswith("(no adapter)")
+
+
+def test_prompts_go_through_the_chat_template(analyst):
+    text = analyst.render(CONVERSATIONS[0])
+    assert text.startswith("<|im_start|>system\nYou are a seasoned stock market analyst.<|im_end|>\n")
+    assert text.endswith("<|im_start|>user\n" + CONVERSATIONS[0][1]["content"] + "<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_batched_greedy_equals_one_by_one(analyst):
+    batched = analyst.generate(CONVERSATIONS, max_new_tokens=12)
+    single = [analyst.generate([c], max_new_tokens=12)[0] for c in CONVERSATIONS]
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert [g.new_tokens for g in batched] == [g.new_tokens for g in single]
+    assert [g.prompt_tokens for g in batched] == [g.prompt_tokens for g in single]
+    assert len({g.prompt_tokens for g in batched}) > 1  # the batch really was padded
+    assert all(g.batch_size == 4 and g.seconds > 0 for g in batched)
+    assert all(0 < g.new_tokens <= 12 for g in batched)
+
+
+def test_greedy_is_deterministic_and_ignores_the_checkpoints_sampling_config(analyst):
+    first = analyst.generate(CONVERSATIONS[:2], max_new_tokens=10)
+    again = analyst.generate(CONVERSATIONS[:2], max_new_tokens=10)
+    assert [g.text for g in first] == [g.text for g in again]
+
+
+def test_seeded_sampling_is_repeatable(analyst):
+    one = analyst.generate(CONVERSATIONS[:2], max_new_tokens=10, sample=True, seed=7, temperature=1.5)
+    two = analyst.generate(CONVERSATIONS[:2], max_new_tokens=10, sample=True, seed=7, temperature=1.5)
+    assert [g.text for g in one] == [g.text for g in two]
+
+
+def _logits(analyst: Analyst) -> torch.Tensor:
+    batch = analyst.tokenizer([analyst.render(CONVERSATIONS[0])], return_tensors="pt")
+    with torch.inference_mode():
+        return analyst.model(**batch).logits[0, -1]
+
+
+def test_adapters_switch_without_reloading_and_restore_the_base(tiny_model_dir, tiny_adapter_dirs):
+    first, second = tiny_adapter_dirs
+    analyst = Analyst.load(str(tiny_model_dir), device="cpu")
+    base = _logits(analyst)
+
+    analyst.use_adapter(first)
+    with_first = _logits(analyst)
+    assert not torch.allclose(base, with_first, atol=1e-4)
+    assert analyst.version.endswith("+ adapter-a")
+
+    analyst.use_adapter(second)
+    with_second = _logits(analyst)
+    assert not torch.allclose(with_first, with_second, atol=1e-4)
+
+    analyst.use_adapter(None)
+    assert torch.allclose(base, _logits(analyst), atol=1e-5)
+
+
+def test_merged_and_unmerged_adapters_give_the_same_logits(tiny_model_dir, tiny_adapter_dirs):
+    merged = Analyst.load(str(tiny_model_dir), device="cpu", adapter=tiny_adapter_dirs[0], merge_adapter=True)
+    unmerged = Analyst.load(str(tiny_model_dir), device="cpu", adapter=tiny_adapter_dirs[0], merge_adapter=False)
+    assert torch.allclose(_logits(merged), _logits(unmerged), atol=1e-4)
+
+
+def test_an_adapter_for_another_base_is_refused(tiny_model_dir, tmp_path):
+    from tests.fakes.tiny_model import build_lora_adapter, build_tiny_model
+
+    other = build_tiny_model(tmp_path / "wider", hidden=96)
+    adapter = build_lora_adapter(other, tmp_path / "wider-adapter")
+    analyst = Analyst.load(str(tiny_model_dir), device="cpu")
+    with pytest.raises(ModelError, match="does not fit base"):
+        analyst.use_adapter(adapter)
+    assert analyst.adapter is None
+
+
+def test_missing_model_path_and_non_adapter_dirs_are_clear_errors(tiny_model_dir, tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        Analyst.load(str(tmp_path / "nope"), device="cpu")
+    analyst = Analyst.load(str(tiny_model_dir), device="cpu")
+    with pytest.raises(ModelError, match="not a PEFT adapter"):
+        analyst.use_adapter(tmp_path)
