@@ -139,6 +139,10 @@ class Analyst:
         if not load_in_4bit:
             model.to(placement.device)
         model.eval()
+        # Instruct checkpoints ship a sampling generation config (Qwen2.5: temperature 0.7, top_p 0.8, top_k 20)
+        # that transformers merges into every call. Neutralise it: greedy unless a call asks to sample.
+        defaults = model.generation_config
+        defaults.do_sample, defaults.temperature, defaults.top_p, defaults.top_k = False, None, None, None
         if tokenizer.chat_template is None:
             raise ModelError(f"{base} has no chat template; use an Instruct model (e.g. Qwen/Qwen2.5-1.5B-Instruct)")
         # Decoder-only batching: pad on the left so every prompt ends where generation starts.

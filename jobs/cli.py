@@ -7,6 +7,7 @@ subcommand (later) never drags in the model stack.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -18,7 +19,6 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.table import Table
 
 if TYPE_CHECKING:
     import redis
@@ -175,9 +175,129 @@ def prompt(
     if as_json:
         out.print_json(json.dumps({"messages": messages, **describe(result)}))
         return
+    from jobs.terminal import inputs_summary
+
     sys.stdout.write(messages[1]["content"] + "\n\n")
     sys.stdout.flush()
-    print_summary(result)
+    err.print(inputs_summary(result))
+
+@app.command()
+def forecast(
+    ticker: Annotated[str, typer.Argument(help="Symbol, e.g. AXP.")],
+    date: Annotated[str | None, typer.Option(help="Forecast as of the end of this day (YYYY-MM-DD). "
+                                                  "Default: now (or the snapshot's moment).")] = None,
+    weeks: Annotated[int, typer.Option(min=1, max=4, help="Past weeks in the prompt.")] = 3,
+    financials: Annotated[bool, typer.Option(help="Include the latest quarterly basic financials.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the structured forecast as JSON.")] = False,
+) -> None:
+    """Data → prompt → model → parsed forecast for TICKER, in the terminal."""
+    from engine.exceptions import EngineError
+    from engine.forecast import run_forecasts, to_json
+    from engine.inputs import gather
+
+    settings = load_settings()
+    symbol = parse_tickers([ticker])[0]
+    now = dt.datetime.now(dt.UTC)
+    cutoff = resolve_cutoff(date, now)
+    if (replay := snapshot_clock(settings, date)) is not None:
+        cutoff, now = replay
+    try:
+        sources = build_live_sources(settings)
+        inputs = gather([symbol], sources=sources, cutoff=cutoff, now=now, weeks=weeks, with_financials=financials,
+                        financials_lag_days=settings.financials_lag_days)[symbol]
+        if isinstance(inputs, EngineError):
+            fail(str(inputs))
+        with err.status(f"loading {settings.model_base}…"):
+            analyst = load_analyst(settings)
+        with err.status(f"{symbol}: generating…"):
+            result = run_forecasts([inputs], analyst, context_tokens=settings.model_context_tokens,
+                                   max_new_tokens=settings.model_max_new_tokens)[0]
+    except EngineError as exc:
+        fail(str(exc))
+    if as_json:
+        out.print_json(json.dumps(to_json(result)))
+        return
+    from jobs.terminal import forecast_panel
+
+    out.print(forecast_panel(result))
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[str, typer.Option(help="A save_to_disk split folder, DatasetDict folder, parquet or JSONL "
+                                              "file, or a Hugging Face dataset id.")],
+    split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
+    predictions: Annotated[Path | None, typer.Option(help="Score saved outputs (CSV or JSONL, rows in dataset "
+                                                          "order) instead of generating.")] = None,
+    column: Annotated[str, typer.Option(help="Column of --predictions holding the answers.")] = "prediction",
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
+    fingpt_compat: Annotated[bool, typer.Option(
+        "--fingpt-compat", help="Reproduce FinGPT's calc_metrics exactly, to compare with published numbers.")]
+        = False,
+    train_majority: Annotated[str | None, typer.Option(
+        help="The training split's majority label (e.g. 'down by 0-1%'), for that baseline.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Score forecasts against a FinGPT-format dataset, next to naive baselines."""
+    from engine.evaluate import evaluate as run_evaluation
+    from engine.evaluate import load_eval_rows, load_predictions, render_report
+    from engine.exceptions import EngineError
+
+    settings = load_settings()
+    try:
+        rows = load_eval_rows(dataset, split=split, limit=limit)
+        saved = None
+        generate = None
+        model_name = "predictions"
+        if predictions is not None:
+            saved = load_predictions(predictions, column=column, expected=len(rows), allow_more=limit is not None)
+            model_name = predictions.stem
+        else:
+            with err.status(f"loading {settings.model_base}…"):
+                analyst = load_analyst(settings)
+            model_name = analyst.version
+
+            def generate(conversations):
+                return analyst.generate(conversations, max_new_tokens=settings.model_max_new_tokens)
+
+        with progress_bar(len(rows), enabled=saved is None and not as_json) as progress:
+            report = run_evaluation(rows, predictions=saved, generate=generate, fingpt_compat=fingpt_compat,
+                                    batch_size=settings.model_batch_size, progress=progress,
+                                    train_majority=train_majority)
+    except EngineError as exc:
+        fail(str(exc))
+    report["model"] = model_name
+    if as_json:
+        typer.echo(json.dumps({k: v for k, v in report.items() if k != "predictions"}))
+        return
+    typer.echo("\n".join(render_report(report, model_name=model_name)))
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, *, enabled: bool):
+    """A rich progress bar with tokens/s, fed by `evaluate`'s progress callback; a no-op when disabled."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeRemainingColumn(), console=err) as bar:
+        task = bar.add_task("generate", total=total, rate="")
+
+        def update(done: int, _total: int, tokens_per_s: float) -> None:
+            bar.update(task, completed=done, rate=f"{tokens_per_s:.1f} tok/s")
+
+        yield update
+
+
+def load_analyst(settings: Settings):
+    """The configured model, loaded once for this process."""
+    from engine.model import Analyst
+
+    return Analyst.load(settings.model_base, adapter=settings.model_adapter, device=settings.model_device,
+                        dtype=settings.model_dtype, load_in_4bit=settings.model_load_in_4bit,
+                        merge_adapter=settings.model_merge_adapter)
 
 
 def describe(result: ForecastInputs) -> dict:
@@ -191,20 +311,6 @@ def describe(result: ForecastInputs) -> dict:
         "financials_period": result.parts.financials.period if result.parts.financials else None,
         "notes": list(result.notes),
     }
-
-
-def print_summary(result: ForecastInputs) -> None:
-    table = Table(title=f"{result.symbol}: forecast for {result.target.period}", title_justify="left")
-    table.add_column("past week")
-    table.add_column("news found", justify="right")
-    table.add_column("in prompt", justify="right")
-    for week in result.news:
-        table.add_row(week.week.period, str(week.available), str(week.used))
-    err.print(table)
-    err.print(f"prices as of the {result.latest_close.date} close; "
-              f"financials: {result.parts.financials.period if result.parts.financials else 'none'}")
-    for note in result.notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False)
 
 
 @data_app.command("snapshot")

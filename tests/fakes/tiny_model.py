@@ -53,16 +53,16 @@ def synthetic_corpus() -> list[str]:
     return texts
 
 
-def build_tokenizer(out: Path):
+def build_tokenizer(out: Path, *, vocab_size: int = 2000, extra_corpus: list[str] | None = None):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=2000, special_tokens=SPECIAL_TOKENS,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    core.train_from_iterator(synthetic_corpus() * 3, trainer=trainer)
+    core.train_from_iterator(synthetic_corpus() * 3 + (extra_corpus or []), trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                         model_max_length=4096)
     tokenizer.chat_template = CHAT_TEMPLATE
@@ -70,13 +70,15 @@ def build_tokenizer(out: Path):
     return tokenizer
 
 
-def build_tiny_model(out: Path, *, layers: int = 2, hidden: int = 64, seed: int = 0) -> Path:
-    """Save a tokenizer and a randomly initialised tiny Qwen2 chat model to `out`."""
+def build_tiny_model(out: Path, *, layers: int = 2, hidden: int = 64, seed: int = 0, vocab_size: int = 2000,
+                     extra_corpus: list[str] | None = None) -> Path:
+    """Save a tokenizer and a randomly initialised tiny Qwen2 chat model to `out`. `extra_corpus` (kept in
+    memory, never saved) lets a benchmark train the tokenizer to realistic token counts on real text."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(out)
+    tokenizer = build_tokenizer(out, vocab_size=vocab_size, extra_corpus=extra_corpus)
     torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,

@@ -1,0 +1,106 @@
+"""Inputs → prompt → model → parsed forecast. One forecast is a batch of one; a digest is one batch of thirty.
+
+Torch-free: the model arrives as any object with `render`, `count_tokens`, `generate` and `version` (the
+`engine.model.Analyst`, or a stub in tests of what sits above).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from engine.inputs import ForecastInputs
+from engine.parsing import Forecast, parse_answer
+from engine.prompts import SYSTEM_PROMPT, DroppedNews, PromptParts, build_messages, fit_to_budget
+
+
+class GenerationLike(Protocol):
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+    seconds: float
+
+
+class Model(Protocol):
+    @property
+    def version(self) -> str: ...
+    def render(self, conversation: Sequence[dict[str, str]]) -> str: ...
+    def count_tokens(self, text: str) -> int: ...
+    def generate(self, conversations: Sequence[Sequence[dict[str, str]]], *,
+                 max_new_tokens: int) -> list[GenerationLike]: ...
+
+
+@dataclass(frozen=True)
+class ForecastResult:
+    inputs: ForecastInputs
+    forecast: Forecast
+    generation: GenerationLike
+    dropped: tuple[DroppedNews, ...]
+    model_version: str
+
+
+def fit_prompt(parts: PromptParts, model: Model, *, context_tokens: int, max_new_tokens: int
+               ) -> tuple[PromptParts, list[DroppedNews]]:
+    """Drop the oldest news items until system + user prompt + the answer's room fit the context."""
+    overhead = model.count_tokens(model.render([{"role": "system", "content": SYSTEM_PROMPT},
+                                                {"role": "user", "content": ""}]))
+    budget = context_tokens - max_new_tokens - overhead
+    return fit_to_budget(parts, count_tokens=model.count_tokens, max_tokens=budget)
+
+
+def run_forecasts(
+    inputs: Sequence[ForecastInputs],
+    model: Model,
+    *,
+    context_tokens: int = 4096,
+    max_new_tokens: int = 700,
+    batch_size: int = 8,
+) -> list[ForecastResult]:
+    """Forecasts for every input, in order, generated `batch_size` at a time."""
+    fitted = [fit_prompt(i.parts, model, context_tokens=context_tokens, max_new_tokens=max_new_tokens)
+              for i in inputs]
+    results: list[ForecastResult] = []
+    for start in range(0, len(inputs), batch_size):
+        chunk = fitted[start:start + batch_size]
+        generations = model.generate([build_messages(parts) for parts, _ in chunk], max_new_tokens=max_new_tokens)
+        for offset, ((_, dropped), generation) in enumerate(zip(chunk, generations, strict=True)):
+            results.append(ForecastResult(
+                inputs=inputs[start + offset],
+                forecast=parse_answer(generation.text),
+                generation=generation,
+                dropped=tuple(dropped),
+                model_version=model.version,
+            ))
+    return results
+
+
+def to_json(result: ForecastResult) -> dict:
+    """The structured forecast, as `forecaster forecast --json` prints it and the ledger will store it."""
+    f, i = result.forecast, result.inputs
+    move = f.move_bin
+    return {
+        "symbol": i.symbol,
+        "target_week": i.target.period,
+        "prediction": {
+            "direction": f.direction,
+            "magnitude": f.magnitude,
+            "label": move.label if move else None,
+            "as_written": f.prediction,
+        },
+        "positive_developments": list(f.positives),
+        "potential_concerns": list(f.concerns),
+        "analysis": f.analysis,
+        "parsed": f.parsed,
+        "problems": list(f.problems),
+        "raw": f.raw,
+        "model": result.model_version,
+        "cutoff": i.cutoff.isoformat(),
+        "data_as_of": i.data_as_of.isoformat(),
+        "news": [{"week": w.week.period, "available": w.available, "used": w.used} for w in i.news],
+        "dropped_news": [{"week": d.week_start, "headline": d.headline} for d in result.dropped],
+        "notes": list(i.notes),
+        "prompt_tokens": result.generation.prompt_tokens,
+        "new_tokens": result.generation.new_tokens,
+        "seconds": round(result.generation.seconds, 3),
+    }

@@ -1,0 +1,97 @@
+"""`forecaster forecast` end to end with no network: a recorded snapshot, the tiny Qwen2 model loaded through the
+product's loading code, generation, parsing and the terminal/JSON output."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import jobs.cli
+from engine.inputs import Sources, gather
+from engine.market.weeks import NEW_YORK
+from engine.records import BasicFinancials, NewsItem
+from engine.sources.snapshot import RecordingSources, write_snapshot
+from tests.fakes.sources import MemorySources, synthetic_profile, weekday_closes
+
+
+@pytest.fixture
+def snapshot_dir(tmp_path):
+    mem = MemorySources()
+    mem.profiles["AXP"] = synthetic_profile("AXP")
+    mem.closes["AXP"] = weekday_closes(dt.date(2024, 1, 1), dt.date(2024, 3, 29))
+    mem.reports["AXP"] = [BasicFinancials(period="2023-12-31", metrics={"eps": 2.5})]
+    mem.news["AXP"] = [NewsItem(published=dt.datetime(2024, 3, d, 10, tzinfo=NEW_YORK),
+                                headline=f"AXP invented headline {d}", summary="Invented summary.") for d in (4, 5, 11)]
+    recording = RecordingSources(news=mem, fundamentals=mem, prices=mem)
+    cutoff = dt.datetime(2024, 3, 15, 23, 59, tzinfo=NEW_YORK)
+    now = dt.datetime(2026, 11, 25, 12, tzinfo=NEW_YORK)
+    gather(["AXP"], sources=Sources(recording, recording, recording), cutoff=cutoff, now=now, weeks=2)
+    out = tmp_path / "snapshot"
+    write_snapshot(recording, out, description={"cutoff": cutoff.isoformat(), "recorded_now": now.isoformat()})
+    return out
+
+
+@pytest.fixture
+def offline(monkeypatch, snapshot_dir, tiny_model_dir):
+    monkeypatch.setenv("DATA_SNAPSHOT_DIR", str(snapshot_dir))
+    monkeypatch.setenv("MODEL_BASE", str(tiny_model_dir))
+    monkeypatch.setenv("MODEL_DEVICE", "cpu")
+    monkeypatch.setenv("MODEL_MAX_NEW_TOKENS", "24")
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(jobs.cli.app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_forecast_json_from_a_snapshot_with_the_tiny_model(offline):
+    code, out, err = run("forecast", "AXP", "--weeks", "2", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["symbol"] == "AXP"
+    assert result["target_week"] == "2024-03-17 to 2024-03-24"
+    assert result["model"].endswith("(no adapter)")
+    assert 0 < result["new_tokens"] <= 24 and result["prompt_tokens"] > 100
+    # Random weights write gibberish: it is kept, flagged and explained, never dropped.
+    assert result["parsed"] is False and result["problems"]
+    assert result["raw"] is not None
+    assert [w["week"] for w in result["news"]] == ["2024-03-03 to 2024-03-10", "2024-03-10 to 2024-03-17"]
+
+
+def test_forecast_panel_shows_the_raw_answer_flagged_and_the_disclaimer(offline):
+    code, out, err = run("forecast", "AXP", "--weeks", "2")
+    assert code == 0, err
+    text = " ".join(out.replace("│", " ").split())  # undo the panel's borders and wrapping
+    assert "AXP weekly forecast" in text
+    assert "could not be parsed" in text
+    assert "Not financial advice" in text
+
+
+def test_forecast_with_an_adapter_names_it(offline, monkeypatch, tiny_adapter_dirs):
+    monkeypatch.setenv("MODEL_ADAPTER", str(tiny_adapter_dirs[0]))
+    code, out, err = run("forecast", "AXP", "--weeks", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["model"].endswith("+ adapter-a")
+
+
+def test_bad_input_is_one_clear_line_and_a_nonzero_exit(offline, monkeypatch, tmp_path):
+    assert run("forecast", "AXP", "--weeks", "5")[0] == 2
+    code, _, err = run("forecast", "AXP", "--date", "2099-01-01")
+    assert code == 2 and "future" in err
+    code, _, err = run("forecast", "MSFT")
+    assert code == 2 and "has no prices for MSFT" in err
+    monkeypatch.setenv("MODEL_BASE", str(tmp_path / "missing-model"))
+    code, _, err = run("forecast", "AXP", "--weeks", "2")
+    assert code == 2 and "does not exist" in err
+
+
+def test_an_incompatible_adapter_is_refused(offline, monkeypatch, tmp_path):
+    from tests.fakes.tiny_model import build_lora_adapter, build_tiny_model
+
+    wider = build_tiny_model(tmp_path / "wider", hidden=96)
+    monkeypatch.setenv("MODEL_ADAPTER", str(build_lora_adapter(wider, tmp_path / "wider-adapter")))
+    code, _, err = run("forecast", "AXP", "--weeks", "2")
+    assert code == 2 and "does not fit base" in err
