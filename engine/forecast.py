@@ -57,22 +57,25 @@ def run_forecasts(
     max_new_tokens: int = 700,
     batch_size: int = 8,
 ) -> list[ForecastResult]:
-    """Forecasts for every input, in order, generated `batch_size` at a time."""
+    """Forecasts for every input, in input order, generated `batch_size` at a time. Prompts of similar length
+    share a batch, so little compute goes to left padding."""
     fitted = [fit_prompt(i.parts, model, context_tokens=context_tokens, max_new_tokens=max_new_tokens)
               for i in inputs]
-    results: list[ForecastResult] = []
-    for start in range(0, len(inputs), batch_size):
-        chunk = fitted[start:start + batch_size]
-        generations = model.generate([build_messages(parts) for parts, _ in chunk], max_new_tokens=max_new_tokens)
-        for offset, ((_, dropped), generation) in enumerate(zip(chunk, generations, strict=True)):
-            results.append(ForecastResult(
-                inputs=inputs[start + offset],
+    messages = [build_messages(parts) for parts, _ in fitted]
+    order = sorted(range(len(inputs)), key=lambda k: len(messages[k][1]["content"]))
+    results: dict[int, ForecastResult] = {}
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        generations = model.generate([messages[k] for k in chunk], max_new_tokens=max_new_tokens)
+        for k, generation in zip(chunk, generations, strict=True):
+            results[k] = ForecastResult(
+                inputs=inputs[k],
                 forecast=parse_answer(generation.text),
                 generation=generation,
-                dropped=tuple(dropped),
+                dropped=tuple(fitted[k][1]),
                 model_version=model.version,
-            ))
-    return results
+            )
+    return [results[k] for k in range(len(inputs))]
 
 
 def to_json(result: ForecastResult) -> dict:

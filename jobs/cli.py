@@ -139,6 +139,29 @@ def build_live_sources(settings: Settings) -> Sources:
 # -- commands --------------------------------------------------------------------------------------------------
 
 
+def gather_inputs(settings: Settings, ticker: str, *, date: str | None, weeks: int, financials: bool,
+                  wording: str = "stock", seed: int = 0) -> ForecastInputs:
+    """One symbol's forecast inputs, or a one-line error and exit 2. With a snapshot and no --date, as of the
+    moment the snapshot was recorded."""
+    from engine.exceptions import EngineError
+    from engine.inputs import gather
+
+    symbol = parse_tickers([ticker])[0]
+    now = dt.datetime.now(dt.UTC)
+    cutoff = resolve_cutoff(date, now)
+    if (replay := snapshot_clock(settings, date)) is not None:
+        cutoff, now = replay
+    try:
+        result = gather([symbol], sources=build_live_sources(settings), cutoff=cutoff, now=now, weeks=weeks,
+                        with_financials=financials, financials_lag_days=settings.financials_lag_days,
+                        wording=wording, seed=seed)[symbol]
+    except EngineError as exc:
+        fail(str(exc))
+    if isinstance(result, EngineError):
+        fail(str(result))
+    return result
+
+
 @app.command()
 def prompt(
     ticker: Annotated[str, typer.Argument(help="Symbol, e.g. AXP.")],
@@ -152,25 +175,10 @@ def prompt(
     as_json: Annotated[bool, typer.Option("--json", help="Print chat messages and metadata as JSON.")] = False,
 ) -> None:
     """Print the FinGPT prompt the analyst would read for TICKER, built from fresh data."""
-    from engine.exceptions import EngineError
-    from engine.inputs import gather
     from engine.prompts import build_messages
 
-    settings = load_settings()
-    symbol = parse_tickers([ticker])[0]
-    now = dt.datetime.now(dt.UTC)
-    cutoff = resolve_cutoff(date, now)
-    if (replay := snapshot_clock(settings, date)) is not None:
-        cutoff, now = replay
-    try:
-        sources = build_live_sources(settings)
-        result = gather([symbol], sources=sources, cutoff=cutoff, now=now, weeks=weeks, with_financials=financials,
-                        financials_lag_days=settings.financials_lag_days,
-                        wording="cryptocurrency" if original_wording else "stock", seed=seed)[symbol]
-    except EngineError as exc:
-        fail(str(exc))
-    if isinstance(result, EngineError):
-        fail(str(result))
+    result = gather_inputs(load_settings(), ticker, date=date, weeks=weeks, financials=financials,
+                           wording="cryptocurrency" if original_wording else "stock", seed=seed)
     messages = build_messages(result.parts)
     if as_json:
         out.print_json(json.dumps({"messages": messages, **describe(result)}))
@@ -193,20 +201,11 @@ def forecast(
     """Data → prompt → model → parsed forecast for TICKER, in the terminal."""
     from engine.exceptions import EngineError
     from engine.forecast import run_forecasts, to_json
-    from engine.inputs import gather
 
     settings = load_settings()
-    symbol = parse_tickers([ticker])[0]
-    now = dt.datetime.now(dt.UTC)
-    cutoff = resolve_cutoff(date, now)
-    if (replay := snapshot_clock(settings, date)) is not None:
-        cutoff, now = replay
+    inputs = gather_inputs(settings, ticker, date=date, weeks=weeks, financials=financials)
+    symbol = inputs.symbol
     try:
-        sources = build_live_sources(settings)
-        inputs = gather([symbol], sources=sources, cutoff=cutoff, now=now, weeks=weeks, with_financials=financials,
-                        financials_lag_days=settings.financials_lag_days)[symbol]
-        if isinstance(inputs, EngineError):
-            fail(str(inputs))
         with err.status(f"loading {settings.model_base}…"):
             analyst = load_analyst(settings)
         with err.status(f"{symbol}: generating…"):

@@ -181,23 +181,60 @@ def _on_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
+DEFAULT_MODEL_OUTPUTS = _REPO_ROOT.parent / "shared/data/fingpt-dow30/model-outputs/STAT-GR5398-Spring-2026_yp2778"
+MODEL_OUTPUT_FILES = {"lora": "Qwen2.5_test_results.csv", "base": "Qwen2.5_base_test_results.csv"}
+MODEL_OUTPUT_COLUMNS = ["prompt", "system", "reference", "prediction", "rouge-1_f", "rouge-2_f", "rouge-l_f",
+                        "inference_time_s"]
+
+
+def require_shared(present: bool, message: str) -> None:
+    """Skip with the reason shown when shared data is absent; on CI fail instead (a silent skip there is a
+    defect)."""
+    if present:
+        return
+    if _on_ci():
+        pytest.fail(message + " CI is set, so this fails instead of skipping.")
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
-def fingpt_test_rows() -> list[dict]:
+def fingpt_test_split_dir() -> Path:
+    """The test split's folder: FINGPT_TEST_SPLIT, or shared/'s copy by default."""
+    folder = Path(os.environ.get("FINGPT_TEST_SPLIT") or DEFAULT_TEST_SPLIT)
+    require_shared(folder.is_dir(), f"FinGPT test split not found at {folder}. Set FINGPT_TEST_SPLIT to the "
+                   "dataset's `test/` folder (the save_to_disk output holding data-00000-of-00001.arrow).")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def model_outputs() -> dict[str, list[dict]]:
+    """Real Qwen2.5-7B answers on the 300 test rows, in test-split order: {"lora": rows, "base": rows}
+    (FINGPT_MODEL_OUTPUTS, or shared/'s copy by default)."""
+    import csv
+
+    folder = Path(os.environ.get("FINGPT_MODEL_OUTPUTS") or DEFAULT_MODEL_OUTPUTS)
+    missing = [name for name in MODEL_OUTPUT_FILES.values() if not (folder / name).is_file()]
+    require_shared(not missing, f"FinGPT model outputs not found: {', '.join(missing)} in {folder}. Set "
+                   "FINGPT_MODEL_OUTPUTS to the folder holding Qwen2.5_test_results.csv and "
+                   "Qwen2.5_base_test_results.csv.")
+    csv.field_size_limit(1 << 24)  # prompts run to ~11k characters
+    outputs = {}
+    for key, name in MODEL_OUTPUT_FILES.items():
+        with open(folder / name, newline="", encoding="utf-8") as f:  # fields hold newlines: csv, not lines
+            reader = csv.DictReader(f)
+            assert reader.fieldnames == MODEL_OUTPUT_COLUMNS, f"{name} columns changed: {reader.fieldnames}"
+            outputs[key] = list(reader)
+        assert len(outputs[key]) == 300, f"{name} has {len(outputs[key])} rows, expected 300"
+    return outputs
+
+
+@pytest.fixture(scope="session")
+def fingpt_test_rows(fingpt_test_split_dir: Path) -> list[dict]:
     """The 300 rows of the test split (columns prompt, answer, period, label, symbol), in dataset order.
 
-    The folder is FINGPT_TEST_SPLIT, or shared/'s copy by default. When it is absent the golden tests skip
-    with the reason shown, except on CI: a golden test that silently skips there is a defect, so it fails.
+    When the folder is absent the golden tests skip with the reason shown, except on CI, where they fail.
     """
-    folder = Path(os.environ.get("FINGPT_TEST_SPLIT") or DEFAULT_TEST_SPLIT)
-    if not folder.is_dir():
-        message = (
-            f"FinGPT test split not found at {folder}. Set FINGPT_TEST_SPLIT to the dataset's `test/` folder "
-            "(the save_to_disk output holding data-00000-of-00001.arrow)."
-        )
-        if _on_ci():
-            pytest.fail(message + " CI is set, so this fails instead of skipping.")
-        pytest.skip(message)
     import pyarrow.ipc  # only the golden tests need pyarrow (a dev dependency)
 
-    with open(folder / _ARROW_FILE, "rb") as f:
+    with open(fingpt_test_split_dir / _ARROW_FILE, "rb") as f:
         return pyarrow.ipc.open_stream(f).read_all().to_pylist()

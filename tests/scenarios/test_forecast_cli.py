@@ -95,3 +95,18 @@ def test_an_incompatible_adapter_is_refused(offline, monkeypatch, tmp_path):
     monkeypatch.setenv("MODEL_ADAPTER", str(build_lora_adapter(wider, tmp_path / "wider-adapter")))
     code, _, err = run("forecast", "AXP", "--weeks", "2")
     assert code == 2 and "does not fit base" in err
+
+
+def test_evaluate_generates_with_the_configured_model_and_reports_speed(monkeypatch, tiny_model_dir,
+                                                                        fingpt_test_split_dir):
+    monkeypatch.setenv("MODEL_BASE", str(tiny_model_dir))
+    monkeypatch.setenv("MODEL_DEVICE", "cpu")
+    monkeypatch.setenv("MODEL_MAX_NEW_TOKENS", "16")
+    monkeypatch.setenv("MODEL_BATCH_SIZE", "2")
+    code, out, err = run("evaluate", "--dataset", str(fingpt_test_split_dir), "--limit", "4", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["n"] == 4 and report["model"].endswith("(no adapter)")
+    assert report["latency_s"] > 0 and report["tokens_per_s"] > 0
+    assert 4 <= report["new_tokens"] <= 64
+    assert set(report["baselines"]) >= {"constant Down by 0-1%", "constant Up by 0-1%", "last-week momentum"}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -21,18 +20,12 @@ from engine.exceptions import EngineError, PromptError
 from engine.metrics import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP, EvalRow
 from engine.prompts import SYSTEM_PROMPT, llama_to_messages
 
-# As in conftest.py: the fixture `fingpt_test_rows` reads this folder (or FINGPT_TEST_SPLIT); the loader is
-# pointed at the same folder.
-DEFAULT_TEST_SPLIT = (
-    Path(__file__).resolve().parents[4] / "shared/data/fingpt-dow30/fingpt-forecaster-dow30-202305-202405/test"
-)
 BUG, FIXED = "cryptocurrency price movement", "stock price movement"
 
 
 @pytest.fixture(scope="module")
-def split_folder(fingpt_test_rows) -> Path:
-    """The shared split folder (the fixture has already skipped or failed when it is absent)."""
-    return Path(os.environ.get("FINGPT_TEST_SPLIT") or DEFAULT_TEST_SPLIT)
+def split_folder(fingpt_test_split_dir) -> Path:
+    return fingpt_test_split_dir
 
 
 # ---- load_eval_rows -----------------------------------------------------------------------------------------

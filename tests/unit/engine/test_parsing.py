@@ -8,57 +8,14 @@ Two kinds of tests:
 
 from __future__ import annotations
 
-import csv
-import os
 import random
 import re
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from engine.parsing import MAGNITUDES, Forecast, parse_answer, upstream_parse
-
-# tests/unit/engine/test_parsing.py -> parents[3] is the repository root; shared/ sits beside it.
-_REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_MODEL_OUTPUTS = _REPO_ROOT.parent / "shared/data/fingpt-dow30/model-outputs/STAT-GR5398-Spring-2026_yp2778"
-_CSV_FILES = {"lora": "Qwen2.5_test_results.csv", "base": "Qwen2.5_base_test_results.csv"}
-_COLUMNS = ["prompt", "system", "reference", "prediction", "rouge-1_f", "rouge-2_f", "rouge-l_f", "inference_time_s"]
-
-
-def _on_ci() -> bool:
-    # Same rule as conftest.py: CI=true on GitHub Actions, GitLab and most others; "false"/"0" count as unset.
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-@pytest.fixture(scope="session")
-def model_outputs() -> dict[str, list[dict]]:
-    """The shared model outputs on the 300 test rows, in test-split order: {"lora": rows, "base": rows}.
-
-    The folder is FINGPT_MODEL_OUTPUTS, or shared/'s copy by default. When it is absent these tests skip with the
-    reason shown, except on CI, where a silently skipped golden test is a defect, so they fail.
-    """
-    folder = Path(os.environ.get("FINGPT_MODEL_OUTPUTS") or DEFAULT_MODEL_OUTPUTS)
-    missing = [name for name in _CSV_FILES.values() if not (folder / name).is_file()]
-    if missing:
-        message = (
-            f"FinGPT model outputs not found: {', '.join(missing)} in {folder}. Set FINGPT_MODEL_OUTPUTS to the "
-            "folder holding Qwen2.5_test_results.csv and Qwen2.5_base_test_results.csv."
-        )
-        if _on_ci():
-            pytest.fail(message + " CI is set, so this fails instead of skipping.")
-        pytest.skip(message)
-    csv.field_size_limit(1 << 24)  # prompts run to ~11k characters; stay well above the 128 KiB default anyway
-    outputs = {}
-    for key, name in _CSV_FILES.items():
-        with open(folder / name, newline="", encoding="utf-8") as f:  # fields hold newlines: csv, not lines
-            reader = csv.DictReader(f)
-            assert reader.fieldnames == _COLUMNS, f"{name} columns changed: {reader.fieldnames}"
-            outputs[key] = list(reader)
-        assert len(outputs[key]) == 300, f"{name} has {len(outputs[key])} rows, expected 300"
-    return outputs
-
 
 # --- golden numbers: the 300 reference answers -------------------------------------------------------------
 
