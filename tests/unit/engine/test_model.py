@@ -123,3 +123,15 @@ def test_missing_model_path_and_non_adapter_dirs_are_clear_errors(tiny_model_dir
     analyst = Analyst.load(str(tiny_model_dir), device="cpu")
     with pytest.raises(ModelError, match="not a PEFT adapter"):
         analyst.use_adapter(tmp_path)
+
+
+def test_4bit_nf4_load_quantizes_the_linears_and_keeps_the_adapter_unmerged(tiny_model_dir, tiny_adapter_dirs):
+    import bitsandbytes as bnb
+
+    analyst = Analyst.load(str(tiny_model_dir), device="cpu", load_in_4bit=True, adapter=tiny_adapter_dirs[0])
+    layer = analyst.model.base_model.model.model.layers[0].self_attn.q_proj
+    assert isinstance(layer.base_layer, bnb.nn.Linear4bit)
+    assert layer.base_layer.weight.quant_type == "nf4"
+    assert analyst._merged is False  # merging into 4-bit weights is lossy
+    [answer] = analyst.generate(CONVERSATIONS[:1], max_new_tokens=4)
+    assert answer.new_tokens <= 4 and answer.prompt_tokens > 10
