@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 # Shared FinGPT test split (read by the golden prompt tests); override when shared/ lives elsewhere.
 FINGPT_TEST_SPLIT ?= $(abspath ../shared/data/fingpt-dow30/fingpt-forecaster-dow30-202305-202405/test)
 
-.PHONY: run test bench install clean
+.PHONY: run test bench gpu-test install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: install
 
 bench: install
 	$(BIN)/python -m pytest tests/bench -s -m bench -p no:cacheprovider
+
+# On a CUDA machine: real peak memory of training steps (skipped, with the reason shown, without a GPU).
+gpu-test: install
+	$(BIN)/python -m pytest tests/gpu -s -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .pytest_cache

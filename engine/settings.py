@@ -89,6 +89,26 @@ class Settings(BaseSettings):
         default=4096, ge=512, description="Prompt + answer budget; longer prompts drop their oldest news items."
     )
 
+    model_dir: Path = Field(
+        default=Path("models"),
+        description="Adapter registry: numbered versions, the `current` pointer, history. The current version is "
+        "served when MODEL_ADAPTER is unset.",
+    )
+    model_gate_metric: Literal["binary_accuracy_all", "binary_accuracy", "parse_rate", "mcc", "mse"] = Field(
+        default="binary_accuracy_all",
+        description="A retrained adapter is promoted only if it is not worse than the current one on this metric.",
+    )
+    eval_dataset: str | None = Field(
+        default=None,
+        description="The FinGPT-format split the retrain gate evaluates on (a save_to_disk folder, parquet, "
+        "JSONL or Hugging Face id).",
+    )
+    teacher_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint of the teacher model that writes training answers."
+    )
+    teacher_model: str | None = Field(default=None, description="The teacher's model name at that endpoint.")
+    teacher_api_key: SecretStr | None = Field(default=None, description="The teacher endpoint's API key.")
+
     @field_validator("finnhub_api_key")
     @classmethod
     def _reject_placeholder_key(cls, value: SecretStr | None) -> SecretStr | None:

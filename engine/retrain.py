@@ -1,0 +1,91 @@
+"""Train → register → evaluate against the served adapter → promote only if not worse.
+
+The one flow behind `forecaster retrain` (and, later, the `/retrain` Slack job). Every outcome is written next to
+the new adapter: `evaluation.json` (both score sets) and `decision.json` (the gate's verdict), so a refused
+adapter stays inspectable and can still be promoted by hand.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.evaluate import evaluate, load_eval_rows
+from engine.metrics import EvalRow
+from engine.registry import Decision, Registry, gate
+from engine.train import ProgressFn, train
+from engine.train_config import TrainConfig
+
+# Only what the gate and a reader need; the predictions and per-row failures stay out of the registry.
+SCORE_KEYS = ("n", "parsed", "parse_rate", "binary_accuracy", "binary_accuracy_all", "ci95_binary_accuracy_all",
+              "mse", "mcc", "rouge", "direction_counts", "baselines", "latency_s", "tokens_per_s")
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    version: str
+    decision: Decision
+    new_scores: dict
+    current_scores: dict | None
+    training: dict
+
+
+def _scores(report: dict) -> dict:
+    return {k: report.get(k) for k in SCORE_KEYS}
+
+
+def score_adapter(analyst, adapter: Path | None, rows: list[EvalRow], *, max_new_tokens: int,
+                  batch_size: int, progress: Callable[[int, int, float], None] | None = None) -> dict:
+    """Scores of `adapter` (None: the bare base) on `rows`, generated with the already loaded base."""
+    analyst.use_adapter(adapter)
+    report = evaluate(rows, generate=lambda c: analyst.generate(c, max_new_tokens=max_new_tokens),
+                      batch_size=batch_size, progress=progress)
+    return _scores(report)
+
+
+def retrain(
+    cfg: TrainConfig,
+    *,
+    dataset_dir: Path,
+    registry: Registry,
+    eval_dataset: str,
+    load_analyst: Callable[[], object],
+    metric: str = "binary_accuracy_all",
+    force: bool = False,
+    eval_limit: int | None = None,
+    max_new_tokens: int = 700,
+    batch_size: int = 8,
+    train_progress: ProgressFn | None = None,
+    eval_progress: Callable[[int, int, float], None] | None = None,
+) -> RetrainOutcome:
+    rows = load_eval_rows(eval_dataset, limit=eval_limit)  # fail fast, before an hour of training
+    with tempfile.TemporaryDirectory(prefix="adapter-", dir=registry.root if registry.root.is_dir() else None) as tmp:
+        result = train(cfg, dataset_dir, Path(tmp) / "adapter", progress=train_progress)
+        version = registry.add(result.out_dir, note=f"trained on {dataset_dir}")
+
+    analyst = load_analyst()
+    current = registry.current_version()
+    current_scores = None
+    if current is not None:
+        stored = registry.read(current, "evaluation.json") or {}
+        same_rows = stored.get("eval_dataset") == eval_dataset and stored.get("eval_limit") == eval_limit
+        current_scores = stored.get("scores") if same_rows else None
+        if current_scores is None:
+            current_scores = score_adapter(analyst, registry.path(current), rows, max_new_tokens=max_new_tokens,
+                                           batch_size=batch_size, progress=eval_progress)
+    new_scores = score_adapter(analyst, registry.path(version), rows, max_new_tokens=max_new_tokens,
+                               batch_size=batch_size, progress=eval_progress)
+
+    decision = gate(new_scores, current_scores, metric=metric, force=force)
+    registry.write(version, "evaluation.json", {
+        "eval_dataset": eval_dataset, "eval_limit": eval_limit, "scores": new_scores,
+        "compared_with": {"version": current, "scores": current_scores},
+    })
+    registry.write(version, "decision.json", decision.to_dict())
+    if decision.promote:
+        registry.promote(version, reason=decision.reason)
+    else:
+        registry.refuse(version, reason=decision.reason)
+    return RetrainOutcome(version, decision, new_scores, current_scores, result.record)

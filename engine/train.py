@@ -1,0 +1,288 @@
+"""LoRA / QLoRA supervised fine-tuning on a prepared FinGPT dataset, lean on memory by construction.
+
+Why the people before us ran out of memory, and what this does instead (shared/reference/LLM_NOTES.md §3-6):
+- The [tokens × 151,936] logits, upcast to fp32 for the loss, dominate a 4096-token step, whatever the model
+  size. TRL's SFTTrainer with prompt/completion rows computes the loss only on the answer and, through its fused
+  LM head, never materialises the full logits.
+- Gradient checkpointing (non-reentrant), SDPA attention, batch size 1 with gradient accumulation, and 8-bit
+  paged AdamW on GPU.
+- QLoRA: NF4 + double quantization; compute in bf16 on Ampere+, fp16 before. We never call
+  `prepare_model_for_kbit_training`, which would upcast the embeddings and lm_head to fp32.
+- `max_length` is explicit, and checked against every row: TRL would otherwise silently cut the answers off.
+- fp16 runs are guarded: a non-finite loss stops training and nothing is saved.
+
+`train(cfg, dataset_dir, out_dir)` reads as one piece; the output folder describes itself (`training.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
+
+from engine.exceptions import EngineError
+from engine.model import _torch_dtype, choose_placement
+from engine.prompts import TEMPLATE_ID
+from engine.train_config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "training.json")
+
+
+class TrainingError(EngineError):
+    """Training could not run or produced nothing worth saving."""
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    step: int
+    max_steps: int
+    epoch: float
+    loss: float | None
+    tokens_per_s: float | None
+    eta_s: float | None
+
+
+ProgressFn = Callable[[TrainProgress], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_dir: Path
+    record: dict  # what training.json holds
+
+
+# -- data ------------------------------------------------------------------------------------------------------
+
+
+def _load_rows(dataset_dir: Path) -> tuple[list[dict], dict]:
+    from engine.dataset import load_prepared
+
+    manifest_path = dataset_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise TrainingError(f"{dataset_dir} is not a prepared dataset (no manifest.json); run "
+                            "`forecaster dataset prepare --source ... --out DIR` first")
+    rows = load_prepared(dataset_dir, "train")
+    if not rows:
+        raise TrainingError(f"{dataset_dir} has no training rows")
+    return [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows], json.loads(manifest_path.read_text())
+
+
+def _check_lengths(rows: list[dict], tokenizer: Any, max_length: int) -> dict:
+    """Count each row as TRL will see it; refuse rather than let TRL truncate an answer away."""
+    lengths = []
+    for row in rows:
+        prompt = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True)["input_ids"]
+        full = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True)["input_ids"]
+        lengths.append((len(prompt), len(full)))
+    too_long = [i for i, (_, total) in enumerate(lengths) if total > max_length]
+    if too_long:
+        worst = max(total for _, total in lengths)
+        raise TrainingError(
+            f"{len(too_long)} of {len(rows)} rows are longer than max_length={max_length} (longest {worst} tokens) "
+            "and would lose their answers; prepare the dataset with this base's tokenizer and "
+            f"--max-length {max_length}, or train with --max-length {worst}"
+        )
+    totals = [t for _, t in lengths]
+    return {"rows": len(rows), "tokens": sum(totals), "answer_tokens": sum(t - p for p, t in lengths),
+            "longest": max(totals), "mean": round(sum(totals) / len(totals), 1)}
+
+
+# -- progress and guards ---------------------------------------------------------------------------------------
+
+
+class _Watch(TrainerCallback):
+    """Reports progress (step, loss, tokens/s, ETA) and stops on a non-finite loss."""
+
+    def __init__(self, progress: ProgressFn | None, tokens_per_step: float) -> None:
+        self.progress = progress
+        self.tokens_per_step = tokens_per_step
+        self.started = time.perf_counter()
+        self.losses: list[tuple[int, float]] = []
+        self.non_finite_at: int | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 (transformers' signature)
+        loss = (logs or {}).get("loss")
+        if loss is not None:
+            if not math.isfinite(loss):
+                self.non_finite_at = state.global_step
+                control.should_training_stop = True
+            else:
+                self.losses.append((state.global_step, float(loss)))
+        if self.progress is not None:
+            elapsed = time.perf_counter() - self.started
+            rate = state.global_step * self.tokens_per_step / elapsed if elapsed > 0 and state.global_step else None
+            per_step = elapsed / state.global_step if state.global_step else None
+            eta = per_step * (state.max_steps - state.global_step) if per_step else None
+            self.progress(TrainProgress(state.global_step, state.max_steps, float(state.epoch or 0.0), loss, rate,
+                                        eta))
+
+
+# -- the run ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """A configured trainer and what `train` needs to finish the job."""
+
+    trainer: Any
+    watch: _Watch
+    placement: Any
+    manifest: dict
+    lengths: dict
+
+
+def build_trainer(cfg: TrainConfig, dataset_dir: Path, out_dir: Path, *, progress: ProgressFn | None = None) -> Run:
+    """Everything up to `trainer.train()`: checks, model, LoRA, TRL config. Separate so tests can inspect the
+    batches the trainer will see."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise TrainingError(f"{out_dir} is not empty; give a new folder for the adapter")
+    cuda = torch.cuda.is_available()
+    placement = choose_placement(device=cfg.device, dtype=cfg.dtype, load_in_4bit=cfg.qlora, cuda_available=cuda,
+                                 cuda_capability=torch.cuda.get_device_capability() if cuda else None)
+    rows, manifest = _load_rows(Path(dataset_dir))
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg.base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lengths = _check_lengths(rows, tokenizer, cfg.max_length)
+
+    dtype = _torch_dtype(placement.dtype)
+    model_kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": "sdpa"}
+    if cfg.qlora:
+        from transformers import BitsAndBytesConfig
+
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+        model_kwargs["device_map"] = placement.device
+    model = AutoModelForCausalLM.from_pretrained(cfg.base, **model_kwargs)
+    if not cfg.qlora:
+        model.to(placement.device)
+
+    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                      target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+    on_gpu = placement.device.startswith("cuda")
+    args = SFTConfig(
+        output_dir=str(out_dir / ".trainer"),
+        max_length=cfg.max_length,  # explicit: TRL's default of 1024 cuts FinGPT answers off
+        completion_only_loss=True,  # loss on the answer only; prompt labels are -100
+        packing=False,
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=cfg.gradient_accumulation,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type="cosine",
+        activation_checkpointing=cfg.gradient_checkpointing,  # "gradient_checkpointing" before transformers 5
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        optim="paged_adamw_8bit" if on_gpu else "adamw_torch",
+        bf16=on_gpu and placement.dtype == "bfloat16",
+        fp16=on_gpu and placement.dtype == "float16",
+        use_cpu=not on_gpu,
+        logging_steps=1,
+        logging_nan_inf_filter=False,  # the default hides NaN/inf losses from the log, and so from our guard
+        save_strategy="no",
+        report_to=[],
+        seed=cfg.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    tokens_per_step = lengths["tokens"] / len(rows) * cfg.gradient_accumulation
+    watch = _Watch(progress, tokens_per_step)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                         peft_config=lora, callbacks=[watch])
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; progress goes through `watch`
+    return Run(trainer, watch, placement, manifest, lengths)
+
+
+def train(cfg: TrainConfig, dataset_dir: Path, out_dir: Path, *, progress: ProgressFn | None = None) -> TrainResult:
+    """Fine-tune `cfg.base` on the prepared dataset and save a self-describing adapter folder in `out_dir`."""
+    started = time.perf_counter()
+    run = build_trainer(cfg, dataset_dir, Path(out_dir), progress=progress)
+    return finish(run, cfg, Path(dataset_dir), Path(out_dir), started=started)
+
+
+def finish(run: Run, cfg: TrainConfig, dataset_dir: Path, out_dir: Path, *, started: float) -> TrainResult:
+    """Train a built run, refuse to save a diverged one, save the adapter and its record."""
+    trainer, watch, placement, manifest, lengths = run.trainer, run.watch, run.placement, run.manifest, run.lengths
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    output = trainer.train()
+    if watch.non_finite_at is not None:
+        _remove_tree(out_dir / ".trainer")
+        raise TrainingError(
+            f"the loss became non-finite at step {watch.non_finite_at} ({placement.dtype} on {placement.device}); "
+            "nothing was saved. Qwen2.5 overflows in float16: train in bfloat16 on an Ampere or newer GPU, or "
+            "lower the learning rate"
+        )
+    trainer.model.save_pretrained(str(out_dir))
+    (out_dir / "README.md").unlink(missing_ok=True)  # PEFT's empty model card; training.json describes the run
+    _remove_tree(out_dir / ".trainer")
+
+    record = {
+        "base": cfg.base,
+        "config": cfg.to_dict(),
+        "placement": {"device": placement.device, "dtype": placement.dtype, "qlora": cfg.qlora},
+        "prompt_template": TEMPLATE_ID,
+        "wording": manifest.get("wording", "stock"),
+        "dataset": {"path": str(dataset_dir), "fingerprint": manifest.get("fingerprint"), **lengths},
+        "git_revision": _git_revision(),
+        "steps": output.global_step,
+        "loss_first": watch.losses[0][1] if watch.losses else None,
+        "loss_last": watch.losses[-1][1] if watch.losses else None,
+        "losses": watch.losses,
+        "train_loss": output.training_loss,
+        "wall_s": round(time.perf_counter() - started, 2),
+        "peak_memory": _peak_memory(),
+        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (out_dir / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    log.info("trained %s for %d steps in %.0fs; adapter in %s", cfg.base, output.global_step, record["wall_s"],
+             out_dir)
+    return TrainResult(out_dir, record)
+
+
+def _peak_memory() -> dict:
+    rss_unit = 2**30 if sys.platform == "darwin" else 2**20  # ru_maxrss: bytes on macOS, KiB on Linux
+    peak = {"process_max_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / rss_unit, 3)}
+    if torch.cuda.is_available():
+        peak["cuda_max_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        peak["cuda_max_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 3)
+    return peak
+
+
+def _git_revision() -> str:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+

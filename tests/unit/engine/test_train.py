@@ -1,0 +1,133 @@
+"""A few real LoRA training steps on CPU: the tiny Qwen2, real FinGPT rows, TRL's SFTTrainer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from engine.dataset import prepare_dataset
+from engine.model import Analyst
+from engine.train import ADAPTER_FILES, TrainingError, build_trainer, finish, train
+from engine.train_config import TrainConfig
+
+ROWS = 6
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory, fingpt_test_rows, tiny_model_dir):
+    """Six real test-split rows, prepared with the tiny model's tokenizer."""
+    root = tmp_path_factory.mktemp("train-data")
+    source = root / "rows.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in fingpt_test_rows[:ROWS]))
+    # 3072 tokens keeps the steps quicker; the tiny BPE makes these rows ~3,500 tokens, so news gets dropped.
+    prepare_dataset(str(source), root / "prepared", tokenizer_path=str(tiny_model_dir), max_length=3072)
+    return root / "prepared"
+
+
+def config(tiny_model_dir, **overrides) -> TrainConfig:
+    values = dict(base=str(tiny_model_dir), max_steps=8, gradient_accumulation=1, learning_rate=5e-3, dropout=0.0,
+                  warmup_steps=0, device="cpu", max_length=3072)
+    return TrainConfig(**(values | overrides))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, dataset_dir, tiny_model_dir):
+    progress = []
+    result = train(config(tiny_model_dir), dataset_dir, tmp_path_factory.mktemp("run") / "adapter",
+                   progress=progress.append)
+    return result, progress
+
+
+def test_only_the_answer_is_trained_on(dataset_dir, tiny_model_dir, tmp_path):
+    run = build_trainer(config(tiny_model_dir), dataset_dir, tmp_path / "adapter")
+    row = run.trainer.train_dataset[0]
+    # The trainer's own tokenization and collator, on one row (its dataloader shuffles).
+    batch = run.trainer.data_collator([{"input_ids": row["input_ids"], "labels": row["labels"]}])
+    labels, ids = batch["labels"][0], batch["input_ids"][0]
+    tokenizer = run.trainer.processing_class
+    prompt_ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True)["input_ids"]
+    n = len(prompt_ids)
+    assert ids[:n].tolist() == prompt_ids  # the prompt, through the chat template
+    assert (labels[:n] == -100).all()  # masked: not trained toward anything (FinGPT trained it toward EOS)
+    assert (labels[n:] != -100).all()  # the whole answer, end-of-turn included, is trained
+    answer = tokenizer.decode(ids[n:], skip_special_tokens=True)
+    assert answer.strip() == row["completion"][0]["content"].strip()
+
+
+def test_loss_goes_down_and_progress_is_reported(trained):
+    result, progress = trained
+    record = result.record
+    assert record["steps"] == 8
+    losses = [loss for _, loss in record["losses"]]
+    assert sum(losses[-2:]) / 2 < losses[0]
+    assert [p.step for p in progress if p.loss is not None] == list(range(1, 9))
+    assert all(p.max_steps == 8 for p in progress)
+    assert progress[-1].tokens_per_s and progress[-1].tokens_per_s > 0
+
+
+def test_only_adapter_weights_are_trained(trained, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    result, _ = trained
+    weights = load_file(result.out_dir / "adapter_model.safetensors")
+    assert weights and all("lora_A" in k or "lora_B" in k for k in weights)
+    # Closed form for the tiny model (hidden 64, intermediate 128, 4 heads of 16, 2 KV heads, 2 layers, r=8):
+    # q,o 8*(64+64); k,v 8*(64+32); gate,up 8*(64+128); down 8*(128+64) -> 8,192 a layer.
+    assert result.record["trainable_parameters"] == 2 * 8192 == sum(w.numel() for w in weights.values())
+
+
+def test_the_adapter_folder_describes_itself(trained, dataset_dir):
+    result, _ = trained
+    assert sorted(p.name for p in result.out_dir.iterdir()) == sorted(ADAPTER_FILES)
+    record = json.loads((result.out_dir / "training.json").read_text())
+    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    assert record["prompt_template"] == "fingpt-dow30-v1" and record["wording"] == "stock"
+    assert record["dataset"]["fingerprint"] == manifest["fingerprint"]
+    assert record["dataset"]["rows"] == ROWS
+    assert record["config"]["rank"] == 8 and record["config"]["max_length"] == 3072
+    assert record["placement"] == {"device": "cpu", "dtype": "float32", "qlora": False}
+    assert record["wall_s"] > 0 and record["peak_memory"]["process_max_rss_gib"] > 0
+    assert len(record["git_revision"]) in (40, len("unknown"))
+
+
+def test_the_adapter_loads_back_and_changes_the_model(trained, tiny_model_dir):
+    result, _ = trained
+    analyst = Analyst.load(str(tiny_model_dir), device="cpu")
+    conversation = [{"role": "user", "content": "AXP reports invented result 1."}]
+    batch = analyst.tokenizer([analyst.render(conversation)], return_tensors="pt")
+    with torch.inference_mode():
+        before = analyst.model(**batch).logits[0, -1]
+    analyst.use_adapter(result.out_dir)
+    with torch.inference_mode():
+        after = analyst.model(**batch).logits[0, -1]
+    assert not torch.allclose(before, after, atol=1e-4)
+
+
+def test_rows_longer_than_max_length_stop_training_instead_of_losing_answers(dataset_dir, tiny_model_dir, tmp_path):
+    with pytest.raises(TrainingError, match="would lose their answers"):
+        build_trainer(config(tiny_model_dir, max_length=512), dataset_dir, tmp_path / "adapter")
+
+
+def test_a_non_finite_loss_saves_nothing(dataset_dir, tiny_model_dir, tmp_path):
+    # What an fp16 overflow looks like to the trainer: a NaN in the weights, so a NaN loss at the first step.
+    out = tmp_path / "adapter"
+    cfg = config(tiny_model_dir, max_steps=3)
+    run = build_trainer(cfg, dataset_dir, out)
+    lora_a = next(p for name, p in run.trainer.model.named_parameters() if "lora_A" in name)
+    with torch.no_grad():
+        lora_a.fill_(float("nan"))
+    with pytest.raises(TrainingError, match="non-finite at step 1"):
+        finish(run, cfg, dataset_dir, out, started=0.0)
+    assert not (out / "adapter_model.safetensors").exists()
+
+
+def test_an_unprepared_dataset_or_a_used_output_folder_is_refused(tiny_model_dir, tmp_path, dataset_dir):
+    with pytest.raises(TrainingError, match="dataset prepare"):
+        build_trainer(config(tiny_model_dir), tmp_path, tmp_path / "adapter")
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "something").write_text("keep me")
+    with pytest.raises(TrainingError, match="not empty"):
+        build_trainer(config(tiny_model_dir), dataset_dir, used)
