@@ -112,3 +112,32 @@ def test_unreachable_redis_is_reported_with_the_fix(market, monkeypatch):
     code, _, err = run("prompt", "AXP", "--date", "2024-03-08")
     assert code == 2 and "did not answer" in err and "unset REDIS_URL" in err
     assert "hunter2" not in err
+
+
+def test_dataset_build_writes_teacher_rows_that_prepare_for_training(market, redis, monkeypatch, tmp_path,
+                                                                    tiny_model_dir):
+    from tests.fakes.openai_server import FakeOpenAI
+
+    with FakeOpenAI(api_key="teacher-key-9f2") as teacher:
+        monkeypatch.setenv("TEACHER_BASE_URL", teacher.base_url)
+        monkeypatch.setenv("TEACHER_MODEL", "fake-gpt")
+        monkeypatch.setenv("TEACHER_API_KEY", "teacher-key-9f2")
+        out = tmp_path / "built"
+        code, _, err = run("dataset", "build", "AXP", "KO", "--start", "2024-02-18", "--end", "2024-03-03",
+                           "--weeks", "2", "--out", str(out))
+        assert code == 0, err
+        assert "teacher-key-9f2" not in err
+        rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+        assert sorted({r["period"] for r in rows}) == [
+            "2024-02-18 to 2024-02-25", "2024-02-25 to 2024-03-03", "2024-03-03 to 2024-03-10"]
+        assert {r["symbol"] for r in rows} == {"AXP", "KO"}
+        # Resumable: a second run finds everything done and asks the teacher nothing.
+        asked = len(teacher.chat_requests)
+        assert run("dataset", "build", "AXP", "KO", "--start", "2024-02-18", "--end", "2024-03-03", "--weeks", "2",
+                   "--out", str(out))[0] == 0
+        assert len(teacher.chat_requests) == asked
+
+    monkeypatch.setenv("MODEL_BASE", str(tiny_model_dir))
+    code, text, err = run("dataset", "prepare", "--source", str(out / "rows.jsonl"), "--out", str(tmp_path / "prep"))
+    assert code == 0, err
+    assert "Prepared 6 rows" in text
