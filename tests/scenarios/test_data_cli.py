@@ -28,8 +28,8 @@ def market(monkeypatch, redis_server):
         monkeypatch.setenv("FINNHUB_API_URL", finnhub.api_url)
         monkeypatch.setenv("REDIS_URL", redis_server["url"])
         # yfinance cannot be pointed at another host by configuration; the CLI's one seam takes the session.
-        monkeypatch.setattr(jobs.cli, "build_live_sources", lambda settings: build_sources(
-            settings, conn=jobs.cli.connect_redis(settings), yahoo_session=yahoo.session()))
+        monkeypatch.setattr(jobs.cli.common, "build_live_sources", lambda settings: build_sources(
+            settings, conn=jobs.cli.common.connect_redis(settings), yahoo_session=yahoo.session()))
         yield finnhub, yahoo
 
 

@@ -49,7 +49,7 @@ def test_first_adapter_is_promoted_and_served(setup):
         "adapter_config.json", "adapter_model.safetensors", "decision.json", "evaluation.json", "training.json"]
     evaluation = registry.read("v0001", "evaluation.json")
     assert evaluation["scores"]["n"] == 3 and evaluation["compared_with"]["version"] is None
-    assert jobs.cli.served_adapter(jobs.cli.load_settings()) == registry.path("v0001")
+    assert jobs.cli.common.served_adapter(jobs.cli.common.load_settings()) == registry.path("v0001")
 
 
 def test_a_worse_adapter_is_refused_then_forced_then_rolled_back(setup):

@@ -1,0 +1,197 @@
+"""The `forecaster` app, its consoles and the plumbing every command shares.
+
+Commands live in `jobs.cli.data`, `jobs.cli.analyst` and `jobs.cli.training`; each registers itself on `app`.
+Settings are built once per invocation and passed down; heavy modules are imported inside functions, so
+`forecaster --help` is instant and nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+if TYPE_CHECKING:
+    import redis
+
+    from engine.inputs import ForecastInputs, Sources
+    from engine.settings import Settings
+
+app = typer.Typer(help="FinGPT-style weekly stock analyst for Slack.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Market data: snapshots for offline runs, Dow30 membership.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+dataset_app = typer.Typer(help="Training data: prepare the FinGPT set, or build one on fresh data.",
+                          no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+model_app = typer.Typer(help="The adapter registry (MODEL_DIR): list, promote, roll back.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)  # messages stay one line: greppable, copyable
+log = logging.getLogger("forecaster")
+
+TICKER_RE = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
+
+
+def main() -> None:
+    app()
+
+
+@app.callback()
+def _configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every data call.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
+    )
+    # urllib3 logs full request URLs at DEBUG, and Finnhub's key travels in the query string.
+    logging.getLogger("urllib3").setLevel(logging.INFO)
+    if not verbose:
+        # yfinance logs every missing ticker at ERROR ("possibly delisted"); our own message says it better.
+        # Not propagating (rather than raising its level) keeps the records visible to the Yahoo adapter.
+        logging.getLogger("yfinance").propagate = False
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+# -- shared plumbing ---------------------------------------------------------------------------------------------------
+
+
+def load_settings() -> Settings:
+    from pydantic import ValidationError
+
+    from engine.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        fail(f"configuration: {problems}")
+
+
+def redact_url(url: str) -> str:
+    return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)
+
+
+def connect_redis(settings: Settings) -> redis.Redis | None:
+    """A connection when REDIS_URL is set (checked now, with a clear message), else None (memory cache)."""
+    if not settings.redis_url:
+        return None
+    import redis
+
+    conn = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        conn.ping()
+    except redis.RedisError as exc:
+        fail(f"Redis at {redact_url(settings.redis_url)} did not answer ({exc}). Start it, fix REDIS_URL, "
+             "or unset REDIS_URL to cache in this process's memory.")
+    return conn
+
+
+def parse_tickers(raw: list[str]) -> list[str]:
+    tickers = [t.strip().upper() for t in raw if t.strip()]
+    bad = [t for t in tickers if not TICKER_RE.match(t)]
+    if bad or not tickers:
+        fail(f"not a ticker: {', '.join(bad) or '(none given)'}; give symbols like AXP MSFT BRK-B")
+    return list(dict.fromkeys(tickers))
+
+
+def resolve_cutoff(date: str | None, now: dt.datetime) -> dt.datetime:
+    from engine.exceptions import BadDate
+    from engine.market.weeks import NEW_YORK, cutoff_for_date, parse_day
+
+    if date is None:
+        return now
+    try:
+        return cutoff_for_date(parse_day(date, today=now.astimezone(NEW_YORK).date()))
+    except BadDate as exc:
+        fail(str(exc))
+
+
+def ny_date(moment: dt.datetime) -> dt.date:
+    from engine.market.weeks import NEW_YORK
+
+    return moment.astimezone(NEW_YORK).date()
+
+
+def snapshot_clock(settings: Settings, date: str | None) -> tuple[dt.datetime, dt.datetime] | None:
+    """When replaying a snapshot with no --date, forecast as of the moment it was recorded."""
+    if settings.data_snapshot_dir is None or date is not None:
+        return None
+    manifest = json.loads((settings.data_snapshot_dir / "manifest.json").read_text(encoding="utf-8"))
+    return dt.datetime.fromisoformat(manifest["cutoff"]), dt.datetime.fromisoformat(manifest["recorded_now"])
+
+
+def build_live_sources(settings: Settings) -> Sources:
+    from engine.sources.factory import build_sources
+
+    return build_sources(settings, conn=connect_redis(settings))
+
+
+def gather_inputs(settings: Settings, ticker: str, *, date: str | None, weeks: int, financials: bool,
+                  wording: str = "stock", seed: int = 0) -> ForecastInputs:
+    """One symbol's forecast inputs, or a one-line error and exit 2. With a snapshot and no --date, as of the
+    moment the snapshot was recorded."""
+    from engine.exceptions import EngineError
+    from engine.inputs import gather
+
+    symbol = parse_tickers([ticker])[0]
+    now = dt.datetime.now(dt.UTC)
+    cutoff = resolve_cutoff(date, now)
+    if (replay := snapshot_clock(settings, date)) is not None:
+        cutoff, now = replay
+    try:
+        result = gather([symbol], sources=build_live_sources(settings), cutoff=cutoff, now=now, weeks=weeks,
+                        with_financials=financials, financials_lag_days=settings.financials_lag_days,
+                        wording=wording, seed=seed)[symbol]
+    except EngineError as exc:
+        fail(str(exc))
+    if isinstance(result, EngineError):
+        fail(str(result))
+    return result
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, *, enabled: bool):
+    """A rich progress bar with tokens/s, fed by `evaluate`'s progress callback; a no-op when disabled."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeRemainingColumn(), console=err) as bar:
+        task = bar.add_task("generate", total=total, rate="")
+
+        def update(done: int, _total: int, tokens_per_s: float) -> None:
+            bar.update(task, completed=done, rate=f"{tokens_per_s:.1f} tok/s")
+
+        yield update
+
+
+def served_adapter(settings: Settings) -> Path | None:
+    """MODEL_ADAPTER when set, else the registry's current version (None: the bare base)."""
+    from engine.registry import Registry
+
+    return settings.model_adapter or Registry(settings.model_dir).current_path()
+
+
+def load_analyst(settings: Settings):
+    """The configured model, loaded once for this process."""
+    from engine.model import Analyst
+
+    return Analyst.load(settings.model_base, adapter=served_adapter(settings), device=settings.model_device,
+                        dtype=settings.model_dtype, load_in_4bit=settings.model_load_in_4bit,
+                        merge_adapter=settings.model_merge_adapter)
