@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.evaluate import _HF_ID, REQUIRED_COLUMNS, _read_records
+from engine.evaluate import HF_ID_RE, REQUIRED_COLUMNS, read_records
 from engine.exceptions import EngineError, PromptError, PromptTooLong
 from engine.metrics import label_bin
 from engine.parsing import parse_answer, upstream_parse
@@ -40,8 +40,8 @@ from engine.prompts import (
     NEWS_ITEM,
     TEMPLATE_ID,
     PromptParts,
-    _drop_oldest_news,  # the order fit_to_budget drops in, so a pre-drop cannot disagree with it
     build_user_prompt,
+    drop_oldest_news,  # the order fit_to_budget drops in, so a pre-drop cannot disagree with it
     fit_to_budget,
     fix_wording,
     llama_to_messages,
@@ -124,22 +124,22 @@ def _source_splits(source: str, split: str | None) -> list[tuple[str, list[dict]
     """(split name, records) for every split to read: the one asked for, or all a DatasetDict folder holds."""
     path = Path(source).expanduser()
     if split is not None:
-        return [(split, _read_records(source, split))]
+        return [(split, read_records(source, split))]
     if path.is_dir() and (path / "dataset_dict.json").is_file():
         try:
             names = json.loads((path / "dataset_dict.json").read_text())["splits"]
         except (ValueError, KeyError, TypeError) as e:
             raise EngineError(f"{path / 'dataset_dict.json'} is not a DatasetDict index ({e}).") from None
-        return [(name, _read_records(source, name)) for name in names]
+        return [(name, read_records(source, name)) for name in names]
     if path.is_dir():  # a save_to_disk split folder names its split in state.json
         try:
             name = json.loads((path / "state.json").read_text()).get("_split") or "train"
         except (OSError, ValueError, AttributeError):
             name = "train"
-        return [(name, _read_records(source, name))]
+        return [(name, read_records(source, name))]
     if path.is_file():
-        return [("train", _read_records(source, "train"))]
-    if _HF_ID.match(source) and not source.startswith((".", "~")):
+        return [("train", read_records(source, "train"))]
+    if HF_ID_RE.match(source) and not source.startswith((".", "~")):
         try:
             import datasets
 
@@ -147,8 +147,8 @@ def _source_splits(source: str, split: str | None) -> list[tuple[str, list[dict]
         except Exception as e:  # no `datasets`, no network, unknown id: say so, suggest --split
             raise EngineError(f"Could not list the splits of the Hugging Face dataset {source!r} ({e}); "
                               "pass a split explicitly.") from e
-        return [(name, _read_records(source, name)) for name in names]
-    return [("train", _read_records(source, "train"))]  # raises the reader's "not found" message
+        return [(name, read_records(source, name)) for name in names]
+    return [("train", read_records(source, "train"))]  # raises the reader's "not found" message
 
 
 def _from_conversational(record: dict) -> dict:
@@ -301,7 +301,7 @@ def _predrop(parts: PromptParts, costs: list[int], excess: int) -> tuple[PromptP
             break
         removed, k = removed + cost, k + 1
     for _ in range(k):
-        parts = _drop_oldest_news(parts)[0]  # type: ignore[index]  # k <= the number of items
+        parts = drop_oldest_news(parts)[0]  # type: ignore[index]  # k <= the number of items
     return parts, k
 
 

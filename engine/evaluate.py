@@ -19,7 +19,7 @@ from engine.metrics import EvalRow, label_bin, score, score_fingpt_compat
 from engine.prompts import SYSTEM_PROMPT, fix_wording, llama_to_messages
 
 REQUIRED_COLUMNS = ("prompt", "answer", "period", "label", "symbol")
-_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HF_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class Generation(Protocol):
@@ -88,7 +88,7 @@ def _read_hub(dataset: str, split: str) -> list[dict]:
         raise EngineError(f"Could not load split {split!r} of the Hugging Face dataset {dataset!r}: {e}") from e
 
 
-def _read_records(dataset: str, split: str) -> list[dict]:
+def read_records(dataset: str, split: str) -> list[dict]:
     path = Path(dataset).expanduser()
     if path.is_dir():
         if (path / "dataset_dict.json").is_file():
@@ -105,7 +105,7 @@ def _read_records(dataset: str, split: str) -> list[dict]:
         if path.suffix in (".jsonl", ".json"):
             return _read_jsonl(path)
         raise EngineError(f"{path}: unsupported file type {path.suffix!r}; expected .parquet or .jsonl.")
-    if _HF_ID.match(dataset) and not dataset.startswith((".", "~")):
+    if HF_ID_RE.match(dataset) and not dataset.startswith((".", "~")):
         return _read_hub(dataset, split)
     raise EngineError(
         f"Dataset {dataset!r} not found: expected a save_to_disk split folder, a DatasetDict folder, a .parquet "
@@ -123,7 +123,7 @@ def load_eval_rows(dataset: str, split: str = "test", limit: int | None = None) 
     """
     if limit is not None and limit < 1:
         raise EngineError(f"limit must be at least 1, got {limit}.")
-    records = _read_records(str(dataset), split)
+    records = read_records(str(dataset), split)
     if not records:
         raise EngineError(f"Dataset {dataset!r} (split {split!r}) has no rows.")
     missing = [c for c in REQUIRED_COLUMNS if c not in records[0]]

@@ -374,7 +374,7 @@ def parse_user_prompt(user: str) -> PromptParts:
 # ---- Token budget --------------------------------------------------------------------------------------------
 
 
-def _drop_oldest_news(parts: PromptParts) -> tuple[PromptParts, DroppedNews] | None:
+def drop_oldest_news(parts: PromptParts) -> tuple[PromptParts, DroppedNews] | None:
     """Remove the earliest news item of the oldest week that still has news; None when none is left."""
     for i, week in enumerate(parts.weeks):
         if week.news:
@@ -397,7 +397,7 @@ def fit_to_budget(
     dropped: list[DroppedNews] = []
     first = tokens = count_tokens(build_user_prompt(parts))
     while tokens > max_tokens:
-        step = _drop_oldest_news(parts)
+        step = drop_oldest_news(parts)
         if step is None:
             raise PromptTooLong(
                 f"The prompt for {parts.symbol} is {tokens} tokens even with all {len(dropped)} news items dropped "
