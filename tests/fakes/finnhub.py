@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.loopback import start_server, stop_server
+
 
 @dataclass
 class _Failure:
@@ -106,27 +108,11 @@ class FakeFinnhub:
         return f"http://{host}:{port}/api/v1"
 
     def __enter__(self) -> FakeFinnhub:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, like the real API
-            disable_nagle_algorithm = True  # otherwise every loopback response waits ~40 ms for a delayed ACK
-
-            def do_GET(self) -> None:  # noqa: N802
-                fake._handle(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = start_server(self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        stop_server(self._server)
 
     def _take_failure(self, path: str) -> _Failure | None:
         with self._lock:
