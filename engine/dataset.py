@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.evaluate import HF_ID_RE, REQUIRED_COLUMNS, read_records
+from engine.evaluate import HF_ID_RE, check_columns, read_records
 from engine.exceptions import EngineError, PromptError, PromptTooLong
 from engine.metrics import label_bin
 from engine.parsing import parse_answer, upstream_parse
@@ -167,12 +167,7 @@ def _to_rows(name: str, records: list[dict], source: str, wording: str) -> list[
     conversational = isinstance(records[0].get("prompt"), list)
     if conversational:
         records = [_from_conversational(r) for r in records]
-    missing = [c for c in REQUIRED_COLUMNS if c not in records[0]]
-    if missing:
-        raise EngineError(
-            f"Dataset {source!r} (split {name!r}) lacks the columns {missing}: expected {list(REQUIRED_COLUMNS)} "
-            f"(FinGPT-Forecaster format), found {sorted(records[0])}."
-        )
+    check_columns(records, source, name)
     rows = []
     for i, record in enumerate(records):
         where = f"Dataset {source!r}, {name} row {i} ({record.get('symbol')}, {record.get('period')})"

@@ -113,6 +113,16 @@ def read_records(dataset: str, split: str) -> list[dict]:
     )
 
 
+def check_columns(records: list[dict], source: str, split: str) -> None:
+    """Raise a clear EngineError unless the rows carry FinGPT-Forecaster's columns."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in records[0]]
+    if missing:
+        raise EngineError(
+            f"Dataset {source!r} (split {split!r}) lacks the columns {missing}: expected {list(REQUIRED_COLUMNS)} "
+            f"(FinGPT-Forecaster format), found {sorted(records[0])}."
+        )
+
+
 def load_eval_rows(dataset: str, split: str = "test", limit: int | None = None) -> list[EvalRow]:
     """FinGPT-style rows (columns prompt, answer, period, label, symbol), in dataset order, first `limit`.
 
@@ -126,12 +136,7 @@ def load_eval_rows(dataset: str, split: str = "test", limit: int | None = None) 
     records = read_records(str(dataset), split)
     if not records:
         raise EngineError(f"Dataset {dataset!r} (split {split!r}) has no rows.")
-    missing = [c for c in REQUIRED_COLUMNS if c not in records[0]]
-    if missing:
-        raise EngineError(
-            f"Dataset {dataset!r} lacks the columns {missing}: expected {list(REQUIRED_COLUMNS)} "
-            f"(FinGPT-Forecaster format), found {sorted(records[0])}."
-        )
+    check_columns(records, dataset, split)
     rows = []
     for i, record in enumerate(records[:limit]):
         where = f"Dataset row {i} ({record.get('symbol')}, {record.get('period')})"
