@@ -1,0 +1,75 @@
+"""Enqueueing, for the bot and the scheduler: by dotted path (the enqueuing side never imports torch), JSON
+serialized (never pickle from Redis), deduplicated by job id."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import redis
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from jobs.keys import forecast_job_id
+from jobs.queues import INTERACTIVE, QueueSpec
+
+FORECAST_TASK = "jobs.tasks.forecast_job"
+
+
+@dataclass(frozen=True)
+class ForecastRequest:
+    """What `/forecast` asks for, as plain JSON-able data."""
+
+    ticker: str
+    channel: str
+    user: str
+    as_of: dt.date | None = None
+    weeks: int = 3
+    financials: bool = True
+    response_url: str | None = None
+    thread_ts: str | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["as_of"] = self.as_of.isoformat() if self.as_of else None
+        return data
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    job_id: str
+    status: Literal["queued", "duplicate"]
+    ahead: int  # jobs before it in its queue (0 when it is next or already running/done)
+    job_status: str  # RQ's status of the job now: queued, started, finished, failed...
+
+
+def queue(conn: redis.Redis, spec: QueueSpec) -> Queue:
+    return Queue(spec.name, connection=conn, serializer=JSONSerializer)
+
+
+class JobsClient:
+    def __init__(self, conn: redis.Redis, *, now: dt.datetime | None = None) -> None:
+        self._conn = conn
+        self._now = now
+
+    def forecast(self, request: ForecastRequest) -> Enqueued:
+        now = self._now or dt.datetime.now(dt.UTC)
+        job_id = forecast_job_id(ticker=request.ticker, as_of=request.as_of, weeks=request.weeks,
+                                 financials=request.financials, channel=request.channel, now=now)
+        return self._enqueue(INTERACTIVE, FORECAST_TASK, job_id, {"request": request.to_json()})
+
+    def _enqueue(self, spec: QueueSpec, task: str, job_id: str, kwargs: dict) -> Enqueued:
+        q = queue(self._conn, spec)
+        retry = Retry(max=spec.retries, interval=list(spec.retry_intervals_s)) if spec.retries else None
+        try:
+            job = q.enqueue_call(task, kwargs=kwargs, job_id=job_id, unique=True, timeout=spec.timeout_s,
+                                 result_ttl=spec.result_ttl_s, failure_ttl=spec.failure_ttl_s, retry=retry)
+            status: Literal["queued", "duplicate"] = "queued"
+        except DuplicateJobError:
+            job = Job.fetch(job_id, connection=self._conn, serializer=JSONSerializer)
+            status = "duplicate"
+        position = q.get_job_position(job.id)
+        return Enqueued(job.id, status, position or 0, str(job.get_status(refresh=True)))

@@ -1,0 +1,32 @@
+"""Every Redis key, job id and TTL the jobs layer uses, in one place.
+
+Job ids are the dedupe mechanism: the same request gets the same id, and RQ's unique enqueue (an atomic Lua
+check) refuses a second job with an id that exists. A live forecast's id carries a 10-minute bucket, so asking
+again a minute later returns the running job or its result, while asking next hour forecasts afresh; a dated
+forecast reads fixed data, so its id has no bucket. Slack's own retries carry the same request, hence the same id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+PREFIX = "fc"
+LIVE_DEDUPE_WINDOW_S = 10 * 60
+# Results and failures stay readable this long after a job ends (dedupe answers from them meanwhile).
+RESULT_TTL_S = 24 * 3600
+FAILURE_TTL_S = 7 * 24 * 3600
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9-]")  # RQ job ids: letters, digits, dashes, underscores
+
+
+def _safe(part: str) -> str:
+    return _UNSAFE.sub("-", part)
+
+
+def forecast_job_id(*, ticker: str, as_of: dt.date | None, weeks: int, financials: bool, channel: str,
+                    now: dt.datetime) -> str:
+    """One id per (ticker, date or live 10-minute bucket, options, channel)."""
+    when = as_of.isoformat() if as_of else f"live{int(now.timestamp()) // LIVE_DEDUPE_WINDOW_S}"
+    options = f"{weeks}w{'f' if financials else 'nf'}"
+    return "_".join(("forecast", _safe(ticker), _safe(when), options, _safe(channel)))
