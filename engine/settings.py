@@ -103,6 +103,10 @@ class Settings(BaseSettings):
         description="The FinGPT-format split the retrain gate evaluates on (a save_to_disk folder, parquet, "
         "JSONL or Hugging Face id).",
     )
+    slack_bot_token: SecretStr | None = Field(default=None, description="The bot's xoxb- token (chat:write).")
+    slack_api_url: str | None = Field(
+        default=None, description="Override of Slack's Web API base URL (a proxy, or a fake server in tests)."
+    )
     teacher_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint of the teacher model that writes training answers."
     )

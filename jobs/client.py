@@ -37,6 +37,11 @@ class ForecastRequest:
         data["as_of"] = self.as_of.isoformat() if self.as_of else None
         return data
 
+    @classmethod
+    def from_json(cls, data: dict) -> ForecastRequest:
+        as_of = dt.date.fromisoformat(data["as_of"]) if data.get("as_of") else None
+        return cls(**{**data, "as_of": as_of})
+
 
 @dataclass(frozen=True)
 class Enqueued:

@@ -30,3 +30,8 @@ def forecast_job_id(*, ticker: str, as_of: dt.date | None, weeks: int, financial
     when = as_of.isoformat() if as_of else f"live{int(now.timestamp()) // LIVE_DEDUPE_WINDOW_S}"
     options = f"{weeks}w{'f' if financials else 'nf'}"
     return "_".join(("forecast", _safe(ticker), _safe(when), options, _safe(channel)))
+
+
+def posted_marker(job_id: str, message: str) -> str:
+    """Claimed before a job posts `message` and kept after, so a retried job never posts it twice."""
+    return f"{PREFIX}:posted:{job_id}:{message}"

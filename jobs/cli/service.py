@@ -1,0 +1,39 @@
+"""Long-running services: `worker` (the scheduler and the bot come with their issues)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from jobs.cli import common
+from jobs.cli.common import app, err, fail, load_analyst, load_settings
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated, highest priority first.")]
+        = "interactive,batch,training",
+    burst: Annotated[bool, typer.Option("--burst", help="Exit when the queues are empty.")] = False,
+) -> None:
+    """Load the model once, then run queued jobs in this process (forecasts first, then batch, then training)."""
+    from bot.slack_ops import build_client
+    from jobs import runtime
+    from jobs.worker import run
+
+    settings = load_settings()
+    if not settings.redis_url:
+        fail("the worker needs REDIS_URL (the queue lives in Redis)")
+    if settings.slack_bot_token is None:
+        fail("the worker needs SLACK_BOT_TOKEN to post results (install the Slack app, copy its xoxb- token)")
+    conn = common.connect_redis(settings)
+    context = runtime.WorkerContext(
+        settings=settings, conn=conn, sources=common.build_live_sources(settings),
+        slack=build_client(settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url),
+        load_model=lambda: load_analyst(settings),
+    )
+    err.print(f"worker: loading {settings.model_base}…", highlight=False)
+    try:
+        run(context, queue_names=[q.strip() for q in queues.split(",") if q.strip()], burst=burst)
+    except ValueError as exc:
+        fail(str(exc))

@@ -1,0 +1,71 @@
+"""The jobs themselves: thin glue from a request to engine work to a Slack message in a final state."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+from rq import get_current_job
+
+from bot.blocks import forecast_message
+from bot.slack_ops import post_message
+from engine.exceptions import EngineError
+from engine.forecast import run_forecasts, to_json
+from engine.inputs import gather
+from engine.market.weeks import cutoff_for_date
+from jobs import runtime
+from jobs.client import ForecastRequest
+from jobs.keys import FAILURE_TTL_S, posted_marker
+
+log = logging.getLogger(__name__)
+# A claim older than this is taken as a crash before posting, and the retried job posts.
+CLAIM_TTL_S = 120
+
+
+def post_once(ctx: runtime.WorkerContext, job_id: str, name: str, *, channel: str, text: str, blocks: list[dict],
+              thread_ts: str | None = None) -> str | None:
+    """Post unless this job already posted this message. The claim (SET NX) comes first, so a retried job does
+    not post twice; it is short-lived until the post succeeds, so a crash before posting does not lose it."""
+    key = posted_marker(job_id, name)
+    if not ctx.conn.set(key, "pending", nx=True, ex=CLAIM_TTL_S):
+        log.info("%s: %s already posted (or being posted); not posting again", job_id, name)
+        return None
+    try:
+        ts = post_message(ctx.slack, channel=channel, text=text, blocks=blocks, thread_ts=thread_ts)
+    except Exception:
+        ctx.conn.delete(key)
+        raise
+    ctx.conn.set(key, ts, ex=FAILURE_TTL_S)
+    return ts
+
+
+def forecast_job(request: dict) -> dict:
+    ctx = runtime.current()
+    job = get_current_job()
+    job_id = job.id if job else f"adhoc-{time.time_ns()}"
+    req = ForecastRequest.from_json(request)
+    settings = ctx.settings
+    now = dt.datetime.now(dt.UTC)
+    cutoff = cutoff_for_date(req.as_of) if req.as_of else now
+    started = time.perf_counter()
+    try:
+        inputs = gather([req.ticker], sources=ctx.sources, cutoff=cutoff, now=now, weeks=req.weeks,
+                        with_financials=req.financials,
+                        financials_lag_days=settings.financials_lag_days)[req.ticker]
+        if isinstance(inputs, EngineError):
+            raise inputs
+        result = run_forecasts([inputs], ctx.model(), context_tokens=settings.model_context_tokens,
+                               max_new_tokens=settings.model_max_new_tokens)[0]
+    except EngineError as exc:
+        # A user-actionable failure is a final state the user sees, not a retry.
+        text = f":warning: No forecast for {req.ticker}: {exc}"
+        post_once(ctx, job_id, "final", channel=req.channel, text=text, thread_ts=req.thread_ts,
+                  blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}])
+        return {"status": "failed", "error": str(exc)}
+    data = to_json(result)
+    text, blocks = forecast_message(data)
+    post_once(ctx, job_id, "final", channel=req.channel, text=text, blocks=blocks, thread_ts=req.thread_ts)
+    log.info("%s: %s forecast in %.1fs (%d new tokens)", job_id, req.ticker, time.perf_counter() - started,
+             data["new_tokens"])
+    return {"status": "done", "forecast": {k: v for k, v in data.items() if k != "raw"}}

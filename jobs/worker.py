@@ -1,0 +1,28 @@
+"""`forecaster worker`: load the model once, then run jobs in this process, highest-priority queue first."""
+
+from __future__ import annotations
+
+import redis
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from jobs import runtime
+from jobs.client import queue
+from jobs.queues import BY_PRIORITY
+
+
+def build_worker(conn: redis.Redis, *, queue_names: list[str] | None = None) -> SimpleWorker:
+    """SimpleWorker (no fork: CUDA and the loaded model stay in this process), JSON serializer, priority order."""
+    names = queue_names or [spec.name for spec in BY_PRIORITY]
+    specs = [spec for spec in BY_PRIORITY if spec.name in names]
+    unknown = set(names) - {spec.name for spec in specs}
+    if unknown:
+        raise ValueError(f"unknown queues {sorted(unknown)}; known: {[spec.name for spec in BY_PRIORITY]}")
+    return SimpleWorker([queue(conn, spec) for spec in specs], connection=conn, serializer=JSONSerializer)
+
+
+def run(context: runtime.WorkerContext, *, queue_names: list[str] | None = None, burst: bool = False) -> bool:
+    """Install the context, load the model now (not on the first job), and work."""
+    runtime.install(context)
+    context.model()
+    return build_worker(context.conn, queue_names=queue_names).work(burst=burst)
