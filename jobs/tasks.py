@@ -19,18 +19,24 @@ from jobs.client import ForecastRequest
 from jobs.keys import FAILURE_TTL_S, posted_marker
 
 log = logging.getLogger(__name__)
-# A claim older than this is taken as a crash before posting, and the retried job posts.
+# How long a "pending" marker lives if its attempt dies mid-post (a retry overwrites it anyway).
 CLAIM_TTL_S = 120
 
 
 def post_once(ctx: runtime.WorkerContext, job_id: str, name: str, *, channel: str, text: str, blocks: list[dict],
               thread_ts: str | None = None) -> str | None:
-    """Post unless this job already posted this message. The claim (SET NX) comes first, so a retried job does
-    not post twice; it is short-lived until the post succeeds, so a crash before posting does not lose it."""
+    """Post unless this job already posted this message (its marker holds the message ts).
+
+    A job id runs in one worker at a time, so a "pending" marker can only be left by an attempt that died while
+    posting; the retry posts then. A duplicate needs a crash in the milliseconds between Slack accepting the post
+    and the marker being written; a lost answer needs nothing less than Slack losing it.
+    """
     key = posted_marker(job_id, name)
-    if not ctx.conn.set(key, "pending", nx=True, ex=CLAIM_TTL_S):
-        log.info("%s: %s already posted (or being posted); not posting again", job_id, name)
+    existing = ctx.conn.get(key)
+    if existing is not None and existing != b"pending":
+        log.info("%s: %s already posted (ts %s); not posting again", job_id, name, existing.decode())
         return None
+    ctx.conn.set(key, "pending", ex=CLAIM_TTL_S)
     try:
         ts = post_message(ctx.slack, channel=channel, text=text, blocks=blocks, thread_ts=thread_ts)
     except Exception:

@@ -25,4 +25,5 @@ def run(context: runtime.WorkerContext, *, queue_names: list[str] | None = None,
     """Install the context, load the model now (not on the first job), and work."""
     runtime.install(context)
     context.model()
-    return build_worker(context.conn, queue_names=queue_names).work(burst=burst)
+    # with_scheduler: retries with backoff are scheduled jobs, and someone must move them back onto the queue.
+    return build_worker(context.conn, queue_names=queue_names).work(burst=burst, with_scheduler=True)

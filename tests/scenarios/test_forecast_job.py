@@ -4,23 +4,31 @@ in-memory market data, and a fake Slack Web API on 127.0.0.1 recording what gets
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from rq.job import Job
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 import jobs.tasks
 from bot.slack_ops import build_client
 from engine.inputs import Sources
-from engine.market.weeks import NEW_YORK
 from engine.model import Analyst
-from engine.records import NewsItem
 from engine.settings import Settings
 from jobs import runtime, worker
 from jobs.client import ForecastRequest, JobsClient
+from jobs.queues import INTERACTIVE
 from jobs.tasks import forecast_job
 from tests.fakes.slack import FakeSlack
-from tests.fakes.sources import MemorySources, synthetic_profile, weekday_closes
+from tests.scenarios.market_fixture import memory_market
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -31,11 +39,7 @@ def slack():
 
 @pytest.fixture
 def context(redis, slack, tiny_model_dir):
-    mem = MemorySources()
-    mem.profiles["AXP"] = synthetic_profile("AXP")
-    mem.closes["AXP"] = weekday_closes(dt.date(2024, 1, 1), dt.date(2024, 3, 29))
-    mem.news["AXP"] = [NewsItem(published=dt.datetime(2024, 3, d, 10, tzinfo=NEW_YORK),
-                                headline=f"AXP invented headline {d}") for d in (4, 5, 11)]
+    mem = memory_market()
     settings = Settings(_env_file=None, model_max_new_tokens=24)
     ctx = runtime.WorkerContext(
         settings=settings, conn=redis, sources=Sources(mem, mem, mem),
@@ -92,3 +96,32 @@ def test_slack_rate_limits_are_waited_out(context, redis, slack):
     JobsClient(redis).forecast(request())
     worker.run(context, burst=True)
     assert len(slack.posted()) == 1
+
+
+def test_a_worker_killed_mid_job_is_replaced_and_the_user_gets_exactly_one_answer(context, redis, slack,
+                                                                                  redis_server):
+    outcome = JobsClient(redis).forecast(request())
+    child = subprocess.Popen([sys.executable, "-m", "tests.scenarios.crash_worker", redis_server["url"],
+                              slack.api_url], cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    try:
+        deadline = time.monotonic() + 60
+        job = Job.fetch(outcome.job_id, connection=redis, serializer=JSONSerializer)
+        while job.get_status(refresh=True) != "started":
+            assert time.monotonic() < deadline, "the child worker never started the job"
+            assert child.poll() is None, "the child worker exited"
+            time.sleep(0.1)
+        child.send_signal(signal.SIGKILL)  # mid-generation: nothing posted yet
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+    # What RQ's maintenance does once the dead worker's heartbeat lapses: the abandoned job is retried after the
+    # queue's first backoff interval. Jump the clock past the heartbeat instead of waiting for it.
+    queue = worker.build_worker(redis).queues[0]
+    StartedJobRegistry(queue=queue, serializer=JSONSerializer).cleanup(timestamp=time.time() + 3600)
+    time.sleep(INTERACTIVE.retry_intervals_s[0] + 1)
+    worker.run(context, burst=True)
+
+    assert len(slack.posted()) == 1
+    assert Job.fetch(outcome.job_id, connection=redis, serializer=JSONSerializer).get_status() == "finished"
