@@ -102,7 +102,8 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_user_gets_exactly_one_answe
                                                                                   redis_server):
     outcome = JobsClient(redis).forecast(request())
     child = subprocess.Popen([sys.executable, "-m", "tests.scenarios.crash_worker", redis_server["url"],
-                              slack.api_url], cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+                              slack.api_url], cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                             start_new_session=True)  # its own process group: RQ forks a scheduler beside it
     try:
         deadline = time.monotonic() + 60
         job = Job.fetch(outcome.job_id, connection=redis, serializer=JSONSerializer)
@@ -110,16 +111,19 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_user_gets_exactly_one_answe
             assert time.monotonic() < deadline, "the child worker never started the job"
             assert child.poll() is None, "the child worker exited"
             time.sleep(0.1)
-        child.send_signal(signal.SIGKILL)  # mid-generation: nothing posted yet
+        os.killpg(child.pid, signal.SIGKILL)  # mid-generation: nothing posted yet; the scheduler child goes too
         child.wait(timeout=10)
     finally:
         if child.poll() is None:
-            child.kill()
+            os.killpg(child.pid, signal.SIGKILL)
 
     # What RQ's maintenance does once the dead worker's heartbeat lapses: the abandoned job is retried after the
     # queue's first backoff interval. Jump the clock past the heartbeat instead of waiting for it.
     queue = worker.build_worker(redis).queues[0]
     StartedJobRegistry(queue=queue, serializer=JSONSerializer).cleanup(timestamp=time.time() + 3600)
+    # The dead worker's scheduler held the scheduler locks; they too would lapse with time.
+    for lock in redis.scan_iter("rq:scheduler-lock:*"):
+        redis.delete(lock)
     time.sleep(INTERACTIVE.retry_intervals_s[0] + 1)
     worker.run(context, burst=True)
 
