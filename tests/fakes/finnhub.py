@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import json
 import re
 import threading
 import time
@@ -18,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.loopback import start_server, stop_server
+from tests.fakes.loopback import reply_json, start_server, stop_server
 
 
 @dataclass
@@ -131,17 +130,7 @@ class FakeFinnhub:
         status, body, headers = self._route(path, params)
         with self._lock:
             self.calls.append(Call(path, params, time.monotonic(), status))
-        payload = json.dumps(body).encode()
-        try:
-            req.send_response(status)
-            req.send_header("Content-Type", "application/json; charset=utf-8")
-            req.send_header("Content-Length", str(len(payload)))
-            for name, value in headers.items():
-                req.send_header(name, value)
-            req.end_headers()
-            req.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout test)
+        reply_json(req, status, body, headers)
 
     def _route(self, path: str, params: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         if not params.get("token"):

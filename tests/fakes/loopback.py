@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,3 +35,18 @@ def stop_server(server: ThreadingHTTPServer | None) -> None:
     assert server is not None, "the fake server was never started; use it as a context manager"
     server.shutdown()
     server.server_close()
+
+
+def reply_json(req: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    """Send `body` as JSON; a client that already gave up (a timeout test) is not an error."""
+    payload = json.dumps(body).encode()
+    try:
+        req.send_response(status)
+        req.send_header("Content-Type", "application/json; charset=utf-8")
+        req.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            req.send_header(name, value)
+        req.end_headers()
+        req.wfile.write(payload)
+    except (BrokenPipeError, ConnectionResetError):
+        pass

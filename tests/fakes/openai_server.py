@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.fakes.loopback import start_server, stop_server
+from tests.fakes.loopback import reply_json, start_server, stop_server
 
 _HINDSIGHT = re.compile(
     r"let's assume your prediction for next week \((?P<period>[^)]*)\) is (?P<prediction>(?:up|down) by [^%]*%)\."
@@ -135,17 +135,7 @@ class FakeOpenAI:
         status, payload, extra = self._route(req.path, headers, body)
         with self._lock:
             self.requests.append(Request(req.path, headers, body, status, time.monotonic()))
-        data = json.dumps(payload).encode()
-        try:
-            req.send_response(status)
-            req.send_header("Content-Type", "application/json")
-            req.send_header("Content-Length", str(len(data)))
-            for name, value in extra.items():
-                req.send_header(name, value)
-            req.end_headers()
-            req.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout test)
+        reply_json(req, status, payload, extra)
 
     def _route(self, path: str, headers: dict[str, str], body: Any) -> tuple[int, dict, dict[str, str]]:
         if path.rstrip("/") != "/v1/chat/completions":

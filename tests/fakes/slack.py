@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.fakes.loopback import start_server, stop_server
+from tests.fakes.loopback import reply_json, start_server, stop_server
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,4 @@ class FakeSlack:
                 self.calls.append(SlackCall(method, body, auth.removeprefix("Bearer ") or None))
                 self._ts += 1
                 answer = {"ok": True, "channel": body.get("channel"), "ts": f"{self._ts}.000100"}
-        payload = json.dumps(answer).encode()
-        req.send_response(status)
-        req.send_header("Content-Type", "application/json; charset=utf-8")
-        req.send_header("Content-Length", str(len(payload)))
-        for name, value in headers.items():
-            req.send_header(name, value)
-        req.end_headers()
-        req.wfile.write(payload)
+        reply_json(req, status, answer, headers)
