@@ -35,3 +35,8 @@ def forecast_job_id(*, ticker: str, as_of: dt.date | None, weeks: int, financial
 def posted_marker(job_id: str, message: str) -> str:
     """Claimed before a job posts `message` and kept after, so a retried job never posts it twice."""
     return f"{PREFIX}:posted:{job_id}:{message}"
+
+
+def channel_pace_key(channel: str) -> str:
+    """The shared sliding window that keeps posts to one channel at about one a second."""
+    return f"{PREFIX}:pace:slack:{channel}"

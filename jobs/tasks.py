@@ -14,9 +14,10 @@ from engine.exceptions import EngineError
 from engine.forecast import run_forecasts, to_json
 from engine.inputs import gather
 from engine.market.weeks import cutoff_for_date
+from engine.sources.ratelimit import Limit, RedisRateLimiter
 from jobs import runtime
 from jobs.client import ForecastRequest
-from jobs.keys import FAILURE_TTL_S, posted_marker
+from jobs.keys import FAILURE_TTL_S, channel_pace_key, posted_marker
 
 log = logging.getLogger(__name__)
 # How long a "pending" marker lives if its attempt dies mid-post (a retry overwrites it anyway).
@@ -37,6 +38,8 @@ def post_once(ctx: runtime.WorkerContext, job_id: str, name: str, *, channel: st
         log.info("%s: %s already posted (ts %s); not posting again", job_id, name, existing.decode())
         return None
     ctx.conn.set(key, "pending", ex=CLAIM_TTL_S)
+    # Slack allows about one message per second per channel; every worker shares this pace through Redis.
+    RedisRateLimiter(ctx.conn, key=channel_pace_key(channel), limits=[Limit(1, 1.0)]).acquire()
     try:
         ts = post_message(ctx.slack, channel=channel, text=text, blocks=blocks, thread_ts=thread_ts)
     except Exception:

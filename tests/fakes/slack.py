@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -21,6 +22,7 @@ class SlackCall:
     method: str  # "chat.postMessage", or "hooks/<path>" for response_url posts
     body: dict[str, Any]
     token: str | None
+    at: float  # time.monotonic() on arrival
 
 
 class FakeSlack:
@@ -77,7 +79,7 @@ class FakeSlack:
                     answer = {"ok": False, "error": "ratelimited" if status == 429 else "fatal_error"}
                     break
             else:
-                self.calls.append(SlackCall(method, body, auth.removeprefix("Bearer ") or None))
+                self.calls.append(SlackCall(method, body, auth.removeprefix("Bearer ") or None, time.monotonic()))
                 self._ts += 1
                 answer = {"ok": True, "channel": body.get("channel"), "ts": f"{self._ts}.000100"}
         reply_json(req, status, answer, headers)

@@ -129,3 +129,14 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_user_gets_exactly_one_answe
 
     assert len(slack.posted()) == 1
     assert Job.fetch(outcome.job_id, connection=redis, serializer=JSONSerializer).get_status() == "finished"
+
+
+def test_posts_to_one_channel_are_paced_to_one_a_second(context, redis, slack):
+    runtime.install(context)
+    for n in range(3):
+        jobs.tasks.post_once(context, f"job-{n}", "final", channel="C123", text="hi", blocks=[])
+    jobs.tasks.post_once(context, "job-other", "final", channel="C999", text="hi", blocks=[])
+    times = [c.at for c in slack.calls if c.body.get("channel") == "C123"]
+    assert len(times) == 3 and all(b - a >= 0.95 for a, b in zip(times, times[1:], strict=False))
+    other = next(c.at for c in slack.calls if c.body.get("channel") == "C999")
+    assert other - times[-1] < 0.5  # another channel does not wait
