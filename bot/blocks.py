@@ -64,3 +64,30 @@ def _cap(blocks: list[dict]) -> list[dict]:
         return blocks
     note = {"type": "section", "text": {"type": "mrkdwn", "text": "_(shortened to fit one Slack message)_"}}
     return blocks[: MAX_BLOCKS - 2] + [note, blocks[-1]]
+
+
+def _one_line_reason(data: dict, width: int = 90) -> str:
+    """The first sentence of the analysis, shortened: the digest table's reason column."""
+    if not data["parsed"]:
+        return "answer not parsed (see thread)"
+    first = data["analysis"].split(". ")[0].strip().rstrip(".")
+    return first if len(first) <= width else first[: width - 1].rstrip() + "…"
+
+
+def digest_message(week: str, forecasts: list[dict], failures: dict[str, str]) -> tuple[str, list[dict]]:
+    """(fallback text, blocks) for the Dow30 digest: one table line per ticker; full analyses go in the thread."""
+    lines = []
+    for data in sorted(forecasts, key=lambda d: d["symbol"]):
+        label = data["prediction"]["label"] or "no bin"
+        arrow = {"up": "▲", "down": "▼"}.get(data["prediction"]["direction"], "·")
+        lines.append(f"`{data['symbol']:<5}` {arrow} {label:<20} {_one_line_reason(data)}")
+    ups = sum(1 for d in forecasts if d["prediction"]["direction"] == "up")
+    downs = sum(1 for d in forecasts if d["prediction"]["direction"] == "down")
+    text = f"Dow30 digest for {week}: {ups} up, {downs} down, {len(failures)} failed"
+    blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": f"Dow30 digest: {week}"}}]
+    blocks += _section("\n".join(lines) or "_(no forecasts)_")
+    if failures:
+        blocks += _section("*No forecast for:*\n" + "\n".join(f"• {s}: {why}" for s, why in sorted(failures.items())))
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"{text}. Full analyses in the "
+                                                    f"thread. {DISCLAIMER}"}]})
+    return text, _cap(blocks)

@@ -13,10 +13,11 @@ from rq.exceptions import DuplicateJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from jobs.keys import forecast_job_id
-from jobs.queues import INTERACTIVE, QueueSpec
+from jobs.keys import digest_job_id, forecast_job_id
+from jobs.queues import BATCH, INTERACTIVE, QueueSpec
 
 FORECAST_TASK = "jobs.tasks.forecast_job"
+DIGEST_TASK = "jobs.tasks.digest_job"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,12 @@ class JobsClient:
         job_id = forecast_job_id(ticker=request.ticker, as_of=request.as_of, weeks=request.weeks,
                                  financials=request.financials, channel=request.channel, now=now)
         return self._enqueue(INTERACTIVE, FORECAST_TASK, job_id, {"request": request.to_json()})
+
+    def digest(self, *, channel: str, as_of: dt.date, weeks: int = 3) -> Enqueued:
+        """The Dow30 digest for the week after `as_of`, once per channel and date."""
+        job_id = digest_job_id(channel=channel, as_of=as_of)
+        return self._enqueue(BATCH, DIGEST_TASK, job_id,
+                             {"channel": channel, "as_of": as_of.isoformat(), "weeks": weeks})
 
     def _enqueue(self, spec: QueueSpec, task: str, job_id: str, kwargs: dict) -> Enqueued:
         q = queue(self._conn, spec)

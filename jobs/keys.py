@@ -32,6 +32,10 @@ def forecast_job_id(*, ticker: str, as_of: dt.date | None, weeks: int, financial
     return "_".join(("forecast", _safe(ticker), _safe(when), options, _safe(channel)))
 
 
+def digest_job_id(*, channel: str, as_of: dt.date) -> str:
+    return "_".join(("digest", as_of.isoformat(), _safe(channel)))
+
+
 def posted_marker(job_id: str, message: str) -> str:
     """Claimed before a job posts `message` and kept after, so a retried job never posts it twice."""
     return f"{PREFIX}:posted:{job_id}:{message}"

@@ -8,11 +8,12 @@ import time
 
 from rq import get_current_job
 
-from bot.blocks import forecast_message
+from bot.blocks import digest_message, forecast_message
 from bot.slack_ops import post_message
 from engine.exceptions import EngineError
 from engine.forecast import run_forecasts, to_json
 from engine.inputs import gather
+from engine.market.dow30 import members
 from engine.market.weeks import cutoff_for_date
 from engine.sources.ratelimit import Limit, RedisRateLimiter
 from jobs import runtime
@@ -78,3 +79,32 @@ def forecast_job(request: dict) -> dict:
     log.info("%s: %s forecast in %.1fs (%d new tokens)", job_id, req.ticker, time.perf_counter() - started,
              data["new_tokens"])
     return {"status": "done", "forecast": {k: v for k, v in data.items() if k != "raw"}}
+
+
+def digest_job(channel: str, as_of: str, weeks: int = 3) -> dict:
+    """All Dow30 members of that date in ONE batched generation; one summary message, each full analysis in its
+    thread. A ticker whose data fails is listed, not fatal."""
+    ctx = runtime.current()
+    job = get_current_job()
+    job_id = job.id if job else f"adhoc-{time.time_ns()}"
+    settings = ctx.settings
+    day = dt.date.fromisoformat(as_of)
+    now = dt.datetime.now(dt.UTC)
+    symbols = members(day)
+    gathered = gather(symbols, sources=ctx.sources, cutoff=cutoff_for_date(day), now=now, weeks=weeks,
+                      financials_lag_days=settings.financials_lag_days)
+    failures = {s: str(r) for s, r in gathered.items() if isinstance(r, EngineError)}
+    ready = [r for r in gathered.values() if not isinstance(r, EngineError)]
+    results = run_forecasts(ready, ctx.model(), context_tokens=settings.model_context_tokens,
+                            max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size)
+    forecasts = [to_json(r) for r in results]
+    week = forecasts[0]["target_week"] if forecasts else f"the week after {day}"
+    text, blocks = digest_message(week, forecasts, failures)
+    summary_ts = post_once(ctx, job_id, "summary", channel=channel, text=text, blocks=blocks)
+    if summary_ts is None:  # a retry after the summary went out: find its ts to keep threading under it
+        summary_ts = ctx.conn.get(posted_marker(job_id, "summary")).decode()
+    for data in sorted(forecasts, key=lambda d: d["symbol"]):
+        item_text, item_blocks = forecast_message(data)
+        post_once(ctx, job_id, f"thread-{data['symbol']}", channel=channel, text=item_text, blocks=item_blocks,
+                  thread_ts=summary_ts)
+    return {"status": "done", "forecasts": len(forecasts), "failed": failures}

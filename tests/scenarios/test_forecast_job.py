@@ -4,6 +4,7 @@ in-memory market data, and a fake Slack Web API on 127.0.0.1 recording what gets
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -140,3 +141,38 @@ def test_posts_to_one_channel_are_paced_to_one_a_second(context, redis, slack):
     assert len(times) == 3 and all(b - a >= 0.95 for a, b in zip(times, times[1:], strict=False))
     other = next(c.at for c in slack.calls if c.body.get("channel") == "C999")
     assert other - times[-1] < 0.5  # another channel does not wait
+
+
+def test_the_digest_is_one_batched_run_one_summary_and_a_thread_of_analyses(context, redis, slack):
+    from engine.market.dow30 import members
+    from tests.fakes.sources import synthetic_profile, weekday_closes
+
+    day = dt.date(2024, 3, 15)
+    symbols = members(day)
+    mem = context.sources.news
+    for symbol in symbols[:-1]:  # the last member has no prices: listed as failed, not fatal
+        mem.profiles[symbol] = synthetic_profile(symbol)
+        mem.closes[symbol] = weekday_closes(dt.date(2024, 1, 1), dt.date(2024, 3, 29))
+    calls_before = []
+
+    class CountingModel:
+        def __init__(self, inner):
+            self.inner = inner
+            self.version = inner.version
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def generate(self, conversations, **kwargs):
+            calls_before.append(len(conversations))
+            return self.inner.generate(conversations, **kwargs)
+
+    context._model = CountingModel(context.model())
+    JobsClient(redis).digest(channel="C777", as_of=day, weeks=1)
+    worker.run(context, burst=True)
+
+    summary, *thread = [c.body for c in slack.calls if c.method == "chat.postMessage"]
+    assert summary["channel"] == "C777" and summary["text"].startswith("Dow30 digest for 2024-03-17 to 2024-03-24")
+    assert f"{symbols[-1]}: no prices" in json.dumps(summary["blocks"])
+    assert len(thread) == 29 and all(t["thread_ts"] == "1700000001.000100" for t in thread)
+    assert sum(calls_before) == 29 and max(calls_before) == context.settings.model_batch_size  # batched
