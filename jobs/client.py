@@ -13,11 +13,13 @@ from rq.exceptions import DuplicateJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from jobs.keys import digest_job_id, forecast_job_id
-from jobs.queues import BATCH, INTERACTIVE, QueueSpec
+from jobs.keys import digest_job_id, forecast_job_id, retrain_job_id, summary_job_id
+from jobs.queues import BATCH, INTERACTIVE, TRAINING, QueueSpec
 
 FORECAST_TASK = "jobs.tasks.forecast_job"
 DIGEST_TASK = "jobs.tasks.digest_job"
+SUMMARY_TASK = "jobs.summary.summary_job"
+RETRAIN_TASK = "jobs.retraining.retrain_job"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,30 @@ class JobsClient:
         job_id = digest_job_id(channel=channel, as_of=as_of)
         return self._enqueue(BATCH, DIGEST_TASK, job_id,
                              {"channel": channel, "as_of": as_of.isoformat(), "weeks": weeks})
+
+    def summary(self, *, channel: str, week_ending: dt.date) -> Enqueued:
+        """The evaluation summary of the track record up to the week that closed before `week_ending` (a
+        Saturday, normally), once per channel and ISO week."""
+        job_id = summary_job_id(channel=channel, week_ending=week_ending)
+        return self._enqueue(BATCH, SUMMARY_TASK, job_id, {"channel": channel, "week_ending": week_ending.isoformat()})
+
+    def retrain(self, *, channel: str, user: str, epochs: float | None = None, force: bool = False,
+                thread_ts: str | None = None) -> Enqueued:
+        """A retrain, unless one is already queued or running: then that one is returned as the duplicate."""
+        active = self.active_retrain()
+        if active is not None:
+            job = Job.fetch(active, connection=self._conn, serializer=JSONSerializer)
+            return Enqueued(active, "duplicate", 0, str(job.get_status(refresh=True)))
+        now = self._now or dt.datetime.now(dt.UTC)
+        return self._enqueue(TRAINING, RETRAIN_TASK, retrain_job_id(now=now),
+                             {"channel": channel, "user": user, "epochs": epochs, "force": force,
+                              "thread_ts": thread_ts})
+
+    def active_retrain(self) -> str | None:
+        """The id of a retrain job that is queued or running, if any."""
+        q = queue(self._conn, TRAINING)
+        ids = list(q.started_job_registry.get_job_ids()) + list(q.get_job_ids())
+        return ids[0] if ids else None
 
     def _enqueue(self, spec: QueueSpec, task: str, job_id: str, kwargs: dict) -> Enqueued:
         q = queue(self._conn, spec)

@@ -36,6 +36,42 @@ def digest_job_id(*, channel: str, as_of: dt.date) -> str:
     return "_".join(("digest", as_of.isoformat(), _safe(channel)))
 
 
+def iso_week_tag(day: dt.date) -> str:
+    """`2026-W09`: the ISO week a scheduled job belongs to (ids from it make a second scheduler harmless)."""
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def summary_job_id(*, channel: str, week_ending: dt.date) -> str:
+    """One evaluation summary per channel and closed week (the Saturday after the week's close names it)."""
+    return "_".join(("summary", iso_week_tag(week_ending), _safe(channel)))
+
+
+def retrain_job_id(*, now: dt.datetime) -> str:
+    """A retrain per minute at most; a second `/retrain` while one runs is refused by the client, not by the id."""
+    return f"retrain_{now.strftime('%Y%m%dT%H%M')}"
+
+
+def served_model_key() -> str:
+    """Hash the workers write at start-up and on every adapter switch: model, adapter version, since."""
+    return f"{PREFIX}:served"
+
+
+def last_run_key(kind: str) -> str:
+    """When the last `digest` / `summary` was posted (ISO timestamp), for `/status`."""
+    return f"{PREFIX}:last:{kind}"
+
+
+def progress_marker(job_id: str) -> str:
+    """The channel and ts of a job's progress message, so a retried job edits the same message."""
+    return f"{PREFIX}:progress:{job_id}"
+
+
+def response_url_uses(job_id: str) -> str:
+    """How many times a request's response_url was used (Slack allows 5 within 30 minutes)."""
+    return f"{PREFIX}:response-url:{job_id}"
+
+
 def posted_marker(job_id: str, message: str) -> str:
     """Claimed before a job posts `message` and kept after, so a retried job never posts it twice."""
     return f"{PREFIX}:posted:{job_id}:{message}"

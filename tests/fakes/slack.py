@@ -81,5 +81,7 @@ class FakeSlack:
             else:
                 self.calls.append(SlackCall(method, body, auth.removeprefix("Bearer ") or None, time.monotonic()))
                 self._ts += 1
-                answer = {"ok": True, "channel": body.get("channel"), "ts": f"{self._ts}.000100"}
+                # chat.update answers with the edited message's own ts, like Slack.
+                ts = body["ts"] if method == "chat.update" and body.get("ts") else f"{self._ts}.000100"
+                answer = {"ok": True, "channel": body.get("channel"), "ts": ts}
         reply_json(req, status, answer, headers)
