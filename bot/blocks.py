@@ -91,3 +91,18 @@ def digest_message(week: str, forecasts: list[dict], failures: dict[str, str]) -
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"{text}. Full analyses in the "
                                                     f"thread. {DISCLAIMER}"}]})
     return text, _cap(blocks)
+
+
+def progress_message(status: str) -> tuple[str, list[dict]]:
+    """A job's "where am I" note, edited in place as the work goes ("fetching news…", "generating…")."""
+    status = status.strip()[:SECTION_LIMIT]
+    return status, [{"type": "section", "text": {"type": "mrkdwn", "text": status}}]
+
+
+def failure_message(what: str, reason: str, *, hint: str = "") -> tuple[str, list[dict]]:
+    """The final state of a request that could not be done: what failed, why, and what to do."""
+    text = f":x: {what}: {reason}"
+    blocks = _section(text)
+    if hint:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": hint[:3000]}]})
+    return text[:3000], _cap(blocks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from slack_sdk import WebClient
 from slack_sdk.http_retry import RateLimitErrorRetryHandler
+from slack_sdk.webhook import WebhookClient
 
 
 def build_client(token: str, *, base_url: str | None = None) -> WebClient:
@@ -19,3 +20,18 @@ def post_message(client: WebClient, *, channel: str, text: str, blocks: list[dic
     """Post to a channel (or a thread); returns the message's ts."""
     response = client.chat_postMessage(channel=channel, text=text, blocks=blocks, thread_ts=thread_ts)
     return response["ts"]
+
+
+def update_message(client: WebClient, *, channel: str, ts: str, text: str, blocks: list[dict]) -> None:
+    """Edit a message the bot posted (progress turning into the answer)."""
+    client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+
+
+def send_to_response_url(url: str, *, text: str, blocks: list[dict], in_channel: bool, replace_original: bool,
+                         timeout_s: float = 10.0) -> bool:
+    """Answer through a slash command's response_url. False when Slack refuses (expired, used up): the caller
+    falls back to chat.postMessage. Connection errors and 429s are retried by the client first."""
+    hook = WebhookClient(url, timeout=int(timeout_s), retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)])
+    response = hook.send(text=text, blocks=blocks, response_type="in_channel" if in_channel else "ephemeral",
+                         replace_original=replace_original)
+    return response.status_code == 200

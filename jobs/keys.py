@@ -80,3 +80,58 @@ def posted_marker(job_id: str, message: str) -> str:
 def channel_pace_key(channel: str) -> str:
     """The shared sliding window that keeps posts to one channel at about one a second."""
     return f"{PREFIX}:pace:slack:{channel}"
+
+
+# -- the bot's admission checks ------------------------------------------------------------------------------------
+
+# A redelivered slash command (same trigger_id) gets the first delivery's answer for this long.
+DELIVERY_TTL_S = 30 * 60
+
+
+def delivery_key(trigger_id: str) -> str:
+    """The answer given to one slash-command delivery, so a redelivery is answered the same and enqueues nothing."""
+    return f"{PREFIX}:delivery:{_safe(trigger_id)}"
+
+
+def on_demand_digest_key(channel: str) -> str:
+    """Held (with a TTL) while a channel may not ask for another on-demand digest."""
+    return f"{PREFIX}:digest-cooldown:{_safe(channel)}"
+
+
+# -- the forecast ledger: kept forever (no TTL), so Redis must persist (AOF) --------------------------------------
+
+
+def ledger_entry_id(*, job_id: str, ticker: str) -> str:
+    """One ledger entry per (job, ticker): a retried job finds its entry instead of writing a second one."""
+    return f"{job_id}:{ticker}"
+
+
+def ledger_entry_key(entry_id: str) -> str:
+    """The hash holding one recorded forecast (and its outcome once its week has closed)."""
+    return f"{PREFIX}:ledger:entry:{entry_id}"
+
+
+def ledger_index_key() -> str:
+    """Sorted set of every entry id, scored by when the forecast was requested (epoch seconds)."""
+    return f"{PREFIX}:ledger:by-time"
+
+
+def ledger_ticker_index_key(ticker: str) -> str:
+    """Sorted set of one ticker's entry ids, scored by when the forecast was requested."""
+    return f"{PREFIX}:ledger:ticker:{ticker}"
+
+
+def ledger_pending_key() -> str:
+    """Sorted set of entries still waiting for an outcome, scored by when their target week counts as closed."""
+    return f"{PREFIX}:ledger:pending"
+
+
+# The scheduler rewrites its heartbeat every SCHEDULER_HEARTBEAT_EVERY_S; the key lapses after the TTL, so a dead
+# or hung scheduler is visible within two minutes (the healthcheck tests that the key exists).
+SCHEDULER_HEARTBEAT_EVERY_S = 30
+SCHEDULER_HEARTBEAT_TTL_S = 120
+
+
+def scheduler_heartbeat_key() -> str:
+    """When the scheduler last beat (ISO timestamp); absent when it is down or stopped cleanly."""
+    return f"{PREFIX}:scheduler:hb"

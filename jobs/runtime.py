@@ -1,18 +1,31 @@
 """What a worker process holds while it runs jobs: settings, Redis, sources, Slack, and the model, loaded once.
 
 RQ's SimpleWorker runs each job in this process (CUDA does not survive a fork), so tasks reach the loaded model
-through the context installed at start-up instead of loading it per job.
+through the context installed at start-up instead of loading it per job. Between jobs the context follows the
+adapter registry: when an admin promotes (or rolls back) an adapter, the next job switches to it in place, with
+no restart and no reload of the base weights.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import gc
+import logging
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
 
+from jobs.keys import served_model_key
+
+log = logging.getLogger(__name__)
+
 _CONTEXT: WorkerContext | None = None
+_UNSET = object()
 
 
 @dataclass
@@ -22,17 +35,69 @@ class WorkerContext:
     sources: Any  # engine.inputs.Sources
     slack: Any  # slack_sdk.WebClient
     load_model: Callable[[], Any]
+    # The adapter that should be served now (MODEL_ADAPTER, else the registry's current version); None: the base.
+    # Unset: this worker never switches adapters.
+    adapter_for: Callable[[], Path | None] | None = None
     _model: Any = field(default=None, repr=False)
+    _applied: Any = field(default=_UNSET, repr=False)
     model_loads: int = 0  # how many times the model was loaded in this process (once, by design)
+    last_load_s: float = 0.0  # seconds the last model() call spent loading (0 when it was already loaded)
 
     def model(self) -> Any:
+        """The loaded model, serving the adapter that should be served now."""
+        started = time.perf_counter()
         if self._model is None:
             self._model = self.load_model()
             self.model_loads += 1
+            self._applied = self.adapter_for() if self.adapter_for else None
+            self._publish()
+        elif self.adapter_for is not None:
+            wanted = self.adapter_for()
+            if wanted != self._applied:
+                log.info("switching adapter: %s → %s", _name(self._applied), _name(wanted))
+                self._model.use_adapter(wanted)
+                self._applied = wanted
+                self._publish()
+        self.last_load_s = time.perf_counter() - started
         return self._model
 
+    def forget_adapter(self) -> None:
+        """Something (an evaluation) switched the model's adapter behind our back: re-apply on the next job."""
+        self._applied = _UNSET
 
-def install(context: WorkerContext) -> None:
+    def release_model(self) -> None:
+        """Drop the model to free memory (before training); the next `model()` loads it again."""
+        self._model = None
+        self._applied = _UNSET
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # a worker without torch (remote backend) has nothing to free
+            pass
+
+    def _publish(self) -> None:
+        """What this worker serves, for `/forecast-status`; best effort."""
+        try:
+            self.conn.hset(served_model_key(), mapping={
+                "model": str(getattr(self._model, "version", "unknown")),
+                "adapter": _name(self._applied),
+                "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "worker": socket.gethostname(),
+            })
+        except redis.RedisError as exc:
+            log.warning("could not publish the served model: %s", exc)
+
+
+def _name(adapter: Any) -> str:
+    if adapter is _UNSET:
+        return "unknown"
+    return "none (base model)" if adapter is None else Path(adapter).name
+
+
+def install(context: WorkerContext | None) -> None:
     global _CONTEXT
     _CONTEXT = context
 

@@ -8,76 +8,65 @@ import time
 
 from rq import get_current_job
 
-from bot.blocks import digest_message, forecast_message
-from bot.slack_ops import post_message
+from bot.blocks import digest_message, failure_message, forecast_message
 from engine.exceptions import EngineError
 from engine.forecast import run_forecasts, to_json
 from engine.inputs import gather
 from engine.market.dow30 import members
 from engine.market.weeks import cutoff_for_date
-from engine.sources.ratelimit import Limit, RedisRateLimiter
 from jobs import runtime
 from jobs.client import ForecastRequest
-from jobs.keys import FAILURE_TTL_S, channel_pace_key, posted_marker
+from jobs.keys import last_run_key
+from jobs.replies import Reply, Route, post_once, posted_ts
+
+__all__ = ["digest_job", "forecast_job", "post_once"]
 
 log = logging.getLogger(__name__)
-# How long a "pending" marker lives if its attempt dies mid-post (a retry overwrites it anyway).
-CLAIM_TTL_S = 120
 
 
-def post_once(ctx: runtime.WorkerContext, job_id: str, name: str, *, channel: str, text: str, blocks: list[dict],
-              thread_ts: str | None = None) -> str | None:
-    """Post unless this job already posted this message (its marker holds the message ts).
-
-    A job id runs in one worker at a time, so a "pending" marker can only be left by an attempt that died while
-    posting; the retry posts then. A duplicate needs a crash in the milliseconds between Slack accepting the post
-    and the marker being written; a lost answer needs nothing less than Slack losing it.
-    """
-    key = posted_marker(job_id, name)
-    existing = ctx.conn.get(key)
-    if existing is not None and existing != b"pending":
-        log.info("%s: %s already posted (ts %s); not posting again", job_id, name, existing.decode())
-        return None
-    ctx.conn.set(key, "pending", ex=CLAIM_TTL_S)
-    # Slack allows about one message per second per channel; every worker shares this pace through Redis.
-    RedisRateLimiter(ctx.conn, key=channel_pace_key(channel), limits=[Limit(1, 1.0)]).acquire()
-    try:
-        ts = post_message(ctx.slack, channel=channel, text=text, blocks=blocks, thread_ts=thread_ts)
-    except Exception:
-        ctx.conn.delete(key)
-        raise
-    ctx.conn.set(key, ts, ex=FAILURE_TTL_S)
-    return ts
+def _job() -> tuple[str, dt.datetime | None]:
+    job = get_current_job()
+    if job is None:  # called directly (tests, a REPL): still idempotent per call
+        return f"adhoc-{time.time_ns()}", None
+    return job.id, job.enqueued_at
 
 
 def forecast_job(request: dict) -> dict:
+    """data → prompt → model → parsed forecast → ledger → Slack, with progress shown along the way."""
     ctx = runtime.current()
-    job = get_current_job()
-    job_id = job.id if job else f"adhoc-{time.time_ns()}"
+    job_id, enqueued_at = _job()
     req = ForecastRequest.from_json(request)
+    reply = Reply(ctx, job_id, Route(req.channel, req.thread_ts, req.response_url, enqueued_at))
+    if reply.delivered():
+        return {"status": "done", "note": "answer already posted by an earlier attempt"}
     settings = ctx.settings
     now = dt.datetime.now(dt.UTC)
     cutoff = cutoff_for_date(req.as_of) if req.as_of else now
     started = time.perf_counter()
+    reply.progress(f":hourglass_flowing_sand: *{req.ticker}*: fetching news, prices and financials…")
     try:
         inputs = gather([req.ticker], sources=ctx.sources, cutoff=cutoff, now=now, weeks=req.weeks,
                         with_financials=req.financials,
                         financials_lag_days=settings.financials_lag_days)[req.ticker]
         if isinstance(inputs, EngineError):
             raise inputs
-        result = run_forecasts([inputs], ctx.model(), context_tokens=settings.model_context_tokens,
+        fetched = time.perf_counter()
+        model = ctx.model()
+        reply.progress(f":brain: *{req.ticker}*: writing the analysis for the week {inputs.target.period} "
+                       f"with {model.version}…")
+        result = run_forecasts([inputs], model, context_tokens=settings.model_context_tokens,
                                max_new_tokens=settings.model_max_new_tokens)[0]
     except EngineError as exc:
         # A user-actionable failure is a final state the user sees, not a retry.
-        text = f":warning: No forecast for {req.ticker}: {exc}"
-        post_once(ctx, job_id, "final", channel=req.channel, text=text, thread_ts=req.thread_ts,
-                  blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}])
+        text, blocks = failure_message(f"No forecast for {req.ticker}", str(exc),
+                                       hint="Check the ticker and date, then run `/forecast` again.")
+        reply.final(text, blocks)
         return {"status": "failed", "error": str(exc)}
     data = to_json(result)
     text, blocks = forecast_message(data)
-    post_once(ctx, job_id, "final", channel=req.channel, text=text, blocks=blocks, thread_ts=req.thread_ts)
-    log.info("%s: %s forecast in %.1fs (%d new tokens)", job_id, req.ticker, time.perf_counter() - started,
-             data["new_tokens"])
+    reply.final(text, blocks)
+    log.info("%s: %s done in %.1fs (data %.1fs, generation %.1fs, %d new tokens)", job_id, req.ticker,
+             time.perf_counter() - started, fetched - started, data["seconds"], data["new_tokens"])
     return {"status": "done", "forecast": {k: v for k, v in data.items() if k != "raw"}}
 
 
@@ -85,26 +74,31 @@ def digest_job(channel: str, as_of: str, weeks: int = 3) -> dict:
     """All Dow30 members of that date in ONE batched generation; one summary message, each full analysis in its
     thread. A ticker whose data fails is listed, not fatal."""
     ctx = runtime.current()
-    job = get_current_job()
-    job_id = job.id if job else f"adhoc-{time.time_ns()}"
+    job_id, _ = _job()
+    reply = Reply(ctx, job_id, Route(channel))
     settings = ctx.settings
     day = dt.date.fromisoformat(as_of)
     now = dt.datetime.now(dt.UTC)
     symbols = members(day)
+    if not reply.delivered():
+        reply.progress(f":hourglass_flowing_sand: Dow30 digest: fetching data for {len(symbols)} companies…")
     gathered = gather(symbols, sources=ctx.sources, cutoff=cutoff_for_date(day), now=now, weeks=weeks,
                       financials_lag_days=settings.financials_lag_days)
     failures = {s: str(r) for s, r in gathered.items() if isinstance(r, EngineError)}
     ready = [r for r in gathered.values() if not isinstance(r, EngineError)]
-    results = run_forecasts(ready, ctx.model(), context_tokens=settings.model_context_tokens,
+    model = ctx.model()
+    if not reply.delivered():
+        reply.progress(f":brain: Dow30 digest: writing {len(ready)} analyses with {model.version}…")
+    results = run_forecasts(ready, model, context_tokens=settings.model_context_tokens,
                             max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size)
     forecasts = [to_json(r) for r in results]
     week = forecasts[0]["target_week"] if forecasts else f"the week after {day}"
     text, blocks = digest_message(week, forecasts, failures)
-    summary_ts = post_once(ctx, job_id, "summary", channel=channel, text=text, blocks=blocks)
-    if summary_ts is None:  # a retry after the summary went out: find its ts to keep threading under it
-        summary_ts = ctx.conn.get(posted_marker(job_id, "summary")).decode()
+    summary_ts = reply.final(text, blocks)
     for data in sorted(forecasts, key=lambda d: d["symbol"]):
         item_text, item_blocks = forecast_message(data)
         post_once(ctx, job_id, f"thread-{data['symbol']}", channel=channel, text=item_text, blocks=item_blocks,
                   thread_ts=summary_ts)
-    return {"status": "done", "forecasts": len(forecasts), "failed": failures}
+    ctx.conn.set(last_run_key("digest"), dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    return {"status": "done", "forecasts": len(forecasts), "failed": failures, "summary_ts": summary_ts,
+            "thread": [posted_ts(ctx, job_id, f"thread-{d['symbol']}") for d in forecasts]}

@@ -8,7 +8,12 @@ from rq.serializers import JSONSerializer
 
 from jobs import runtime
 from jobs.client import queue
+from jobs.failures import tell_the_requester
 from jobs.queues import BY_PRIORITY
+
+# How often a worker looks for jobs abandoned by a dead worker (RQ's default is 10 minutes): a crashed job is
+# retried about a minute after its heartbeat lapses instead of ten.
+MAINTENANCE_INTERVAL_S = 60
 
 
 def build_worker(conn: redis.Redis, *, queue_names: list[str] | None = None) -> SimpleWorker:
@@ -18,7 +23,10 @@ def build_worker(conn: redis.Redis, *, queue_names: list[str] | None = None) -> 
     unknown = set(names) - {spec.name for spec in specs}
     if unknown:
         raise ValueError(f"unknown queues {sorted(unknown)}; known: {[spec.name for spec in BY_PRIORITY]}")
-    return SimpleWorker([queue(conn, spec) for spec in specs], connection=conn, serializer=JSONSerializer)
+    worker = SimpleWorker([queue(conn, spec) for spec in specs], connection=conn, serializer=JSONSerializer,
+                          maintenance_interval=MAINTENANCE_INTERVAL_S)
+    worker.push_exc_handler(tell_the_requester)  # every failure ends in a message its requester sees
+    return worker
 
 
 def run(context: runtime.WorkerContext, *, queue_names: list[str] | None = None, burst: bool = False) -> bool:

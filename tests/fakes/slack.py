@@ -23,6 +23,7 @@ class SlackCall:
     body: dict[str, Any]
     token: str | None
     at: float  # time.monotonic() on arrival
+    ts: str | None = None  # the ts the fake answered with
 
 
 class FakeSlack:
@@ -49,6 +50,18 @@ class FakeSlack:
     def posted(self, method: str = "chat.postMessage") -> list[dict[str, Any]]:
         with self._lock:
             return [c.body for c in self.calls if c.method == method]
+
+    def messages(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """What a channel shows now: each message posted (chat.postMessage) in its latest state after any
+        chat.update, oldest first, with its `ts`."""
+        with self._lock:
+            shown: dict[str, dict[str, Any]] = {}
+            for call in self.calls:
+                if call.method == "chat.postMessage":
+                    shown[call.ts] = {**call.body, "ts": call.ts}
+                elif call.method == "chat.update" and call.body.get("ts") in shown:
+                    shown[call.body["ts"]] = {**shown[call.body["ts"]], **call.body}
+        return [m for m in shown.values() if channel is None or m.get("channel") == channel]
 
     def __enter__(self) -> FakeSlack:
         self._server = start_server(self._handle)
@@ -79,9 +92,10 @@ class FakeSlack:
                     answer = {"ok": False, "error": "ratelimited" if status == 429 else "fatal_error"}
                     break
             else:
-                self.calls.append(SlackCall(method, body, auth.removeprefix("Bearer ") or None, time.monotonic()))
                 self._ts += 1
                 # chat.update answers with the edited message's own ts, like Slack.
                 ts = body["ts"] if method == "chat.update" and body.get("ts") else f"{self._ts}.000100"
+                self.calls.append(SlackCall(method, body, auth.removeprefix("Bearer ") or None, time.monotonic(),
+                                            ts))
                 answer = {"ok": True, "channel": body.get("channel"), "ts": ts}
         reply_json(req, status, answer, headers)

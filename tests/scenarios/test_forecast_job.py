@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rq import Retry
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -21,10 +22,13 @@ import jobs.tasks
 from bot.slack_ops import build_client
 from engine.inputs import Sources
 from engine.model import Analyst
+from engine.registry import Registry
 from engine.settings import Settings
 from jobs import runtime, worker
-from jobs.client import ForecastRequest, JobsClient
+from jobs.client import FORECAST_TASK, ForecastRequest, JobsClient, queue
+from jobs.keys import served_model_key
 from jobs.queues import INTERACTIVE
+from jobs.replies import Reply, Route
 from jobs.tasks import forecast_job
 from tests.fakes.slack import FakeSlack
 from tests.scenarios.market_fixture import memory_market
@@ -56,21 +60,24 @@ def request(**changes) -> ForecastRequest:
     return ForecastRequest(**(values | changes))
 
 
-def test_a_queued_forecast_is_posted_once_to_the_channel(context, redis, slack):
+def test_a_queued_forecast_shows_progress_then_ends_as_one_answer_in_the_channel(context, redis, slack):
     client = JobsClient(redis)
     first = client.forecast(request())
-    assert client.forecast(request()).status == "duplicate"  # Slack's retry of the same command
+    assert client.forecast(request()).status == "duplicate"  # the same command again: no second job
 
     worker.run(context, burst=True)
 
-    [message] = slack.posted()
-    assert message["channel"] == "C123"
+    [message] = slack.messages("C123")  # one message: posted as progress, edited into the answer
+    steps = [c.body["text"] for c in slack.calls if c.method in ("chat.postMessage", "chat.update")]
+    assert "fetching news" in steps[0] and "writing the analysis" in steps[1] and len(steps) == 3
     assert message["blocks"][0]["text"]["text"] == "AXP weekly forecast"
     assert "Not financial advice" in message["blocks"][-1]["elements"][0]["text"]
     assert "could not be parsed" in message["blocks"][1]["text"]["text"]  # random weights: flagged, shown raw
     assert context.model_loads == 1  # loaded at start-up, not per job
     done = Job.fetch(first.job_id, connection=redis, serializer=JSONSerializer)
     assert done.get_status() == "finished" and done.return_value()["status"] == "done"
+    served = redis.hgetall(served_model_key())
+    assert served[b"model"].decode() == context.model().version and served[b"adapter"] == b"none (base model)"
 
 
 def test_a_retried_job_does_not_post_twice(context, redis, slack, monkeypatch):
@@ -78,17 +85,19 @@ def test_a_retried_job_does_not_post_twice(context, redis, slack, monkeypatch):
 
     class SameJob:
         id = "forecast_AXP_retry-test"
+        enqueued_at = None
 
     monkeypatch.setattr(jobs.tasks, "get_current_job", SameJob)
     forecast_job(request().to_json())
-    forecast_job(request().to_json())  # the same job run again (RQ retry, or a worker that died after posting)
-    assert len(slack.posted()) == 1
+    calls = len(slack.calls)
+    assert forecast_job(request().to_json())["note"].startswith("answer already posted")  # RQ retry, or a restart
+    assert len(slack.calls) == calls and len(slack.messages()) == 1
 
 
 def test_a_data_error_ends_in_a_message_the_user_sees(context, redis, slack):
     JobsClient(redis).forecast(request(ticker="ZZZZ"))
     worker.run(context, burst=True)
-    [message] = slack.posted()
+    [message] = slack.messages()
     assert "No forecast for ZZZZ" in message["text"] and "no prices for ZZZZ" in message["text"]
 
 
@@ -96,7 +105,101 @@ def test_slack_rate_limits_are_waited_out(context, redis, slack):
     slack.fail_next("chat.postMessage", 429, headers={"Retry-After": "1"})
     JobsClient(redis).forecast(request())
     worker.run(context, burst=True)
-    assert len(slack.posted()) == 1
+    [message] = slack.messages()
+    assert message["blocks"][0]["text"]["text"] == "AXP weekly forecast"
+
+
+def test_with_a_response_url_progress_edits_the_users_note_and_the_answer_goes_to_the_channel(context, redis,
+                                                                                                  slack):
+    JobsClient(redis).forecast(request(response_url=slack.hook_url()))
+    worker.run(context, burst=True)
+
+    hooks = [c.body for c in slack.calls if c.method.startswith("hooks/")]
+    assert [h["response_type"] for h in hooks] == ["ephemeral", "ephemeral", "in_channel", "ephemeral"]
+    assert [h.get("replace_original") for h in hooks] == [True, True, False, True]
+    assert "fetching news" in hooks[0]["text"] and hooks[2]["blocks"][0]["text"]["text"] == "AXP weekly forecast"
+    assert slack.posted() == []  # no chat.postMessage: works where the bot was never invited
+
+
+def test_an_expired_response_url_falls_back_to_the_web_api(context, redis, slack):
+    slack.fail_next("hooks/T1/B1/x", 404, times=10)  # Slack: expired_url
+    JobsClient(redis).forecast(request(response_url=slack.hook_url()))
+    worker.run(context, burst=True)
+    [message] = slack.messages("C123")
+    assert message["blocks"][0]["text"]["text"] == "AXP weekly forecast"
+
+
+def test_a_response_url_older_than_25_minutes_is_not_used(context, redis, slack):
+    route = Route("C123", response_url=slack.hook_url(),
+                  requested_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=26))
+    reply = Reply(context, "job-old-hook", route)
+    reply.progress("working…")
+    reply.final("done", [])
+    assert not [c for c in slack.calls if c.method.startswith("hooks/")]
+    assert [m["text"] for m in slack.messages("C123")] == ["done"]
+
+
+class FailingModel:
+    version = "failing (no adapter)"
+
+    def __init__(self, error: type[BaseException] = RuntimeError, sleep_s: float = 0.0) -> None:
+        self.error, self.sleep_s = error, sleep_s
+
+    def render(self, conversation):
+        return "".join(m["content"] for m in conversation)
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def generate(self, conversations, *, max_new_tokens):
+        time.sleep(self.sleep_s)
+        raise self.error("CUDA error: an illegal memory access (token=xoxb-secret)")
+
+
+def enqueue_raw(redis, *, retry: Retry | None = None, timeout: int = 60) -> str:
+    """A forecast job with the test's own retry and timeout settings (the real queue waits 10 s between tries)."""
+    return queue(redis, INTERACTIVE).enqueue_call(FORECAST_TASK, kwargs={"request": request().to_json()},
+                                                   job_id="forecast-raw", timeout=timeout, retry=retry).id
+
+
+def test_an_unexpected_error_says_retrying_then_fails_with_a_reason_and_no_secrets(context, redis, slack):
+    context.load_model = FailingModel
+    job_id = enqueue_raw(redis, retry=Retry(max=1, interval=0))
+    worker.run(context, burst=True)
+
+    texts = [c.body["text"] for c in slack.calls if c.method in ("chat.postMessage", "chat.update")]
+    assert any("trying again shortly" in t for t in texts)
+    [message] = slack.messages("C123")
+    assert message["text"].startswith(":x: Your forecast for AXP failed: an internal error (RuntimeError)")
+    assert job_id in message["text"] and "xoxb" not in json.dumps(slack.messages())
+    assert Job.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status() == "failed"
+
+
+def test_a_job_past_its_timeout_is_stopped_and_the_user_told(context, redis, slack):
+    context.load_model = lambda: FailingModel(sleep_s=5)
+    enqueue_raw(redis, timeout=1)
+    worker.run(context, burst=True)
+    [message] = slack.messages("C123")
+    assert "ran longer than its 1 s limit" in message["text"]
+
+
+def test_a_promoted_adapter_is_served_from_the_next_job_without_reloading(context, redis, slack, tmp_path,
+                                                                         tiny_adapter_dirs):
+    registry = Registry(tmp_path / "models")
+    context.adapter_for = registry.current_path
+    JobsClient(redis).forecast(request(as_of=dt.date(2024, 3, 8)))
+    worker.run(context, burst=True)
+    assert context.model().adapter is None
+
+    version = registry.add(tiny_adapter_dirs[0])
+    registry.promote(version, reason="test")
+    JobsClient(redis).forecast(request(as_of=dt.date(2024, 3, 15)))
+    worker.run(context, burst=True)
+
+    assert context.model().adapter == registry.path(version) and context.model_loads == 1
+    assert redis.hget(served_model_key(), "adapter") == version.encode()
+    answers = [m for m in slack.messages("C123") if m["blocks"][0]["type"] == "header"]
+    assert version in answers[-1]["blocks"][-1]["elements"][0]["text"]  # the answer names the adapter used
 
 
 def test_a_worker_killed_mid_job_is_replaced_and_the_user_gets_exactly_one_answer(context, redis, slack,
@@ -128,7 +231,8 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_user_gets_exactly_one_answe
     time.sleep(INTERACTIVE.retry_intervals_s[0] + 1)
     worker.run(context, burst=True)
 
-    assert len(slack.posted()) == 1
+    [message] = slack.messages()  # the dead attempt's progress message, edited into the one answer
+    assert message["blocks"][0]["text"]["text"] == "AXP weekly forecast"
     assert Job.fetch(outcome.job_id, connection=redis, serializer=JSONSerializer).get_status() == "finished"
 
 
@@ -171,7 +275,7 @@ def test_the_digest_is_one_batched_run_one_summary_and_a_thread_of_analyses(cont
     JobsClient(redis).digest(channel="C777", as_of=day, weeks=1)
     worker.run(context, burst=True)
 
-    summary, *thread = [c.body for c in slack.calls if c.method == "chat.postMessage"]
+    summary, *thread = slack.messages("C777")  # the progress message became the summary
     assert summary["channel"] == "C777" and summary["text"].startswith("Dow30 digest for 2024-03-17 to 2024-03-24")
     assert f"{symbols[-1]}: no prices" in json.dumps(summary["blocks"])
     assert len(thread) == 29 and all(t["thread_ts"] == "1700000001.000100" for t in thread)
