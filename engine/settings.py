@@ -103,6 +103,20 @@ class Settings(BaseSettings):
         description="The FinGPT-format split the retrain gate evaluates on (a save_to_disk folder, parquet, "
         "JSONL or Hugging Face id).",
     )
+    train_dataset_dir: Path | None = Field(
+        default=None,
+        description="The training rows `/retrain` fine-tunes on: a folder written by `forecaster dataset prepare`.",
+    )
+    train_epochs: float = Field(default=1.0, gt=0, le=20, description="`/retrain`'s passes over the training rows "
+                                "(an admin can override per run: `/retrain epochs=2`).")
+    train_max_steps: int = Field(default=-1, ge=-1, description="Stop `/retrain` after this many optimizer updates "
+                                 "(-1: run the epochs). For smoke runs.")
+    train_grad_accum: int = Field(default=8, ge=1, le=256, description="Rows per optimizer update (batch size is 1).")
+    train_qlora: bool = Field(default=False, description="Train on a 4-bit NF4 base (QLoRA): 7B on a 24 GB card.")
+    eval_limit: int | None = Field(
+        default=None, ge=1, description="Evaluate the retrain gate on the first N rows of EVAL_DATASET only (smoke "
+        "runs; unset: all rows, as the published numbers are).",
+    )
     slack_bot_token: SecretStr | None = Field(default=None, description="The bot's xoxb- token (chat:write).")
     slack_api_url: str | None = Field(
         default=None, description="Override of Slack's Web API base URL (a proxy, or a fake server in tests)."

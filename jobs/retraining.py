@@ -1,0 +1,121 @@
+"""The `/retrain` job: train a new adapter, evaluate it against the served one, promote it only if not worse, and
+say so in Slack — one message edited with the progress (step, loss, ETA), the verdict in its thread.
+
+It runs in the worker like every job, on the training queue (listened to last, so forecasts never wait behind
+it once it is done). The inference model is released first so training has the GPU memory; evaluation then
+loads it again, and the worker's next job re-applies whatever adapter the registry now serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from rq import get_current_job
+
+from bot.blocks import failure_message, progress_message
+from bot.retrain_blocks import evaluation_status, retrain_result_message, training_status
+from engine.exceptions import EngineError
+from engine.registry import Registry
+from engine.train_config import TrainConfig
+from jobs import runtime
+from jobs.replies import Reply, Route, post_once
+
+log = logging.getLogger(__name__)
+
+# Slack allows about one edit a second per channel; a training step can take less. Edit at most this often.
+PROGRESS_EVERY_S = 15.0
+
+
+class _Throttled:
+    """Calls `show(text)` at most every `every_s` seconds, and always for the first and the last update."""
+
+    def __init__(self, show, every_s: float) -> None:
+        self.show, self.every_s, self.last = show, every_s, 0.0
+
+    def __call__(self, text: str, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if final or self.last == 0.0 or now - self.last >= self.every_s:
+            self.last = now
+            self.show(text)
+
+
+def _missing_setup(settings) -> str | None:
+    if settings.train_dataset_dir is None:
+        return ("TRAIN_DATASET_DIR is not set: prepare the training rows with `forecaster dataset prepare --out DIR` "
+                "on the worker host and set TRAIN_DATASET_DIR=DIR")
+    if not settings.train_dataset_dir.is_dir():
+        return f"TRAIN_DATASET_DIR={settings.train_dataset_dir} is not a folder on the worker host"
+    if not settings.eval_dataset:
+        return "EVAL_DATASET is not set: a new adapter is served only after it is evaluated on a test split"
+    return None
+
+
+def retrain_job(channel: str, user: str, epochs: float | None = None, force: bool = False,
+                thread_ts: str | None = None) -> dict:
+    from engine.retrain import retrain  # the training stack loads only when a retrain actually runs
+
+    ctx = runtime.current()
+    job = get_current_job()
+    job_id = job.id if job else f"adhoc-retrain-{time.time_ns()}"
+    settings = ctx.settings
+    reply = Reply(ctx, job_id, Route(channel, thread_ts))
+    if reply.delivered():
+        return {"status": "done", "note": "verdict already posted by an earlier attempt"}
+
+    problem = _missing_setup(settings)
+    if problem:
+        text, blocks = failure_message("Retrain not started", problem, hint="An admin of the worker host can fix "
+                                       "this; then run `/retrain` again.")
+        reply.final(text, blocks)
+        return {"status": "failed", "error": problem}
+
+    status = _Throttled(reply.progress, PROGRESS_EVERY_S)
+    status(f":hammer_and_wrench: Retrain requested by <@{user}>: loading {settings.model_base} for training…")
+    try:
+        cfg = TrainConfig(base=settings.model_base, device=settings.model_device, qlora=settings.train_qlora,
+                          epochs=epochs or settings.train_epochs, max_steps=settings.train_max_steps,
+                          gradient_accumulation=settings.train_grad_accum)
+    except ValueError as exc:
+        text, blocks = failure_message("Retrain not started", str(exc))
+        reply.final(text, blocks)
+        return {"status": "failed", "error": str(exc)}
+
+    def on_train(p) -> None:
+        status(training_status(requested_by=user, step=p.step, max_steps=p.max_steps, epoch=p.epoch, loss=p.loss,
+                               eta_s=p.eta_s), final=p.step >= p.max_steps)
+
+    def on_eval(done: int, total: int, _elapsed: float) -> None:
+        status(evaluation_status(requested_by=user, done=done, total=total), final=done == total)
+
+    registry = Registry(settings.model_dir)
+    ctx.release_model()  # training needs the memory the served model holds
+    try:
+        outcome = retrain(cfg, dataset_dir=settings.train_dataset_dir, registry=registry,
+                          eval_dataset=settings.eval_dataset, load_analyst=ctx.model,
+                          metric=settings.model_gate_metric, force=force, eval_limit=settings.eval_limit,
+                          max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size,
+                          train_progress=on_train, eval_progress=on_eval)
+    except EngineError as exc:
+        text, blocks = failure_message("Retrain failed", str(exc), hint="Nothing was promoted; the served adapter "
+                                       "is unchanged.")
+        reply.final(text, blocks)
+        return {"status": "failed", "error": str(exc)}
+    finally:
+        ctx.forget_adapter()  # the evaluation switched adapters: the next job re-applies the served one
+
+    decision = outcome.decision
+    current_version = (registry.read(outcome.version, "evaluation.json") or {}).get("compared_with", {}).get("version")
+    text, blocks = retrain_result_message(
+        version=outcome.version, promoted=decision.promote, reason=decision.reason, new=outcome.new_scores,
+        current=outcome.current_scores, current_version=current_version, training=outcome.training)
+    verdict = (f":white_check_mark: Retrain requested by <@{user}> finished: *{outcome.version} promoted*, served "
+               "from the next job." if decision.promote else
+               f":no_entry: Retrain requested by <@{user}> finished: {outcome.version} *not promoted*; "
+               f"{current_version or 'the base model'} stays served.")
+    head_text, head_blocks = progress_message(f"{verdict} Details in the thread.")
+    head_ts = reply.final(head_text, head_blocks)
+    post_once(ctx, job_id, "verdict", channel=channel, text=text, blocks=blocks, thread_ts=head_ts or thread_ts)
+    log.info("%s: retrain → %s %s (%s)", job_id, outcome.version, "promoted" if decision.promote else "refused",
+             decision.reason)
+    return {"status": "done", "version": outcome.version, "promoted": decision.promote, "reason": decision.reason}
