@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -31,7 +32,11 @@ def worker(
         settings=settings, conn=conn, sources=common.build_live_sources(settings),
         slack=build_client(settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url),
         load_model=lambda: load_analyst(settings),
+        # Between jobs: MODEL_ADAPTER when pinned, else whatever the registry serves now (promote/rollback).
+        adapter_for=lambda: common.served_adapter(settings),
     )
+    # RQ forks a small scheduler process (retries with backoff); a forked tokenizer pool would warn and may hang.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     err.print(f"worker: loading {settings.model_base}…", highlight=False)
     try:
         run(context, queue_names=[q.strip() for q in queues.split(",") if q.strip()], burst=burst)
