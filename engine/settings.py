@@ -6,11 +6,14 @@ object down; tests build `Settings(...)` directly with `_env_file=None`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AnyUrl, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engine.market.weekly_time import parse_weekly_time
 
 _PLACEHOLDERS = {"", "changeme", "change-me", "your-key", "your_api_key", "xxx", "todo", "none"}
 
@@ -28,8 +31,13 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(
         default=None,
-        description="Redis for the cache, the shared rate limiter and (later) the job queue, e.g. "
-        "redis://localhost:6379/0. Unset: the data layer caches in memory for this process only.",
+        description="Redis for the job queue, the market data cache and the shared rate limiter, e.g. "
+        "redis://localhost:6379/0. Unset: `forecaster up` starts an embedded one; a lone CLI command caches in "
+        "its own memory.",
+    )
+    data_dir: Path = Field(
+        default=Path(".forecaster"),
+        description="Where `forecaster up` keeps the embedded Redis (append-only file) when REDIS_URL is unset.",
     )
     finnhub_api_key: SecretStr | None = Field(
         default=None,
@@ -88,6 +96,39 @@ class Settings(BaseSettings):
     model_context_tokens: int = Field(
         default=4096, ge=512, description="Prompt + answer budget; longer prompts drop their oldest news items."
     )
+    model_backend: Literal["transformers", "vllm"] = Field(
+        default="transformers",
+        description="transformers: the worker runs the model in its own process (GPU or CPU). vllm: the worker sends "
+        "requests to a vLLM server (VLLM_BASE_URL) and keeps only the tokenizer of MODEL_BASE, which must be the "
+        "model that server serves.",
+    )
+    vllm_base_url: str = Field(
+        default="http://localhost:8000/v1",
+        description="The vLLM server's OpenAI-compatible URL (its root or its /v1), for MODEL_BACKEND=vllm.",
+    )
+    vllm_api_key: SecretStr | None = Field(
+        default=None, description="The vLLM server's --api-key, when it was started with one."
+    )
+    vllm_model: str | None = Field(
+        default=None,
+        description="The base model's name at the vLLM server (its --served-model-name). Unset: MODEL_BASE when the "
+        "server lists it, else the one base model it serves.",
+    )
+    vllm_timeout_s: float = Field(
+        default=300.0, gt=0,
+        description="Per-request timeout for one answer from the vLLM server (a 700-token answer in a busy batch "
+        "can take a minute or more). Connection errors, timeouts and 5xx are retried twice.",
+    )
+    vllm_wait_s: float = Field(
+        default=120.0, ge=0,
+        description="How long a starting worker waits for the vLLM server to come up (it opens its port only once "
+        "the weights are loaded).",
+    )
+    vllm_model_dir: str | None = Field(
+        default=None,
+        description="MODEL_DIR as the vLLM server sees it, when the server mounts the adapter registry at another "
+        "path (another container or host). Unset: the same path as here.",
+    )
 
     model_dir: Path = Field(
         default=Path("models"),
@@ -121,6 +162,52 @@ class Settings(BaseSettings):
     slack_api_url: str | None = Field(
         default=None, description="Override of Slack's Web API base URL (a proxy, or a fake server in tests)."
     )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        description="The app's Signing Secret (Basic Information page): the bot verifies every HTTP request with "
+        "it. Required in HTTP mode; unused in Socket Mode.",
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None,
+        description="An app-level xapp- token with connections:write. Set: the bot runs in Socket Mode (no public "
+        "URL; development, firewalled installs). Unset: HTTP mode on BOT_HOST:BOT_PORT.",
+    )
+    slack_admin_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Slack user ids (U0123ABCD) allowed to run /retrain. Empty: nobody can.",
+    )
+    bot_host: str = Field(default="0.0.0.0", description="HTTP mode: the address the bot listens on.")
+    bot_port: int = Field(default=3000, ge=0, le=65535, description="HTTP mode: the port (/slack/events, /healthz).")
+    bot_threads: int = Field(
+        default=16, ge=1, le=256, description="HTTP mode: requests served at once (each ack takes a few ms)."
+    )
+    bot_queue_max_depth: int = Field(
+        default=200, ge=1,
+        description="A /forecast is refused (\"queue full, try later\") when this many jobs already wait in its "
+        "queue.",
+    )
+    bot_digest_cooldown_s: int = Field(
+        default=3600, ge=0, description="On-demand digests (/digest, /forecast dow30): at most one per channel "
+        "per this many seconds.",
+    )
+    digest_schedule: str = Field(
+        default="mon 08:00",
+        description='When the Dow30 digest is posted: a day name and a 24-hour New York time, e.g. "mon 08:00". '
+        "It forecasts the week that opens next, from data up to the end of the day before.",
+    )
+    summary_schedule: str = Field(
+        default="sat 10:00",
+        description='When the weekly evaluation summary is posted, e.g. "sat 10:00" (after the week has closed).',
+    )
+    digest_channels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Slack channel ids (C0123ABCD) that get the digest and the summary.",
+    )
+    scheduler_misfire_grace_s: int = Field(
+        default=3 * 3600, ge=60, le=24 * 3600,
+        description="A scheduled post missed while the scheduler was down still goes out if it restarts within "
+        "this many seconds (one post however many were missed); later than that, it is skipped.",
+    )
     teacher_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint of the teacher model that writes training answers."
     )
@@ -135,6 +222,39 @@ class Settings(BaseSettings):
             # look like rate limiting rather than a configuration mistake.
             return None
         return value
+
+    @field_validator("digest_schedule", "summary_schedule")
+    @classmethod
+    def _weekly_time(cls, value: str) -> str:
+        return str(parse_weekly_time(value))
+
+    @field_validator("digest_channels", mode="before")
+    @classmethod
+    def _channel_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list | tuple):
+            return value  # pydantic reports the wrong type
+        channels = [str(part).strip() for part in value if str(part).strip()]
+        bad = [c for c in channels if not re.fullmatch(r"[CGD][A-Z0-9]{2,}", c)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: not Slack channel ids; give ids like C0123ABCD, comma-separated "
+                             "(in Slack: open the channel's details, the id is at the bottom of About)")
+        return list(dict.fromkeys(channels))
+
+    @field_validator("slack_admin_users", mode="before")
+    @classmethod
+    def _user_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list | tuple):
+            return value  # pydantic reports the wrong type
+        users = [str(part).strip() for part in value if str(part).strip()]
+        bad = [u for u in users if not re.fullmatch(r"[UW][A-Z0-9]{2,}", u)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: not Slack user ids; give ids like U0123ABCD, comma-separated (in "
+                             "Slack: a person's profile, ⋮ More, Copy member ID)")
+        return list(dict.fromkeys(users))
 
     @field_validator("data_snapshot_dir")
     @classmethod

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
@@ -46,6 +48,10 @@ class ForecastRequest:
         return cls(**{**data, "as_of": as_of})
 
 
+class QueueFull(Exception):
+    """The queue already holds as many waiting jobs as the client allows; `str(e)` says which and how many."""
+
+
 @dataclass(frozen=True)
 class Enqueued:
     job_id: str
@@ -58,16 +64,31 @@ def queue(conn: redis.Redis, spec: QueueSpec) -> Queue:
     return Queue(spec.name, connection=conn, serializer=JSONSerializer)
 
 
+def fast_connection(url: str, *, timeout_s: float = 1.0) -> redis.Redis:
+    """A Redis client that gives up quickly: a user waiting on an ack hears "could not queue" within about a
+    second instead of after redis-py's default retries with backoff."""
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
+                                retry=RedisRetry(NoBackoff(), 0))
+
+
 class JobsClient:
-    def __init__(self, conn: redis.Redis, *, now: dt.datetime | None = None) -> None:
+    def __init__(self, conn: redis.Redis, *, now: dt.datetime | None = None, max_depth: int | None = None) -> None:
+        """`max_depth`: refuse (QueueFull) a new job when that many already wait in its queue; None: no limit."""
         self._conn = conn
         self._now = now
+        self._max_depth = max_depth
 
-    def forecast(self, request: ForecastRequest) -> Enqueued:
+    def forecast(self, request: ForecastRequest, *, replace_failed: bool = False) -> Enqueued:
+        """`replace_failed`: when the same request failed earlier (and is kept as failed for FAILURE_TTL_S), drop
+        that failed job and queue the request again, instead of answering "duplicate"."""
         now = self._now or dt.datetime.now(dt.UTC)
         job_id = forecast_job_id(ticker=request.ticker, as_of=request.as_of, weeks=request.weeks,
                                  financials=request.financials, channel=request.channel, now=now)
-        return self._enqueue(INTERACTIVE, FORECAST_TASK, job_id, {"request": request.to_json()})
+        outcome = self._enqueue(INTERACTIVE, FORECAST_TASK, job_id, {"request": request.to_json()})
+        if replace_failed and outcome.status == "duplicate" and outcome.job_status == "failed":
+            Job.fetch(job_id, connection=self._conn, serializer=JSONSerializer).delete()
+            outcome = self._enqueue(INTERACTIVE, FORECAST_TASK, job_id, {"request": request.to_json()})
+        return outcome
 
     def digest(self, *, channel: str, as_of: dt.date, weeks: int = 3) -> Enqueued:
         """The Dow30 digest for the week after `as_of`, once per channel and date."""
@@ -87,7 +108,7 @@ class JobsClient:
         active = self.active_retrain()
         if active is not None:
             job = Job.fetch(active, connection=self._conn, serializer=JSONSerializer)
-            return Enqueued(active, "duplicate", 0, str(job.get_status(refresh=True)))
+            return Enqueued(active, "duplicate", 0, _status(job))
         now = self._now or dt.datetime.now(dt.UTC)
         return self._enqueue(TRAINING, RETRAIN_TASK, retrain_job_id(now=now),
                              {"channel": channel, "user": user, "epochs": epochs, "force": force,
@@ -101,6 +122,9 @@ class JobsClient:
 
     def _enqueue(self, spec: QueueSpec, task: str, job_id: str, kwargs: dict) -> Enqueued:
         q = queue(self._conn, spec)
+        # A soft limit (count, then enqueue): a request already queued is still answered as a duplicate.
+        if self._max_depth is not None and q.count >= self._max_depth and not Job.exists(job_id, self._conn):
+            raise QueueFull(f"the {spec.name} queue already holds {q.count} jobs (limit {self._max_depth})")
         retry = Retry(max=spec.retries, interval=list(spec.retry_intervals_s)) if spec.retries else None
         try:
             job = q.enqueue_call(task, kwargs=kwargs, job_id=job_id, unique=True, timeout=spec.timeout_s,
@@ -110,4 +134,10 @@ class JobsClient:
             job = Job.fetch(job_id, connection=self._conn, serializer=JSONSerializer)
             status = "duplicate"
         position = q.get_job_position(job.id)
-        return Enqueued(job.id, status, position or 0, str(job.get_status(refresh=True)))
+        return Enqueued(job.id, status, position or 0, _status(job))
+
+
+def _status(job: Job) -> str:
+    """RQ's status as its plain value ("queued", "finished"…): str() of the enum gives "JobStatus.QUEUED"."""
+    status = job.get_status(refresh=True)
+    return getattr(status, "value", str(status))

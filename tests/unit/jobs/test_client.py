@@ -63,3 +63,9 @@ def test_different_options_or_channels_are_different_jobs():
            for w in (1, 3) for f in (True, False) for c in ("C1", "C2")}
     assert len(ids) == 8
     assert all(":" not in i and " " not in i for i in ids)
+
+
+def test_the_job_status_is_rqs_plain_value(redis):
+    first = JobsClient(redis, now=NOW).forecast(request())
+    again = JobsClient(redis, now=NOW).forecast(request())
+    assert (first.job_status, again.job_status) == ("queued", "queued")  # not "JobStatus.QUEUED"
