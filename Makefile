@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 # Shared FinGPT test split (read by the golden prompt tests); override when shared/ lives elsewhere.
 FINGPT_TEST_SPLIT ?= $(abspath ../shared/data/fingpt-dow30/fingpt-forecaster-dow30-202305-202405/test)
 
-.PHONY: run test bench gpu-test install clean
+.PHONY: run forecast test bench gpu-test install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,14 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# Writes the forecast for TICKER in the terminal (fresh Finnhub/Yahoo data, or DATA_SNAPSHOT_DIR when set;
-# the model from MODEL_BASE/MODEL_ADAPTER). Replaced by the whole stack once the bot exists.
+# The whole stack on this machine: the Slack bot, a worker with the model loaded, the scheduler, and an embedded
+# Redis when REDIS_URL is unset. Reads .env; refuses to start, with the list of what is missing, when it is not
+# configured (README: Setting up the Slack app). Ctrl-C stops everything.
 run: install
+	$(BIN)/forecaster up
+
+# One forecast in the terminal, no Slack: fresh Finnhub/Yahoo data (or DATA_SNAPSHOT_DIR), the configured model.
+forecast: install
 	$(BIN)/forecaster forecast $(TICKER)
 
 # Tests need a real Redis: REDIS_URL when it answers, otherwise the suite starts a private redis-server

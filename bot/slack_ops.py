@@ -22,6 +22,15 @@ def post_message(client: WebClient, *, channel: str, text: str, blocks: list[dic
     return response["ts"]
 
 
+def upload_file(client: WebClient, *, channel: str, content: bytes, filename: str, title: str,
+                thread_ts: str | None = None, alt_text: str | None = None) -> str:
+    """Share a file in a channel (or a thread) through files_upload_v2 (get an upload URL, send the bytes, complete
+    the upload); returns the file's id. Needs the `files:write` scope."""
+    response = client.files_upload_v2(channel=channel, content=content, filename=filename, title=title,
+                                      thread_ts=thread_ts, alt_txt=alt_text)
+    return response["file"]["id"]
+
+
 def update_message(client: WebClient, *, channel: str, ts: str, text: str, blocks: list[dict]) -> None:
     """Edit a message the bot posted (progress turning into the answer)."""
     client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)

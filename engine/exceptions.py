@@ -45,3 +45,11 @@ class PromptError(EngineError):
 
 class PromptTooLong(PromptError):
     """Even with every droppable news item removed, the prompt does not fit the token budget."""
+
+
+class ModelError(EngineError):
+    """The model or adapter cannot be loaded or used as configured."""
+
+
+class ModelServerError(ModelError):
+    """The model server (MODEL_BACKEND=vllm) could not be reached, kept failing, or refused a request."""

@@ -6,6 +6,8 @@ Torch-free: the model arrives as any object with `render`, `count_tokens`, `gene
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -38,6 +40,13 @@ class ForecastResult:
     generation: GenerationLike
     dropped: tuple[DroppedNews, ...]
     model_version: str
+    prompt_sha256: str = ""  # of the exact chat messages generated from: the ledger's link to its prompt
+
+
+def prompt_sha256(messages: Sequence[dict[str, str]]) -> str:
+    """A stable hash of the chat messages (system + user) a forecast was generated from."""
+    text = json.dumps(list(messages), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def fit_prompt(parts: PromptParts, model: Model, *, context_tokens: int, max_new_tokens: int
@@ -74,6 +83,7 @@ def run_forecasts(
                 generation=generation,
                 dropped=tuple(fitted[k][1]),
                 model_version=model.version,
+                prompt_sha256=prompt_sha256(messages[k]),
             )
     return [results[k] for k in range(len(inputs))]
 
@@ -106,4 +116,5 @@ def to_json(result: ForecastResult) -> dict:
         "prompt_tokens": result.generation.prompt_tokens,
         "new_tokens": result.generation.new_tokens,
         "seconds": round(result.generation.seconds, 3),
+        "prompt_sha256": result.prompt_sha256,
     }

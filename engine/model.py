@@ -8,7 +8,6 @@ picks up a newly promoted adapter without a restart.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -19,26 +18,20 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
 
-from engine.exceptions import EngineError
+from engine.exceptions import ModelError
+from engine.generation import (
+    Conversation,
+    Generation,
+    count_tokens,
+    model_version,
+    read_lora_config,
+    render_chat,
+    stop_token_ids,
+)
+
+__all__ = ["Analyst", "Conversation", "Generation", "ModelError", "Placement", "choose_placement"]
 
 log = logging.getLogger(__name__)
-
-Conversation = Sequence[dict[str, str]]
-
-
-class ModelError(EngineError):
-    """The model or adapter cannot be loaded or used as configured."""
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One answer and what it cost."""
-
-    text: str
-    prompt_tokens: int
-    new_tokens: int
-    seconds: float  # wall time of the generate call that produced it (shared by a batch)
-    batch_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -96,7 +89,7 @@ class Analyst:
         self._merge = merge_adapter and not placement.load_in_4bit  # merging into 4-bit weights is lossy
         self.adapter: Path | None = None
         self._merged = False
-        self._stop_ids = _stop_token_ids(tokenizer)
+        self._stop_ids = stop_token_ids(tokenizer)
 
     # -- loading -----------------------------------------------------------------------------------------------
 
@@ -159,8 +152,7 @@ class Analyst:
     @property
     def version(self) -> str:
         """What is answering, for message footers and the ledger."""
-        name = Path(self.base).name if Path(self.base).exists() else self.base
-        return f"{name} + {self.adapter.name}" if self.adapter else f"{name} (no adapter)"
+        return model_version(self.base, self.adapter)
 
     # -- adapters ----------------------------------------------------------------------------------------------
 
@@ -170,12 +162,7 @@ class Analyst:
 
         if path is not None:
             path = Path(path)
-            config = path / "adapter_config.json"
-            if not config.is_file():
-                raise ModelError(f"{path} is not a PEFT adapter (no adapter_config.json)")
-            peft_type = json.loads(config.read_text()).get("peft_type")
-            if peft_type != "LORA":
-                raise ModelError(f"{path} holds a {peft_type} adapter; only LoRA adapters are served")
+            read_lora_config(path)
         if isinstance(self.model, PeftModel):
             if self._merged:
                 self.model.unmerge_adapter()
@@ -199,10 +186,10 @@ class Analyst:
 
     def render(self, conversation: Conversation) -> str:
         """The exact text the model reads, through the tokenizer's own chat template."""
-        return self.tokenizer.apply_chat_template(list(conversation), tokenize=False, add_generation_prompt=True)
+        return render_chat(self.tokenizer, conversation)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return count_tokens(self.tokenizer, text)
 
     def generate(
         self,
@@ -246,16 +233,6 @@ class Analyst:
                 batch_size=len(conversations),
             ))
         return results
-
-
-def _stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Qwen chat models end a turn with <|im_end|>; base checkpoints with <|endoftext|>. Stop on either."""
-    ids = {tokenizer.eos_token_id}
-    for token in ("<|im_end|>", "<|endoftext|>"):
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
-            ids.add(token_id)
-    return sorted(i for i in ids if i is not None)
 
 
 def _until_stop(tokens: list[int], stops: set[int]) -> list[int]:

@@ -14,6 +14,7 @@ from rq.exceptions import AbandonedJobError
 from rq.timeouts import JobTimeoutException
 
 from bot.blocks import failure_message
+from engine.exceptions import EngineError
 from jobs import runtime
 from jobs.replies import Reply, route_of
 
@@ -34,6 +35,8 @@ def describe(job: Any, exc_type: type[BaseException] | None, exc_value: BaseExce
         return f"it ran longer than its {limit} limit and was stopped"
     if exc_type is not None and issubclass(exc_type, AbandonedJobError):
         return "the worker running it stopped unexpectedly (restarted or out of memory)"
+    if exc_type is not None and issubclass(exc_type, EngineError):
+        return str(exc_value)  # written for users, secrets already redacted (e.g. the model server is down)
     name = exc_type.__name__ if exc_type else "an unknown error"
     return f"an internal error ({name}); the team can find it in the worker log under job `{job.id}`"
 

@@ -84,12 +84,12 @@ def channel_pace_key(channel: str) -> str:
 
 # -- the bot's admission checks ------------------------------------------------------------------------------------
 
-# A redelivered slash command (same trigger_id) gets the first delivery's answer for this long.
+# A redelivered slash command (same trigger_id) is recognised for this long.
 DELIVERY_TTL_S = 30 * 60
 
 
 def delivery_key(trigger_id: str) -> str:
-    """The answer given to one slash-command delivery, so a redelivery is answered the same and enqueues nothing."""
+    """The job one slash-command delivery queued, so a redelivery is answered from it and enqueues nothing."""
     return f"{PREFIX}:delivery:{_safe(trigger_id)}"
 
 

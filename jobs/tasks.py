@@ -5,18 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from dataclasses import dataclass
 
 from rq import get_current_job
 
 from bot.blocks import digest_message, failure_message, forecast_message
-from engine.exceptions import EngineError
+from engine.exceptions import EngineError, ModelServerError
 from engine.forecast import run_forecasts, to_json
 from engine.inputs import gather
 from engine.market.dow30 import members
 from engine.market.weeks import cutoff_for_date
+from engine.sources.snapshot import recorded_clock
 from jobs import runtime
 from jobs.client import ForecastRequest
 from jobs.keys import last_run_key
+from jobs.ledger import record_forecast
 from jobs.replies import Reply, Route, post_once, posted_ts
 
 __all__ = ["digest_job", "forecast_job", "post_once"]
@@ -24,24 +27,47 @@ __all__ = ["digest_job", "forecast_job", "post_once"]
 log = logging.getLogger(__name__)
 
 
-def _job() -> tuple[str, dt.datetime | None]:
+@dataclass(frozen=True)
+class _JobInfo:
+    id: str
+    enqueued_at: dt.datetime | None  # this attempt's (a retry is enqueued again)
+    requested_at: dt.datetime  # when it was asked for: the first enqueue, the same across retries
+
+
+def _job() -> _JobInfo:
     job = get_current_job()
     if job is None:  # called directly (tests, a REPL): still idempotent per call
-        return f"adhoc-{time.time_ns()}", None
-    return job.id, job.enqueued_at
+        return _JobInfo(f"adhoc-{time.time_ns()}", None, dt.datetime.now(dt.UTC))
+    created = job.created_at or dt.datetime.now(dt.UTC)
+    return _JobInfo(job.id, job.enqueued_at, created if created.tzinfo else created.replace(tzinfo=dt.UTC))
+
+
+def _record(ctx: runtime.WorkerContext, data: dict, *, job: _JobInfo, user: str | None, channel: str,
+            source: str) -> None:
+    """Into the ledger, before posting: a forecast that reached the user is always on the record. A ledger
+    failure is logged, never allowed to cost the user the answer."""
+    try:
+        latency = (dt.datetime.now(dt.UTC) - job.requested_at).total_seconds()
+        record_forecast(ctx.conn, data, job_id=job.id, user=user, channel=channel, requested_at=job.requested_at,
+                        latency_s=latency, source=source)
+    except Exception:  # noqa: BLE001
+        log.exception("%s: could not record %s in the ledger", job.id, data.get("symbol"))
 
 
 def forecast_job(request: dict) -> dict:
     """data → prompt → model → parsed forecast → ledger → Slack, with progress shown along the way."""
     ctx = runtime.current()
-    job_id, enqueued_at = _job()
+    job = _job()
+    job_id = job.id
     req = ForecastRequest.from_json(request)
-    reply = Reply(ctx, job_id, Route(req.channel, req.thread_ts, req.response_url, enqueued_at))
+    reply = Reply(ctx, job_id, Route(req.channel, req.thread_ts, req.response_url, job.enqueued_at))
     if reply.delivered():
         return {"status": "done", "note": "answer already posted by an earlier attempt"}
     settings = ctx.settings
     now = dt.datetime.now(dt.UTC)
     cutoff = cutoff_for_date(req.as_of) if req.as_of else now
+    if settings.data_snapshot_dir is not None and req.as_of is None:  # replaying: "now" is when it was recorded
+        cutoff, now = recorded_clock(settings.data_snapshot_dir)
     started = time.perf_counter()
     reply.progress(f":hourglass_flowing_sand: *{req.ticker}*: fetching news, prices and financials…")
     try:
@@ -56,6 +82,8 @@ def forecast_job(request: dict) -> dict:
                        f"with {model.version}…")
         result = run_forecasts([inputs], model, context_tokens=settings.model_context_tokens,
                                max_new_tokens=settings.model_max_new_tokens)[0]
+    except ModelServerError:
+        raise  # the model server is down or busy: RQ retries, and the requester is told if it stays down
     except EngineError as exc:
         # A user-actionable failure is a final state the user sees, not a retry.
         text, blocks = failure_message(f"No forecast for {req.ticker}", str(exc),
@@ -63,6 +91,7 @@ def forecast_job(request: dict) -> dict:
         reply.final(text, blocks)
         return {"status": "failed", "error": str(exc)}
     data = to_json(result)
+    _record(ctx, data, job=job, user=req.user, channel=req.channel, source="forecast")
     text, blocks = forecast_message(data)
     reply.final(text, blocks)
     log.info("%s: %s done in %.1fs (data %.1fs, generation %.1fs, %d new tokens)", job_id, req.ticker,
@@ -74,7 +103,8 @@ def digest_job(channel: str, as_of: str, weeks: int = 3) -> dict:
     """All Dow30 members of that date in ONE batched generation; one summary message, each full analysis in its
     thread. A ticker whose data fails is listed, not fatal."""
     ctx = runtime.current()
-    job_id, _ = _job()
+    job = _job()
+    job_id = job.id
     reply = Reply(ctx, job_id, Route(channel))
     settings = ctx.settings
     day = dt.date.fromisoformat(as_of)
@@ -92,6 +122,8 @@ def digest_job(channel: str, as_of: str, weeks: int = 3) -> dict:
     results = run_forecasts(ready, model, context_tokens=settings.model_context_tokens,
                             max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size)
     forecasts = [to_json(r) for r in results]
+    for data in forecasts:
+        _record(ctx, data, job=job, user=None, channel=channel, source="digest")
     week = forecasts[0]["target_week"] if forecasts else f"the week after {day}"
     text, blocks = digest_message(week, forecasts, failures)
     summary_ts = reply.final(text, blocks)

@@ -29,7 +29,7 @@ import yfinance  # noqa: E402, F401
 
 # Read once, before `clean_environment` strips the product's variables from each test.
 _REDIS_URL_AT_START = os.environ.get("REDIS_URL")
-_PRODUCT_ENV_PREFIXES = ("REDIS_", "FINNHUB_", "DATA_SNAPSHOT_", "SLACK_", "MODEL_", "YAHOO_", "TEACHER_")
+_PRODUCT_ENV_PREFIXES = ("REDIS_", "FINNHUB_", "DATA_SNAPSHOT_", "SLACK_", "MODEL_", "YAHOO_", "TEACHER_", "VLLM_")
 
 
 def _redis_server_binary() -> str:

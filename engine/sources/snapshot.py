@@ -178,3 +178,9 @@ def _covered(start: dt.datetime, end: dt.datetime, windows: list[tuple[dt.dateti
         if reach >= end:
             return True
     return reach >= end and any(w_start <= start for w_start, _ in windows)
+
+
+def recorded_clock(root: Path) -> tuple[dt.datetime, dt.datetime]:
+    """(cutoff, now) of the moment a snapshot was recorded: a "live" forecast replayed from it is as of then."""
+    manifest = json.loads((Path(root) / "manifest.json").read_text(encoding="utf-8"))
+    return dt.datetime.fromisoformat(manifest["cutoff"]), dt.datetime.fromisoformat(manifest["recorded_now"])

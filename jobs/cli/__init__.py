@@ -4,7 +4,8 @@ It sits at the top of the import graph (jobs → engine). Importing it registers
 heavy: each command imports what it needs when it runs.
 """
 
-from jobs.cli import analyst, data, schedule, service, training  # noqa: F401  (each registers its commands on `app`)
+# Each module registers its commands on `app`.
+from jobs.cli import analyst, bot_app, data, doctor, ledger, schedule, service, training, up  # noqa: F401
 from jobs.cli.common import app, main
 
 __all__ = ["app", "main"]

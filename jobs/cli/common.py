@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
 import re
 from pathlib import Path
@@ -48,11 +47,15 @@ def main() -> None:
 
 @app.callback()
 def _configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every data call.")] = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False)],
-    )
+    if err.is_terminal:
+        handler: logging.Handler = RichHandler(console=err, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        # A service under `forecaster up`, compose or systemd: one plain line per record (rich would wrap at 80
+        # columns), greppable, with the time and the logger.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
     # urllib3 logs full request URLs at DEBUG, and Finnhub's key travels in the query string.
     logging.getLogger("urllib3").setLevel(logging.INFO)
     if not verbose:
@@ -128,10 +131,11 @@ def ny_date(moment: dt.datetime) -> dt.date:
 
 def snapshot_clock(settings: Settings, date: str | None) -> tuple[dt.datetime, dt.datetime] | None:
     """When replaying a snapshot with no --date, forecast as of the moment it was recorded."""
+    from engine.sources.snapshot import recorded_clock
+
     if settings.data_snapshot_dir is None or date is not None:
         return None
-    manifest = json.loads((settings.data_snapshot_dir / "manifest.json").read_text(encoding="utf-8"))
-    return dt.datetime.fromisoformat(manifest["cutoff"]), dt.datetime.fromisoformat(manifest["recorded_now"])
+    return recorded_clock(settings.data_snapshot_dir)
 
 
 def build_live_sources(settings: Settings) -> Sources:
@@ -189,7 +193,16 @@ def served_adapter(settings: Settings) -> Path | None:
 
 
 def load_analyst(settings: Settings):
-    """The configured model, loaded once for this process."""
+    """The configured model, loaded once for this process: in it (transformers), or behind a vLLM server."""
+    if settings.model_backend == "vllm":
+        from engine.remote_model import RemoteAnalyst
+
+        key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
+        return RemoteAnalyst.connect(
+            settings.model_base, base_url=settings.vllm_base_url, api_key=key, served_model=settings.vllm_model,
+            adapter=served_adapter(settings), timeout_s=settings.vllm_timeout_s, wait_s=settings.vllm_wait_s,
+            context_tokens=settings.model_context_tokens, concurrency=settings.model_batch_size,
+            model_dir=settings.model_dir, server_model_dir=settings.vllm_model_dir)
     from engine.model import Analyst
 
     return Analyst.load(settings.model_base, adapter=served_adapter(settings), device=settings.model_device,

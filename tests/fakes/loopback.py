@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
-def start_server(handle: Callable[[BaseHTTPRequestHandler], None]) -> ThreadingHTTPServer:
-    """Serve GET and POST with `handle(request)` on a free port, in a daemon thread. Stop with `stop_server`."""
+def start_server(handle: Callable[[BaseHTTPRequestHandler], None], *, port: int = 0) -> ThreadingHTTPServer:
+    """Serve GET and POST with `handle(request)` on `port` (0: a free one), in a daemon thread. Stop with
+    `stop_server`."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real APIs and the clients' connection pools expect
@@ -25,7 +26,7 @@ def start_server(handle: Callable[[BaseHTTPRequestHandler], None]) -> ThreadingH
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server

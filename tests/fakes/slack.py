@@ -2,6 +2,10 @@
 
 Point `WebClient(token=..., base_url=fake.api_url)` at it. Every method answers `{"ok": true, ...}` with a fresh
 `ts`, unless told to fail: `fail_next("chat.postMessage", 429, headers={"Retry-After": "1"})`.
+
+`files_upload_v2` works as against Slack: files.getUploadURLExternal hands out an upload URL on this server, the
+client POSTs the bytes there, files.completeUploadExternal shares the file; `uploads()` lists the completed files
+with their bytes.
 """
 
 from __future__ import annotations
@@ -26,6 +30,20 @@ class SlackCall:
     ts: str | None = None  # the ts the fake answered with
 
 
+@dataclass
+class UploadedFile:
+    """One files_upload_v2 upload, filled in step by step."""
+
+    file_id: str
+    filename: str | None
+    length: int  # as announced in files.getUploadURLExternal
+    content: bytes | None = None  # the bytes POSTed to the upload URL
+    title: str | None = None
+    channel: str | None = None
+    thread_ts: str | None = None
+    completed: bool = False  # files.completeUploadExternal named it
+
+
 class FakeSlack:
     def __init__(self) -> None:
         self.calls: list[SlackCall] = []
@@ -33,6 +51,9 @@ class FakeSlack:
         self._lock = threading.Lock()
         self._ts = 1_700_000_000
         self._server = None
+        self.scopes: str | None = "commands,chat:write"  # sent as x-oauth-scopes on every answer, as Slack does
+        self.invalid_tokens: set[str] = set()  # calls with these tokens get invalid_auth
+        self._uploads: dict[str, UploadedFile] = {}
 
     @property
     def api_url(self) -> str:
@@ -63,6 +84,43 @@ class FakeSlack:
                     shown[call.body["ts"]] = {**shown[call.body["ts"]], **call.body}
         return [m for m in shown.values() if channel is None or m.get("channel") == channel]
 
+    def uploads(self) -> list[UploadedFile]:
+        """Files whose upload was completed (all three steps), in order."""
+        with self._lock:
+            return [u for u in self._uploads.values() if u.completed]
+
+    def _file_answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The extra fields of files_upload_v2's two API steps; called with the lock held."""
+        if method == "files.getUploadURLExternal":
+            file_id = f"F{len(self._uploads) + 1:08d}"
+            self._uploads[file_id] = UploadedFile(file_id, body.get("filename"), int(body.get("length") or 0))
+            host, port = self._server.server_address[:2]
+            return {"file_id": file_id, "upload_url": f"http://{host}:{port}/upload/{file_id}"}
+        if method == "files.completeUploadExternal":
+            named = json.loads(body.get("files") or "[]")
+            unknown = [f["id"] for f in named if f["id"] not in self._uploads or self._uploads[f["id"]].content is None]
+            if unknown or not named:
+                return {"ok": False, "error": "file_not_found"}
+            for f in named:
+                upload = self._uploads[f["id"]]
+                upload.title, upload.channel, upload.completed = f.get("title"), body.get("channel_id"), True
+                upload.thread_ts = body.get("thread_ts")
+            return {"files": [{"id": f["id"], "title": f.get("title"), "name": self._uploads[f["id"]].filename}
+                              for f in named]}
+        return {}
+
+    def _receive_upload(self, req: BaseHTTPRequestHandler, file_id: str, data: bytes) -> None:
+        """Step 2 of files_upload_v2: the raw bytes, POSTed to the URL step 1 handed out."""
+        with self._lock:
+            upload = self._uploads.get(file_id)
+            if upload is not None:
+                upload.content = data
+                self.calls.append(SlackCall(f"upload/{file_id}", {"size": len(data)}, None, time.monotonic()))
+        if upload is None:
+            reply_json(req, 404, {"ok": False, "error": "unknown upload url"})
+        else:
+            reply_json(req, 200, f"OK - {len(data)}")
+
     def __enter__(self) -> FakeSlack:
         self._server = start_server(self._handle)
         return self
@@ -72,7 +130,11 @@ class FakeSlack:
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         length = int(req.headers.get("Content-Length") or 0)
-        raw = req.rfile.read(length).decode() if length else ""
+        data = req.rfile.read(length) if length else b""
+        if req.path.startswith("/upload/"):  # file bytes, not an API call
+            self._receive_upload(req, req.path.removeprefix("/upload/"), data)
+            return
+        raw = data.decode()
         if "json" in (req.headers.get("Content-Type") or ""):
             body = json.loads(raw or "{}")
         else:
@@ -98,4 +160,11 @@ class FakeSlack:
                 self.calls.append(SlackCall(method, body, auth.removeprefix("Bearer ") or None, time.monotonic(),
                                             ts))
                 answer = {"ok": True, "channel": body.get("channel"), "ts": ts}
+                answer.update(self._file_answer(method, body))
+        if auth.removeprefix("Bearer ") in self.invalid_tokens:
+            answer = {"ok": False, "error": "invalid_auth"}
+        elif method == "auth.test" and answer.get("ok"):
+            answer.update(user="forecaster", user_id="U0BOT", team="Fake Workspace", team_id="T0FAKE")
+        if self.scopes is not None:
+            headers = {**headers, "x-oauth-scopes": self.scopes}
         reply_json(req, status, answer, headers)

@@ -24,7 +24,7 @@ from engine.inputs import Sources
 from engine.model import Analyst
 from engine.registry import Registry
 from engine.settings import Settings
-from jobs import runtime, worker
+from jobs import ledger, runtime, worker
 from jobs.client import FORECAST_TASK, ForecastRequest, JobsClient, queue
 from jobs.keys import served_model_key
 from jobs.queues import INTERACTIVE
@@ -78,6 +78,11 @@ def test_a_queued_forecast_shows_progress_then_ends_as_one_answer_in_the_channel
     assert done.get_status() == "finished" and done.return_value()["status"] == "done"
     served = redis.hgetall(served_model_key())
     assert served[b"model"].decode() == context.model().version and served[b"adapter"] == b"none (base model)"
+    [entry] = ledger.entries(redis)  # on the record, with who asked and what the model said
+    assert (entry["ticker"], entry["user"], entry["channel"], entry["as_of"], entry["source"]) == (
+        "AXP", "U1", "C123", "2024-03-15", "forecast")
+    assert entry["target_week"] == "2024-03-17 to 2024-03-24" and entry["parsed"] is False
+    assert entry["prompt_hash_of"] == "prompt" and len(entry["prompt_hash"]) == 64 and entry["latency_s"] > 0
 
 
 def test_a_retried_job_does_not_post_twice(context, redis, slack, monkeypatch):
@@ -85,13 +90,14 @@ def test_a_retried_job_does_not_post_twice(context, redis, slack, monkeypatch):
 
     class SameJob:
         id = "forecast_AXP_retry-test"
-        enqueued_at = None
+        enqueued_at = created_at = dt.datetime(2026, 11, 25, 15, tzinfo=dt.UTC)
 
     monkeypatch.setattr(jobs.tasks, "get_current_job", SameJob)
     forecast_job(request().to_json())
     calls = len(slack.calls)
     assert forecast_job(request().to_json())["note"].startswith("answer already posted")  # RQ retry, or a restart
     assert len(slack.calls) == calls and len(slack.messages()) == 1
+    assert len(ledger.entries(redis)) == 1
 
 
 def test_a_data_error_ends_in_a_message_the_user_sees(context, redis, slack):
@@ -280,3 +286,6 @@ def test_the_digest_is_one_batched_run_one_summary_and_a_thread_of_analyses(cont
     assert f"{symbols[-1]}: no prices" in json.dumps(summary["blocks"])
     assert len(thread) == 29 and all(t["thread_ts"] == "1700000001.000100" for t in thread)
     assert sum(calls_before) == 29 and max(calls_before) == context.settings.model_batch_size  # batched
+    recorded = ledger.entries(redis)
+    assert len(recorded) == 29 and {e["source"] for e in recorded} == {"digest"}
+    assert {e["user"] for e in recorded} == {None}

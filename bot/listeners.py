@@ -1,0 +1,251 @@
+"""The slash commands: parse, check, enqueue, then ack with the real outcome. `register_listeners` is the one
+wiring table, shared by HTTP mode and Socket Mode.
+
+Nothing slow happens before the ack: parsing is pure, and Redis (a client with a ~1 s timeout) is reached only
+through `jobs` (enqueue, admission checks, status reads), never a model or a data source. An exception never
+escapes a handler: the user gets a message saying what happened, and the log gets the traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import redis
+from slack_bolt import App, BoltRequest, BoltResponse
+
+from bot import messages
+from bot.commands import (
+    DigestArgs,
+    Help,
+    UsageError,
+    parse_digest,
+    parse_forecast,
+    parse_retrain,
+    parse_status,
+    parse_track,
+)
+from bot.track_blocks import track_message
+from engine.market.weeks import NEW_YORK, cutoff_for_date, forecast_week
+from jobs.client import ForecastRequest, JobsClient, QueueFull
+from jobs.gates import claim_digest_slot, release_digest_slot
+from jobs.scheduler import digest_as_of
+from jobs.status import read_status, workers_alive
+from jobs.track_record import track_record
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Answer = dict  # an ack payload: `ack(**answer)`
+WORKERS_TTL_S = 5.0
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The parts of a slash-command payload the handlers use."""
+
+    command: str
+    text: str
+    user: str
+    channel: str
+    response_url: str | None = None
+    trigger_id: str | None = None
+
+    @classmethod
+    def from_body(cls, body: dict) -> Invocation:
+        return cls(command=str(body.get("command") or ""), text=str(body.get("text") or ""),
+                   user=str(body.get("user_id") or ""), channel=str(body.get("channel_id") or ""),
+                   response_url=body.get("response_url") or None, trigger_id=body.get("trigger_id") or None)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Commands:
+    """Every command's handler, with what it needs. Each takes an Invocation and returns the ack payload."""
+
+    def __init__(self, *, conn: redis.Redis, settings: Settings, now: Callable[[], dt.datetime] = _utcnow) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.now = now
+        self._workers: tuple[float, int] | None = None  # (monotonic time read, count)
+
+    def table(self) -> dict[str, Callable[[Invocation], Answer]]:
+        """Command name → handler: what `register_listeners` wires and bot/manifest.json declares."""
+        return {"/forecast": self.forecast, "/digest": self.digest, "/retrain": self.retrain,
+                "/forecast-status": self.status, "/track": self.track}
+
+    def _jobs(self) -> JobsClient:
+        return JobsClient(self.conn, now=self.now(), max_depth=self.settings.bot_queue_max_depth)
+
+    def _workers_alive(self) -> int:
+        """Registered workers, re-read at most every WORKERS_TTL_S: workers come and go over minutes, and a burst
+        of commands should not each pay a Redis round trip for it."""
+        now = time.monotonic()
+        if self._workers is None or now - self._workers[0] > WORKERS_TTL_S:
+            self._workers = (now, workers_alive(self.conn))
+        return self._workers[1]
+
+    def _today(self) -> dt.date:
+        return self.now().astimezone(NEW_YORK).date()
+
+    # -- /forecast ---------------------------------------------------------------------------------------------
+
+    def forecast(self, inv: Invocation) -> Answer:
+        try:
+            args = parse_forecast(inv.text, today=self._today())
+        except UsageError as exc:
+            return messages.usage_error("/forecast", str(exc))
+        if isinstance(args, Help):
+            return messages.help_for("/forecast")
+        if isinstance(args, DigestArgs):
+            return self._digest(inv, args)
+        request = ForecastRequest(ticker=args.ticker, channel=inv.channel, user=inv.user, as_of=args.as_of,
+                                  weeks=args.weeks, financials=args.financials, response_url=inv.response_url)
+        try:
+            # A request that failed before (a crash, a timeout) is asked again: run it again.
+            outcome = self._jobs().forecast(request, replace_failed=True, delivery=inv.trigger_id)
+        except QueueFull:
+            return messages.queue_full(queue="forecast", limit=self.settings.bot_queue_max_depth)
+        cutoff = cutoff_for_date(args.as_of) if args.as_of else self.now()
+        return messages.forecast_ack(args.ticker, week=forecast_week(cutoff).period, as_of=args.as_of,
+                                     status=outcome.status, job_status=outcome.job_status, ahead=outcome.ahead,
+                                     workers=self._workers_alive(), dow30=args.dow30)
+
+    # -- /digest and /forecast dow30 ---------------------------------------------------------------------------
+
+    def digest(self, inv: Invocation) -> Answer:
+        try:
+            args = parse_digest(inv.text, today=self._today())
+        except UsageError as exc:
+            return messages.usage_error("/digest", str(exc))
+        if isinstance(args, Help):
+            return messages.help_for("/digest")
+        return self._digest(inv, args)
+
+    def _digest(self, inv: Invocation, args: DigestArgs) -> Answer:
+        cooldown = self.settings.bot_digest_cooldown_s
+        wait_s = claim_digest_slot(self.conn, inv.channel, cooldown_s=cooldown)
+        if wait_s:
+            return messages.digest_cooling_down(wait_s=wait_s, cooldown_s=cooldown, now=self.now())
+        # Live: the same data date as the scheduled Monday digest (so they share a job id), never past the open.
+        as_of = args.as_of or digest_as_of(self.now())
+        try:
+            outcome = self._jobs().digest(channel=inv.channel, as_of=as_of, delivery=inv.trigger_id)
+        except QueueFull:
+            release_digest_slot(self.conn, inv.channel)
+            return messages.queue_full(queue="batch", limit=self.settings.bot_queue_max_depth)
+        if outcome.status == "duplicate":  # nothing new was queued: the slot is not used up
+            release_digest_slot(self.conn, inv.channel)
+        return messages.digest_ack(week=forecast_week(cutoff_for_date(as_of)).period, as_of=as_of,
+                                   status=outcome.status, job_status=outcome.job_status, ahead=outcome.ahead,
+                                   workers=self._workers_alive())
+
+    # -- /retrain (behind the admin gate) ----------------------------------------------------------------------
+
+    def retrain(self, inv: Invocation) -> Answer:
+        try:
+            args = parse_retrain(inv.text)
+        except UsageError as exc:
+            return messages.usage_error("/retrain", str(exc))
+        if isinstance(args, Help):
+            return messages.help_for("/retrain")
+        try:
+            outcome = self._jobs().retrain(channel=inv.channel, user=inv.user, epochs=args.epochs, force=args.force,
+                                           delivery=inv.trigger_id)
+        except QueueFull:
+            return messages.queue_full(queue="training", limit=self.settings.bot_queue_max_depth)
+        log.info("retrain %s by %s: %s (%s)", outcome.job_id, inv.user, outcome.status, outcome.job_status)
+        return messages.retrain_ack(job_id=outcome.job_id, status=outcome.status, job_status=outcome.job_status,
+                                    epochs=args.epochs, force=args.force)
+
+    # -- /forecast-status --------------------------------------------------------------------------------------
+
+    def status(self, inv: Invocation) -> Answer:
+        try:
+            if isinstance(parse_status(inv.text), Help):
+                return messages.help_for("/forecast-status")
+        except UsageError as exc:
+            return messages.usage_error("/forecast-status", str(exc))
+        return messages.status_report(read_status(self.conn, user=inv.user).to_json(), now=self.now())
+
+    # -- /track ------------------------------------------------------------------------------------------------
+
+    def track(self, inv: Invocation) -> Answer:
+        try:
+            args = parse_track(inv.text)
+        except UsageError as exc:
+            return messages.usage_error("/track", str(exc))
+        if isinstance(args, Help):
+            return messages.help_for("/track")
+        # Stored outcomes only (the Saturday summary fetches prices): no network inside the ack.
+        text, blocks = track_message(track_record(self.conn, ticker=args.ticker, recent=5))
+        return messages.payload(text, blocks)
+
+
+# -- one answer per delivery, never an exception -------------------------------------------------------------------
+
+
+def answer(commands: Commands, handle: Callable[[Invocation], Answer], body: dict, *,
+           redelivery: bool = False) -> Answer:
+    """Run `handle` and turn every failure into a message for the user. A redelivery (Slack retrying after a
+    timeout) of a command that queued a job is answered from that job, without enqueueing again; one that queued
+    nothing (help, a usage error, a status) is simply answered again."""
+    inv = Invocation.from_body(body)
+    if not inv.user or not inv.channel:
+        return messages.payload(":warning: This command must be run by a user in a channel or DM.")
+    try:
+        if redelivery and inv.trigger_id and (earlier := JobsClient(commands.conn).delivered(inv.trigger_id)):
+            log.info("%s by %s: redelivery of %s; already queued as %s", inv.command, inv.user, inv.trigger_id,
+                     earlier.job_id)
+            return messages.already_received(job_status=earlier.job_status, ahead=earlier.ahead)
+        return handle(inv)
+    except redis.RedisError as exc:
+        log.warning("%s by %s: Redis did not answer (%s)", inv.command, inv.user, type(exc).__name__)
+        return messages.queue_unreachable()
+    except Exception:
+        reference = uuid.uuid4().hex[:8]
+        log.exception("%s by %s failed (reference %s)", inv.command, inv.user, reference)
+        return messages.internal_error(reference)
+
+
+def admins_only(admins: list[str]) -> Callable:
+    """Listener middleware: admins go on to the listener; anyone else gets an ephemeral refusal, returned as the
+    response itself (calling ack() without next() would make Bolt answer 404)."""
+    allowed = frozenset(admins)
+
+    def admin_gate(body: dict, next: Callable[[], None]) -> BoltResponse | None:  # noqa: A002 (Bolt's name)
+        if body.get("user_id") in allowed:
+            next()
+            return None
+        log.info("%s refused for %s: not in SLACK_ADMIN_USERS", body.get("command"), body.get("user_id"))
+        refusal = messages.admins_only(admins_configured=bool(allowed))
+        return BoltResponse(status=200, body=json.dumps(refusal),
+                            headers={"content-type": "application/json;charset=utf-8"})
+
+    return admin_gate
+
+
+def register_listeners(app: App, commands: Commands) -> None:
+    """Wire every command in `commands.table()`; /retrain behind the admin gate."""
+    for name, handle in commands.table().items():
+        middleware = [admins_only(commands.settings.slack_admin_users)] if name == "/retrain" else None
+        app.command(name, middleware=middleware)(_listener(commands, handle))
+
+
+def _listener(commands: Commands, handle: Callable[[Invocation], Answer]) -> Callable:
+    def listener(ack: Callable, body: dict, request: BoltRequest) -> None:
+        # Slack marks its retries (HTTP header; Socket Mode's retry_attempt, mirrored by Bolt's adapter).
+        ack(**answer(commands, handle, body, redelivery=bool(request.headers.get("x-slack-retry-num"))))
+
+    listener.__name__ = f"on_{getattr(handle, '__name__', 'command')}"
+    return listener

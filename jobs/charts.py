@@ -1,0 +1,59 @@
+"""The track-record chart: cumulative hit rate of the model and each baseline, week by week, as PNG bytes.
+
+matplotlib's object API with the Agg canvas: no pyplot, so no global figure state, no display and no backend
+switch in a worker process. Imported only by the summary job, when it has something to draw.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, DateFormatter
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
+
+# Colours that stay apart for colour-blind readers (Okabe-Ito); the model's line is the heavy one.
+STYLES = {
+    "model": {"color": "#0072B2", "linewidth": 2.6, "marker": "o", "label": "Model"},
+    "constant Down by 0-1%": {"color": "#D55E00", "linewidth": 1.4, "linestyle": "--", "label": "Always Down 0-1%"},
+    "constant Up by 0-1%": {"color": "#009E73", "linewidth": 1.4, "linestyle": "--", "label": "Always Up 0-1%"},
+    "last-week momentum": {"color": "#CC79A7", "linewidth": 1.4, "linestyle": ":", "label": "Last-week momentum"},
+}
+
+
+def hit_rate_chart(series: list[dict], *, title: str) -> bytes:
+    """PNG of `engine.track.score_track`'s `series` (one point per scored week: its end date and the cumulative
+    hit rate of every system). Raises ValueError on an empty series: there is nothing to draw."""
+    if not series:
+        raise ValueError("no scored weeks: nothing to chart")
+    figure = Figure(figsize=(8, 4.5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    x = [dt.date.fromisoformat(point["end"]) for point in series]
+    systems = [key for key in series[0] if key not in ("period", "end", "n")]
+    for system in systems:
+        style = STYLES.get(system, {"label": system})
+        axes.plot(x, [point[system] for point in series], **style)
+    axes.axhline(0.5, color="#999999", linewidth=0.8, zorder=0)
+    axes.set_ylim(-0.03, 1.03)  # a line at 0% or 100% stays visible above the axis
+    axes.yaxis.set_major_formatter(PercentFormatter(1.0))
+    if len(x) <= 12:  # a tick on every scored week
+        axes.set_xticks(x)
+        axes.xaxis.set_major_formatter(DateFormatter("%b %d\n%Y"))
+    else:
+        locator = AutoDateLocator(minticks=3, maxticks=10)
+        axes.xaxis.set_major_locator(locator)
+        axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    if len(x) == 1:  # one point: give the axis a week either side instead of a zero-width range
+        axes.set_xlim(x[0] - dt.timedelta(days=7), x[0] + dt.timedelta(days=7))
+    axes.set_ylabel("cumulative hit rate (direction)")
+    axes.set_xlabel("week ending (Sunday)")
+    axes.set_title(title)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(loc="best", fontsize="small", framealpha=0.9)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

@@ -1,0 +1,74 @@
+"""`forecaster up`: the whole stack on one machine — the bot, a worker and the scheduler as child processes — with
+an embedded Redis when REDIS_URL is unset. What the README's run command calls."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from jobs.cli.common import app, err, fail, load_settings
+
+
+def child_argv(command: str, *args: str) -> list[str]:
+    """Children run the same CLI with the same interpreter (a venv need not be on PATH)."""
+    return [sys.executable, "-m", "jobs.cli", command, *args]
+
+
+@app.command()
+def up(
+    with_worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Run a worker here (the GPU host). "
+                                              "--no-worker when workers run elsewhere against the same Redis.")]
+        = True,
+    with_scheduler: Annotated[bool, typer.Option("--scheduler/--no-scheduler", help="Run the scheduler here "
+                                                 "(exactly one per deployment).")] = True,
+    skip_checks: Annotated[bool, typer.Option("--skip-checks", help="Start even if the quick checks fail.")]
+        = False,
+) -> None:
+    """Start the bot, a worker and the scheduler; restart any that crash; Ctrl-C stops them all."""
+    from jobs.doctor import cheap_checks, render
+    from jobs.embedded_redis import EmbeddedRedis
+    from jobs.queues import INTERACTIVE
+    from jobs.supervisor import Child, Supervisor
+
+    settings = load_settings()
+    embedded = None
+    env = dict(os.environ)
+    if not settings.redis_url:
+        embedded = EmbeddedRedis(settings.data_dir / "redis")
+        try:
+            env["REDIS_URL"] = embedded.start()
+        except Exception as exc:  # noqa: BLE001 — a clear line, not a traceback
+            fail(str(exc))
+        err.print(f"up: embedded Redis (append-only, no eviction) at {embedded.url}", highlight=False)
+        settings = settings.model_copy(update={"redis_url": env["REDIS_URL"]})
+    try:
+        checks = cheap_checks(settings)
+        failed = [c for c in checks if c.failed]
+        for check in checks:
+            err.print(render(check), highlight=False, markup=False)
+        if failed and not skip_checks:
+            fail(f"not starting: {len(failed)} check(s) failed (fix them, or --skip-checks). "
+                 "`forecaster doctor` runs every check, including the network ones.")
+
+        children = [Child("bot", child_argv("bot"), stop_grace_s=10)]
+        if with_scheduler and not settings.digest_channels:
+            err.print("up: no DIGEST_CHANNELS, so no scheduler (no weekly digest or summary); set it to post them",
+                      highlight=False)
+        elif with_scheduler:
+            children.append(Child("scheduler", child_argv("scheduler"), stop_grace_s=10))
+        if with_worker:
+            # A job in flight gets its whole timeout to finish; a second Ctrl-C is not needed to get the prompt
+            # back for short jobs, since SIGTERM makes RQ stop after the current job.
+            children.append(Child("worker", child_argv("worker"), stop_grace_s=INTERACTIVE.timeout_s))
+        supervisor = Supervisor(children, env=env)
+        signal.signal(signal.SIGINT, supervisor.request_stop)
+        signal.signal(signal.SIGTERM, supervisor.request_stop)
+        supervisor.run()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+            err.print("up: embedded Redis stopped (data kept in its append-only file)", highlight=False)

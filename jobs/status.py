@@ -1,0 +1,118 @@
+"""What `/forecast-status` shows, read from Redis: queue depths, workers, the served model, the last scheduled
+posts, and the asking user's own pending jobs.
+
+Reads only (RQ's registries are read without their cleanup pass; `Worker.all` does drop the registration of a
+worker whose key has expired, RQ's own bookkeeping) and torch-free: the bot calls this inside its 3-second ack.
+The result is plain JSON-able data, so the bot's layout code needs nothing from `jobs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import redis
+from rq import Worker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from jobs.client import DIGEST_TASK, FORECAST_TASK, RETRAIN_TASK, SUMMARY_TASK, queue
+from jobs.keys import last_run_key, served_model_key
+from jobs.queues import BY_PRIORITY
+
+# A user's pending jobs are looked for among the first this-many queued jobs of each queue (the ack stays fast
+# however long a queue grows; the status says when it looked at only part of one).
+SCAN_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class QueueState:
+    name: str
+    queued: int
+    running: int
+    failed: int  # kept in RQ's failed registry (FAILURE_TTL_S)
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    name: str
+    state: str  # busy, idle, suspended, started...
+    current_job: str | None
+    last_heartbeat: str | None  # ISO, UTC
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    job_id: str
+    what: str  # "forecast AXP (as of 2024-03-15)", "retrain"
+    status: str  # queued or started
+    position: int | None  # 0-based place in its queue while queued
+
+
+@dataclass(frozen=True)
+class Status:
+    queues: list[QueueState]
+    workers: list[WorkerState]
+    served: dict[str, str] | None  # model, adapter, since (worker) as the workers published it; None: never
+    last_digest: str | None  # ISO timestamps of the last scheduled posts
+    last_summary: str | None
+    mine: list[PendingJob]
+    scanned_everything: bool  # False: some queue was longer than SCAN_LIMIT, `mine` may miss jobs further back
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def describe_job(job: Job) -> str:
+    kwargs = job.kwargs or {}
+    if job.func_name == FORECAST_TASK:
+        request = kwargs.get("request") or {}
+        when = f" as of {request['as_of']}" if request.get("as_of") else ""
+        return f"forecast {request.get('ticker', '?')}{when}"
+    if job.func_name == DIGEST_TASK:
+        return f"Dow30 digest as of {kwargs.get('as_of', '?')}"
+    if job.func_name == SUMMARY_TASK:
+        return "weekly evaluation summary"
+    if job.func_name == RETRAIN_TASK:
+        return "retrain"
+    return job.func_name or "job"
+
+
+def requested_by(job: Job) -> str | None:
+    kwargs = job.kwargs or {}
+    return (kwargs.get("request") or {}).get("user") or kwargs.get("user")
+
+
+def _text(raw: bytes | None) -> str | None:
+    return raw.decode() if raw is not None else None
+
+
+def workers_alive(conn: redis.Redis) -> int:
+    """How many workers are registered (one set read: cheap enough for every ack)."""
+    return Worker.count(connection=conn)
+
+
+def read_status(conn: redis.Redis, *, user: str) -> Status:
+    queues, mine, complete = [], [], True
+    for spec in BY_PRIORITY:
+        q = queue(conn, spec)
+        queued_ids = q.get_job_ids(0, SCAN_LIMIT)
+        started_ids = list(dict.fromkeys(q.started_job_registry.get_job_ids(cleanup=False)))
+        depth = q.count
+        complete = complete and depth <= SCAN_LIMIT
+        queues.append(QueueState(spec.name, depth, len(started_ids),
+                                 int(conn.zcard(q.failed_job_registry.key))))
+        candidates = [(job_id, "started", None) for job_id in started_ids]
+        candidates += [(job_id, "queued", n) for n, job_id in enumerate(queued_ids)]
+        jobs = Job.fetch_many([c[0] for c in candidates], connection=conn, serializer=JSONSerializer)
+        for (job_id, status, position), job in zip(candidates, jobs, strict=True):
+            if job is not None and requested_by(job) == user:
+                mine.append(PendingJob(job_id, describe_job(job), status, position))
+    workers = [
+        WorkerState(w.name, w.get_state(), w.get_current_job_id(),
+                    w.last_heartbeat.isoformat(timespec="seconds") if w.last_heartbeat else None)
+        for w in Worker.all(connection=conn, serializer=JSONSerializer)
+    ]
+    served = {k.decode(): v.decode() for k, v in conn.hgetall(served_model_key()).items()} or None
+    return Status(queues=queues, workers=sorted(workers, key=lambda w: w.name), served=served,
+                  last_digest=_text(conn.get(last_run_key("digest"))),
+                  last_summary=_text(conn.get(last_run_key("summary"))), mine=mine, scanned_everything=complete)

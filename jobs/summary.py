@@ -1,0 +1,91 @@
+"""The weekly evaluation summary job: score the forecasts whose week has closed, post the track record, upload
+its chart into the message's thread.
+
+Runs in the worker (`runtime.current()`), enqueued by `JobsClient.summary` once per channel and ISO week, so a
+second scheduler or a second enqueue is a duplicate; a retried job posts and uploads nothing twice (the summary
+is the job's final answer through `jobs.replies`, keyed by job id like `post_once`; the chart has its own marker).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+from rq import get_current_job
+from slack_sdk.errors import SlackApiError
+
+from bot.slack_ops import upload_file
+from bot.track_blocks import summary_message
+from engine.market.weeks import NEW_YORK
+from engine.track import last_closed_week
+from jobs import runtime, track_record
+from jobs.keys import FAILURE_TTL_S, last_run_key, posted_marker
+from jobs.replies import CLAIM_TTL_S, Reply, Route, post_once
+
+log = logging.getLogger(__name__)
+CHART_FILENAME = "track-record.png"
+
+
+def _upload_once(ctx: runtime.WorkerContext, job_id: str, *, channel: str, png: bytes, title: str,
+                 thread_ts: str | None) -> str | None:
+    """Upload the chart unless this job already did (the marker holds the file id). Same claim-then-post rule as
+    `post_once`: a "pending" marker is only left by an attempt that died while uploading, so the retry uploads."""
+    key = posted_marker(job_id, "chart")
+    existing = ctx.conn.get(key)
+    if existing is not None and existing != b"pending":
+        log.info("%s: chart already uploaded (%s); not uploading again", job_id, existing.decode())
+        return None
+    ctx.conn.set(key, "pending", ex=CLAIM_TTL_S)
+    try:
+        file_id = upload_file(ctx.slack, channel=channel, content=png, filename=CHART_FILENAME, title=title,
+                              thread_ts=thread_ts, alt_text=title)
+    except Exception:
+        ctx.conn.delete(key)
+        raise
+    ctx.conn.set(key, file_id, ex=FAILURE_TTL_S)
+    return file_id
+
+
+def summary_job(channel: str, week_ending: str) -> dict:
+    """Score, post the summary of the track record up to the week that closed by `week_ending` (ISO date, the
+    Saturday after the week's close normally), and upload the chart into its thread."""
+    ctx = runtime.current()
+    job = get_current_job()
+    job_id = job.id if job else f"adhoc-summary-{time.time_ns()}"
+    day = dt.date.fromisoformat(week_ending)
+    now = dt.datetime.now(dt.UTC)
+    latest = last_closed_week(day)
+    # Weeks closed by the end of `week_ending`, and never beyond now: a later week's prices do not exist yet.
+    closed_by = min(now, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=NEW_YORK))
+
+    scored_now, failures = track_record.refresh_outcomes(ctx.conn, ctx.sources.prices, closed_by=closed_by,
+                                                         scored_at=now)
+    report = track_record.report(ctx.conn, latest=latest)
+    text, blocks = summary_message(report, failures=failures)
+    # The job's final answer, sent once (a retry gets the ts back); a "retrying" note left by the failure handler
+    # is edited into it, so the channel ends with one message in its final state.
+    summary_ts = Reply(ctx, job_id, Route(channel)).final(text, blocks)
+
+    chart = None
+    if report["series"]:
+        from jobs.charts import hit_rate_chart  # matplotlib only when there is something to draw
+
+        title = f"Cumulative hit rate, through the week {latest.period}"
+        png = hit_rate_chart(report["series"], title=title)
+        try:
+            chart = _upload_once(ctx, job_id, channel=channel, png=png, title=title, thread_ts=summary_ts)
+        except SlackApiError as exc:
+            # Slack said no (a missing scope, a channel the app cannot post files to): retrying will not help, and
+            # the summary is already out, so say so under it. Connection errors still raise, and RQ retries.
+            error = exc.response.get("error", "unknown error")
+            log.warning("%s: chart upload refused by Slack: %s", job_id, error)
+            note = (f":warning: The chart could not be uploaded (Slack said `{error}`). The app needs the "
+                    "`files:write` scope (reinstall it after adding the scope) and access to this channel.")
+            post_once(ctx, job_id, "chart-refused", channel=channel, text=note, thread_ts=summary_ts,
+                      blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": note}}])
+    ctx.conn.set(last_run_key("summary"), now.isoformat(timespec="seconds"))
+    log.info("%s: summary to %s: %d newly scored, %d counted, chart %s", job_id, latest.period, scored_now,
+             report["counts"]["scored"], chart or "none")
+    return {"status": "done", "week": latest.period, "newly_scored": scored_now, "counts": report["counts"],
+            "failures": failures, "chart": chart}

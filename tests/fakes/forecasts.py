@@ -1,0 +1,76 @@
+"""Real forecast dicts (`engine.forecast.to_json`) without a real model: a canned analyst answers, everything
+else (inputs from sources, prompt fitting, parsing) is the production path. Plus a small market whose weekly
+returns are round numbers, so track-record tests can work their expectations out by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from engine.forecast import run_forecasts, to_json
+from engine.inputs import Sources, gather
+from engine.metrics import baseline_answer
+from engine.records import DailyClose
+from tests.fakes.sources import MemorySources, synthetic_profile
+
+
+@dataclass
+class _Generation:
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+    seconds: float
+
+
+class CannedAnalyst:
+    """A `engine.forecast.Model` that writes `answer` for every prompt."""
+
+    version = "canned-analyst (adapter v7)"
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+
+    def render(self, conversation) -> str:
+        return "".join(f"<{m['role']}>{m['content']}" for m in conversation)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def generate(self, conversations, *, max_new_tokens: int) -> list[_Generation]:
+        return [_Generation(self.answer, self.count_tokens(c[1]["content"]), 40, 1.25) for c in conversations]
+
+
+def answer(prediction: str | None) -> str:
+    """A FinGPT-format answer predicting e.g. "Down by 0-1%"; None: an answer no parser can read."""
+    return "I would rather not say where this stock goes." if prediction is None else baseline_answer(prediction)
+
+
+def forecast_json(sources: Sources, symbol: str, *, at: dt.datetime, prediction: str | None, weeks: int = 2) -> dict:
+    """The forecast a live request at `at` would produce, with the analyst predicting `prediction`."""
+    inputs = gather([symbol], sources=sources, cutoff=at, now=at, weeks=weeks)[symbol]
+    if isinstance(inputs, Exception):
+        raise inputs
+    return to_json(run_forecasts([inputs], CannedAnalyst(answer(prediction)))[0])
+
+
+# Weekly price levels (every weekday of the week closes at its week's level), by the Sunday starting the week:
+# the week of Feb 25 is +2% (up by 1-2%), Mar 3 -1% (down by 0-1%), Mar 10 +3% (up by 2-3%), Mar 17 -5% (down by
+# 4-5%), Mar 24 flat.
+WEEK_LEVELS = {
+    dt.date(2024, 1, 28): 100.0, dt.date(2024, 2, 4): 100.0, dt.date(2024, 2, 11): 100.0,
+    dt.date(2024, 2, 18): 100.0, dt.date(2024, 2, 25): 102.0, dt.date(2024, 3, 3): 100.98,
+    dt.date(2024, 3, 10): 104.0094, dt.date(2024, 3, 17): 98.80893, dt.date(2024, 3, 24): 98.80893,
+}
+
+
+def stepped_market(symbols: tuple[str, ...] = ("AXP", "KO")) -> MemorySources:
+    """Every symbol follows WEEK_LEVELS scaled by its position (the returns are the same for all)."""
+    mem = MemorySources()
+    for n, symbol in enumerate(symbols, 1):
+        mem.profiles[symbol] = synthetic_profile(symbol)
+        closes = []
+        for sunday, level in WEEK_LEVELS.items():
+            for offset in range(1, 6):
+                closes.append(DailyClose(date=sunday + dt.timedelta(days=offset), close=round(level * n, 6)))
+        mem.closes[symbol] = closes
+    return mem

@@ -1,0 +1,78 @@
+"""`forecaster ledger show` and `forecaster ledger export` through the real CLI, on a real Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import jobs.cli
+from engine.inputs import Sources
+from engine.market.weeks import NEW_YORK, Week
+from engine.track import realized_outcome
+from jobs import ledger
+from tests.fakes.forecasts import forecast_json, stepped_market
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(jobs.cli.app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def recorded(redis, redis_server, monkeypatch):
+    """Two forecasts in the ledger, AXP's scored (a hit), KO's unparsed and pending."""
+    monkeypatch.setenv("REDIS_URL", redis_server["url"])
+    monkeypatch.setenv("COLUMNS", "160")  # rich reads it on each print: a wide terminal, one line per row
+    mem = stepped_market()
+    sources = Sources(mem, mem, mem)
+    at = dt.datetime(2024, 3, 8, 18, tzinfo=NEW_YORK)
+    for symbol, prediction, minutes in (("AXP", "Up by 1-2%", 0), ("KO", None, 5)):
+        data = forecast_json(sources, symbol, at=at, prediction=prediction)
+        ledger.record_forecast(redis, data, job_id=f"job-{symbol}", user="U1", channel="C1",
+                               requested_at=at + dt.timedelta(minutes=minutes), latency_s=9.5, source="forecast")
+    week = Week(dt.date(2024, 3, 10), dt.date(2024, 3, 17))
+    ledger.store_outcome(redis, "job-AXP:AXP", realized_outcome(mem.closes["AXP"], week, symbol="AXP"),
+                         scored_at=dt.datetime(2024, 3, 16, tzinfo=dt.UTC))
+
+
+def test_show_lists_the_newest_forecasts_with_their_outcomes(recorded):
+    code, out, err = run("ledger", "show")
+    assert code == 0, err
+    lines = out.splitlines()
+    ko = next(i for i, line in enumerate(lines) if " KO " in line)
+    axp = next(i for i, line in enumerate(lines) if " AXP " in line)
+    assert ko < axp  # newest first
+    assert "unparsed" in lines[ko] and "pending" in lines[ko]
+    assert "up by 1-2%" in lines[axp] and "up by 2-3%" in lines[axp] and "+3.00%" in lines[axp] and "✓" in lines[axp]
+
+
+def test_show_filters_by_ticker_and_limits(recorded):
+    code, out, _ = run("ledger", "show", "--ticker", "axp", "--limit", "1")
+    assert code == 0 and " AXP " in out and " KO " not in out
+    code, _, err = run("ledger", "show", "--ticker", "MSFT")
+    assert code == 0 and "no forecasts recorded for MSFT yet" in err
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.parquet"])
+def test_export_writes_csv_or_parquet_by_extension(recorded, tmp_path, name):
+    path = tmp_path / name
+    code, _, err = run("ledger", "export", "--out", str(path))
+    assert code == 0, err
+    assert "wrote 2 forecast(s)" in err
+    frame = pd.read_csv(path) if name.endswith(".csv") else pd.read_parquet(path)
+    assert list(frame["ticker"]) == ["AXP", "KO"] and list(frame["actual_label"].isna()) == [False, True]
+
+
+def test_export_to_another_format_fails_with_the_fix(recorded, tmp_path):
+    code, _, err = run("ledger", "export", "--out", str(tmp_path / "out.json"))
+    assert code == 2
+    assert "--out must end in .csv or .parquet" in err
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_the_ledger_needs_redis_and_says_so(tmp_path):
+    code, _, err = run("ledger", "show")
+    assert code == 2 and "set REDIS_URL" in err

@@ -1,0 +1,109 @@
+"""`forecaster up` end to end, as a newcomer runs it: one process starts the embedded Redis, the bot (HTTP mode,
+Web API calls going to the fake Slack), a worker (tiny model, snapshot data) and the scheduler. A signed
+`/forecast AXP` gets its answer posted; then Ctrl-C (SIGINT) stops everything, and no process is left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_commands import SECRET
+from tests.scenarios.bot_harness import slash
+from tests.scenarios.market_fixture import record_snapshot
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def processes_with(marker: str) -> list[int]:
+    """Every live process whose environment carries `marker` (children inherit it; nothing else has it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes() and (entry / "stat").read_text().split()[2] != "Z":
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_for(predicate, what: str, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; `forecaster up` said:\n{log.read_text()}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def slack():
+    with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find leftover processes")
+def test_up_answers_a_slash_command_and_ctrl_c_leaves_no_process_behind(tmp_path, slack, tiny_model_dir):
+    marker = f"FC_UP_TEST={uuid.uuid4().hex}"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLACK_", "REDIS_", "BOT_", "MODEL_", "DATA_", "DIGEST_", "FINNHUB_"))}
+    env |= {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": slack.api_url,
+            "BOT_HOST": "127.0.0.1", "BOT_PORT": str(port), "DATA_DIR": str(tmp_path / "data"),
+            "DATA_SNAPSHOT_DIR": str(record_snapshot(tmp_path / "snapshot")), "MODEL_BASE": str(tiny_model_dir),
+            "MODEL_DEVICE": "cpu", "MODEL_MAX_NEW_TOKENS": "16", "MODEL_DIR": str(tmp_path / "models"),
+            "DIGEST_CHANNELS": "C999", "PYTHONPATH": str(REPO_ROOT), marker.split("=")[0]: marker.split("=")[1]}
+    log = tmp_path / "up.log"
+    with open(log, "wb") as sink:
+        up = subprocess.Popen([sys.executable, "-m", "jobs.cli", "up"], cwd=tmp_path, env=env, stdout=sink,
+                              stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "HTTP mode on" in log.read_text(), "the bot", log, 60)
+        wait_for(lambda: "Listening on interactive" in log.read_text(), "the worker", log, 120)
+        wait_for(lambda: re.search(r"scheduler: digest every .* next", log.read_text()), "the scheduler", log, 60)
+        bot = type("Bot", (), {"host": "127.0.0.1", "port": port})()
+        ack = slash(bot, "/forecast", "AXP", response_url=slack.hook_url(), channel="C123")
+        assert ack.status == 200, ack.body
+
+        def answered() -> bool:
+            return any(c.body.get("response_type") == "in_channel" for c in slack.calls
+                       if c.method.startswith("hooks/"))
+
+        wait_for(answered, "the answer in Slack", log, 120)
+        [answer] = [c.body for c in slack.calls if c.method.startswith("hooks/")
+                    and c.body.get("response_type") == "in_channel"]
+        assert answer["blocks"][0]["text"]["text"] == "AXP weekly forecast"
+        assert "2024-03-17 to 2024-03-24" in json.dumps(answer)  # the snapshot's week, replayed as live
+        assert len(processes_with(marker)) >= 5  # up, redis, bot, worker (+ RQ's scheduler), scheduler
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            code = up.wait(timeout=90)
+        finally:
+            for pid in processes_with(marker):  # never leave strays to the next test, even when failing
+                os.kill(pid, signal.SIGKILL)
+    said = log.read_text()
+    assert code == 0, said
+    assert re.search(r"bot stopped \(code", said) and re.search(r"worker stopped \(code", said)
+    assert "embedded Redis stopped" in said
+    deadline = time.monotonic() + 10
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_with(marker) == [], said

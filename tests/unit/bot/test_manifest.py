@@ -1,0 +1,49 @@
+"""bot/manifest.json is the one place declaring the slash commands and scopes: it must match what the app wires."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from slack_bolt.request import BoltRequest
+
+from bot.app import build_app
+from bot.listeners import Commands
+from bot.messages import USAGE
+from engine.settings import Settings
+from jobs.client import fast_connection
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_commands import SECRET, command_body, signed_headers
+
+MANIFEST = json.loads((Path(__file__).resolve().parents[3] / "bot" / "manifest.json").read_text(encoding="utf-8"))
+DECLARED = {c["command"] for c in MANIFEST["features"]["slash_commands"]}
+
+
+@pytest.fixture
+def app(redis, redis_server):
+    with FakeSlack() as slack:
+        settings = Settings(_env_file=None, slack_bot_token="xoxb-test", slack_signing_secret=SECRET,
+                            slack_api_url=slack.api_url, redis_url=redis_server["url"])
+        yield build_app(settings, conn=fast_connection(redis_server["url"]))
+
+
+def dispatch(app, command: str, text: str = "help") -> int:
+    body = command_body(command, text)
+    return app.dispatch(BoltRequest(body=body, headers=signed_headers(body))).status
+
+
+def test_the_manifest_declares_exactly_the_commands_the_app_wires(app, redis):
+    wired = set(Commands(conn=redis, settings=Settings(_env_file=None)).table())
+    assert DECLARED == wired == set(USAGE)
+    assert all(dispatch(app, command) == 200 for command in DECLARED)  # each one really is registered
+    assert dispatch(app, "/undeclared") == 404
+
+
+def test_the_manifest_asks_for_the_scopes_the_product_uses_and_nothing_more():
+    assert sorted(MANIFEST["oauth_config"]["scopes"]["bot"]) == ["chat:write", "chat:write.public", "commands",
+                                                                  "files:write"]
+    for command in MANIFEST["features"]["slash_commands"]:
+        assert command["url"].endswith("/slack/events") and command["should_escape"] is False
+        assert len(command["description"]) <= 100 and len(command["usage_hint"]) <= 100  # Slack's limits
+    assert MANIFEST["settings"]["socket_mode_enabled"] is False  # HTTP mode, the production default

@@ -1,0 +1,117 @@
+"""The bot's immediate answers: exact wording where users read it (snapshots), and Slack's limits however large
+the input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from bot import messages
+
+NOW = dt.datetime(2026, 11, 25, 18, 30, tzinfo=dt.UTC)
+
+
+def within_slack_limits(answer: dict) -> None:
+    assert answer["response_type"] == "ephemeral"
+    assert 0 < len(answer["text"]) <= 3000
+    blocks = answer.get("blocks", [])
+    assert len(blocks) <= 50
+    for block in blocks:
+        if block["type"] == "header":
+            assert len(block["text"]["text"]) <= 150
+        if block["type"] == "section":
+            assert len(block["text"]["text"]) <= 3000
+        if block["type"] == "context":
+            assert len(block["elements"]) <= 10 and all(len(e["text"]) <= 3000 for e in block["elements"])
+
+
+def test_forecast_acks_say_where_the_request_stands():
+    queued = messages.forecast_ack("AXP", week="2026-11-29 to 2026-12-06", as_of=None, status="queued",
+                                   job_status="queued", ahead=2, workers=1, dow30=True)
+    assert queued == {"response_type": "ephemeral", "text": (
+        ":hourglass_flowing_sand: Queued *AXP* for the week 2026-11-29 to 2026-12-06 (live data): 2 ahead of you. "
+        "The analysis will be posted in this channel; this note shows its progress.")}
+    running = messages.forecast_ack("KO", week="2024-03-17 to 2024-03-24", as_of=dt.date(2024, 3, 15),
+                                    status="duplicate", job_status="started", ahead=0, workers=1, dow30=True)
+    assert running["text"] == (":brain: *KO* for the week 2024-03-17 to 2024-03-24 (as of 2024-03-15) is being "
+                               "written right now; the answer will be posted in this channel.")
+    lonely = messages.forecast_ack("ZZZZ", week="w", as_of=None, status="queued", job_status="queued", ahead=0,
+                                   workers=0, dow30=False)
+    assert "next in line" in lonely["text"] and "ZZZZ is not a Dow30 stock" in lonely["text"]
+    assert lonely["text"].endswith("No worker is running right now: the job waits until one starts "
+                                   "(`/forecast-status` shows them).")
+
+
+def test_usage_errors_are_one_line_with_the_usage():
+    answer = messages.usage_error("/retrain", "epochs must be a finite number")
+    assert answer["text"] == (":warning: Epochs must be a finite number. Usage: `/retrain [epochs=N] [force]` "
+                              "(`/retrain help` explains)")
+
+
+def test_help_exists_for_every_command_and_names_the_others():
+    for command in messages.USAGE:
+        text = messages.help_for(command)["text"]
+        assert text.startswith(f"*{command}*")
+        assert all(f"`{other}`" in text for other in messages.USAGE if other != command)
+
+
+def test_cooldown_says_when_the_next_digest_is_allowed():
+    answer = messages.digest_cooling_down(wait_s=125, cooldown_s=3600, now=NOW)
+    assert answer["text"] == (":no_entry: One on-demand digest per channel every 60 min: the next one is allowed "
+                              "in 3 min (at 18:32 UTC). The weekly digest comes on schedule anyway.")
+
+
+def status(**changes) -> dict:
+    base = {
+        "queues": [{"name": "interactive", "queued": 2, "running": 1, "failed": 0},
+                   {"name": "batch", "queued": 0, "running": 0, "failed": 1},
+                   {"name": "training", "queued": 0, "running": 0, "failed": 0}],
+        "workers": [{"name": "gpu-0.123", "state": "busy", "current_job": "forecast_AXP_live1_3wf_C123",
+                     "last_heartbeat": "2026-11-25T18:29:50+00:00"}],
+        "served": {"model": "Qwen2.5-1.5B-Instruct", "adapter": "v0003", "since": "2026-11-25T08:00:00+00:00"},
+        "last_digest": "2026-11-23T13:00:04+00:00", "last_summary": None,
+        "mine": [{"job_id": "forecast_KO", "what": "forecast KO as of 2024-03-15", "status": "queued",
+                  "position": 1}],
+        "scanned_everything": True,
+    }
+    return base | changes
+
+
+def test_status_report_snapshot():
+    answer = messages.status_report(status(), now=NOW)
+    within_slack_limits(answer)
+    assert answer["text"] == "Forecaster status: 2 jobs waiting, 1 workers (1 busy)"
+    assert [b["text"]["text"] for b in answer["blocks"][1:6]] == [
+        "*Queues*\n• `interactive`: 2 waiting, 1 running, 0 failed (kept 7 days)\n"
+        "• `batch`: 0 waiting, 0 running, 1 failed (kept 7 days)\n"
+        "• `training`: 0 waiting, 0 running, 0 failed (kept 7 days)",
+        "*Workers: 1 alive, 1 busy*\n• `gpu-0.123`: busy (job `forecast_AXP_live1_3wf_C123`), last heartbeat "
+        "2026-11-25 18:29 UTC",
+        "*Model*\n`Qwen2.5-1.5B-Instruct` with adapter `v0003`, since 2026-11-25 08:00 UTC",
+        "*Scheduled posts*\n• last digest: 2026-11-23 13:00 UTC\n• last evaluation summary: never",
+        "*Your pending jobs*\n• forecast KO as of 2024-03-15: queued, 1 ahead of you",
+    ]
+    assert answer["blocks"][-1]["elements"][0]["text"] == "As of 2026-11-25 18:30:00 UTC"
+
+
+def test_status_before_any_worker_started_says_so():
+    answer = messages.status_report(status(workers=[], served=None, mine=[]), now=NOW)
+    sections = json.dumps(answer["blocks"])
+    assert "unknown (no worker has started)" in sections and "_none running" in sections
+    assert "*Your pending jobs*\\nnone" in sections
+
+
+def test_status_stays_within_limits_however_much_there_is():
+    many = status(
+        workers=[{"name": "w" * 500, "state": "busy", "current_job": "j" * 500, "last_heartbeat": "garbage" * 50}
+                 for _ in range(300)],
+        served={"model": "m" * 5000, "adapter": "a" * 5000, "since": "s" * 5000},
+        mine=[{"job_id": "x", "what": "forecast " + "Q" * 5000, "status": "started", "position": None}] * 400,
+        scanned_everything=False,
+    )
+    answer = messages.status_report(many, now=NOW)
+    within_slack_limits(answer)
+    workers, model, _, mine = (b["text"]["text"] for b in answer["blocks"][2:6])
+    shown = workers.count("\n• ")
+    assert 1 < shown < messages.LIST_LIMIT and workers.endswith(f"\n… and {300 - shown} more")  # as many as fit
+    assert len(model) < 600 and mine.endswith(" more")

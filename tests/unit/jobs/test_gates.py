@@ -1,0 +1,77 @@
+"""The bot's admission checks on a real Redis: on-demand digests paced per channel, and the job client's queue-depth
+limit, re-run of a failed request and memory of Slack deliveries."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from jobs.client import ForecastRequest, JobsClient, QueueFull, queue
+from jobs.gates import claim_digest_slot, release_digest_slot
+from jobs.keys import DELIVERY_TTL_S, delivery_key, forecast_job_id, on_demand_digest_key
+from jobs.queues import INTERACTIVE
+
+NOW = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.UTC)
+
+
+def test_one_on_demand_digest_per_channel_per_cooldown(redis):
+    assert claim_digest_slot(redis, "C1", cooldown_s=3600) == 0
+    wait = claim_digest_slot(redis, "C1", cooldown_s=3600)
+    assert 3590 <= wait <= 3600
+    assert claim_digest_slot(redis, "C2", cooldown_s=3600) == 0  # per channel
+    release_digest_slot(redis, "C1")
+    assert claim_digest_slot(redis, "C1", cooldown_s=3600) == 0
+    assert claim_digest_slot(redis, "C9", cooldown_s=0) == claim_digest_slot(redis, "C9", cooldown_s=0) == 0
+    assert redis.ttl(on_demand_digest_key("C1")) > 0  # the slot lapses by itself
+
+
+def request(ticker: str) -> ForecastRequest:
+    return ForecastRequest(ticker=ticker, channel="C123", user="U1")
+
+
+def test_a_full_queue_refuses_new_jobs_but_answers_duplicates(redis):
+    client = JobsClient(redis, now=NOW, max_depth=2)
+    client.forecast(request("AXP"))
+    client.forecast(request("KO"))
+    with pytest.raises(QueueFull, match=r"the interactive queue already holds 2 jobs \(limit 2\)"):
+        client.forecast(request("MSFT"))
+    assert client.forecast(request("AXP")).status == "duplicate"
+    assert queue(redis, INTERACTIVE).count == 2
+    assert JobsClient(redis, now=NOW).forecast(request("MSFT")).status == "queued"  # no limit by default
+
+
+def test_asking_again_after_a_failure_runs_the_request_again_when_asked_to(redis):
+    client = JobsClient(redis, now=NOW)
+    first = client.forecast(request("AXP"))
+    job = Job.fetch(first.job_id, connection=redis, serializer=JSONSerializer)
+    queue(redis, INTERACTIVE).remove(job)
+    job.set_status("failed")
+    assert client.forecast(request("AXP")).job_status == "failed"  # default: the failed job answers
+    again = client.forecast(request("AXP"), replace_failed=True)
+    assert (again.status, again.job_status, again.job_id) == ("queued", "queued", first.job_id)
+    assert queue(redis, INTERACTIVE).count == 1
+
+
+def test_a_delivery_is_remembered_with_its_job_so_a_redelivery_finds_it(redis):
+    client = JobsClient(redis, now=NOW)
+    assert client.delivered("111.222.abc") is None
+    first = client.forecast(request("AXP"), delivery="111.222.abc")
+    client.forecast(request("KO"))
+    again = client.delivered("111.222.abc")
+    assert (again.job_id, again.status, again.job_status, again.ahead) == (first.job_id, "duplicate", "queued", 0)
+    assert 0 < redis.ttl(delivery_key("111.222.abc")) <= DELIVERY_TTL_S
+    Job.fetch(first.job_id, connection=redis, serializer=JSONSerializer).delete()
+    assert client.delivered("111.222.abc") is None  # the job is gone: answer the redelivery anew
+
+
+def test_a_refused_job_leaves_nothing_behind(redis):
+    client = JobsClient(redis, now=NOW, max_depth=1)
+    client.forecast(request("AXP"))
+    with pytest.raises(QueueFull):
+        client.forecast(request("KO"), delivery="555.666.ghi")
+    assert client.delivered("555.666.ghi") is None
+    assert not Job.exists(forecast_job_id(ticker="KO", as_of=None, weeks=3, financials=True, channel="C123",
+                                          now=NOW), redis)

@@ -1,0 +1,72 @@
+"""`/forecast-status`'s reads on a real Redis: queue depths, registered RQ workers, the served model, the last
+scheduled posts, and only the asking user's pending jobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from jobs.client import ForecastRequest, JobsClient, queue
+from jobs.keys import last_run_key, served_model_key
+from jobs.queues import BY_PRIORITY, INTERACTIVE
+from jobs.status import read_status, workers_alive
+
+NOW = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.UTC)
+
+
+def ask(redis, ticker: str, user: str, **changes) -> str:
+    request = ForecastRequest(ticker=ticker, channel="C123", user=user, **changes)
+    return JobsClient(redis, now=NOW).forecast(request).job_id
+
+
+def test_an_empty_system_reads_as_empty_and_unknown(redis):
+    status = read_status(redis, user="U1").to_json()
+    assert [q["name"] for q in status["queues"]] == [spec.name for spec in BY_PRIORITY]
+    assert all(q["queued"] == q["running"] == q["failed"] == 0 for q in status["queues"])
+    assert status["workers"] == [] and status["served"] is None and status["mine"] == []
+    assert status["last_digest"] is None and status["last_summary"] is None and status["scanned_everything"]
+
+
+def test_the_users_own_jobs_are_listed_with_their_place_and_nobody_elses(redis):
+    ask(redis, "KO", "U2")
+    mine = ask(redis, "AXP", "U1", as_of=dt.date(2024, 3, 15))
+    JobsClient(redis, now=NOW).retrain(channel="C123", user="U1")
+    JobsClient(redis, now=NOW).digest(channel="C123", as_of=dt.date(2026, 11, 25))  # nobody's own
+
+    status = read_status(redis, user="U1")
+
+    assert [(j.job_id, j.what, j.status, j.position) for j in status.mine] == [
+        (mine, "forecast AXP as of 2024-03-15", "queued", 1),
+        (status.mine[1].job_id, "retrain", "queued", 0),
+    ]
+    assert [(q.name, q.queued) for q in status.queues] == [("interactive", 2), ("batch", 1), ("training", 1)]
+
+
+def test_workers_alive_and_busy_the_served_model_and_the_last_posts(redis):
+    busy = SimpleWorker([queue(redis, INTERACTIVE)], connection=redis, serializer=JSONSerializer, name="gpu-0")
+    idle = SimpleWorker([queue(redis, INTERACTIVE)], connection=redis, serializer=JSONSerializer, name="gpu-1")
+    for worker in (busy, idle):
+        worker.register_birth()
+    busy.set_state("busy")
+    idle.set_state("idle")
+    redis.hset(served_model_key(), mapping={"model": "tiny", "adapter": "v0002", "since": "2026-11-25T08:00:00+00:00"})
+    redis.set(last_run_key("digest"), "2026-11-23T13:00:04+00:00")
+
+    status = read_status(redis, user="U1")
+
+    assert workers_alive(redis) == 2
+    assert [(w.name, w.state) for w in status.workers] == [("gpu-0", "busy"), ("gpu-1", "idle")]
+    assert status.served == {"model": "tiny", "adapter": "v0002", "since": "2026-11-25T08:00:00+00:00"}
+    assert status.last_digest == "2026-11-23T13:00:04+00:00" and status.last_summary is None
+    busy.register_death()
+    idle.register_death()
+    assert workers_alive(redis) == 0
+
+
+def test_status_only_reads(redis):
+    ask(redis, "AXP", "U1")
+    before = {key: redis.type(key) for key in redis.scan_iter()}
+    read_status(redis, user="U1")
+    assert {key: redis.type(key) for key in redis.scan_iter()} == before
