@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable
 
@@ -56,12 +57,15 @@ class BotServer:
     """waitress serving `BotWsgi` on host:port (port 0: a free one, see `.port`). `serve_forever()` in production;
     `with BotServer(...) as server:` serves from a background thread (tests, benchmarks)."""
 
-    def __init__(self, wsgi: BotWsgi, *, host: str = "127.0.0.1", port: int = 0, threads: int = 16) -> None:
+    def __init__(self, wsgi: BotWsgi, *, host: str = "127.0.0.1", port: int = 0, threads: int = 16,
+                 sock: socket.socket | None = None) -> None:
+        """`sock`: an already listening socket (shared by several serving processes) instead of host:port."""
         from waitress.server import create_server
 
+        where = {"sockets": [sock]} if sock is not None else {"host": host, "port": port}
         # poll(), not select(): select() cannot watch file descriptors above 1024.
-        self._server = create_server(wsgi, host=host, port=port, threads=threads, ident="forecaster-bot",
-                                     asyncore_use_poll=True, clear_untrusted_proxy_headers=True)
+        self._server = create_server(wsgi, threads=threads, ident="forecaster-bot", asyncore_use_poll=True,
+                                     clear_untrusted_proxy_headers=True, **where)
         self._thread: threading.Thread | None = None
 
     @property
@@ -98,3 +102,15 @@ class BotServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def listening_socket(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
+    """A TCP socket listening on host:port (port 0: a free one), to be shared by the serving processes. The
+    backlog holds a burst of simultaneous commands while every thread is busy."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import logging
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -45,6 +46,18 @@ def main() -> None:
     app()
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of the record (a test runner swaps it per command)."""
+
+    @property
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # noqa: ANN001
+        pass
+
+
 @app.callback()
 def _configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every data call.")] = False) -> None:
     if err.is_terminal:
@@ -53,7 +66,7 @@ def _configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Lo
     else:
         # A service under `forecaster up`, compose or systemd: one plain line per record (rich would wrap at 80
         # columns), greppable, with the time and the logger.
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
     # urllib3 logs full request URLs at DEBUG, and Finnhub's key travels in the query string.
