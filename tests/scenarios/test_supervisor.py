@@ -3,6 +3,7 @@ everything (grandchildren included), and the embedded Redis keeps its data acros
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -11,8 +12,12 @@ import time
 from pathlib import Path
 
 import redis as redis_lib
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
+from jobs.client import ForecastRequest, JobsClient, queue
 from jobs.embedded_redis import EmbeddedRedis
+from jobs.queues import INTERACTIVE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,20 +65,26 @@ def test_ctrl_c_stops_every_child_and_grandchild_and_crashed_children_are_restar
         wait_for(lambda pid=pid: not alive(pid), timeout_s=5)
 
 
-def test_the_embedded_redis_keeps_queued_data_across_a_restart(tmp_path):
+def test_queued_jobs_survive_a_restart_of_the_embedded_redis(tmp_path):
     server = EmbeddedRedis(tmp_path / "redis")
     url = server.start()
     try:
         conn = redis_lib.Redis.from_url(url)
         assert conn.config_get("appendonly")["appendonly"] == "yes"
         assert conn.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
-        conn.rpush("rq:queue:interactive", "job-1")
-        time.sleep(1.2)  # appendfsync everysec
+        queued = JobsClient(conn).forecast(ForecastRequest("AXP", "C1", "U1", as_of=dt.date(2024, 3, 15)))
+        time.sleep(1.2)  # appendfsync everysec: at most a second of writes is at risk
     finally:
-        server.stop()
+        server.stop()  # SIGTERM: Redis flushes its append-only file and exits
     again = EmbeddedRedis(tmp_path / "redis")
     url = again.start()
     try:
-        assert redis_lib.Redis.from_url(url).lrange("rq:queue:interactive", 0, -1) == [b"job-1"]
+        conn = redis_lib.Redis.from_url(url)
+        assert queue(conn, INTERACTIVE).get_job_ids() == [queued.job_id]
+        job = Job.fetch(queued.job_id, connection=conn, serializer=JSONSerializer)
+        assert job.get_status() == "queued" and job.kwargs["request"]["ticker"] == "AXP"
+        # and the same request is still a duplicate of it, not a second job
+        assert JobsClient(conn).forecast(ForecastRequest("AXP", "C1", "U1", as_of=dt.date(2024, 3, 15))).status \
+            == "duplicate"
     finally:
         again.stop()

@@ -107,3 +107,10 @@ def test_up_answers_a_slash_command_and_ctrl_c_leaves_no_process_behind(tmp_path
     while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes_with(marker) == [], said
+
+
+def test_the_readmes_run_command_is_forecaster_up():
+    """`make run` (the README's run command) runs exactly what the test above exercises."""
+    done = subprocess.run(["make", "-n", "run"], cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+                          env={**os.environ, "MAKEFLAGS": ""})
+    assert done.stdout.strip().splitlines()[-1].endswith("/forecaster up"), done.stdout
