@@ -243,30 +243,14 @@ class Settings(BaseSettings):
     @field_validator("digest_channels", mode="before")
     @classmethod
     def _channel_ids(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.split(",")
-        if not isinstance(value, list | tuple):
-            return value  # pydantic reports the wrong type
-        channels = [str(part).strip() for part in value if str(part).strip()]
-        bad = [c for c in channels if not re.fullmatch(r"[CGD][A-Z0-9]{2,}", c)]
-        if bad:
-            raise ValueError(f"{', '.join(bad)}: not Slack channel ids; give ids like C0123ABCD, comma-separated "
-                             "(in Slack: open the channel's details, the id is at the bottom of About)")
-        return list(dict.fromkeys(channels))
+        return _slack_ids(value, pattern=r"[CGD][A-Z0-9]{2,}", what="channel ids", example="C0123ABCD",
+                          where="open the channel's details, the id is at the bottom of About")
 
     @field_validator("slack_admin_users", mode="before")
     @classmethod
     def _user_ids(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.split(",")
-        if not isinstance(value, list | tuple):
-            return value  # pydantic reports the wrong type
-        users = [str(part).strip() for part in value if str(part).strip()]
-        bad = [u for u in users if not re.fullmatch(r"[UW][A-Z0-9]{2,}", u)]
-        if bad:
-            raise ValueError(f"{', '.join(bad)}: not Slack user ids; give ids like U0123ABCD, comma-separated (in "
-                             "Slack: a person's profile, ⋮ More, Copy member ID)")
-        return list(dict.fromkeys(users))
+        return _slack_ids(value, pattern=r"[UW][A-Z0-9]{2,}", what="user ids", example="U0123ABCD",
+                          where="a person's profile, ⋮ More, Copy member ID")
 
     @field_validator("data_snapshot_dir")
     @classmethod
@@ -277,3 +261,17 @@ class Settings(BaseSettings):
                 "`forecaster data snapshot TICKER --date YYYY-MM-DD --out DIR` or unset the variable"
             )
         return value
+
+
+def _slack_ids(value: object, *, pattern: str, what: str, example: str, where: str) -> object:
+    """A comma-separated list (or a list) of Slack ids, checked, without duplicates, in the order given."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple):
+        return value  # pydantic reports the wrong type
+    ids = [str(part).strip() for part in value if str(part).strip()]
+    bad = [i for i in ids if not re.fullmatch(pattern, i)]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: not Slack {what}; give ids like {example}, comma-separated (in Slack: "
+                         f"{where})")
+    return list(dict.fromkeys(ids))
