@@ -12,6 +12,8 @@ import typer
 
 from jobs.cli.common import app, err, fail, load_settings
 
+WORKER_ONLY_CHECKS = {"model base", "adapter"}
+
 
 def child_argv(command: str, *args: str) -> list[str]:
     """Children run the same CLI with the same interpreter (a venv need not be on PATH)."""
@@ -47,6 +49,8 @@ def up(
         settings = settings.model_copy(update={"redis_url": env["REDIS_URL"]})
     try:
         checks = cheap_checks(settings)
+        if not with_worker:  # the model lives on the worker hosts: not this machine's concern
+            checks = [c for c in checks if c.name not in WORKER_ONLY_CHECKS]
         failed = [c for c in checks if c.failed]
         for check in checks:
             err.print(render(check), highlight=False, markup=False)
