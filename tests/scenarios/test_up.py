@@ -111,6 +111,7 @@ def test_up_answers_a_slash_command_and_ctrl_c_leaves_no_process_behind(tmp_path
 
 def test_the_readmes_run_command_is_forecaster_up():
     """`make run` (the README's run command) runs exactly what the test above exercises."""
-    done = subprocess.run(["make", "-n", "run"], cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-                          env={**os.environ, "MAKEFLAGS": ""})
-    assert done.stdout.strip().splitlines()[-1].endswith("/forecaster up"), done.stdout
+    done = subprocess.run(["make", "--no-print-directory", "-n", "run"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=True, env={**os.environ, "MAKEFLAGS": ""})
+    commands = [line for line in done.stdout.splitlines() if line.strip()]
+    assert commands[-1].endswith("/forecaster up"), done.stdout
