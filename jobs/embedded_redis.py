@@ -52,7 +52,8 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        return f"unix://{self.socket}"
+        # Absolute: redis-py reads "unix://.forecaster/x.sock" as host ".forecaster", path "/x.sock".
+        return f"unix://{self.socket.resolve()}"
 
     def start(self, *, timeout_s: float = 10.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -65,8 +65,9 @@ def test_ctrl_c_stops_every_child_and_grandchild_and_crashed_children_are_restar
         wait_for(lambda pid=pid: not alive(pid), timeout_s=5)
 
 
-def test_queued_jobs_survive_a_restart_of_the_embedded_redis(tmp_path):
-    server = EmbeddedRedis(tmp_path / "redis")
+def test_queued_jobs_survive_a_restart_of_the_embedded_redis(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    server = EmbeddedRedis(Path(".forecaster/redis"))  # DATA_DIR's default is relative to where `up` runs
     url = server.start()
     try:
         conn = redis_lib.Redis.from_url(url)
@@ -76,7 +77,7 @@ def test_queued_jobs_survive_a_restart_of_the_embedded_redis(tmp_path):
         time.sleep(1.2)  # appendfsync everysec: at most a second of writes is at risk
     finally:
         server.stop()  # SIGTERM: Redis flushes its append-only file and exits
-    again = EmbeddedRedis(tmp_path / "redis")
+    again = EmbeddedRedis(Path(".forecaster/redis"))
     url = again.start()
     try:
         conn = redis_lib.Redis.from_url(url)
