@@ -135,3 +135,14 @@ SCHEDULER_HEARTBEAT_TTL_S = 120
 def scheduler_heartbeat_key() -> str:
     """When the scheduler last beat (ISO timestamp); absent when it is down or stopped cleanly."""
     return f"{PREFIX}:scheduler:hb"
+
+
+# A worker's own heartbeat, written by a thread (RQ's SimpleWorker sends none while a job runs, and a retrain runs
+# for hours): one key per worker process, lapsing when the process dies or hangs.
+WORKER_HEARTBEAT_EVERY_S = 30
+WORKER_HEARTBEAT_TTL_S = 120
+
+
+def worker_heartbeat_key(host: str, pid: int | str = "*") -> str:
+    """`*` for pid: the pattern matching every worker on that host."""
+    return f"{PREFIX}:worker:hb:{host}:{pid}"

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+
 import redis
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
@@ -9,7 +15,10 @@ from rq.serializers import JSONSerializer
 from jobs import runtime
 from jobs.client import queue
 from jobs.failures import tell_the_requester
+from jobs.keys import WORKER_HEARTBEAT_EVERY_S, WORKER_HEARTBEAT_TTL_S, worker_heartbeat_key
 from jobs.queues import BY_PRIORITY
+
+log = logging.getLogger(__name__)
 
 # How often a worker looks for jobs abandoned by a dead worker (RQ's default is 10 minutes): a crashed job is
 # retried about a minute after its heartbeat lapses instead of ten.
@@ -30,8 +39,32 @@ def build_worker(conn: redis.Redis, *, queue_names: list[str] | None = None) -> 
 
 
 def run(context: runtime.WorkerContext, *, queue_names: list[str] | None = None, burst: bool = False) -> bool:
-    """Install the context, load the model now (not on the first job), and work."""
+    """Install the context, load the model now (not on the first job), and work, beating a heartbeat meanwhile."""
     runtime.install(context)
     context.model()
-    # with_scheduler: retries with backoff are scheduled jobs, and someone must move them back onto the queue.
-    return build_worker(context.conn, queue_names=queue_names).work(burst=burst, with_scheduler=True)
+    stop = threading.Event()
+    beat = threading.Thread(target=heartbeat, args=(context.conn, stop), name="worker-heartbeat", daemon=True)
+    beat.start()
+    try:
+        # with_scheduler: retries with backoff are scheduled jobs, and someone must move them back onto the queue.
+        return build_worker(context.conn, queue_names=queue_names).work(burst=burst, with_scheduler=True)
+    finally:
+        stop.set()
+        context.conn.delete(worker_heartbeat_key(socket.gethostname(), os.getpid()))
+
+
+def heartbeat(conn: redis.Redis, stop: threading.Event, *, every_s: float = WORKER_HEARTBEAT_EVERY_S) -> None:
+    """Refresh this process's heartbeat key until `stop`; a thread, so it beats through a long job too."""
+    key = worker_heartbeat_key(socket.gethostname(), os.getpid())
+    while True:
+        try:
+            conn.set(key, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), ex=WORKER_HEARTBEAT_TTL_S)
+        except redis.RedisError as exc:  # Redis away for a moment: the next beat tries again
+            log.warning("worker heartbeat not written: %s", exc)
+        if stop.wait(every_s):
+            return
+
+
+def alive_on(conn: redis.Redis, host: str) -> int:
+    """How many worker processes on `host` beat within their TTL (the container healthcheck)."""
+    return sum(1 for _ in conn.scan_iter(worker_heartbeat_key(host), count=100))

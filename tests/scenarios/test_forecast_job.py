@@ -74,6 +74,7 @@ def test_a_queued_forecast_shows_progress_then_ends_as_one_answer_in_the_channel
     assert "Not financial advice" in message["blocks"][-1]["elements"][0]["text"]
     assert "could not be parsed" in message["blocks"][1]["text"]["text"]  # random weights: flagged, shown raw
     assert context.model_loads == 1  # loaded at start-up, not per job
+    assert list(redis.scan_iter("fc:worker:hb:*")) == []  # a worker that ended takes its heartbeat with it
     done = Job.fetch(first.job_id, connection=redis, serializer=JSONSerializer)
     assert done.get_status() == "finished" and done.return_value()["status"] == "done"
     served = redis.hgetall(served_model_key())

@@ -105,7 +105,10 @@ def test_weights_are_mounted_read_only_and_hugging_face_stays_offline(compose, s
 
 
 def test_healthchecks_where_something_can_answer(services):
-    assert {name for name, s in services.items() if "healthcheck" in s} == {"redis", "bot", "scheduler"}
+    assert {name for name, s in services.items() if "healthcheck" in s} == {"redis", "bot", "scheduler", "worker"}
+    worker = services["worker"]["healthcheck"]
+    assert worker["test"][-2:] == ["worker", "--check"]
+    assert worker["start_period"] in ("10m", "10m0s")  # the model loads before the first beat counts
 
 
 # -- images --------------------------------------------------------------------------------------------------------
