@@ -21,6 +21,7 @@ from jobs.client import fast_connection
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_commands import command_body, signed_headers
 from tests.scenarios.bot_harness import ADMIN, bot_settings
+from tests.slack_limits import within_slack_limits
 
 COMMANDS = ["/forecast", "/digest", "/retrain", "/forecast-status", "/track"]
 WORDS = ["AXP", "axp", "$KO", "BRK.B", "brk-b", "dow30", "DJIA", "help", "?", "weeks=2", "weeks=0", "weeks=x",
@@ -46,22 +47,6 @@ TEXTS = st.one_of(
     st.lists(TOKENS, max_size=8).map("\t\n ".join),
     st.text(max_size=4000),  # Slack caps command text at about 4,000 characters
 )
-
-
-def within_slack_limits(answer: dict) -> None:
-    assert answer["response_type"] == "ephemeral"
-    assert 0 < len(answer["text"]) <= 3000
-    blocks = answer.get("blocks", [])
-    assert len(blocks) <= 50
-    for block in blocks:
-        if block["type"] == "header":
-            assert len(block["text"]["text"]) <= 150
-        elif block["type"] == "section":
-            assert len(block["text"]["text"]) <= 3000
-        elif block["type"] == "context":
-            assert len(block["elements"]) <= 10 and all(len(e["text"]) <= 3000 for e in block["elements"])
-    # The ~13k characters of total block text past which Slack answers msg_blocks_too_long.
-    assert len(json.dumps(blocks)) < 13_000
 
 
 class Errors(logging.Handler):

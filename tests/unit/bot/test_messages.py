@@ -7,22 +7,9 @@ import datetime as dt
 import json
 
 from bot import messages
+from tests.slack_limits import within_slack_limits
 
 NOW = dt.datetime(2026, 11, 25, 18, 30, tzinfo=dt.UTC)
-
-
-def within_slack_limits(answer: dict) -> None:
-    assert answer["response_type"] == "ephemeral"
-    assert 0 < len(answer["text"]) <= 3000
-    blocks = answer.get("blocks", [])
-    assert len(blocks) <= 50
-    for block in blocks:
-        if block["type"] == "header":
-            assert len(block["text"]["text"]) <= 150
-        if block["type"] == "section":
-            assert len(block["text"]["text"]) <= 3000
-        if block["type"] == "context":
-            assert len(block["elements"]) <= 10 and all(len(e["text"]) <= 3000 for e in block["elements"])
 
 
 def test_forecast_acks_say_where_the_request_stands():
