@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.exceptions import ModelError
+from engine.probabilities import BinDistribution
 
 Conversation = Sequence[dict[str, str]]
 
@@ -27,6 +28,8 @@ class Generation:
     new_tokens: int
     seconds: float  # wall time of the generate call that produced it (shared by a batch)
     batch_size: int = 1
+    # The model's distribution over the 12 bins at the `Prediction:` position, when the backend computed one.
+    bin_distribution: BinDistribution | None = None
 
 
 def render_chat(tokenizer: Any, conversation: Conversation) -> str:
