@@ -8,6 +8,10 @@ fixed ids: there is no shared job store for two schedulers to fight over.
 
 The slot a run belongs to is computed from the trigger, not read from the clock: a run delayed by a misfire
 (up to SCHEDULER_MISFIRE_GRACE_S late) still enqueues the jobs of the slot it was meant for.
+
+A fresh MemoryJobStore computes each job's next run from the moment it starts, so APScheduler alone never sees a
+slot that passed while the scheduler was down. `catch_up` runs once at start-up for that: it enqueues the latest
+slot of each kind whose time passed within the grace (the slot's job ids make a slot already posted a duplicate).
 """
 
 from __future__ import annotations
@@ -157,6 +161,28 @@ def fire(conn: redis.Redis, kind: Kind, *, plan: Plan, now: Clock = _utcnow,
     return enqueue_slot(conn, kind, channels=plan.channels, fire_time=fire_time, sleep=sleep)
 
 
+def missed_slot(when: WeeklyTime, *, now: dt.datetime, grace_s: int) -> dt.datetime | None:
+    """The latest slot at or before `now` when it is at most `grace_s` old, else None."""
+    latest = latest_fire_time(when, now=now)
+    return latest if (now - latest).total_seconds() <= grace_s else None
+
+
+def catch_up(conn: redis.Redis, *, plan: Plan, now: Clock = _utcnow,
+             sleep: Callable[[float], None] = time.sleep) -> dict[Kind, dt.datetime]:
+    """At start-up: enqueue each kind's latest slot that passed within the grace. Returns kind → slot caught up
+    (a slot that was already enqueued counts too: Redis answers "duplicate" and nothing is posted twice)."""
+    caught: dict[Kind, dt.datetime] = {}
+    for kind in KINDS:
+        slot = missed_slot(plan.schedule(kind), now=now(), grace_s=plan.misfire_grace_s)
+        if slot is None:
+            continue
+        log.info("scheduler: %s slot %s passed %s ago, within the %d s grace: catching up", kind,
+                 f"{slot.astimezone(NEW_YORK):%a %Y-%m-%d %H:%M %Z}", now() - slot, plan.misfire_grace_s)
+        enqueue_slot(conn, kind, channels=plan.channels, fire_time=slot, sleep=sleep)
+        caught[kind] = slot
+    return caught
+
+
 def beat(conn: redis.Redis, *, now: Clock = _utcnow) -> None:
     """Write the heartbeat the healthcheck reads; it lapses by itself if this process dies or hangs."""
     try:
@@ -206,6 +232,7 @@ def run(plan: Plan, conn: redis.Redis) -> None:
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        catch_up(conn, plan=plan)
         for kind in KINDS:
             log.info("scheduler: %s every %s New York → %s; next %s", kind, plan.schedule(kind),
                      ", ".join(plan.channels), scheduler.get_job(kind).trigger.get_next_fire_time(None, _utcnow()))

@@ -3,6 +3,7 @@ a real scheduler process that beats, answers its healthcheck and stops cleanly o
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 import jobs.cli
+from engine.market.weeks import NEW_YORK
 from jobs.client import queue
 from jobs.keys import scheduler_heartbeat_key
 from jobs.queues import BATCH
@@ -71,7 +73,10 @@ def test_fire_enqueues_the_latest_slot_once(redis, redis_server):
 
 
 def test_a_scheduler_process_beats_passes_its_healthcheck_and_stops_cleanly_on_sigterm(redis, redis_server):
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "REDIS_URL": redis_server["url"], "DIGEST_CHANNELS": "C01"}
+    # Both slots days away, so the start-up catch-up has nothing to post whatever day the test runs.
+    far = (dt.datetime.now(NEW_YORK) + dt.timedelta(days=3)).replace(hour=12, minute=0)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "REDIS_URL": redis_server["url"], "DIGEST_CHANNELS": "C01",
+           "DIGEST_SCHEDULE": f"{far:%a %H:%M}".lower(), "SUMMARY_SCHEDULE": f"{far:%a %H:%M}".lower()}
     assert run("--check", env={"REDIS_URL": redis_server["url"]})[0] == 1  # nothing running yet
     child = subprocess.Popen([sys.executable, "-c", "from jobs.cli import main; main()", "scheduler"], cwd=REPO_ROOT,
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -89,6 +94,66 @@ def test_a_scheduler_process_beats_passes_its_healthcheck_and_stops_cleanly_on_s
             child.kill()
             child.wait()
     assert child.returncode == 0, err
-    assert "digest every mon 08:00 New York → C01" in err and "SIGTERM received, stopping" in err
+    assert f"digest every {far:%a %H:%M}".lower() + " New York → C01" in err and "SIGTERM received, stopping" in err
     assert redis.get(scheduler_heartbeat_key()) is None  # stopped cleanly: the healthcheck fails at once
     assert queue(redis, BATCH).count == 0  # starting is not a slot: nothing enqueued
+
+
+def _slot_minutes_ago(minutes: int) -> dt.datetime:
+    """A New York time `minutes` ago, moved to 00:59 when it falls in 01:00-02:59 (refused as a schedule)."""
+    slot = (dt.datetime.now(NEW_YORK) - dt.timedelta(minutes=minutes)).replace(second=0, microsecond=0)
+    return slot.replace(hour=0, minute=59) if 1 <= slot.hour < 3 else slot
+
+
+def _start_scheduler_and_stop(redis, env: dict[str, str]) -> str:
+    """Start a real `forecaster scheduler`, wait for its first heartbeat (written after the start-up catch-up),
+    stop it with SIGTERM; returns its log."""
+    child = subprocess.Popen([sys.executable, "-c", "from jobs.cli import main; main()", "scheduler"], cwd=REPO_ROOT,
+                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while redis.get(scheduler_heartbeat_key()) is None:
+            assert child.poll() is None, f"the scheduler exited: {child.communicate()}"
+            assert time.monotonic() < deadline, "no heartbeat within 30 s"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=15)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err
+    return err
+
+
+def _digest_job_ids(redis) -> list[str]:
+    return sorted(j for j in queue(redis, BATCH).job_ids if j.startswith("digest_"))
+
+
+def test_a_scheduler_restarted_after_its_slot_posts_that_slot_once_per_channel(redis, redis_server):
+    slot = _slot_minutes_ago(2)
+    age_s = (dt.datetime.now(NEW_YORK) - slot).total_seconds()
+    summary = (slot + dt.timedelta(days=3)).replace(hour=12, minute=0)  # four days past: far outside the grace
+    env = {"REDIS_URL": redis_server["url"], "DIGEST_CHANNELS": "C01,C02",
+           "DIGEST_SCHEDULE": f"{slot:%a %H:%M}".lower(), "SUMMARY_SCHEDULE": f"{summary:%a %H:%M}".lower(),
+           "SCHEDULER_MISFIRE_GRACE_S": str(int(max(3 * 3600, age_s + 600)))}
+    started = time.monotonic()
+    log = _start_scheduler_and_stop(redis, env)
+    print(f"\nscheduler started {age_s:.0f} s after its digest slot: caught up in "
+          f"{time.monotonic() - started:.1f} s (process start to stop)")
+    assert "digest slot" in log and "catching up" in log
+    assert len(_digest_job_ids(redis)) == 2  # one per channel
+    assert queue(redis, BATCH).count == 2  # and no summary: its slot is days past
+    # A second restart within the grace (a deploy, a crash loop) posts nothing more.
+    _start_scheduler_and_stop(redis, env)
+    assert len(_digest_job_ids(redis)) == 2
+
+
+def test_a_scheduler_restarted_past_the_grace_skips_that_slot(redis, redis_server):
+    slot = _slot_minutes_ago(2)
+    env = {"REDIS_URL": redis_server["url"], "DIGEST_CHANNELS": "C01",
+           "DIGEST_SCHEDULE": f"{slot:%a %H:%M}".lower(), "SCHEDULER_MISFIRE_GRACE_S": "60"}
+    log = _start_scheduler_and_stop(redis, env)
+    assert "catching up" not in log
+    assert queue(redis, BATCH).count == 0

@@ -37,6 +37,7 @@ from jobs.scheduler import (
     fire,
     heartbeat_age,
     latest_fire_time,
+    missed_slot,
     next_fire_times,
 )
 from tests.fakes.sources import weekday_closes
@@ -103,6 +104,14 @@ def test_a_run_delayed_by_a_misfire_still_belongs_to_its_slot():
     assert latest_fire_time(MONDAY_8, now=slot) == slot
     assert latest_fire_time(MONDAY_8, now=ny(2026, 3, 9, 10, 59)) == slot  # 3 hours of grace
     assert latest_fire_time(MONDAY_8, now=ny(2026, 3, 9, 7, 59)) == ny(2026, 3, 2, 8)
+
+
+def test_a_missed_slot_is_the_latest_one_within_the_grace_and_none_past_it():
+    slot = ny(2026, 3, 9, 8)
+    assert missed_slot(MONDAY_8, now=ny(2026, 3, 9, 8, 2), grace_s=3 * 3600) == slot
+    assert missed_slot(MONDAY_8, now=ny(2026, 3, 9, 11, 0), grace_s=3 * 3600) == slot  # exactly at the grace
+    assert missed_slot(MONDAY_8, now=ny(2026, 3, 9, 11, 1), grace_s=3 * 3600) is None
+    assert missed_slot(MONDAY_8, now=ny(2026, 3, 8, 12), grace_s=24 * 3600) is None  # six days past
 
 
 # -- the digest's and the summary's dates, holiday weeks included ----------------------------------------------
