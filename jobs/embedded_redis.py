@@ -38,7 +38,7 @@ def server_binary() -> str:
 def server_argv(binary: str, data_dir: Path) -> list[str]:
     return [binary, "--port", "0", "--unixsocket", str(data_dir / "redis.sock"), "--unixsocketperm", "700",
             "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
-            "--maxmemory-policy", "noeviction", "--daemonize", "no"]
+            "--maxmemory-policy", "noeviction", "--daemonize", "no", "--logfile", str(data_dir / "redis.log")]
 
 
 @dataclass
@@ -55,15 +55,27 @@ class EmbeddedRedis:
         # Absolute: redis-py reads "unix://.forecaster/x.sock" as host ".forecaster", path "/x.sock".
         return f"unix://{self.socket.resolve()}"
 
-    def start(self, *, timeout_s: float = 10.0) -> str:
+    def argv(self) -> list[str]:
+        """The server's command line, for a supervisor to run (and restart) it in the foreground."""
+        return server_argv(server_binary(), self.data_dir.resolve())
+
+    def prepare(self) -> None:
+        """Before each start: the folder exists, and a socket left by a killed server (which would make the new one
+        refuse to bind, and `ready` answer too early) is gone."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.socket.unlink(missing_ok=True)  # left by a killed run; redis-server would refuse to bind
-        log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 — handed to the child for its lifetime
-        self.process = subprocess.Popen(server_argv(server_binary(), self.data_dir.resolve()), stdout=log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
+        self.socket.unlink(missing_ok=True)
+
+    def ready(self) -> bool:
+        """The server has bound its socket (after `prepare`, only a live server creates it)."""
+        return self.socket.exists()
+
+    def start(self, *, timeout_s: float = 10.0) -> str:
+        """Start the server as a plain child (without a supervisor) and wait until it listens."""
+        self.prepare()
+        self.process = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout_s
-        while not self.socket.exists():
+        while not self.ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise EmbeddedRedisError(f"the embedded redis-server did not start; see {self.data_dir / 'redis.log'}")

@@ -21,6 +21,7 @@ from typing import TextIO
 # A child that crashes is restarted after 1 s, then 2, 4… up to 30 s; a child that ran a minute starts over at 1 s.
 RESTART_DELAYS_S = (1, 2, 4, 8, 16, 30)
 HEALTHY_AFTER_S = 60.0
+READY_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -33,6 +34,10 @@ class Child:
     restarts: int = 0
     failures_in_a_row: int = 0
     next_start_at: float = 0.0
+    # Infrastructure the other children need (the embedded Redis) sets `ready`: it is started before the rest and
+    # waited for until `ready()` is true. Its place in the list is its place in the stop order (put it last).
+    ready: Callable[[], bool] | None = field(default=None, repr=False)
+    before_start: Callable[[], None] | None = field(default=None, repr=False)  # runs before every (re)start
 
 
 class Supervisor:
@@ -61,6 +66,8 @@ class Supervisor:
     # -- lifecycle -----------------------------------------------------------------------------------------------
 
     def _start(self, child: Child) -> None:
+        if child.before_start is not None:
+            child.before_start()
         child.process = subprocess.Popen(child.argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         child.started_at = self.clock()
@@ -72,13 +79,25 @@ class Supervisor:
 
     def run(self, *, poll_s: float = 0.2) -> int:
         """Start every child and keep them running until asked to stop; then stop them. Returns the exit code."""
-        for child in self.children:
+        for child in sorted(self.children, key=lambda c: c.ready is None):  # stable: infrastructure first
             self._start(child)
+            if child.ready is not None and not self._wait_until_ready(child):
+                self.say("up", f"{child.name} was not ready within {READY_TIMEOUT_S:.0f} s; stopping")
+                self.stop_all()
+                return 1
         while not self._stop.wait(poll_s):
             for child in self.children:
                 self._watch(child)
         self.stop_all()
         return 0
+
+    def _wait_until_ready(self, child: Child) -> bool:
+        deadline = self.clock() + READY_TIMEOUT_S
+        while not child.ready():
+            if child.process.poll() is not None or self.clock() > deadline or self._stop.is_set():
+                return False
+            time.sleep(0.02)
+        return True
 
     def _watch(self, child: Child) -> None:
         now = self.clock()

@@ -40,6 +40,8 @@ def up(
     embedded = None
     env = dict(os.environ)
     if not settings.redis_url:
+        # Started once here for the checks below, then stopped and handed to the supervisor, which restarts it
+        # like any other child if it dies (its append-only file keeps the queue and the ledger).
         embedded = EmbeddedRedis(settings.data_dir / "redis")
         try:
             env["REDIS_URL"] = embedded.start()
@@ -68,10 +70,16 @@ def up(
             # A job in flight gets its whole timeout to finish; a second Ctrl-C is not needed to get the prompt
             # back for short jobs, since SIGTERM makes RQ stop after the current job.
             children.append(Child("worker", child_argv("worker"), stop_grace_s=INTERACTIVE.timeout_s))
+        if embedded is not None:
+            embedded.stop()  # from here on the supervisor runs it: started first, restarted if it dies, stopped last
+            children.append(Child("redis", embedded.argv(), stop_grace_s=10, ready=embedded.ready,
+                                  before_start=embedded.prepare))
         supervisor = Supervisor(children, env=env)
         signal.signal(signal.SIGINT, supervisor.request_stop)
         signal.signal(signal.SIGTERM, supervisor.request_stop)
-        supervisor.run()
+        code = supervisor.run()
+        if code:
+            raise typer.Exit(code)
     finally:
         if embedded is not None:
             embedded.stop()

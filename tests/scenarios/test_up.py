@@ -1,6 +1,7 @@
 """`forecaster up` end to end, as a newcomer runs it: one process starts the embedded Redis, the bot (HTTP mode,
 Web API calls going to the fake Slack), a worker (tiny model, snapshot data) and the scheduler. A signed
-`/forecast AXP` gets its answer posted; then Ctrl-C (SIGINT) stops everything, and no process is left behind."""
+`/forecast AXP` gets its answer posted; the embedded Redis is killed and restarted by `up`, and the next request is
+answered; then Ctrl-C (SIGINT) stops everything, and no process is left behind."""
 
 from __future__ import annotations
 
@@ -92,6 +93,20 @@ def test_up_answers_a_slash_command_and_ctrl_c_leaves_no_process_behind(tmp_path
         assert answer["blocks"][0]["text"]["text"] == "AXP weekly forecast"
         assert "2024-03-17 to 2024-03-24" in json.dumps(answer)  # the snapshot's week, replayed as live
         assert len(processes_with(marker)) >= 5  # up, redis, bot, worker (+ RQ's scheduler), scheduler
+
+        # The embedded Redis dies: `up` restarts it from its append-only file, and the next request is answered.
+        # (from the supervisor's log: redis-server rewrites its own environ for its process title)
+        redis_pid = int(re.search(r"started redis \(pid (\d+)\)", log.read_text()).group(1))
+        killed_at = time.monotonic()
+        os.kill(redis_pid, signal.SIGKILL)
+        wait_for(lambda: "redis exited with code" in log.read_text(), "the supervisor to see Redis die", log, 30)
+        wait_for(lambda: log.read_text().count("started redis") >= 2, "Redis restarted", log, 30)
+        ack = slash(bot, "/forecast", "AXP", response_url=slack.hook_url(), channel="C124")
+        assert ack.status == 200, ack.body
+        wait_for(lambda: sum(c.body.get("response_type") == "in_channel" for c in slack.calls
+                             if c.method.startswith("hooks/")) == 2, "the answer after Redis restarted", log, 180)
+        print(f"\nembedded Redis SIGKILLed → restarted → the next /forecast answered: "
+              f"{time.monotonic() - killed_at:.1f} s")
     finally:
         up.send_signal(signal.SIGINT)
         try:
@@ -107,6 +122,8 @@ def test_up_answers_a_slash_command_and_ctrl_c_leaves_no_process_behind(tmp_path
     while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes_with(marker) == [], said
+    last_redis = int(re.findall(r"started redis \(pid (\d+)\)", said)[-1])  # invisible to processes_with
+    assert not Path(f"/proc/{last_redis}").exists() or Path(f"/proc/{last_redis}/stat").read_text().split()[2] == "Z"
 
 
 def test_the_readmes_run_command_is_forecaster_up():
