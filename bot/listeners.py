@@ -4,6 +4,11 @@ wiring table, shared by HTTP mode and Socket Mode.
 Nothing slow happens before the ack: parsing is pure, and Redis (a client with a ~1 s timeout) is reached only
 through `jobs` (enqueue, admission checks, status reads), never a model or a data source. An exception never
 escapes a handler: the user gets a message saying what happened, and the log gets the traceback.
+
+What the user is told when Redis fails is what is known: "nothing was queued, try again" only when nothing that
+could queue the job was sent (`NotQueued`, or a failed read); "I could not confirm it was queued" when the write was
+sent and Redis did not answer in time (`QueueingUnconfirmed`: a busy Redis runs it when it catches up). Every ack is
+ephemeral, and no error text from an exception reaches the user (it may name server paths): the log has it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from slack_bolt import App, BoltRequest, BoltResponse
 
 from bot import messages
 from bot.commands import (
+    INDEX_LOOKALIKES,
     DigestArgs,
     Help,
     UsageError,
@@ -33,8 +39,9 @@ from bot.commands import (
 )
 from bot.track_blocks import track_message
 from engine.market.weeks import NEW_YORK, cutoff_for_date, forecast_week
-from jobs.client import ForecastRequest, JobsClient, QueueFull
+from jobs.client import ForecastRequest, JobsClient, NotQueued, QueueFull, QueueingUnconfirmed
 from jobs.gates import claim_digest_slot, release_digest_slot
+from jobs.keys import digest_job_id
 from jobs.scheduler import digest_as_of
 from jobs.status import read_status, workers_alive
 from jobs.track_record import track_record
@@ -87,13 +94,25 @@ class Commands:
     def _jobs(self) -> JobsClient:
         return JobsClient(self.conn, now=self.now(), max_depth=self.settings.bot_queue_max_depth)
 
-    def _workers_alive(self) -> int:
+    def _workers_alive(self) -> int | None:
         """Registered workers, re-read at most every WORKERS_TTL_S: workers come and go over minutes, and a burst
-        of commands should not each pay a Redis round trip for it."""
+        of commands should not each pay a Redis round trip for it. None when Redis did not answer: it is read after
+        the job was queued, and must not turn a queued job into an error."""
         now = time.monotonic()
         if self._workers is None or now - self._workers[0] > WORKERS_TTL_S:
-            self._workers = (now, workers_alive(self.conn))
+            try:
+                self._workers = (now, workers_alive(self.conn))
+            except redis.RedisError as exc:
+                log.warning("workers not counted: Redis did not answer (%s)", type(exc).__name__)
+                return None
         return self._workers[1]
+
+    def _release_digest_slot(self, channel: str) -> None:
+        """Best effort: a slot whose digest was never queued is taken over by the next claim anyway."""
+        try:
+            release_digest_slot(self.conn, channel)
+        except redis.RedisError as exc:
+            log.warning("digest slot of %s not released: Redis did not answer (%s)", channel, type(exc).__name__)
 
     def _today(self) -> dt.date:
         return self.now().astimezone(NEW_YORK).date()
@@ -111,15 +130,29 @@ class Commands:
             return self._digest(inv, args)
         request = ForecastRequest(ticker=args.ticker, channel=inv.channel, user=inv.user, as_of=args.as_of,
                                   weeks=args.weeks, financials=args.financials, response_url=inv.response_url)
+        cutoff = cutoff_for_date(args.as_of) if args.as_of else self.now()
+        week = forecast_week(cutoff).period
         try:
             # A request that failed before (a crash, a timeout) is asked again: run it again.
             outcome = self._jobs().forecast(request, replace_failed=True, delivery=inv.trigger_id)
         except QueueFull:
             return messages.queue_full(queue="forecast", limit=self.settings.bot_queue_max_depth)
-        cutoff = cutoff_for_date(args.as_of) if args.as_of else self.now()
-        return messages.forecast_ack(args.ticker, week=forecast_week(cutoff).period, as_of=args.as_of,
-                                     status=outcome.status, job_status=outcome.job_status, ahead=outcome.ahead,
-                                     workers=self._workers_alive(), dow30=args.dow30)
+        except NotQueued as exc:
+            self._log_redis_failure(inv, exc)
+            return messages.queue_unreachable()
+        except QueueingUnconfirmed as exc:
+            self._log_redis_failure(inv, exc)
+            return messages.queueing_unconfirmed(messages.forecast_what(args.ticker, week=week, as_of=args.as_of))
+        return messages.forecast_ack(args.ticker, week=week, as_of=args.as_of, status=outcome.status,
+                                     job_status=outcome.job_status, ahead=outcome.ahead,
+                                     workers=self._workers_alive(), dow30=args.dow30,
+                                     index_lookalike=args.ticker in INDEX_LOOKALIKES)
+
+    @staticmethod
+    def _log_redis_failure(inv: Invocation, exc: Exception) -> None:
+        """For the operator: what failed, and redis-py's own words (host or socket path; never a password)."""
+        cause = exc.__cause__ or exc
+        log.warning("%s by %s: %s (%s: %s)", inv.command, inv.user, exc, type(cause).__name__, cause)
 
     # -- /digest and /forecast dow30 ---------------------------------------------------------------------------
 
@@ -134,21 +167,33 @@ class Commands:
 
     def _digest(self, inv: Invocation, args: DigestArgs) -> Answer:
         cooldown = self.settings.bot_digest_cooldown_s
-        wait_s = claim_digest_slot(self.conn, inv.channel, cooldown_s=cooldown)
-        if wait_s:
-            return messages.digest_cooling_down(wait_s=wait_s, cooldown_s=cooldown, now=self.now())
         # Live: the same data date as the scheduled Monday digest (so they share a job id), never past the open.
         as_of = args.as_of or digest_as_of(self.now())
+        week = forecast_week(cutoff_for_date(as_of)).period
+        try:
+            wait_s = claim_digest_slot(self.conn, inv.channel, cooldown_s=cooldown,
+                                       for_job=digest_job_id(channel=inv.channel, as_of=as_of))
+        except redis.RedisError as exc:  # no job was sent; a slot claimed without a job is taken over later
+            self._log_redis_failure(inv, exc)
+            return messages.queue_unreachable()
+        if wait_s:
+            return messages.digest_cooling_down(wait_s=wait_s, cooldown_s=cooldown, now=self.now())
         try:
             outcome = self._jobs().digest(channel=inv.channel, as_of=as_of, delivery=inv.trigger_id)
         except QueueFull:
-            release_digest_slot(self.conn, inv.channel)
+            self._release_digest_slot(inv.channel)
             return messages.queue_full(queue="batch", limit=self.settings.bot_queue_max_depth)
+        except NotQueued as exc:
+            self._log_redis_failure(inv, exc)
+            self._release_digest_slot(inv.channel)
+            return messages.queue_unreachable()
+        except QueueingUnconfirmed as exc:  # the slot stays: the digest may be running
+            self._log_redis_failure(inv, exc)
+            return messages.queueing_unconfirmed(messages.digest_what(week=week, as_of=as_of))
         if outcome.status == "duplicate":  # nothing new was queued: the slot is not used up
-            release_digest_slot(self.conn, inv.channel)
-        return messages.digest_ack(week=forecast_week(cutoff_for_date(as_of)).period, as_of=as_of,
-                                   status=outcome.status, job_status=outcome.job_status, ahead=outcome.ahead,
-                                   workers=self._workers_alive())
+            self._release_digest_slot(inv.channel)
+        return messages.digest_ack(week=week, as_of=as_of, status=outcome.status, job_status=outcome.job_status,
+                                   ahead=outcome.ahead, workers=self._workers_alive())
 
     # -- /retrain (behind the admin gate) ----------------------------------------------------------------------
 
@@ -164,6 +209,12 @@ class Commands:
                                            delivery=inv.trigger_id)
         except QueueFull:
             return messages.queue_full(queue="training", limit=self.settings.bot_queue_max_depth)
+        except NotQueued as exc:
+            self._log_redis_failure(inv, exc)
+            return messages.queue_unreachable()
+        except QueueingUnconfirmed as exc:
+            self._log_redis_failure(inv, exc)
+            return messages.queueing_unconfirmed("a retrain")
         log.info("retrain %s by %s: %s (%s)", outcome.job_id, inv.user, outcome.status, outcome.job_status)
         return messages.retrain_ack(job_id=outcome.job_id, status=outcome.status, job_status=outcome.job_status,
                                     epochs=args.epochs, force=args.force)
@@ -209,9 +260,9 @@ def answer(commands: Commands, handle: Callable[[Invocation], Answer], body: dic
                      earlier.job_id)
             return messages.already_received(job_status=earlier.job_status, ahead=earlier.ahead)
         return handle(inv)
-    except redis.RedisError as exc:
+    except redis.RedisError as exc:  # a read (status, track, a redelivery check): nothing was queued
         log.warning("%s by %s: Redis did not answer (%s)", inv.command, inv.user, type(exc).__name__)
-        return messages.queue_unreachable()
+        return messages.redis_unreachable()
     except Exception:
         reference = uuid.uuid4().hex[:8]
         log.exception("%s by %s failed (reference %s)", inv.command, inv.user, reference)

@@ -1,13 +1,17 @@
 """Everything the bot says at once (the ack of a slash command), as pure functions returning the ack payload.
 
-Acks are ephemeral: only the person who typed the command sees them. The answers themselves (forecasts, digests,
-retrain progress) are posted by the worker. Every payload stays within Slack's limits: text at most 3,000
-characters, at most 50 blocks, section texts at most 3,000, header texts at most 150.
+Acks are ephemeral: only the person who typed the command sees them, errors included. The answers themselves
+(forecasts, digests, retrain progress) are posted by the worker. No exception's text is ever put in an ack (it may
+name a server path or a host): errors say what happened and what to do, and the log has the rest. Every payload
+stays within Slack's limits: text at most 3,000 characters, at most 50 blocks, section texts at most 3,000, header
+texts at most 150.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+
+from bot.mrkdwn import code, inline
 
 TEXT_LIMIT = 3000
 SECTION_LIMIT = 2900
@@ -25,11 +29,13 @@ HELP = {
     "/forecast": (
         "*/forecast* — the model's outlook for one stock's coming week, posted in this channel.\n"
         "`/forecast TICKER [YYYY-MM-DD] [weeks=1-4] [no-financials]`\n"
-        "• `TICKER`: a symbol such as AXP, MSFT or BRK.B\n"
+        "• `TICKER`: a symbol such as AXP, MSFT, BRK.B or DOW (Dow Inc.); `$HELP` for a ticker spelled like "
+        "`help`\n"
         "• `YYYY-MM-DD`: forecast as of the end of that day, for the week after it (default: now)\n"
         "• `weeks=N`: past weeks of news and prices the model reads (default 3)\n"
         "• `no-financials`: leave the latest quarterly financials out (`financials`, the default, keeps them)\n"
-        "`/forecast dow30 [YYYY-MM-DD]` (or `/digest`): all 30 Dow members in one digest, analyses in its thread."
+        "`/forecast dow30 [YYYY-MM-DD]` (or `/forecast digest`, `/digest`): all 30 Dow members in one digest, "
+        "analyses in its thread."
     ),
     "/digest": (
         "*/digest* — the Dow30 digest on demand: one line per member here, each full analysis in its thread.\n"
@@ -78,19 +84,33 @@ def help_for(command: str) -> dict:
     return payload(f"{HELP[command]}\nOther commands: {others}.")
 
 
-def _ahead(ahead: int) -> str:
+def _ahead(ahead: int | None) -> str:
+    if ahead is None:  # Redis answered the enqueue, not the question after it
+        return "its place in line is not known yet (`/forecast-status` shows it)"
     return "next in line" if ahead == 0 else f"{ahead} ahead of you"
 
 
-def _no_workers(workers: int) -> str:
+def _no_workers(workers: int | None) -> str:
     return (" No worker is running right now: the job waits until one starts (`/forecast-status` shows them)."
             if workers == 0 else "")
 
 
-def forecast_ack(ticker: str, *, week: str, as_of: dt.date | None, status: str, job_status: str, ahead: int,
-                 workers: int, dow30: bool) -> dict:
-    """The answer to a queued (or already queued) forecast. `week`: the target week's period."""
-    what = f"*{ticker}* for the week {week} ({f'as of {as_of}' if as_of else 'live data'})"
+def forecast_what(ticker: str, *, week: str, as_of: dt.date | None) -> str:
+    """How an ack names a forecast request."""
+    return f"*{ticker}* for the week {week} ({f'as of {as_of}' if as_of else 'live data'})"
+
+
+def digest_what(*, week: str, as_of: dt.date) -> str:
+    """How an ack names a digest request."""
+    return f"the Dow30 digest for the week {week} (as of {as_of})"
+
+
+def forecast_ack(ticker: str, *, week: str, as_of: dt.date | None, status: str, job_status: str,
+                 ahead: int | None, workers: int | None, dow30: bool, index_lookalike: bool = False) -> dict:
+    """The answer to a queued (or already queued) forecast. `week`: the target week's period. `job_status`
+    "unknown" and `ahead`/`workers` None: Redis did not answer those reads (the job itself is known to exist).
+    `index_lookalike`: the ticker is one someone may type meaning the index (DOW, DJIA)."""
+    what = forecast_what(ticker, week=week, as_of=as_of)
     if status == "queued":
         text = (f":hourglass_flowing_sand: Queued {what}: {_ahead(ahead)}. The analysis will be posted in this "
                 "channel; this note shows its progress.")
@@ -102,16 +122,22 @@ def forecast_ack(ticker: str, *, week: str, as_of: dt.date | None, status: str, 
     elif job_status == "finished":
         text = (f":white_check_mark: {what} was answered in this channel a few minutes ago: scroll up. "
                 "A live forecast can be asked again after about 10 minutes.")
+    elif job_status == "unknown":
+        text = (f":hourglass_flowing_sand: {what} was already asked for in this channel; its answer will be "
+                "posted here (`/forecast-status` shows where it stands).")
     else:
         text = f":hourglass_flowing_sand: {what} was already asked for ({job_status}); watch this channel."
+    if index_lookalike:
+        text += f" ({ticker} is forecast as a ticker; for all 30 Dow members, `/forecast dow30` or `/digest`.)"
     if not dow30:
         text += (f" {ticker} is not a Dow30 stock: if the data sources do not know it either, the answer will "
                  "say so.")
     return payload(text + _no_workers(workers))
 
 
-def digest_ack(*, week: str, as_of: dt.date, status: str, job_status: str, ahead: int, workers: int) -> dict:
-    what = f"the Dow30 digest for the week {week} (as of {as_of})"
+def digest_ack(*, week: str, as_of: dt.date, status: str, job_status: str, ahead: int | None,
+               workers: int | None) -> dict:
+    what = digest_what(week=week, as_of=as_of)
     if status == "queued":
         text = (f":hourglass_flowing_sand: Queued {what}: {_ahead(ahead)}. All 30 members run in one batch; the "
                 "summary will be posted in this channel, each analysis in its thread.")
@@ -160,8 +186,23 @@ def queue_full(*, queue: str, limit: int) -> dict:
 
 
 def queue_unreachable() -> dict:
-    return payload(":x: Could not queue your request: the job queue (Redis) is not answering. Try again in a "
-                   "minute; if it keeps failing, tell the operator.")
+    """Redis failed before anything that could queue the job was sent: nothing was queued, for sure."""
+    return payload(":x: Could not queue your request: the job queue (Redis) is not answering. Nothing was "
+                   "queued: try again in a minute; if it keeps failing, tell the operator.")
+
+
+def queueing_unconfirmed(what: str) -> dict:
+    """The enqueue was sent and Redis did not answer in time: the job may exist, and may run. `what`: as
+    `forecast_what` / `digest_what` name it, or e.g. "a retrain"."""
+    return payload(f":grey_question: I could not confirm that {what} was queued: the job queue (Redis) did not "
+                   "answer in time. It may still run and be posted here. Check `/forecast-status` (your pending "
+                   "jobs) before asking again: if it is listed there, it will be answered.")
+
+
+def redis_unreachable() -> dict:
+    """A command that only reads (status, track) found Redis not answering."""
+    return payload(":x: The job queue (Redis) is not answering, so this could not be done; nothing was queued. Try "
+                   "again in a minute; if it keeps failing, tell the operator.")
 
 
 def internal_error(reference: str) -> dict:
@@ -185,7 +226,7 @@ def _when(iso: str | None) -> str:
     try:
         moment = dt.datetime.fromisoformat(iso)
     except ValueError:
-        return _clip(iso, 40)
+        return inline(_clip(iso, 40))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -210,17 +251,17 @@ def status_report(status: dict, *, now: dt.datetime) -> dict:
               for q in status["queues"]]
     workers = status["workers"]
     busy = sum(1 for w in workers if w["state"] == "busy")
-    worker_lines = [f"• `{_clip(w['name'], 80)}`: {w['state']}"
-                    + (f" (job `{_clip(w['current_job'], 80)}`)" if w["current_job"] else "")
+    worker_lines = [f"• {code(_clip(w['name'], 80))}: {inline(w['state'])}"
+                    + (f" (job {code(_clip(w['current_job'], 80))})" if w["current_job"] else "")
                     + (f", last heartbeat {_when(w['last_heartbeat'])}" if w["last_heartbeat"] else "")
                     for w in workers]
     served = status["served"]
     if served:
-        model = (f"`{_clip(served.get('model', '?'), 200)}` with adapter `{_clip(served.get('adapter', '?'), 200)}`"
-                 f", since {_when(served.get('since'))}")
+        model = (f"{code(_clip(served.get('model', '?'), 200))} with adapter "
+                 f"{code(_clip(served.get('adapter', '?'), 200))}, since {_when(served.get('since'))}")
     else:
         model = "unknown (no worker has started)"
-    mine = [f"• {_clip(j['what'], 120)}: "
+    mine = [f"• {inline(_clip(j['what'], 120))}: "
             + ("running now" if j["status"] == "started" else
                f"queued, {_ahead(j['position']) if j['position'] is not None else 'waiting'}")
             for j in status["mine"]]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 from collections.abc import Callable, Iterable
 
@@ -54,18 +53,16 @@ def _reply(start_response: Callable, status: str, body: dict) -> list[bytes]:
 
 
 class BotServer:
-    """waitress serving `BotWsgi` on host:port (port 0: a free one, see `.port`). `serve_forever()` in production;
-    `with BotServer(...) as server:` serves from a background thread (tests, benchmarks)."""
+    """waitress serving `BotWsgi` on host:port (port 0: a free one, see `.port`): one process, `threads` request
+    threads (an ack is about a millisecond of CPU). `serve_forever()` in production; `with BotServer(...) as
+    server:` serves from a background thread (tests, benchmarks)."""
 
-    def __init__(self, wsgi: BotWsgi, *, host: str = "127.0.0.1", port: int = 0, threads: int = 16,
-                 sock: socket.socket | None = None) -> None:
-        """`sock`: an already listening socket (shared by several serving processes) instead of host:port."""
+    def __init__(self, wsgi: BotWsgi, *, host: str = "127.0.0.1", port: int = 0, threads: int = 16) -> None:
         from waitress.server import create_server
 
-        where = {"sockets": [sock]} if sock is not None else {"host": host, "port": port}
         # poll(), not select(): select() cannot watch file descriptors above 1024.
-        self._server = create_server(wsgi, threads=threads, ident="forecaster-bot", asyncore_use_poll=True,
-                                     clear_untrusted_proxy_headers=True, **where)
+        self._server = create_server(wsgi, host=host, port=port, threads=threads, ident="forecaster-bot",
+                                     asyncore_use_poll=True, clear_untrusted_proxy_headers=True)
         self._thread: threading.Thread | None = None
 
     @property
@@ -84,16 +81,39 @@ class BotServer:
         self._server.run()
 
     def close(self) -> None:
-        """Stop serving: every socket (the listener and open keep-alive connections) is closed on the server's
-        own loop thread, so the loop ends at once; then the request threads stop."""
+        """Stop serving: the listener and open connections close on the server's loop thread, so the loop ends at
+        once; then the request threads finish; only then the trigger (the pipe that wakes the loop) closes.
+
+        The trigger outlives the request threads on purpose: each pulls it at the end of a request, and so may the
+        loop, running our own stop request early when woken by one of those pulls. Closed any sooner, a pull writes
+        to a closed descriptor (EBADF), or to whatever file has been given its number since."""
         from waitress import wasyncore
 
+        trigger = self._server.trigger
         if self._thread is not None and self._thread.is_alive():
-            self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._server._map, ignore_all=True))
+            trigger.pull_trigger(self._end_loop)
             self._thread.join(timeout=10)
-        else:
-            self._server.close()
-        self._server.task_dispatcher.shutdown()
+        self._server.task_dispatcher.shutdown()  # waits for the request threads
+        wasyncore.close_all(self._server._map, ignore_all=True)  # what is left when a signal ended serve_forever
+        trigger.close()
+
+    def _end_loop(self) -> None:
+        """On the loop's thread: close every socket, and take the trigger out of the loop's map (open), so the
+        loop, having nothing left to watch, returns."""
+        from waitress import wasyncore
+
+        trigger = self._server.trigger
+        for dispatcher in list(self._server._map.values()):
+            if dispatcher is trigger:
+                continue
+            try:
+                if dispatcher is self._server:  # the listener: its own close() would close the trigger too
+                    wasyncore.dispatcher.close(dispatcher)
+                else:
+                    dispatcher.close()
+            except OSError:
+                pass
+        trigger.del_channel()
 
     def __enter__(self) -> BotServer:
         self._thread = threading.Thread(target=self.serve_forever, name="bot-http", daemon=True)
@@ -102,15 +122,3 @@ class BotServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def listening_socket(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
-    """A TCP socket listening on host:port (port 0: a free one), to be shared by the serving processes. The
-    backlog holds a burst of simultaneous commands while every thread is busy."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(backlog)
-    sock.setblocking(False)
-    return sock

@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+import logging
+
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
+
+log = logging.getLogger(__name__)
+
+# Slack's answers that no retry can change: the bot cannot post where it was asked to, or its token is dead.
+# Sending again later only repeats the refusal (and a retried job would run the model again for nothing).
+CHANNEL_REFUSALS = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action",
+                              "ekm_access_denied", "team_access_not_granted"})
+TOKEN_REFUSALS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
+                            "missing_scope", "no_permission", "org_login_required"})
+# Slack refused the payload itself: our bug, and the same payload is refused again.
+PAYLOAD_REFUSALS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "msg_blocks_too_long",
+                              "no_text", "invalid_arguments", "too_many_attachments"})
+PERMANENT_REFUSALS = CHANNEL_REFUSALS | TOKEN_REFUSALS | PAYLOAD_REFUSALS
+
+
+def permanent_refusal(exc: BaseException) -> str | None:
+    """Slack's error code when `exc` is an answer from Slack that a retry cannot change; None otherwise
+    (a connection error, a 5xx, a rate limit that outlasted the retry handler, an unknown code)."""
+    if not isinstance(exc, SlackApiError) or exc.response is None:
+        return None
+    error = exc.response.get("error")
+    return error if error in PERMANENT_REFUSALS else None
 
 
 def build_client(token: str, *, base_url: str | None = None) -> WebClient:
@@ -20,6 +45,18 @@ def post_message(client: WebClient, *, channel: str, text: str, blocks: list[dic
     """Post to a channel (or a thread); returns the message's ts."""
     response = client.chat_postMessage(channel=channel, text=text, blocks=blocks, thread_ts=thread_ts)
     return response["ts"]
+
+
+def post_ephemeral(client: WebClient, *, channel: str, user: str, text: str, blocks: list[dict],
+                   thread_ts: str | None = None) -> None:
+    """Show a message to one person in a channel or thread (nobody else sees it). Slack requires the bot to be in
+    the channel, so this fails where a channel post would."""
+    client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks, thread_ts=thread_ts)
+
+
+def delete_message(client: WebClient, *, channel: str, ts: str) -> None:
+    """Remove a message the bot posted (a progress note whose request ended in a private answer)."""
+    client.chat_delete(channel=channel, ts=ts)
 
 
 def upload_file(client: WebClient, *, channel: str, content: bytes, filename: str, title: str,
@@ -43,4 +80,6 @@ def send_to_response_url(url: str, *, text: str, blocks: list[dict], in_channel:
     hook = WebhookClient(url, timeout=int(timeout_s), retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)])
     response = hook.send(text=text, blocks=blocks, response_type="in_channel" if in_channel else "ephemeral",
                          replace_original=replace_original)
+    if response.status_code != 200:  # the body is Slack's error code (expired_url, invalid_blocks...); no secrets
+        log.warning("response_url refused the message: HTTP %s %s", response.status_code, response.body[:100])
     return response.status_code == 200

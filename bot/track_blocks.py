@@ -2,11 +2,13 @@
 
 Pure functions from the dicts `jobs.track_record` produces (`engine.track.score_track`'s report) to (fallback text,
 blocks), within Slack's limits: tables go in code blocks of at most SECTION_LIMIT characters, cut between rows.
+Tickers, labels and reasons come from the ledger and the price source: they go through `bot.mrkdwn`.
 """
 
 from __future__ import annotations
 
-from bot.blocks import DISCLAIMER, SECTION_LIMIT, _cap, _section
+from bot.blocks import DISCLAIMER, SECTION_LIMIT, context, fit, header, sections
+from bot.mrkdwn import clip, code, code_block, inline, plain
 
 # The report's system keys (engine.metrics' baseline names) as a table shows them; unknown keys print as they are.
 SYSTEM_NAMES = {
@@ -42,41 +44,43 @@ def _hits(metrics: dict | None) -> str:
     return f"{_pct(metrics['binary_accuracy_all'])} {metrics['hits']}/{metrics['n']}"
 
 
-def _code_sections(header: str, rows: list[str]) -> list[dict]:
-    """Monospace table sections, each under the section limit, the header repeated in each, cut between rows."""
-    blocks, chunk = [], [header]
-    for row in rows:
-        if sum(len(line) + 1 for line in chunk) + len(row) + 8 > SECTION_LIMIT:
+def _code_sections(heading: str, rows: list[str]) -> list[dict]:
+    """Monospace table sections, each under the section limit, the header repeated in each, cut between rows.
+    Lengths are measured escaped: an `&` in a name costs five characters of the limit."""
+    sized = [(row, len(code_block(row))) for row in rows]
+    blocks, chunk = [], [heading]
+    for row, size in sized:
+        if len(code_block("\n".join(chunk))) + size > SECTION_LIMIT:
             blocks.append(chunk)
-            chunk = [header]
+            chunk = [heading]
         chunk.append(row)
     blocks.append(chunk)
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": "```" + "\n".join(lines) + "```"}}
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": code_block("\n".join(lines)), "verbatim": True}}
             for lines in blocks]
 
 
 def _system_table(week: dict | None, cumulative: dict) -> list[dict]:
-    header = f"{'':<19} {'this week':^18}  {'cumulative':^28}"
-    header += "\n" + f"{'':<19} {'hit':>11} {'MSE':>6}  {'hit':>11} {'95% CI':>9} {'MSE':>6}"
+    heading = f"{'':<19} {'this week':^18}  {'cumulative':^28}"
+    heading += "\n" + f"{'':<19} {'hit':>11} {'MSE':>6}  {'hit':>11} {'95% CI':>9} {'MSE':>6}"
     rows = []
     for system, metrics in cumulative.items():
         this = week.get(system) if week else None
         rows.append(f"{SYSTEM_NAMES.get(system, system)[:19]:<19} {_hits(this):>11} "
                     f"{_mse(this['mse'] if this else None):>6}  {_hits(metrics):>11} {_ci(metrics):>9} "
                     f"{_mse(metrics['mse']):>6}")
-    return _code_sections(header, rows)
+    return _code_sections(heading, rows)
 
 
 def _ticker_table(by_ticker: dict[str, dict]) -> list[dict]:
     systems = list(next(iter(by_ticker.values())))
-    header = f"{'ticker':<7}{'n':>4} {'hit':>6} {'MSE':>6}" + "".join(
+    heading = f"{'ticker':<7}{'n':>4} {'hit':>6} {'MSE':>6}" + "".join(
         f" {SHORT_NAMES.get(s, s)[:6]:>6}" for s in systems[1:])
     rows = []
     for symbol, metrics in by_ticker.items():
         model = metrics["model"]
         rows.append(f"{symbol[:7]:<7}{model['n']:>4} {_pct(model['binary_accuracy_all']):>6} {_mse(model['mse']):>6}"
                     + "".join(f" {_pct(metrics[s]['binary_accuracy_all']):>6}" for s in systems[1:]))
-    return _code_sections(header, rows)
+    return _code_sections(heading, rows)
 
 
 def _counts_line(counts: dict) -> str:
@@ -86,85 +90,100 @@ def _counts_line(counts: dict) -> str:
             f"({counts['superseded']} superseded by a later forecast, {counts['late']} made after the week opened)")
 
 
-def _context(text: str) -> dict:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
+def _calibration_blocks(calibration: dict | None) -> list[dict]:
+    """The summary's calibration line once `enough` scored forecasts carry a probability (engine.track
+    MIN_CALIBRATED), a note of how many so far before that, nothing when none does."""
+    if not calibration:
+        return []
+    if not calibration["enough"]:
+        return [context(f"Calibration of P(up): {calibration['n']} scored forecast(s) with a probability so far; "
+                        f"shown from {calibration['min_n']}.")]
+    return sections(f"*Calibration of P(up)*, {calibration['n']} forecasts: Brier {calibration['brier']:.3f} "
+                    f"(0.25 = always saying 50%) · ECE {calibration['ece']:.3f} · log loss "
+                    f"{calibration['log_loss']:.3f}. The reliability diagram is in the thread.")
 
 
 def summary_message(report: dict, *, failures: dict[str, str] | None = None) -> tuple[str, list[dict]]:
     """(fallback text, blocks) for the weekly evaluation summary of `score_track`'s report. With nothing scored
     yet, a plain "nothing to score yet" note with what is pending."""
     week, counts, cumulative = report["latest_week"], report["counts"], report["cumulative"]
-    blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": f"Track record: {week}"[:150]}}]
+    blocks: list[dict] = [header(f"Track record: {plain(week)}")]
+    week = inline(week)
     if cumulative is None:
         text = f"Track record to {week}: nothing to score yet"
-        blocks += _section(f":hourglass_flowing_sand: *Nothing to score yet.* No forecast made before its week "
+        blocks += sections(f":hourglass_flowing_sand: *Nothing to score yet.* No forecast made before its week "
                            f"opened has a week that closed by {week[-10:]}. {counts['pending']} forecast(s) are "
                            "waiting for their week to close; they will be scored in a later summary.")
     else:
         model = cumulative["model"]
         text = (f"Track record to {week}: model hit rate {_pct(model['binary_accuracy_all'])} "
                 f"({model['hits']}/{model['n']}) vs "
-                + ", ".join(f"{SYSTEM_NAMES.get(s, s)} {_pct(m['binary_accuracy_all'])}"
+                + ", ".join(f"{inline(SYSTEM_NAMES.get(s, s))} {_pct(m['binary_accuracy_all'])}"
                             for s, m in cumulative.items() if s != "model"))
         this_week = counts["scored_this_week"]
-        blocks += _section(f"*{this_week} forecast(s) scored for the week {week}; {counts['scored']} over "
+        blocks += sections(f"*{this_week} forecast(s) scored for the week {week}; {counts['scored']} over "
                            f"{counts['weeks']} week(s) and {counts['tickers']} ticker(s) so far.*")
         blocks += _system_table(report["week"], cumulative)
-        blocks += _section("*By ticker, cumulative*")
+        blocks += sections("*By ticker, cumulative*")
         blocks += _ticker_table(report["by_ticker"])
-        blocks.append(_context(f"{HOW_SCORED} 95% CI: bootstrap over weeks ({report['bootstrap']['draws']} draws). "
+        blocks += _calibration_blocks(report.get("calibration"))
+        blocks.append(context(f"{HOW_SCORED} 95% CI: bootstrap over weeks ({report['bootstrap']['draws']} draws). "
                                "The chart is in the thread."))
-    blocks.append(_context(_counts_line(counts)))
+    blocks.append(context(_counts_line(counts)))
     if report["unparsed"]:
-        shown = ", ".join(f"{u['symbol']} ({u['period'][:10]})" for u in report["unparsed"][:MAX_LISTED])
+        shown = ", ".join(f"{inline(u['symbol'])} ({inline(u['period'][:10])})"
+                          for u in report["unparsed"][:MAX_LISTED])
         more = len(report["unparsed"]) - MAX_LISTED
-        blocks.append(_context(f"Unparsed answers, counted as misses: {shown}"
+        blocks.append(context(f"Unparsed answers, counted as misses: {shown}"
                                + (f" and {more} more (`forecaster ledger show`)" if more > 0 else "")))
     if failures:
-        missing = "\n".join(f"• {ticker}: {why}" for ticker, why in sorted(failures.items()))
-        blocks += _section(f"*No outcome yet for:*\n{missing}")
-    blocks.append(_context(DISCLAIMER))
-    return text[:3000], _cap(blocks)
+        missing = "\n".join(f"• {inline(ticker)}: {clip(inline(why), 300)}" for ticker, why in sorted(failures.items()))
+        blocks += sections(f"*No outcome yet for:*\n{missing}")
+    blocks.append(context(DISCLAIMER))
+    return clip(text, 3000), fit(blocks)
 
 
 def _recent_line(row: dict) -> str:
     arrow = {"up": "▲", "down": "▼"}.get(row["direction"], "·")
-    predicted = row["label"].capitalize() if row["parsed"] and row["label"] else "unparsed answer"
+    predicted = inline(row["label"].capitalize()) if row["parsed"] and row["label"] else "unparsed answer"
     if row["actual_label"] is None:
         outcome = "_pending_"
     else:
         mark = ":white_check_mark:" if row["hit"] else ":x:"
-        outcome = f"{row['actual_label']} ({100 * row['realized_return']:+.2f}%) {mark}"
-    line = f"`{row['target_week']}` *{row['ticker']}* {arrow} {predicted} → {outcome}"
+        outcome = f"{inline(row['actual_label'])} ({100 * row['realized_return']:+.2f}%) {mark}"
+    line = f"{code(row['target_week'])} *{inline(row['ticker'])}* {arrow} {predicted} → {outcome}"
     if not row["counted"]:
-        line += f" _(not counted: {row['why_not_counted']})_"
+        line += f" _(not counted: {inline(str(row['why_not_counted']))})_"
     return line
 
 
 def track_message(record: dict) -> tuple[str, list[dict]]:
     """(fallback text, blocks) for `/track [TICKER]`, from `jobs.track_record.track_record`: hit rate and MSE
     against the baselines, and the newest forecasts with their outcomes."""
-    who = record["ticker"] or "all tickers"
     report = record["report"]
-    blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": f"Track record: {who}"[:150]}}]
+    blocks: list[dict] = [header(f"Track record: {plain(record['ticker'] or 'all tickers')}")]
+    who = inline(record["ticker"]) if record["ticker"] else "all tickers"
     if report is None or report["cumulative"] is None:
         text = f"Track record for {who}: nothing scored yet"
-        blocks += _section(f"Nothing scored yet for {who}: {record['recorded']} forecast(s) recorded; a forecast is "
+        blocks += sections(f"Nothing scored yet for {who}: {record['recorded']} forecast(s) recorded; a forecast is "
                            "scored once its target week has closed (the Saturday summary fetches the prices).")
     else:
         cumulative = report["cumulative"]
         model = cumulative["model"]
         text = (f"Track record for {who}: hit rate {_pct(model['binary_accuracy_all'])} "
-                f"({model['hits']}/{model['n']}) to {report['latest_week']}")
+                f"({model['hits']}/{model['n']}) to {inline(report['latest_week'])}")
         hit_rates = " · ".join(
-            f"{SYSTEM_NAMES.get(s, s)} {_pct(m['binary_accuracy_all'])}"
+            f"{inline(SYSTEM_NAMES.get(s, s))} {_pct(m['binary_accuracy_all'])}"
             + (f" (95% CI {_ci(m)})" if s == "model" else "") for s, m in cumulative.items())
-        mses = " · ".join(f"{SYSTEM_NAMES.get(s, s)} {_mse(m['mse'])}" for s, m in cumulative.items())
-        blocks += _section(f"*{model['n']} forecast(s) over {report['counts']['weeks']} week(s), to "
-                           f"{report['latest_week']}*\n*Hit rate:* {hit_rates}\n*MSE (%²):* {mses}")
-        blocks.append(_context(f"{HOW_SCORED} {_counts_line(report['counts'])}"))
+        mses = " · ".join(f"{inline(SYSTEM_NAMES.get(s, s))} {_mse(m['mse'])}" for s, m in cumulative.items())
+        calibrated = report.get("calibration")
+        brier = (f"\n*Brier (P(up)):* {calibrated['brier']:.3f} over {calibrated['n']} forecast(s) with a probability "
+                 "(0.25 = always saying 50%)") if calibrated else ""
+        blocks += sections(f"*{model['n']} forecast(s) over {report['counts']['weeks']} week(s), to "
+                           f"{inline(report['latest_week'])}*\n*Hit rate:* {hit_rates}\n*MSE (%²):* {mses}{brier}")
+        blocks.append(context(f"{HOW_SCORED} {_counts_line(report['counts'])}"))
     if record["recent"]:
         lines = "\n".join(_recent_line(row) for row in record["recent"])
-        blocks += _section(f"*Latest {len(record['recent'])} forecast(s)*\n{lines}")
-    blocks.append(_context(DISCLAIMER))
-    return text[:3000], _cap(blocks)
+        blocks += sections(f"*Latest {len(record['recent'])} forecast(s)*\n{lines}")
+    blocks.append(context(DISCLAIMER))
+    return clip(text, 3000), fit(blocks)

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from engine.inputs import ForecastInputs
+from engine.market.weeks import MoveBin
 from engine.parsing import Forecast, parse_answer
+from engine.probabilities import BinDistribution
 from engine.prompts import SYSTEM_PROMPT, DroppedNews, PromptParts, build_messages, fit_to_budget
 
 
@@ -88,10 +90,29 @@ def run_forecasts(
     return [results[k] for k in range(len(inputs))]
 
 
+def probabilities_json(distribution: BinDistribution | None, stated: MoveBin | None) -> dict | None:
+    """The model's distribution and what follows from it, for `to_json`: every bin's probability, P(up), P(down),
+    the most likely bin and its probability, the stated bin's probability (None when the answer names no bin) and
+    the expected weekly move in percent (bin midpoints). None when the backend computed no distribution."""
+    if distribution is None:
+        return None
+    likely = distribution.most_likely
+    return {
+        "bins": distribution.to_json(),
+        "p_up": round(distribution.p_up, 6),
+        "p_down": round(distribution.p_down, 6),
+        "most_likely": {"code": likely.code, "label": likely.label, "p": round(distribution.p(likely), 6)},
+        "stated": None if stated is None else {"code": stated.code, "p": round(distribution.p(stated), 6)},
+        "expected_move": round(distribution.expected_move, 4),
+    }
+
+
 def to_json(result: ForecastResult) -> dict:
-    """The structured forecast, as `forecaster forecast --json` prints it and the ledger will store it."""
+    """The structured forecast, as `forecaster forecast --json` prints it and the ledger stores it. `probabilities`
+    is `probabilities_json` of the generation's bin distribution (None when the backend had none)."""
     f, i = result.forecast, result.inputs
     move = f.move_bin
+    distribution = getattr(result.generation, "bin_distribution", None)
     return {
         "symbol": i.symbol,
         "target_week": i.target.period,
@@ -101,6 +122,7 @@ def to_json(result: ForecastResult) -> dict:
             "label": move.label if move else None,
             "as_written": f.prediction,
         },
+        "probabilities": probabilities_json(distribution, move if f.parsed else None),
         "positive_developments": list(f.positives),
         "potential_concerns": list(f.concerns),
         "analysis": f.analysis,

@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.exceptions import ModelError
 from engine.probabilities import BinDistribution
+from engine.provenance import base_model_name
 
 Conversation = Sequence[dict[str, str]]
 
@@ -30,6 +31,8 @@ class Generation:
     batch_size: int = 1
     # The model's distribution over the 12 bins at the `Prediction:` position, when the backend computed one.
     bin_distribution: BinDistribution | None = None
+    # Wall time of scoring the bins for the batch (shared like `seconds`); None when no distribution was computed.
+    bin_seconds: float | None = None
 
 
 def render_chat(tokenizer: Any, conversation: Conversation) -> str:
@@ -63,7 +66,9 @@ def read_lora_config(path: Path) -> dict:
     return values
 
 
-def model_version(base: str, adapter: Path | None) -> str:
-    """What is answering, for message footers and the ledger: the base's name and the adapter's folder name."""
-    name = Path(base).name if Path(base).exists() else base
-    return f"{name} + {Path(adapter).name}" if adapter else f"{name} (no adapter)"
+def model_version(base: str, adapter: Path | None, *, name: str | None = None) -> str:
+    """What is answering, for message footers and the ledger: the base's name (`name`, i.e. MODEL_NAME, else
+    `engine.provenance.base_model_name`: a hub id, or "qwen2 1.5B" for a folder such as /weights) and the
+    adapter's folder name (its registry version)."""
+    base_name = base_model_name(base, name)
+    return f"{base_name} + {Path(adapter).name}" if adapter else f"{base_name} (no adapter)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from engine.exceptions import DataError, MissingApiKey
@@ -24,6 +24,7 @@ from engine.market.weeks import (
 from engine.prompts import PromptParts, WeekBlock, Wording, sample_news
 from engine.records import BasicFinancials, DailyClose
 from engine.sources.base import FundamentalsSource, NewsSource, PriceSource
+from engine.sources.notices import notices_to
 
 log = logging.getLogger(__name__)
 NEWS_PER_WEEK = 5
@@ -85,13 +86,32 @@ def gather(
     financials_lag_days: int = 45,
     wording: Wording = "stock",
     seed: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, ForecastInputs | DataError]:
     """Inputs for each symbol, forecasting the week after `cutoff` from `weeks` past weeks.
 
     Prices for every symbol come from one call. A symbol whose data fails maps to its error (a digest lists
     those and goes on); nothing fails silently. `now` decides whether this is live (financials as published) or
-    a backtest (financials only once `financials_lag_days` have passed since the quarter end).
+    a backtest (financials only once `financials_lag_days` have passed since the quarter end). `progress` hears
+    what a source wants the waiting user to know, e.g. "rate-limited by Finnhub, retrying in 2 s".
     """
+    with notices_to(progress):
+        return _gather(symbols, sources=sources, cutoff=cutoff, now=now, weeks=weeks, with_financials=with_financials,
+                       financials_lag_days=financials_lag_days, wording=wording, seed=seed)
+
+
+def _gather(
+    symbols: Sequence[str],
+    *,
+    sources: Sources,
+    cutoff: dt.datetime,
+    now: dt.datetime,
+    weeks: int,
+    with_financials: bool,
+    financials_lag_days: int,
+    wording: Wording,
+    seed: int,
+) -> dict[str, ForecastInputs | DataError]:
     cutoff = min(cutoff, now).astimezone(NEW_YORK)  # dates below are New York dates
     target = forecast_week(cutoff)
     history = past_weeks(target, weeks)

@@ -13,6 +13,14 @@ Both run the same baselines (constant "Down by 0-1%", constant "Up by 0-1%", the
 given, and last-week momentum). A baseline is a list of answer strings that goes through exactly the same
 scoring code as the model's predictions, so a parser quirk hits both alike.
 
+Our report also scores the probability of an up week, P(up), when the predictions carry one (`calibration`):
+Brier score, log loss and expected calibration error (`probability_metrics`, the one implementation the
+evaluator, `/track` and the weekly summary all use). The baselines get probabilities of their own from base
+rates (`BaseRates`): a constant guess says P(up) = the share of up weeks, momentum says P(up) = the share of up
+weeks after an up (or a down) week. Those rates come from the training data when the caller has it; otherwise
+from the evaluated rows themselves, and the report says "in-sample" (an optimistic baseline: it has seen the
+answers' base rate).
+
 Why a week bootstrap: the published test split is 10 weeks x 30 Dow tickers and Dow stocks move together
 (5 to 22 of 30 up in a test week), so rows are not independent and a row bootstrap would give far too
 narrow an interval. Resampling whole weeks keeps that dependence.
@@ -33,6 +41,12 @@ from engine.market.weeks import MoveBin, move_bin, weekly_return
 from engine.prompts import parse_user_prompt
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+# Expected calibration error and the reliability diagram: this many equal-width bins of P(up) over [0, 1].
+ECE_BINS = 10
+# Log loss clips probabilities to [LOG_LOSS_EPS, 1 - LOG_LOSS_EPS], so one confident miss costs ~13.8, not infinity.
+LOG_LOSS_EPS = 1e-6
+# The decision rule "abstain below a threshold", measured at these thresholds of max(P(up), P(down)).
+ABSTAIN_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7)
 SECTIONS = ("positive", "concerns", "analysis")
 
 BASELINE_DOWN = "constant Down by 0-1%"
@@ -154,6 +168,155 @@ def _rouge_means(pairs: Sequence[tuple[str, str]]) -> dict[str, float]:
     return {kind: totals[kind] / len(pairs) for kind in ROUGE_TYPES}
 
 
+# ---- Probabilities of an up week ---------------------------------------------------------------------------
+
+
+def _probability_pairs(p_up: Sequence[float | None], up: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, outcomes as 0/1) for the rows that have a probability; ValueError outside [0, 1]."""
+    if len(p_up) != len(up):
+        raise ValueError(f"{len(p_up)} probabilities but {len(up)} outcomes")
+    kept = [(float(p), bool(y)) for p, y in zip(p_up, up, strict=True) if p is not None]
+    p = np.array([k[0] for k in kept], dtype=float)
+    if p.size and (np.any(~np.isfinite(p)) or p.min() < 0 or p.max() > 1):
+        raise ValueError("P(up) must lie in [0, 1]")
+    return p, np.array([k[1] for k in kept], dtype=float)
+
+
+def brier_score(p_up: Sequence[float | None], up: Sequence[bool]) -> float | None:
+    """Mean of (P(up) - outcome)², outcome 1 for an up week: 0 is perfect, 0.25 is always saying 50%.
+    Rows without a probability (None) are left out; None when none is left."""
+    p, y = _probability_pairs(p_up, up)
+    return _mean((p - y) ** 2)
+
+
+def log_loss(p_up: Sequence[float | None], up: Sequence[bool]) -> float | None:
+    """Mean of -log P(what happened) (natural log; ln 2 ≈ 0.693 is always saying 50%), P clipped to
+    [LOG_LOSS_EPS, 1 - LOG_LOSS_EPS]. Rows without a probability are left out; None when none is left."""
+    p, y = _probability_pairs(p_up, up)
+    p = np.clip(p, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+    return _mean(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def reliability(p_up: Sequence[float | None], up: Sequence[bool], *, bins: int = ECE_BINS) -> list[dict]:
+    """The reliability diagram's data: `bins` equal-width bins of P(up), bin i holding i/bins <= P < (i+1)/bins
+    (the last one also holds P = 1). Each: lo, hi, n, mean_p (mean P(up) in the bin) and frequency (share of
+    up weeks in it); mean_p and frequency are None for an empty bin."""
+    p, y = _probability_pairs(p_up, up)
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    result = []
+    for i in range(bins):
+        inside = index == i
+        result.append({"lo": i / bins, "hi": (i + 1) / bins, "n": int(inside.sum()),
+                       "mean_p": _mean(p[inside]), "frequency": _mean(y[inside])})
+    return result
+
+
+def expected_calibration_error(p_up: Sequence[float | None], up: Sequence[bool], *, bins: int = ECE_BINS
+                               ) -> float | None:
+    """Σ over the `reliability` bins of (n_bin / n) · |frequency − mean_p|: how far, on average over rows, the
+    stated P(up) is from how often up actually happened among rows given about that P(up). 0 is perfectly
+    calibrated. Binned on P(up) itself (not on max(P(up), P(down))), so the diagram reads left to right from
+    "sure it goes down" to "sure it goes up". None without rows."""
+    table = reliability(p_up, up, bins=bins)
+    n = sum(b["n"] for b in table)
+    if not n:
+        return None
+    return float(sum(b["n"] / n * abs(b["frequency"] - b["mean_p"]) for b in table if b["n"]))
+
+
+def probability_metrics(p_up: Sequence[float | None], up: Sequence[bool], *, bins: int = ECE_BINS) -> dict | None:
+    """Every figure of one system's P(up) against the outcomes (`up`: True for an up week), over the rows that
+    have a probability: n, missing (rows without one), brier, log_loss, ece, mean_p_up, up_rate (share of up
+    weeks among those rows) and the reliability bins. None when no row has a probability."""
+    p, y = _probability_pairs(p_up, up)
+    if not p.size:
+        return None
+    return {
+        "n": int(p.size), "missing": len(p_up) - int(p.size),
+        "brier": brier_score(p_up, up), "log_loss": log_loss(p_up, up),
+        "ece": expected_calibration_error(p_up, up, bins=bins),
+        "mean_p_up": float(p.mean()), "up_rate": float(y.mean()),
+        "reliability": reliability(p_up, up, bins=bins),
+    }
+
+
+def abstention_table(p_up: Sequence[float | None], correct: Sequence[bool],
+                     thresholds: Sequence[float] = ABSTAIN_THRESHOLDS) -> list[dict] | None:
+    """The decision rule "say *no clear signal* when max(P(up), P(down)) < threshold", measured: for each
+    threshold, how many rows would still get a forecast (covered, coverage = covered over the rows with a
+    probability) and how often the stated direction was right among those (accuracy; None when none is
+    covered). `correct` is whether the stated direction was right, an unparsed answer counting wrong, as in
+    `binary_accuracy_all`. None when no row has a probability."""
+    kept = [(float(p), bool(c)) for p, c in zip(p_up, correct, strict=True) if p is not None]
+    if not kept:
+        return None
+    confidence = np.array([max(p, 1 - p) for p, _ in kept])
+    right = np.array([c for _, c in kept], dtype=float)
+    table = []
+    for threshold in thresholds:
+        covered = confidence >= threshold
+        table.append({"threshold": float(threshold), "covered": int(covered.sum()),
+                      "coverage": float(covered.mean()), "accuracy": _mean(right[covered])})
+    return table
+
+
+@dataclass(frozen=True)
+class BaseRates:
+    """Shares of up weeks the baselines turn into probabilities.
+
+    up: over all rows; after_up / after_down: among rows whose previous week went up / down (the momentum
+    baseline's P(up)), None when unknown; source: where the rates come from, as a report shows it; in_sample:
+    True when they were taken from the evaluated rows themselves.
+    """
+
+    up: float
+    after_up: float | None
+    after_down: float | None
+    source: str
+    in_sample: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("up", "after_up", "after_down"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise EngineError(f"base rate {name} must lie in [0, 1], got {value}")
+
+
+def base_rates(rows: Sequence[EvalRow], *, source: str, in_sample: bool = False) -> BaseRates:
+    """The up-week rates of `rows` (by their labels), overall and after an up or a down previous week (read from
+    the prompt, as the momentum baseline reads it). A group with no rows falls back to the overall rate."""
+    if not rows:
+        raise EngineError(f"no rows to take base rates from ({source})")
+    up = np.array([label_bin(r.label).direction == "up" for r in rows], dtype=float)
+    previous = [momentum_bin(r.user_prompt) for r in rows]
+    overall = float(up.mean())
+
+    def after(direction: str) -> float:
+        group = up[[p is not None and p.direction == direction for p in previous]]
+        return float(group.mean()) if group.size else overall
+
+    return BaseRates(up=overall, after_up=after("up"), after_down=after("down"), source=source, in_sample=in_sample)
+
+
+def baseline_probabilities(rows: Sequence[EvalRow], rates: BaseRates, *, train_majority: str | None = None
+                           ) -> dict[str, list[float | None]]:
+    """P(up) of each baseline, per row: the constant guesses say the overall rate (the best constant probability
+    there is), momentum the rate after last week's direction (the overall rate when the prompt shows no past
+    week; None for every row when the conditional rates are unknown)."""
+    n = len(rows)
+    result: dict[str, list[float | None]] = {BASELINE_DOWN: [rates.up] * n, BASELINE_UP: [rates.up] * n}
+    if train_majority is not None:
+        result[BASELINE_MAJORITY] = [rates.up] * n
+    if rates.after_up is None or rates.after_down is None:
+        result[BASELINE_MOMENTUM] = [None] * n
+    else:
+        previous = [momentum_bin(r.user_prompt) for r in rows]
+        result[BASELINE_MOMENTUM] = [
+            rates.up if p is None else (rates.after_up if p.direction == "up" else rates.after_down) for p in previous
+        ]
+    return result
+
+
 # ---- Baselines ----------------------------------------------------------------------------------------------
 
 
@@ -258,6 +421,36 @@ def _section_texts(forecast: parsing.Forecast) -> dict[str, str]:
     }
 
 
+def _truth_up(rows: Sequence[EvalRow]) -> list[bool]:
+    return [label_bin(r.label).direction == "up" for r in rows]
+
+
+def _calibration(
+    rows: Sequence[EvalRow],
+    forecasts: Sequence[parsing.Forecast],
+    p_up: Sequence[float | None] | None,
+    *,
+    rates: BaseRates | None,
+    baselines: bool,
+    train_majority: str | None,
+) -> tuple[dict, list[dict] | None]:
+    """(the report's `calibration` section, its `abstain` table): the model's P(up) and each baseline's."""
+    up = _truth_up(rows)
+    if p_up is not None and len(p_up) != len(rows):
+        raise EngineError(f"{len(p_up)} probabilities for {len(rows)} rows: they must pair up one to one.")
+    model_p = list(p_up) if p_up is not None else [None] * len(rows)
+    section: dict = {"ece_bins": ECE_BINS, "model": probability_metrics(model_p, up), "baselines": {}}
+    if baselines:
+        if rates is None:
+            rates = base_rates(rows, source="in-sample: the evaluated rows' own rates", in_sample=True)
+        section["base_rates"] = {"up": rates.up, "after_up": rates.after_up, "after_down": rates.after_down,
+                                 "source": rates.source, "in_sample": rates.in_sample}
+        for name, probabilities in baseline_probabilities(rows, rates, train_majority=train_majority).items():
+            section["baselines"][name] = probability_metrics(probabilities, up)
+    correct = [f.parsed and f.direction == label_bin(r.label).direction for r, f in zip(rows, forecasts, strict=True)]
+    return section, abstention_table(model_p, correct)
+
+
 def score(
     rows: Sequence[EvalRow],
     predictions: Sequence[str],
@@ -267,6 +460,8 @@ def score(
     bootstrap: int = 2000,
     seed: int = 0,
     rouge: bool = True,
+    p_up: Sequence[float | None] | None = None,
+    rates: BaseRates | None = None,
 ) -> dict:
     """Our honest report of `predictions` (one answer text per row, in row order).
 
@@ -280,6 +475,10 @@ def score(
       joined with "\\n" (analysis: its text). A prediction missing a section, parsed or not, scores 0 there.
     - `baselines` maps each baseline's name to the same DIRECTION_KEYS metrics, on the same rows.
     - `rouge=False` skips ROUGE (report None): rouge-score's pure-Python LCS takes seconds on 300 answers.
+    - `p_up` is the model's P(up) per row (None where it has none). `calibration` holds `probability_metrics`
+      of the model (None without probabilities) and of each baseline, whose P(up) comes from `rates` (the
+      training data's, when the caller has them; else the evaluated rows' own, marked in-sample), plus
+      `base_rates` saying which. `abstain` is `abstention_table` of the model (None without probabilities).
     """
     _check_lengths(rows, predictions)
     forecasts = [parsing.parse_answer(p) for p in predictions]
@@ -310,6 +509,8 @@ def score(
         for name, answers in baseline_answers(rows, train_majority=train_majority).items():
             parsed_answers = [parsing.parse_answer(a) for a in answers]
             report["baselines"][name] = _direction_metrics(rows, parsed_answers, bootstrap=bootstrap, seed=seed)
+    report["calibration"], report["abstain"] = _calibration(rows, forecasts, p_up, rates=rates, baselines=baselines,
+                                                            train_majority=train_majority)
     return report
 
 

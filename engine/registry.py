@@ -2,9 +2,11 @@
 
     MODEL_DIR/
       versions/v0001/   adapter_config.json, adapter_model.safetensors, training.json,
-                        evaluation.json (scores on the test split), decision.json (the gate's verdict)
+                        provenance.json (the base model it was trained on), evaluation.json (scores on the test
+                        split), decision.json (the gate's verdict)
       current.json      {"version": "v0003", "since": ..., "reason": ...}; absent: the bare base is served
       history.jsonl     one line per event: added, promoted, refused, rolled back
+      base-evaluation.json  the bare base's scores, so a gate with no adapter served need not score it again
 
 A worker checks `current_version()` between jobs (one small file read) and switches adapters when it changes.
 `current.json` is replaced atomically (write a temp file, then rename), so a reader never sees half a pointer.
@@ -32,39 +34,111 @@ class RegistryError(EngineError):
     """A registry operation that cannot be done as asked."""
 
 
+BARE_BASE = "the bare base"
+PARSE_RATE = "parse rate"
+BEST_BASELINE = "best naive baseline"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison the gate made: what against, whether the new adapter passed, in words."""
+
+    against: str  # PARSE_RATE, "served v0003" / BARE_BASE, BEST_BASELINE
+    passed: bool
+    detail: str
+
+
 @dataclass(frozen=True)
 class Decision:
     promote: bool
     reason: str
     metric: str
     new: float | None
-    current: float | None
+    current: float | None  # the compared model's score (the served adapter's, or the bare base's)
     forced: bool = False
+    compared_with: str = BARE_BASE  # "served v0003" or BARE_BASE
+    baseline: str | None = None  # the best naive baseline on the same rows, and its score
+    baseline_score: float | None = None
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def decided_by(self) -> str:
+        """Which comparison decided: the failed ones when refused, every one when promoted."""
+        if self.forced:
+            return "an admin's --force"
+        failed = [c.against for c in self.checks if not c.passed]
+        return ", ".join(failed or [c.against for c in self.checks]) or "no comparison"
 
     def to_dict(self) -> dict:
         return {"promote": self.promote, "reason": self.reason, "metric": self.metric, "new": self.new,
-                "current": self.current, "forced": self.forced}
+                "current": self.current, "forced": self.forced, "compared_with": self.compared_with,
+                "baseline": self.baseline, "baseline_score": self.baseline_score, "decided_by": self.decided_by,
+                "checks": [{"against": c.against, "passed": c.passed, "detail": c.detail} for c in self.checks]}
 
 
-def gate(new_scores: dict, current_scores: dict | None, *, metric: str = "binary_accuracy_all",
-         force: bool = False) -> Decision:
-    """Promote only when the new adapter is not worse than the current one on `metric`. No current adapter (the
-    bare base is served): promote when the new one has a score at all. `force` promotes anyway, and says so."""
+def _not_worse(new: float, other: float, metric: str) -> bool:
+    return new >= other if HIGHER_IS_BETTER[metric] else new <= other
+
+
+def _beats(new: float, other: float, metric: str) -> bool:
+    return new > other if HIGHER_IS_BETTER[metric] else new < other
+
+
+def best_baseline(scores: dict, metric: str) -> tuple[str, float] | None:
+    """The naive baseline (constant up, constant down, momentum, ...) scoring best on `metric` on the same rows;
+    the first in name order on a tie."""
+    found = [(name, (values or {}).get(metric)) for name, values in sorted((scores.get("baselines") or {}).items())]
+    found = [(name, value) for name, value in found if value is not None]
+    if not found:
+        return None
+    pick = max if HIGHER_IS_BETTER[metric] else min
+    best = pick(value for _, value in found)
+    return next((name, value) for name, value in found if value == best)
+
+
+def gate(new_scores: dict, compared_scores: dict | None, *, compared_with: str = BARE_BASE,
+         metric: str = "binary_accuracy_all", force: bool = False) -> Decision:
+    """Promote only when the new adapter, on the same rows,
+    - parses at least as often as the compared model (the served adapter, or the bare base when none is served),
+    - is not worse than it on `metric`,
+    - and beats the best naive baseline on `metric` (matching "always up" is no skill).
+    With no scores for the compared model there is nothing to stand on: refused. `force` promotes anyway, says so,
+    and still records what the comparisons said."""
     if metric not in HIGHER_IS_BETTER:
         raise RegistryError(f"unknown gate metric {metric!r}; use one of {', '.join(HIGHER_IS_BETTER)}")
     new = new_scores.get(metric)
-    current = (current_scores or {}).get(metric)
-    if force:
-        return Decision(True, f"forced by an admin ({metric}: new {new}, current {current})", metric, new, current,
-                        forced=True)
+    compared = compared_scores or {}
+    current = compared.get(metric)
+    baseline = best_baseline(new_scores, metric) if metric != "parse_rate" else None  # baselines always parse
+
+    checks: list[Check] = []
     if new is None:
-        return Decision(False, f"the new adapter has no {metric} (nothing parsed?)", metric, new, current)
-    if current is None:
-        return Decision(True, f"no current adapter to beat; {metric} = {new:.4f}", metric, new, current)
-    better = HIGHER_IS_BETTER[metric]
-    ok = new >= current if better else new <= current
-    verb = "not worse than" if ok else "worse than"
-    return Decision(ok, f"{metric} {new:.4f} is {verb} the current {current:.4f}", metric, new, current)
+        checks.append(Check("the new adapter", False, f"the new adapter has no {metric} (nothing parsed?)"))
+    else:
+        new_parse, old_parse = new_scores.get("parse_rate"), compared.get("parse_rate")
+        if new_parse is not None and old_parse is not None:
+            ok = new_parse >= old_parse
+            checks.append(Check(PARSE_RATE, ok, f"parse rate {new_parse:.3f} {'≥' if ok else 'is below'} "
+                                f"{compared_with}'s {old_parse:.3f}"))
+        if current is None:
+            checks.append(Check(compared_with, False, f"no {metric} of {compared_with} on these rows to compare with"))
+        else:
+            ok = _not_worse(new, current, metric)
+            checks.append(Check(compared_with, ok, f"{metric} {new:.4f} is {'not worse than' if ok else 'worse than'} "
+                                f"{compared_with}'s {current:.4f}"))
+        if baseline is not None:
+            ok = _beats(new, baseline[1], metric)
+            checks.append(Check(BEST_BASELINE, ok, f"{metric} {new:.4f} {'beats' if ok else 'does not beat'} the best "
+                                f"naive baseline ({baseline[0]}: {baseline[1]:.4f})"))
+    passed = all(c.passed for c in checks)
+    failed = [c.detail for c in checks if not c.passed]
+    summary = "; ".join(failed or [c.detail for c in checks])
+    fields = {"metric": metric, "new": new, "current": current, "compared_with": compared_with,
+              "baseline": baseline[0] if baseline else None, "baseline_score": baseline[1] if baseline else None,
+              "checks": tuple(checks)}
+    if force:
+        return Decision(True, f"forced by an admin (the gate said: {summary})", forced=True, **fields)
+    return Decision(passed, summary, **fields)
 
 
 class Registry:
@@ -112,8 +186,10 @@ class Registry:
 
     # -- writing -----------------------------------------------------------------------------------------------
 
-    def add(self, adapter_dir: Path, *, note: str = "") -> str:
-        """Copy a trained adapter folder in as the next version (not served until promoted)."""
+    def add(self, adapter_dir: Path, *, note: str = "", base_model: str | None = None,
+            base_path: str | None = None) -> str:
+        """Copy a trained adapter folder in as the next version (not served until promoted), with the base model it
+        was trained on (its name, `engine.provenance.base_model_name`, and where it was loaded from)."""
         adapter_dir = Path(adapter_dir)
         if not (adapter_dir / "adapter_config.json").is_file():
             raise RegistryError(f"{adapter_dir} is not an adapter folder (no adapter_config.json)")
@@ -122,8 +198,29 @@ class Registry:
         version = f"v{number:04d}"
         self._versions_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(adapter_dir, self._versions_dir / version)
-        self._log("added", version, note or f"from {adapter_dir}")
+        if base_model is not None:
+            self.write(version, "provenance.json", {"base_model": base_model, "base_path": base_path,
+                                                    "added": _now(), "note": note})
+        detail = note or f"from {adapter_dir}"
+        self._log("added", version, f"{detail} (base {base_model})" if base_model else detail)
         return version
+
+    def base_model(self, version: str) -> str | None:
+        """The base model `version` was trained on, when it was recorded."""
+        return (self.read(version, "provenance.json") or {}).get("base_model")
+
+    def base_scores(self, **key: object) -> dict | None:
+        """The bare base's stored scores, when they were measured under exactly `key` (base, rows, ...)."""
+        path = self.root / "base-evaluation.json"
+        if not path.is_file():
+            return None
+        stored = json.loads(path.read_text())
+        return stored.get("scores") if stored.get("key") == key else None
+
+    def write_base_scores(self, scores: dict, **key: object) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "base-evaluation.json").write_text(json.dumps({"key": key, "scores": scores, "at": _now()},
+                                                                   indent=2) + "\n")
 
     def write(self, version: str, name: str, data: dict) -> None:
         (self.path(version) / name).write_text(json.dumps(data, indent=2) + "\n")

@@ -15,6 +15,16 @@ batching runs them together on the GPU. vLLM would also take one request with a 
 Per-prompt requests give exact per-answer `usage`, per-prompt retries and timeouts, and work with any
 OpenAI-compatible server.
 
+Constrained decoding and bin probabilities: with `constrained` (MODEL_CONSTRAINED, on by default) each request
+carries the answer grammar as `structured_outputs: {"regex": engine.grammar.ANSWER_REGEX}` (never a `guided_*`
+field: current vLLM drops those silently). An answer with a "Prediction:" line is then scored by a second request:
+the 12 bin continuations as token-id prompts after the prompt and the answer up to "Prediction:", with
+`prompt_logprobs` (engine.bin_scoring defines the distribution; the in-process backend computes the same one). The
+answer prefix is re-tokenised from the returned text, which can differ from the tokens vLLM generated only where
+those were not the tokenizer's own encoding. Cost: vLLM recomputes the prefill of a prompt-logprobs request (it
+does not read the prefix cache for them), so the scoring is 12 prefills of the prompt per answer, batched in one
+request; the alternative, logprobs on the generated bin tokens, sees only the branch the answer took.
+
 Adapters: vLLM serves a LoRA under a name. `use_adapter(path)` reuses the name the server already has for that
 directory (from `--lora-modules` or an earlier load, found through `/v1/models`), or loads it at run time (the
 server needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True). Several workers may share one server: adapters are matched by
@@ -34,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from engine.bin_scoring import distribution, plan_from_text
 from engine.exceptions import ModelError, ModelServerError
 from engine.generation import (
     Conversation,
@@ -44,6 +55,8 @@ from engine.generation import (
     render_chat,
     stop_token_ids,
 )
+from engine.grammar import ANSWER_REGEX
+from engine.probabilities import BinDistribution
 from engine.vllm_client import ServedModel, VllmClient
 
 log = logging.getLogger(__name__)
@@ -66,6 +79,8 @@ class _Answer:
     text: str
     prompt_tokens: int
     new_tokens: int
+    bin_distribution: BinDistribution | None = None
+    bin_seconds: float | None = None
 
 
 class RemoteAnalyst:
@@ -79,6 +94,7 @@ class RemoteAnalyst:
         base: str,
         served_base: str,
         concurrency: int = 8,
+        constrained: bool = True,
         repetition_penalty: float = 1.0,
         model_dir: Path | None = None,
         server_model_dir: str | None = None,
@@ -93,10 +109,12 @@ class RemoteAnalyst:
         self.base = base
         self.served_base = served_base
         self.concurrency = concurrency
+        self.constrained = constrained  # send the answer grammar with every request
         self.repetition_penalty = repetition_penalty
         self.model_dir = model_dir
         self.server_model_dir = server_model_dir
         self.adapter: Path | None = None
+        self.name: str | None = None  # MODEL_NAME, for footers; None: named from the base's files
         self.served_name = served_base  # what `model` names in each request: the base or the adapter's name
         self._stop_ids = stop_token_ids(tokenizer)
 
@@ -116,6 +134,7 @@ class RemoteAnalyst:
         wait_s: float = 0.0,
         context_tokens: int | None = None,
         concurrency: int = 8,
+        constrained: bool = True,
         model_dir: Path | None = None,
         server_model_dir: str | None = None,
         **transport: Any,
@@ -132,6 +151,7 @@ class RemoteAnalyst:
             raise ModelServerError(_CONTEXT_TOO_SMALL.format(url=server.base_url, served=served.id,
                                                              server_len=served.max_model_len, context=context_tokens))
         analyst = cls(server, tokenizer, base=base, served_base=served.id, concurrency=concurrency,
+                      constrained=constrained,
                       repetition_penalty=_repetition_penalty(base), model_dir=model_dir,
                       server_model_dir=server_model_dir)
         analyst._check_tokenizer()
@@ -143,7 +163,7 @@ class RemoteAnalyst:
     @property
     def version(self) -> str:
         """What is answering, in the same form as the in-process backend's."""
-        return model_version(self.base, self.adapter)
+        return model_version(self.base, self.adapter, name=self.name)
 
     def _check_tokenizer(self) -> None:
         """Same tokenizer on both sides, or every budget and token count here would be wrong."""
@@ -231,6 +251,7 @@ class RemoteAnalyst:
                 "stop_token_ids": self._stop_ids,
                 "repetition_penalty": self.repetition_penalty,
                 "skip_special_tokens": True,
+                **({"structured_outputs": {"regex": ANSWER_REGEX}} if self.constrained else {}),
             },
         }
         if sample:
@@ -250,14 +271,44 @@ class RemoteAnalyst:
                 raise
         seconds = time.perf_counter() - started
         return [Generation(text=a.text, prompt_tokens=a.prompt_tokens, new_tokens=a.new_tokens, seconds=seconds,
-                           batch_size=len(prompts)) for a in answers]
+                           batch_size=len(prompts), bin_distribution=a.bin_distribution, bin_seconds=a.bin_seconds)
+                for a in answers]
 
     def _complete(self, model: str, prompt: str, params: dict[str, Any]) -> _Answer:
         done = self.server.complete(model, prompt, params)
         # vLLM always reports usage; another OpenAI-compatible server might not.
         prompt_tokens = done.prompt_tokens if done.prompt_tokens is not None else self.count_tokens(prompt)
         new_tokens = done.completion_tokens if done.completion_tokens is not None else self.count_tokens(done.text)
-        return _Answer(done.text.strip(), prompt_tokens, new_tokens)
+        started = time.perf_counter()
+        bins = self._score_bins(model, prompt, done.text)
+        return _Answer(done.text.strip(), prompt_tokens, new_tokens, bins,
+                       time.perf_counter() - started if bins is not None else None)
+
+    def _score_bins(self, model: str, prompt: str, answer: str) -> BinDistribution | None:
+        """The answer's distribution over the 12 bins at its "Prediction:" (engine.bin_scoring), from the server's
+        prompt logprobs of the 12 continuations; None without a "Prediction:" line or prompt logprobs."""
+        found = plan_from_text(self.tokenizer, answer)
+        if found is None:
+            return None
+        prefix, plan = found
+        head = self._encode(prompt) + self._encode(prefix)
+        codes = list(plan.continuations)
+        scored = self.server.prompt_logprobs(model, [head + list(plan.continuations[c]) for c in codes])
+        if scored is None:
+            log.warning("%s returned no prompt_logprobs: answers carry no bin probabilities", self.server.base_url)
+            return None
+        logprobs = {}
+        for code, entries in zip(codes, scored, strict=True):
+            tokens = plan.continuations[code]
+            try:
+                logprobs[code] = sum(entries[len(head) + i][str(token)] for i, token in enumerate(tokens))
+            except (KeyError, TypeError):
+                raise ModelServerError(f"The vLLM server at {self.server.base_url} left continuation tokens out of "
+                                       "its prompt_logprobs") from None
+        return distribution(logprobs)
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""Train → register → evaluate against the served adapter → promote only if not worse.
+"""Train → register → evaluate against what is served → promote only if not worse and better than naive.
 
-The one flow behind `forecaster retrain` (and, later, the `/retrain` Slack job). Every outcome is written next to
-the new adapter: `evaluation.json` (both score sets) and `decision.json` (the gate's verdict), so a refused
-adapter stays inspectable and can still be promoted by hand.
+The one flow behind `forecaster retrain` and the `/retrain` Slack job. The new adapter is compared on the same rows
+with the served adapter or, when none is served, with the bare base (scored here, then kept in the registry), and
+with the best naive baseline on those rows (`engine.registry.gate`). Every outcome is written next to the new
+adapter: `evaluation.json` (both score sets) and `decision.json` (the gate's verdict and which comparison decided),
+so a refused adapter stays inspectable and can still be promoted by hand.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 
 from engine.evaluate import evaluate, load_eval_rows
 from engine.metrics import EvalRow
-from engine.registry import Decision, Registry, gate
+from engine.provenance import base_model_name
+from engine.registry import BARE_BASE, Decision, Registry, gate
 from engine.train import ProgressFn, train
 from engine.train_config import TrainConfig
 
@@ -28,8 +31,10 @@ class RetrainOutcome:
     version: str
     decision: Decision
     new_scores: dict
-    current_scores: dict | None
+    current_scores: dict | None  # the compared model's: the served adapter's, or the bare base's
     training: dict
+    compared_version: str | None = None  # the served adapter compared with; None: the bare base
+    base_model: str = ""
 
 
 def _scores(report: dict) -> dict:
@@ -59,33 +64,48 @@ def retrain(
     batch_size: int = 8,
     train_progress: ProgressFn | None = None,
     eval_progress: Callable[[int, int, float], None] | None = None,
+    model_name: str | None = None,
 ) -> RetrainOutcome:
+    """`model_name` is MODEL_NAME: what the registry records as the base (else it is named from its own files)."""
     rows = load_eval_rows(eval_dataset, limit=eval_limit)  # fail fast, before an hour of training
+    base_name = base_model_name(cfg.base, model_name)
     with tempfile.TemporaryDirectory(prefix="adapter-", dir=registry.root if registry.root.is_dir() else None) as tmp:
         result = train(cfg, dataset_dir, Path(tmp) / "adapter", progress=train_progress)
-        version = registry.add(result.out_dir, note=f"trained on {dataset_dir}")
+        version = registry.add(result.out_dir, note=f"trained on {dataset_dir}", base_model=base_name,
+                               base_path=cfg.base)
 
     analyst = load_analyst()
+
+    def scores_of(adapter: Path | None) -> dict:
+        return score_adapter(analyst, adapter, rows, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                             progress=eval_progress)
+
     current = registry.current_version()
-    current_scores = None
     if current is not None:
+        compared_with = f"served {current}"
         stored = registry.read(current, "evaluation.json") or {}
         same_rows = stored.get("eval_dataset") == eval_dataset and stored.get("eval_limit") == eval_limit
-        current_scores = stored.get("scores") if same_rows else None
+        current_scores = (stored.get("scores") if same_rows else None) or scores_of(registry.path(current))
+    else:
+        # Nothing served: the bare base answers today, so the new adapter must do at least as well as it does.
+        compared_with = BARE_BASE
+        key = {"base_model": base_name, "base_path": cfg.base, "eval_dataset": eval_dataset, "eval_limit": eval_limit,
+               "max_new_tokens": max_new_tokens}
+        current_scores = registry.base_scores(**key)
         if current_scores is None:
-            current_scores = score_adapter(analyst, registry.path(current), rows, max_new_tokens=max_new_tokens,
-                                           batch_size=batch_size, progress=eval_progress)
-    new_scores = score_adapter(analyst, registry.path(version), rows, max_new_tokens=max_new_tokens,
-                               batch_size=batch_size, progress=eval_progress)
+            current_scores = scores_of(None)
+            registry.write_base_scores(current_scores, **key)
+    new_scores = scores_of(registry.path(version))
 
-    decision = gate(new_scores, current_scores, metric=metric, force=force)
+    decision = gate(new_scores, current_scores, compared_with=compared_with, metric=metric, force=force)
     registry.write(version, "evaluation.json", {
-        "eval_dataset": eval_dataset, "eval_limit": eval_limit, "scores": new_scores,
-        "compared_with": {"version": current, "scores": current_scores},
+        "eval_dataset": eval_dataset, "eval_limit": eval_limit, "scores": new_scores, "base_model": base_name,
+        "compared_with": {"version": current, "label": compared_with, "scores": current_scores},
     })
     registry.write(version, "decision.json", decision.to_dict())
     if decision.promote:
         registry.promote(version, reason=decision.reason)
     else:
         registry.refuse(version, reason=decision.reason)
-    return RetrainOutcome(version, decision, new_scores, current_scores, result.record)
+    return RetrainOutcome(version, decision, new_scores, current_scores, result.record, compared_version=current,
+                          base_model=base_name)

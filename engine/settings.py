@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         default="Qwen/Qwen2.5-1.5B-Instruct",
         description="Base model: a Hugging Face id (downloaded once into HF_HOME) or a local directory.",
     )
+    model_name: str | None = Field(
+        default=None,
+        description="What footers, the ledger and the adapter registry call the base model. Unset: a Hugging Face id "
+        "as given; a local folder (e.g. /weights) by its architecture and size from its own files, e.g. qwen2 1.5B.",
+    )
     model_adapter: Path | None = Field(
         default=None, description="A PEFT LoRA adapter directory to serve on top of the base. Unset: the base alone."
     )
@@ -93,6 +98,11 @@ class Settings(BaseSettings):
     )
     model_max_new_tokens: int = Field(default=700, ge=16, le=4096, description="Longest answer generated.")
     model_batch_size: int = Field(default=8, ge=1, le=64, description="Prompts per batched generate call.")
+    model_constrained: bool = Field(
+        default=True,
+        description="Generate every answer under a grammar of FinGPT's format (xgrammar in process, "
+        "structured_outputs on vLLM), so it always parses. false: free generation, for comparisons.",
+    )
     model_context_tokens: int = Field(
         default=4096, ge=512, description="Prompt + answer budget; longer prompts drop their oldest news items."
     )
@@ -137,7 +147,9 @@ class Settings(BaseSettings):
     )
     model_gate_metric: Literal["binary_accuracy_all", "binary_accuracy", "parse_rate", "mcc", "mse"] = Field(
         default="binary_accuracy_all",
-        description="A retrained adapter is promoted only if it is not worse than the current one on this metric.",
+        description="A retrained adapter is promoted only if, on this metric and the same rows, it is not worse than "
+        "the served adapter (or the bare base when none is served) and beats the best naive baseline; and only if it "
+        "parses at least as often.",
     )
     eval_dataset: str | None = Field(
         default=None,
@@ -181,17 +193,6 @@ class Settings(BaseSettings):
     bot_threads: int = Field(
         default=8, ge=1, le=256, description="HTTP mode: requests served at once (an ack takes about a "
         "millisecond of CPU; more threads only help while Redis is slow)."
-    )
-    bot_processes: int = Field(
-        default=2, ge=1, le=32, description="HTTP mode: serving processes sharing the port. An ack costs about a "
-        "millisecond of CPU in one Python process, so a burst of commands is served by one core per process; 2 "
-        "halved the burst's p99 in the ack-latency benchmark on a 2-core machine.",
-    )
-    bot_pin_cpu: bool = Field(
-        default=True,
-        description="Keep each bot process's threads on one CPU (process i on the i-th allowed CPU). A Python "
-        "process runs one thread at a time anyway; on one core its threads hand over without cross-core wake-ups, "
-        "which halved the CPU per request in the ack-latency benchmark.",
     )
     bot_queue_max_depth: int = Field(
         default=200, ge=1,

@@ -10,7 +10,11 @@ The numbers mean what `forecaster evaluate` means by them, because they come out
 - the baselines answer for the same tickers and weeks: constant "Down by 0-1%", constant "Up by 0-1%", and
   last-week momentum, the realized bin of the week before the target week (a flat week reads "down", as the
   prompt's "decreased" has it). Without prices for that week, momentum has no answer and counts as a miss, as in
-  the evaluator.
+  the evaluator;
+- calibration is the evaluator's `probability_metrics` (Brier, log loss, ECE) of the model's P(up) against the
+  realized direction, over the counted scored forecasts that carry a probability (older entries and backends
+  without probabilities carry none). It is shown once MIN_CALIBRATED forecasts have one: below that, the
+  reliability bins hold a handful of forecasts each and an ECE says little.
 
 Which forecasts count (`select_counted`): a track record is what the product said *before* the market moved.
 - A forecast requested after its target week's Monday open (a dated what-if such as `/forecast AXP 2024-03-15`)
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 
 from engine.exceptions import NoPriceData
 from engine.market.weeks import NEW_YORK, MoveBin, Week, move_bin, week_close, weekly_return
-from engine.metrics import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP, EvalRow
+from engine.metrics import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP, EvalRow, probability_metrics
 from engine.metrics import _direction_metrics as evaluator_metrics  # the evaluator's per-system numbers, reused
 from engine.parsing import MAGNITUDES, Forecast
 from engine.records import DailyClose
@@ -39,6 +43,8 @@ BASELINES = (BASELINE_DOWN, BASELINE_UP, BASELINE_MOMENTUM)
 SYSTEMS = ("model", *BASELINES)
 LATE = "requested after the week opened"
 SUPERSEDED = "superseded by a later forecast"
+# Scored forecasts with a probability before the summary posts a calibration line and a reliability chart.
+MIN_CALIBRATED = 20
 
 _PERIOD = re.compile(r"^(\d{4}-\d{2}-\d{2}) to (\d{4}-\d{2}-\d{2})$")
 
@@ -135,6 +141,7 @@ class TrackEntry:
     as_written: str  # the prediction line as the model wrote it
     realized_return: float | None = None  # None until the week has closed and prices were fetched
     previous_return: float | None = None  # the week before the target week (momentum); None when unknown
+    p_up: float | None = None  # the model's P(up); None when its backend had none (or the entry predates them)
 
     @property
     def scored(self) -> bool:
@@ -197,9 +204,21 @@ def system_metrics(entries: Sequence[TrackEntry], *, bootstrap: int = 2000, seed
     return result
 
 
+def calibration(entries: Sequence[TrackEntry]) -> dict | None:
+    """`probability_metrics` of the model's P(up) over scored `entries` that carry one, plus `enough` (at least
+    MIN_CALIBRATED of them) and `min_n`. None when none carries a probability."""
+    with_p = [e for e in entries if e.scored and e.p_up is not None]
+    metrics = probability_metrics([e.p_up for e in with_p], [move_bin(e.realized_return).direction == "up"
+                                                             for e in with_p])
+    if metrics is None:
+        return None
+    return {**metrics, "enough": metrics["n"] >= MIN_CALIBRATED, "min_n": MIN_CALIBRATED}
+
+
 def score_track(entries: Sequence[TrackEntry], *, latest: Week, bootstrap: int = 2000, seed: int = 0) -> dict:
     """The track record up to and including the week `latest`: that week, cumulative, by ticker, and the
-    cumulative hit rate week by week (the chart's series). Entries with no outcome yet are counted as pending."""
+    cumulative hit rate week by week (the chart's series), and the calibration of the model's P(up) over the
+    counted scored forecasts (`calibration`). Entries with no outcome yet are counted as pending."""
     counted, excluded = select_counted(entries)
     scored = [e for e in counted if e.scored and e.week <= latest]
     this_week = [e for e in scored if e.week == latest]
@@ -233,6 +252,7 @@ def score_track(entries: Sequence[TrackEntry], *, latest: Week, bootstrap: int =
         "cumulative": system_metrics(scored, bootstrap=bootstrap, seed=seed) if scored else None,
         "by_ticker": {s: system_metrics(rows, bootstrap=bootstrap, seed=seed) for s, rows in sorted(by_symbol.items())},
         "series": series,
+        "calibration": calibration(scored),
         "unparsed": [{"entry_id": e.entry_id, "symbol": e.symbol, "period": e.week.period}
                      for e in scored if not e.parsed],
         "excluded": excluded,

@@ -8,6 +8,10 @@ message, log line or repr contains it.
 
 Routes used (vLLM's `vllm serve`): GET /v1/models, POST /v1/completions, POST /v1/load_lora_adapter (registered only
 when the server runs with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True) and POST /tokenize (outside /v1).
+
+Constrained decoding is asked for with `structured_outputs` (vLLM >= 0.10). The older `guided_regex`/`guided_json`
+fields are silently ignored by current vLLM (the answer comes back unconstrained, with no error), so `complete`
+refuses to send any `guided_*` field at all.
 """
 
 from __future__ import annotations
@@ -132,7 +136,11 @@ class VllmClient:
 
     def complete(self, model: str, prompt: str, params: dict[str, Any]) -> Completion:
         """One completion of `prompt` by `model` (the base's or an adapter's name). `params` holds the sampling
-        fields; vLLM's own fields go under "extra_body"."""
+        fields; vLLM's own fields go under "extra_body". Never a `guided_*` field (see the module docstring)."""
+        guided = sorted(key for key in {**params, **params.get("extra_body", {})} if key.startswith("guided_"))
+        if guided:
+            raise ValueError(f"{', '.join(guided)}: current vLLM ignores guided_* fields without an error; send "
+                             "structured_outputs={'regex': ...} instead")
         response = self._call(lambda: self._client.completions.create(model=model, prompt=prompt, **params),
                               "POST /v1/completions")
         if not response.choices:
@@ -140,6 +148,31 @@ class VllmClient:
         usage = response.usage
         return Completion(response.choices[0].text or "", usage.prompt_tokens if usage else None,
                           usage.completion_tokens if usage else None)
+
+    def prompt_logprobs(self, model: str, prompts: list[list[int]]) -> list[list[dict[str, float] | None]] | None:
+        """For each token-id prompt, the log-probability of each of its tokens given those before it (None for the
+        first), as {str(token id): logprob}: vLLM's `prompt_logprobs`, in one request for all `prompts`. None when
+        the server answers without them (an OpenAI-compatible server that is not vLLM).
+
+        vLLM recomputes the whole prefill of a request that asks for prompt logprobs (it skips reading the prefix
+        cache for them), so each prompt costs a full prefill on the server."""
+        response = self._call(
+            lambda: self._client.completions.create(
+                model=model, prompt=prompts, max_tokens=1, temperature=0.0,
+                extra_body={"prompt_logprobs": 0, "add_special_tokens": False}),
+            "POST /v1/completions (prompt logprobs)")
+        choices = sorted(response.choices, key=lambda c: c.index)
+        if len(choices) != len(prompts):
+            raise ModelServerError(f"The vLLM server at {self.base_url} scored {len(choices)} of {len(prompts)} "
+                                   "prompts")
+        scored = []
+        for choice, prompt in zip(choices, prompts, strict=True):
+            entries = getattr(choice, "prompt_logprobs", None)
+            if not isinstance(entries, list) or len(entries) != len(prompt):
+                return None
+            scored.append([None if entry is None else {str(token): float(value["logprob"])
+                                                        for token, value in entry.items()} for entry in entries])
+        return scored
 
     def load_adapter(self, name: str, server_path: str, *, rank: Any = None) -> bool:
         """Load the LoRA at `server_path` (a path on the server's side) under `name`. False when the server already

@@ -1,7 +1,8 @@
-"""The track-record chart: cumulative hit rate of the model and each baseline, week by week, as PNG bytes.
+"""The track-record charts, as PNG bytes: cumulative hit rate of the model and each baseline, week by week, and the
+reliability diagram of its P(up) (also `forecaster evaluate --plot`).
 
 matplotlib's object API with the Agg canvas: no pyplot, so no global figure state, no display and no backend
-switch in a worker process. Imported only by the summary job, when it has something to draw.
+switch in a worker process. Imported only when there is something to draw.
 """
 
 from __future__ import annotations
@@ -53,6 +54,39 @@ def hit_rate_chart(series: list[dict], *, title: str) -> bytes:
     axes.set_title(title)
     axes.grid(axis="y", alpha=0.3)
     axes.legend(loc="best", fontsize="small", framealpha=0.9)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def reliability_chart(bins: list[dict], *, title: str, summary: str = "") -> bytes:
+    """PNG reliability diagram of `engine.metrics.reliability`'s bins: for each non-empty bin of stated P(up), the
+    share of weeks that went up (a calibrated forecaster sits on the diagonal), and below it how many forecasts
+    fell in each bin. `summary` (e.g. "Brier 0.241 · ECE 0.043 · n 300") goes under the title. Raises ValueError
+    when every bin is empty."""
+    filled = [b for b in bins if b["n"]]
+    if not filled:
+        raise ValueError("no forecast with a probability: nothing to chart")
+    figure = Figure(figsize=(6, 6.5), dpi=100)
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], color="#999999", linewidth=0.8, linestyle="--", label="perfectly calibrated")
+    top.plot([b["mean_p"] for b in filled], [b["frequency"] for b in filled], color=STYLES["model"]["color"],
+             linewidth=2, marker="o", label="Model")
+    top.set_xlim(0, 1)
+    top.set_ylim(-0.03, 1.03)
+    top.set_ylabel("share of weeks that went up")
+    top.xaxis.set_major_formatter(PercentFormatter(1.0))
+    top.yaxis.set_major_formatter(PercentFormatter(1.0))
+    top.set_title(title + (f"\n{summary}" if summary else ""), fontsize="medium")
+    top.grid(alpha=0.3)
+    top.legend(loc="lower right", fontsize="small", framealpha=0.9)
+    width = bins[0]["hi"] - bins[0]["lo"]
+    bottom.bar([b["lo"] for b in bins], [b["n"] for b in bins], width=width * 0.9, align="edge",
+               color=STYLES["model"]["color"], alpha=0.6)
+    bottom.set_ylabel("forecasts")
+    bottom.set_xlabel("stated P(up), in bins of equal width")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

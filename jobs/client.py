@@ -1,14 +1,25 @@
 """Enqueueing, for the bot and the scheduler: by dotted path (the enqueuing side never imports torch), JSON
-serialized (never pickle from Redis), deduplicated by job id."""
+serialized (never pickle from Redis), deduplicated by job id.
+
+When Redis fails, the caller is told which of two things happened, because the user is told the same:
+`NotQueued` when the failure came before the write that creates the job was sent (Redis refused the connection,
+or the connection never got ready), so nothing was queued; `QueueingUnconfirmed` when the write was sent and no
+answer came (a stall longer than the client's timeout, a connection dropped mid-command): the job may exist, and
+may run. A stalled Redis that is merely busy executes the write when it catches up, so "not queued" would then be
+false. Both are `redis.RedisError`s, so callers that only retry on Redis errors (the scheduler) keep working.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, fields
+from functools import cache
 from typing import Literal
 
 import redis
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
@@ -22,6 +33,8 @@ FORECAST_TASK = "jobs.tasks.forecast_job"
 DIGEST_TASK = "jobs.tasks.digest_job"
 SUMMARY_TASK = "jobs.summary.summary_job"
 RETRAIN_TASK = "jobs.retraining.retrain_job"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,12 +65,28 @@ class QueueFull(Exception):
     """The queue already holds as many waiting jobs as the client allows; `str(e)` says which and how many."""
 
 
+class NotQueued(redis.RedisError):
+    """Redis failed before anything that could create the job was sent: nothing was queued, asking again is safe."""
+
+    def __init__(self, job_id: str | None, cause: redis.RedisError) -> None:
+        super().__init__(f"{job_id or 'job'} not queued: {type(cause).__name__}")
+        self.job_id = job_id
+
+
+class QueueingUnconfirmed(redis.RedisError):
+    """The write that creates the job (or changes it) was sent, and Redis did not answer: the job may exist."""
+
+    def __init__(self, job_id: str | None, cause: redis.RedisError) -> None:
+        super().__init__(f"{job_id or 'job'} may or may not be queued: {type(cause).__name__}")
+        self.job_id = job_id
+
+
 @dataclass(frozen=True)
 class Enqueued:
     job_id: str
     status: Literal["queued", "duplicate"]
-    ahead: int  # jobs before it in its queue (0 when it is next or already running/done)
-    job_status: str  # RQ's status of the job now: queued, started, finished, failed...
+    ahead: int | None  # jobs before it in its queue (0 when it is next or already running/done); None: not known
+    job_status: str  # RQ's status of the job now: queued, started, finished, failed...; "unknown": not read
 
 
 def queue(conn: redis.Redis, spec: QueueSpec) -> Queue:
@@ -65,10 +94,39 @@ def queue(conn: redis.Redis, spec: QueueSpec) -> Queue:
 
 
 def fast_connection(url: str, *, timeout_s: float = 1.0) -> redis.Redis:
-    """A Redis client that gives up quickly: a user waiting on an ack hears "could not queue" within about a
-    second instead of after redis-py's default retries with backoff."""
+    """A Redis client that gives up quickly: a user waiting on an ack hears what happened within about a second
+    instead of after redis-py's default retries with backoff. Its errors raised while connecting are marked (see
+    `sent_nothing`), so the job client can tell "nothing was sent" from "sent, no answer"."""
+    base = parse_url(url).get("connection_class", redis.Connection)  # TCP, TLS or Unix socket, as the URL says
     return redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
-                                retry=RedisRetry(NoBackoff(), 0))
+                                retry=RedisRetry(NoBackoff(), 0), connection_class=_marking_connects(base))
+
+
+@cache
+def _marking_connects(base: type[redis.Connection]) -> type[redis.Connection]:
+    class MarksConnectErrors(base):  # type: ignore[misc, valid-type]
+        """Every command goes through `connect_check_health` when its connection is not yet open (the socket
+        connect and the handshake): an error raised there came before any of the caller's command was written."""
+
+        def connect_check_health(self, *args, **kwargs):  # redis-py 8's connect path, shared by pool and send
+            try:
+                return super().connect_check_health(*args, **kwargs)
+            except redis.RedisError as exc:
+                exc.sent_nothing = True  # type: ignore[attr-defined]
+                raise
+
+    MarksConnectErrors.__name__ = MarksConnectErrors.__qualname__ = f"MarksConnectErrors{base.__name__}"
+    return MarksConnectErrors
+
+
+def sent_nothing(exc: BaseException) -> bool:
+    """Whether a Redis error came while connecting, before the command was written (only a `fast_connection`
+    marks them: on any other client every failure counts as "maybe sent")."""
+    return bool(getattr(exc, "sent_nothing", False))
+
+
+def _failed_write(job_id: str | None, exc: redis.RedisError) -> redis.RedisError:
+    return NotQueued(job_id, exc) if sent_nothing(exc) else QueueingUnconfirmed(job_id, exc)
 
 
 class JobsClient:
@@ -89,7 +147,12 @@ class JobsClient:
         kwargs = {"request": request.to_json()}
         outcome = self._enqueue(INTERACTIVE, FORECAST_TASK, job_id, kwargs, delivery=delivery)
         if replace_failed and outcome.status == "duplicate" and outcome.job_status == "failed":
-            Job.fetch(job_id, connection=self._conn, serializer=JSONSerializer).delete()
+            try:
+                Job.fetch(job_id, connection=self._conn, serializer=JSONSerializer).delete()
+            except NoSuchJobError:
+                pass  # it lapsed meanwhile: nothing to replace
+            except redis.RedisError as exc:
+                raise _failed_write(job_id, exc) from exc
             outcome = self._enqueue(INTERACTIVE, FORECAST_TASK, job_id, kwargs, delivery=delivery)
         return outcome
 
@@ -122,9 +185,14 @@ class JobsClient:
     def retrain(self, *, channel: str, user: str, epochs: float | None = None, force: bool = False,
                 thread_ts: str | None = None, delivery: str | None = None) -> Enqueued:
         """A retrain, unless one is already queued or running: then that one is returned as the duplicate."""
-        active = self.active_retrain()
-        if active is not None:
-            job = Job.fetch(active, connection=self._conn, serializer=JSONSerializer)
+        try:  # reads only: a failure here queued nothing
+            active = self.active_retrain()
+            job = Job.fetch(active, connection=self._conn, serializer=JSONSerializer) if active else None
+        except NoSuchJobError:
+            active = job = None  # it ended and lapsed between the two reads
+        except redis.RedisError as exc:
+            raise NotQueued(None, exc) from exc
+        if active is not None and job is not None:
             return Enqueued(active, "duplicate", 0, _status(job))
         now = self._now or dt.datetime.now(dt.UTC)
         return self._enqueue(TRAINING, RETRAIN_TASK, retrain_job_id(now=now),
@@ -141,30 +209,56 @@ class JobsClient:
                  delivery: str | None = None) -> Enqueued:
         """Two round trips on the way in: the unique enqueue (RQ's Lua script), then one pipeline with RQ's
         queue registration, the job's place in line and the delivery. Every round trip counts when a burst
-        of commands waits on one bot process (tests/bench/test_ack_latency.py)."""
+        of commands waits on one bot process (tests/bench/test_ack_latency.py).
+
+        Raises `NotQueued` / `QueueingUnconfirmed` (see the module's docstring) when the enqueue itself fails. Once
+        the script has answered, the job's fate is known: a later failure (its place in line, the duplicate's
+        status) only leaves those unknown (None, "unknown")."""
         q = queue(self._conn, spec)
         retry = Retry(max=spec.retries, interval=list(spec.retry_intervals_s)) if spec.retries else None
+        try:
+            # RQ reads the server version before its write, once per client; asked here, its failure is a
+            # "nothing was sent" for sure.
+            q.get_redis_server_version()
+        except redis.RedisError as exc:
+            raise NotQueued(job_id, exc) from exc
         pipe = self._conn.pipeline(transaction=False)  # RQ adds its queue registration; the script runs at once
+        job: Job | None = None
         try:
             job = q.enqueue_call(task, kwargs=kwargs, job_id=job_id, unique=True, timeout=spec.timeout_s,
                                  result_ttl=spec.result_ttl_s, failure_ttl=spec.failure_ttl_s, retry=retry,
                                  pipeline=pipe)
             status: Literal["queued", "duplicate"] = "queued"
         except DuplicateJobError:
-            job = Job.fetch(job_id, connection=self._conn, serializer=JSONSerializer)
             status = "duplicate"
-        pipe.lpos(q.key, job.id)
-        if delivery:
-            pipe.set(delivery_key(delivery), job.id, ex=DELIVERY_TTL_S)
-        position = pipe.execute()[-2 if delivery else -1]
+        except redis.RedisError as exc:
+            raise _failed_write(job_id, exc) from exc
+        try:
+            if job is None:
+                job = Job.fetch(job_id, connection=self._conn, serializer=JSONSerializer)
+            pipe.lpos(q.key, job.id)
+            if delivery:
+                pipe.set(delivery_key(delivery), job.id, ex=DELIVERY_TTL_S)
+            position = pipe.execute()[-2 if delivery else -1]
+        except NoSuchJobError:  # the duplicate lapsed since the script saw it: a rare race, answered as queued-or-not
+            raise QueueingUnconfirmed(job_id, redis.RedisError("the duplicate job vanished")) from None
+        except redis.RedisError as exc:
+            log.warning("%s %s, but its place in line is not known: Redis did not answer (%s)", job_id, status,
+                        type(exc).__name__)
+            return Enqueued(job_id, status, None, "queued" if status == "queued" else "unknown")
         # The depth limit, checked after the fact (no extra round trip when there is room): a new job that found
         # `max_depth` jobs ahead of it is taken back, unless a worker already took it (then the queue moves).
         if status == "queued" and self._max_depth is not None and (position or 0) >= self._max_depth:
-            if self._conn.lrem(q.key, 1, job.id):
-                job.delete(remove_from_queue=False)
+            try:
+                taken_back = self._conn.lrem(q.key, 1, job.id)
+                if taken_back:
+                    job.delete(remove_from_queue=False)
+            except redis.RedisError as exc:
+                raise QueueingUnconfirmed(job_id, exc) from exc
+            if taken_back:
                 raise QueueFull(f"the {spec.name} queue already holds {position} jobs (limit {self._max_depth})")
-        # A job just enqueued is "queued" (no need to ask Redis again); a duplicate may be anywhere by now.
-        return Enqueued(job.id, status, position or 0, _status(job, refresh=status == "duplicate"))
+        # A job just enqueued is "queued"; a duplicate's status was read by the fetch above, a moment ago.
+        return Enqueued(job.id, status, position or 0, _status(job, refresh=False))
 
 
 def _status(job: Job, *, refresh: bool = True) -> str:

@@ -77,6 +77,12 @@ def posted_marker(job_id: str, message: str) -> str:
     return f"{PREFIX}:posted:{job_id}:{message}"
 
 
+def answer_key(job_id: str) -> str:
+    """A job's generated answer, kept until it is posted, so a retry after a Slack failure posts it again instead
+    of running the model again."""
+    return f"{PREFIX}:answer:{job_id}"
+
+
 def channel_pace_key(channel: str) -> str:
     """The shared sliding window that keeps posts to one channel at about one a second."""
     return f"{PREFIX}:pace:slack:{channel}"

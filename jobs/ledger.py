@@ -45,6 +45,9 @@ FIELDS: dict[str, str] = {
     "direction": "str", "magnitude": "str?", "label": "str?", "as_written": "str", "parsed": "bool",
     "problems": "str", "model": "str", "prompt_hash": "str", "prompt_hash_of": "str",
     "latency_s": "float", "generation_s": "float?", "prompt_tokens": "int?", "new_tokens": "int?",
+    # the model's probabilities (`engine.forecast.probabilities_json`); empty when its backend had none, and on
+    # entries recorded before there were any: P(up), P(stated bin), expected move in %, the 12 bins as JSON
+    "p_up": "float?", "p_stated": "float?", "expected_move": "float?", "bin_probabilities": "str?",
     # the outcome, empty until the target week has closed and been scored
     "scored_at": "str?", "realized_return": "float?", "actual_label": "str?", "hit": "bool?",
     "start_close_date": "str?", "start_close": "float?", "end_close_date": "str?", "end_close": "float?",
@@ -105,6 +108,8 @@ def record_forecast(conn: redis.Redis, data: dict, *, job_id: str, user: str | N
     week = week_from_period(data["target_week"])
     entry_id = ledger_entry_id(job_id=job_id, ticker=ticker)
     prediction = data["prediction"]
+    probabilities = data.get("probabilities") or {}
+    stated = probabilities.get("stated") or {}
     if prompt_hash is None and data.get("prompt_sha256"):
         prompt_hash = data["prompt_sha256"]
     details = {k: data.get(k) for k in ("positive_developments", "potential_concerns", "analysis", "news",
@@ -121,6 +126,9 @@ def record_forecast(conn: redis.Redis, data: dict, *, job_id: str, user: str | N
         "prompt_hash": prompt_hash or _inputs_sha256(data), "prompt_hash_of": "prompt" if prompt_hash else "inputs",
         "latency_s": round(float(latency_s), 3), "generation_s": data.get("seconds"),
         "prompt_tokens": data.get("prompt_tokens"), "new_tokens": data.get("new_tokens"),
+        "p_up": probabilities.get("p_up"), "p_stated": stated.get("p"),
+        "expected_move": probabilities.get("expected_move"),
+        "bin_probabilities": json.dumps(probabilities["bins"]) if probabilities.get("bins") else None,
         "raw": data.get("raw") or "", "details": json.dumps(details, ensure_ascii=False),
     }
     key = ledger_entry_key(entry_id)
@@ -214,7 +222,7 @@ def to_track_entry(entry: dict) -> TrackEntry:
         entry_id=entry["id"], symbol=entry["ticker"], week=week_from_period(entry["target_week"]),
         requested_at=dt.datetime.fromisoformat(entry["requested_at"]), parsed=entry["parsed"],
         direction=entry["direction"], magnitude=entry["magnitude"], as_written=entry["as_written"],
-        realized_return=entry["realized_return"], previous_return=entry["previous_return"],
+        realized_return=entry["realized_return"], previous_return=entry["previous_return"], p_up=entry["p_up"],
     )
 
 

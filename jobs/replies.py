@@ -9,6 +9,14 @@ Where the answer goes (a `Route`):
 
 Every send is keyed by job id in Redis (`jobs.keys`), so a job that is retried after a crash edits the same
 progress message and never posts its answer twice.
+
+When Slack refuses a send for a reason no retry changes (the bot is not in the channel, the channel is archived or
+gone, the token is dead: `bot.slack_ops.permanent_refusal`), the send raises `SlackRefused` instead, and the job
+ends there (`jobs.failures`): before the model runs when the first progress note is refused.
+
+A failure of the request itself (an unknown ticker, no data for that date) is told to the requester alone
+(`final_privately`): through the response_url as an ephemeral note, or chat.postEphemeral; the channel keeps
+nothing of it.
 """
 
 from __future__ import annotations
@@ -19,7 +27,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.blocks import progress_message
-from bot.slack_ops import post_message, send_to_response_url, update_message
+from bot.slack_ops import (
+    CHANNEL_REFUSALS,
+    TOKEN_REFUSALS,
+    delete_message,
+    permanent_refusal,
+    post_ephemeral,
+    post_message,
+    send_to_response_url,
+    update_message,
+)
 from engine.sources.ratelimit import Limit, RedisRateLimiter
 from jobs import runtime
 from jobs.keys import FAILURE_TTL_S, channel_pace_key, posted_marker, progress_marker, response_url_uses
@@ -31,6 +48,21 @@ RESPONSE_URL_MAX_AGE = dt.timedelta(minutes=25)  # Slack honours 30; leave room 
 # How long a "pending" marker lives if its attempt dies mid-post (a retry overwrites it anyway).
 CLAIM_TTL_S = 120
 FINAL = "final"
+
+
+class SlackRefused(Exception):
+    """Slack refused to take a message for a reason that sending again cannot change. `error` is Slack's code
+    (`not_in_channel`, `invalid_auth`, `invalid_blocks`...), `channel` where it was going."""
+
+    def __init__(self, error: str, channel: str) -> None:
+        super().__init__(f"Slack refused a message for {channel}: {error}")
+        self.error, self.channel = error, channel
+
+
+def _refused(exc: BaseException, channel: str) -> BaseException:
+    """What to raise for a failed send: `SlackRefused` when no retry can help, else the error itself."""
+    error = permanent_refusal(exc)
+    return SlackRefused(error, channel) if error else exc
 
 
 @dataclass(frozen=True)
@@ -74,9 +106,9 @@ def post_once(ctx: runtime.WorkerContext, job_id: str, name: str, *, channel: st
     _pace(ctx, channel)
     try:
         ts = post_message(ctx.slack, channel=channel, text=text, blocks=blocks, thread_ts=thread_ts)
-    except Exception:
+    except Exception as exc:
         ctx.conn.delete(key)
-        raise
+        raise _refused(exc, channel) from exc
     ctx.conn.set(key, ts, ex=FAILURE_TTL_S)
     return ts
 
@@ -126,7 +158,9 @@ class Reply:
     # -- sends -------------------------------------------------------------------------------------------------
 
     def progress(self, status: str) -> None:
-        """Show where the job is. Best effort: a progress edit that fails is logged, never fatal."""
+        """Show where the job is. Best effort: a progress edit that fails is logged, never fatal, except a
+        refusal that will refuse the answer too (`SlackRefused`: the bot cannot post in this channel, or its token
+        is dead), which ends the job before the model runs for an answer nobody can be shown."""
         text, blocks = progress_message(status)
         try:
             if self._hook_usable():
@@ -142,6 +176,11 @@ class Reply:
                 update_message(self.ctx.slack, channel=self.route.channel, ts=marker.decode(), text=text,
                                blocks=blocks)
         except Exception as exc:  # noqa: BLE001
+            error = permanent_refusal(exc)
+            if error in CHANNEL_REFUSALS | TOKEN_REFUSALS and not self._hook_usable():
+                raise SlackRefused(error, self.route.channel) from exc
+            # Anything else may pass (a timeout, a 5xx) or spares the answer: a payload refusal is this note's
+            # own, and the response_url still reaches a channel the bot is not in, with no token at all.
             log.warning("%s: progress update failed: %s", self.job_id, exc)
 
     def final(self, text: str, blocks: list[dict]) -> str | None:
@@ -153,11 +192,62 @@ class Reply:
         self.ctx.conn.set(key, "pending", ex=CLAIM_TTL_S)
         try:
             ts = self._send_final(text, blocks)
-        except Exception:
+        except Exception as exc:
             self.ctx.conn.delete(key)
-            raise
+            raise _refused(exc, self.route.channel) from exc
         self.ctx.conn.set(key, ts or "response_url", ex=FAILURE_TTL_S)
         return ts
+
+    def final_privately(self, text: str, blocks: list[dict], *, user: str | None) -> None:
+        """The answer, exactly once, to the requester alone (a failure of their own request: the channel needs
+        none of it). A progress note the job had posted in the channel is removed. Without a way to reach the
+        requester privately (no response_url left, no user), the answer goes where `final` sends it."""
+        if self.delivered():
+            log.info("%s: final answer already delivered; not sending again", self.job_id)
+            return
+        key = posted_marker(self.job_id, FINAL)
+        self.ctx.conn.set(key, "pending", ex=CLAIM_TTL_S)
+        try:
+            where = self._send_privately(text, blocks, user=user)
+        except Exception as exc:
+            self.ctx.conn.delete(key)
+            raise _refused(exc, self.route.channel) from exc
+        if where is None:
+            self.ctx.conn.delete(key)
+            self.final(text, blocks)
+            return
+        self.ctx.conn.set(key, where, ex=FAILURE_TTL_S)
+        self._drop_progress_message()
+
+    def tell_privately(self, text: str, blocks: list[dict], *, user: str | None) -> str | None:
+        """Best effort, no marker: a note to the requester alone (why their job ended). Returns how it went
+        ("response_url", "ephemeral") or None when nothing reached them."""
+        try:
+            return self._send_privately(text, blocks, user=user)
+        except Exception as exc:  # noqa: BLE001 — the caller logs the reason anyway
+            log.warning("%s: could not tell the requester privately: %s", self.job_id,
+                        permanent_refusal(exc) or type(exc).__name__)
+            return None
+
+    def _send_privately(self, text: str, blocks: list[dict], *, user: str | None) -> str | None:
+        # replace_original: the user's own "queued" note (or its progress) turns into the answer.
+        if self._hook_usable() and self._use_hook(text=text, blocks=blocks, in_channel=False, replace_original=True):
+            return "response_url"
+        if user:
+            post_ephemeral(self.ctx.slack, channel=self.route.channel, user=user, text=text, blocks=blocks,
+                           thread_ts=self.route.thread_ts)
+            return "ephemeral"
+        return None
+
+    def _drop_progress_message(self) -> None:
+        progress_ts = self.ctx.conn.get(progress_marker(self.job_id))
+        if progress_ts is None:
+            return
+        try:
+            delete_message(self.ctx.slack, channel=self.route.channel, ts=progress_ts.decode())
+            self.ctx.conn.delete(progress_marker(self.job_id))
+        except Exception as exc:  # noqa: BLE001 — a stale "fetching…" note is untidy, not wrong
+            log.warning("%s: could not remove the progress message: %s", self.job_id, exc)
 
     def _send_final(self, text: str, blocks: list[dict]) -> str | None:
         progress_ts = self.ctx.conn.get(progress_marker(self.job_id))

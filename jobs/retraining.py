@@ -1,5 +1,6 @@
-"""The `/retrain` job: train a new adapter, evaluate it against the served one, promote it only if not worse, and
-say so in Slack — one message edited with the progress (step, loss, ETA), the verdict in its thread.
+"""The `/retrain` job: train a new adapter, evaluate it against the served one (or the bare base) and the naive
+baselines, promote it only if the gate agrees (engine.registry.gate), and say so in Slack — one message edited with
+the progress (step, loss, ETA), the verdict and which comparison decided it in its thread.
 
 It runs in the worker like every job, on the training queue (listened to last, so forecasts never wait behind
 it once it is done). The inference model is released first so training has the GPU memory; evaluation then
@@ -14,8 +15,10 @@ import time
 from rq import get_current_job
 
 from bot.blocks import failure_message, progress_message
+from bot.mrkdwn import inline
 from bot.retrain_blocks import evaluation_status, retrain_result_message, training_status
 from engine.exceptions import EngineError
+from engine.provenance import base_model_name
 from engine.registry import Registry
 from engine.train_config import TrainConfig
 from jobs import runtime
@@ -71,7 +74,8 @@ def retrain_job(channel: str, user: str, epochs: float | None = None, force: boo
         return {"status": "failed", "error": problem}
 
     status = _Throttled(reply.progress, PROGRESS_EVERY_S)
-    status(f":hammer_and_wrench: Retrain requested by <@{user}>: loading {settings.model_base} for training…")
+    status(f":hammer_and_wrench: Retrain requested by <@{user}>: loading "
+           f"{inline(base_model_name(settings.model_base, settings.model_name))} for training…")
     try:
         cfg = TrainConfig(base=settings.model_base, device=settings.model_device, qlora=settings.train_qlora,
                           epochs=epochs or settings.train_epochs, max_steps=settings.train_max_steps,
@@ -95,7 +99,7 @@ def retrain_job(channel: str, user: str, epochs: float | None = None, force: boo
                           eval_dataset=settings.eval_dataset, load_analyst=ctx.model,
                           metric=settings.model_gate_metric, force=force, eval_limit=settings.eval_limit,
                           max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size,
-                          train_progress=on_train, eval_progress=on_eval)
+                          train_progress=on_train, eval_progress=on_eval, model_name=settings.model_name)
     except EngineError as exc:
         text, blocks = failure_message("Retrain failed", str(exc), hint="Nothing was promoted; the served adapter "
                                        "is unchanged.")
@@ -105,14 +109,15 @@ def retrain_job(channel: str, user: str, epochs: float | None = None, force: boo
         ctx.forget_adapter()  # the evaluation switched adapters: the next job re-applies the served one
 
     decision = outcome.decision
-    current_version = (registry.read(outcome.version, "evaluation.json") or {}).get("compared_with", {}).get("version")
+    current_version = outcome.compared_version
     text, blocks = retrain_result_message(
         version=outcome.version, promoted=decision.promote, reason=decision.reason, new=outcome.new_scores,
-        current=outcome.current_scores, current_version=current_version, training=outcome.training)
+        current=outcome.current_scores, current_version=current_version, training=outcome.training,
+        decided_by=decision.decided_by)
     verdict = (f":white_check_mark: Retrain requested by <@{user}> finished: *{outcome.version} promoted*, served "
                "from the next job." if decision.promote else
-               f":no_entry: Retrain requested by <@{user}> finished: {outcome.version} *not promoted*; "
-               f"{current_version or 'the base model'} stays served.")
+               f":no_entry: Retrain requested by <@{user}> finished: {outcome.version} *not promoted* (decided by "
+               f"{decision.decided_by}); {current_version or 'the base model'} stays served.")
     head_text, head_blocks = progress_message(f"{verdict} Details in the thread.")
     head_ts = reply.final(head_text, head_blocks)
     post_once(ctx, job_id, "verdict", channel=channel, text=text, blocks=blocks, thread_ts=head_ts or thread_ts)

@@ -4,6 +4,9 @@ posts, and the asking user's own pending jobs.
 Reads only (RQ's registries are read without their cleanup pass; `Worker.all` does drop the registration of a
 worker whose key has expired, RQ's own bookkeeping) and torch-free: the bot calls this inside its 3-second ack.
 The result is plain JSON-able data, so the bot's layout code needs nothing from `jobs`.
+
+A worker is alive while its own heartbeat key exists (jobs.worker.heartbeat, a thread beating through long jobs).
+RQ's registration is no proof: a killed worker stays registered, in its last state ("busy"), for minutes.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from jobs.client import DIGEST_TASK, FORECAST_TASK, RETRAIN_TASK, SUMMARY_TASK, queue
-from jobs.keys import last_run_key, served_model_key
+from jobs.keys import last_run_key, served_model_key, worker_heartbeat_key
 from jobs.queues import BY_PRIORITY
 
 # A user's pending jobs are looked for among the first this-many queued jobs of each queue (the ack stays fast
@@ -51,7 +54,8 @@ class PendingJob:
 @dataclass(frozen=True)
 class Status:
     queues: list[QueueState]
-    workers: list[WorkerState]
+    workers: list[WorkerState]  # alive: their heartbeat is current
+    lost: list[WorkerState]  # still registered with RQ, but no heartbeat: crashed or hung (their last state)
     served: dict[str, str] | None  # model, adapter, since (worker) as the workers published it; None: never
     last_digest: str | None  # ISO timestamps of the last scheduled posts
     last_summary: str | None
@@ -86,9 +90,24 @@ def _text(raw: bytes | None) -> str | None:
     return raw.decode() if raw is not None else None
 
 
+def _beats(conn: redis.Redis, hosts_and_pids: list[tuple[str | None, int | None]]) -> list[str | None]:
+    """Each (hostname, pid) worker's last heartbeat (ISO, UTC), None when its key has lapsed; one round trip."""
+    with conn.pipeline(transaction=False) as pipe:
+        for host, pid in hosts_and_pids:
+            pipe.get(worker_heartbeat_key(host or "?", pid if pid is not None else "?"))
+        return [_text(beat) for beat in pipe.execute()]
+
+
 def workers_alive(conn: redis.Redis) -> int:
-    """How many workers are registered (one set read: cheap enough for every ack)."""
-    return Worker.count(connection=conn)
+    """How many registered workers have a current heartbeat (cheap enough for every ack: three round trips)."""
+    keys = Worker.all_keys(connection=conn)
+    if not keys:
+        return 0
+    with conn.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hmget(key, "hostname", "pid")
+        registered = [(_text(host), int(pid) if pid else None) for host, pid in pipe.execute()]
+    return sum(beat is not None for beat in _beats(conn, registered))
 
 
 def read_status(conn: redis.Redis, *, user: str) -> Status:
@@ -107,12 +126,15 @@ def read_status(conn: redis.Redis, *, user: str) -> Status:
         for (job_id, status, position), job in zip(candidates, jobs, strict=True):
             if job is not None and requested_by(job) == user:
                 mine.append(PendingJob(job_id, describe_job(job), status, position))
-    workers = [
-        WorkerState(w.name, w.get_state(), w.get_current_job_id(),
-                    w.last_heartbeat.isoformat(timespec="seconds") if w.last_heartbeat else None)
-        for w in Worker.all(connection=conn, serializer=JSONSerializer)
-    ]
+    registered = sorted(Worker.all(connection=conn, serializer=JSONSerializer), key=lambda w: w.name)
+    beats = _beats(conn, [(w.hostname, w.pid) for w in registered])
+    workers, lost = [], []
+    for w, beat in zip(registered, beats, strict=True):
+        # A lost worker's last sign of life is RQ's own heartbeat (SimpleWorker sends none during a job).
+        last = beat or (w.last_heartbeat.isoformat(timespec="seconds") if w.last_heartbeat else None)
+        (workers if beat is not None else lost).append(
+            WorkerState(w.name, w.get_state(), w.get_current_job_id(), last))
     served = {k.decode(): v.decode() for k, v in conn.hgetall(served_model_key()).items()} or None
-    return Status(queues=queues, workers=sorted(workers, key=lambda w: w.name), served=served,
+    return Status(queues=queues, workers=workers, lost=lost, served=served,
                   last_digest=_text(conn.get(last_run_key("digest"))),
                   last_summary=_text(conn.get(last_run_key("summary"))), mine=mine, scanned_everything=complete)

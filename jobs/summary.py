@@ -1,5 +1,6 @@
 """The weekly evaluation summary job: score the forecasts whose week has closed, post the track record, upload
-its chart into the message's thread.
+its chart into the message's thread, and, once enough scored forecasts carry a probability
+(`engine.track.MIN_CALIBRATED`), the reliability diagram of the model's P(up) too.
 
 Runs in the worker (`runtime.current()`), enqueued by `JobsClient.summary` once per channel and ISO week, so a
 second scheduler or a second enqueue is a duplicate; a retried job posts and uploads nothing twice (the summary
@@ -15,6 +16,7 @@ import time
 from rq import get_current_job
 from slack_sdk.errors import SlackApiError
 
+from bot.mrkdwn import code
 from bot.slack_ops import upload_file
 from bot.track_blocks import summary_message
 from engine.market.weeks import NEW_YORK
@@ -25,20 +27,22 @@ from jobs.replies import CLAIM_TTL_S, Reply, Route, post_once
 
 log = logging.getLogger(__name__)
 CHART_FILENAME = "track-record.png"
+RELIABILITY_FILENAME = "reliability.png"
 
 
 def _upload_once(ctx: runtime.WorkerContext, job_id: str, *, channel: str, png: bytes, title: str,
-                 thread_ts: str | None) -> str | None:
-    """Upload the chart unless this job already did (the marker holds the file id). Same claim-then-post rule as
-    `post_once`: a "pending" marker is only left by an attempt that died while uploading, so the retry uploads."""
-    key = posted_marker(job_id, "chart")
+                 thread_ts: str | None, what: str = "chart", filename: str = CHART_FILENAME) -> str | None:
+    """Upload a chart unless this job already did (the marker, one per `what`, holds the file id). Same
+    claim-then-post rule as `post_once`: a "pending" marker is only left by an attempt that died while uploading,
+    so the retry uploads."""
+    key = posted_marker(job_id, what)
     existing = ctx.conn.get(key)
     if existing is not None and existing != b"pending":
-        log.info("%s: chart already uploaded (%s); not uploading again", job_id, existing.decode())
+        log.info("%s: %s already uploaded (%s); not uploading again", job_id, what, existing.decode())
         return None
     ctx.conn.set(key, "pending", ex=CLAIM_TTL_S)
     try:
-        file_id = upload_file(ctx.slack, channel=channel, content=png, filename=CHART_FILENAME, title=title,
+        file_id = upload_file(ctx.slack, channel=channel, content=png, filename=filename, title=title,
                               thread_ts=thread_ts, alt_text=title)
     except Exception:
         ctx.conn.delete(key)
@@ -67,25 +71,32 @@ def summary_job(channel: str, week_ending: str) -> dict:
     # is edited into it, so the channel ends with one message in its final state.
     summary_ts = Reply(ctx, job_id, Route(channel)).final(text, blocks)
 
-    chart = None
+    chart = reliability = None
     if report["series"]:
-        from jobs.charts import hit_rate_chart  # matplotlib only when there is something to draw
+        from jobs.charts import hit_rate_chart, reliability_chart  # matplotlib only when there is something to draw
 
         title = f"Cumulative hit rate, through the week {latest.period}"
         png = hit_rate_chart(report["series"], title=title)
+        calibrated = report.get("calibration")
         try:
             chart = _upload_once(ctx, job_id, channel=channel, png=png, title=title, thread_ts=summary_ts)
+            if calibrated and calibrated["enough"]:
+                title = f"Reliability of the model's P(up), through the week {latest.period}"
+                summary = f"Brier {calibrated['brier']:.3f} · ECE {calibrated['ece']:.3f} · n {calibrated['n']}"
+                png = reliability_chart(calibrated["reliability"], title=title, summary=summary)
+                reliability = _upload_once(ctx, job_id, channel=channel, png=png, title=title, thread_ts=summary_ts,
+                                           what="reliability", filename=RELIABILITY_FILENAME)
         except SlackApiError as exc:
             # Slack said no (a missing scope, a channel the app cannot post files to): retrying will not help, and
             # the summary is already out, so say so under it. Connection errors still raise, and RQ retries.
             error = exc.response.get("error", "unknown error")
             log.warning("%s: chart upload refused by Slack: %s", job_id, error)
-            note = (f":warning: The chart could not be uploaded (Slack said `{error}`). The app needs the "
+            note = (f":warning: The chart could not be uploaded (Slack said {code(error)}). The app needs the "
                     "`files:write` scope (reinstall it after adding the scope) and access to this channel.")
             post_once(ctx, job_id, "chart-refused", channel=channel, text=note, thread_ts=summary_ts,
                       blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": note}}])
     ctx.conn.set(last_run_key("summary"), now.isoformat(timespec="seconds"))
-    log.info("%s: summary to %s: %d newly scored, %d counted, chart %s", job_id, latest.period, scored_now,
-             report["counts"]["scored"], chart or "none")
+    log.info("%s: summary to %s: %d newly scored, %d counted, chart %s, reliability chart %s", job_id,
+             latest.period, scored_now, report["counts"]["scored"], chart or "none", reliability or "none")
     return {"status": "done", "week": latest.period, "newly_scored": scored_now, "counts": report["counts"],
-            "failures": failures, "chart": chart}
+            "failures": failures, "chart": chart, "reliability_chart": reliability}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from rq import get_current_job
 
 from bot.blocks import digest_message, failure_message, forecast_message
+from bot.mrkdwn import inline
 from engine.exceptions import EngineError, ModelServerError
 from engine.forecast import run_forecasts, to_json
 from engine.inputs import gather
@@ -18,7 +20,8 @@ from engine.market.weeks import cutoff_for_date
 from engine.sources.snapshot import recorded_clock
 from jobs import runtime
 from jobs.client import ForecastRequest
-from jobs.keys import last_run_key
+from jobs.failures import without_server_paths
+from jobs.keys import answer_key, last_run_key
 from jobs.ledger import record_forecast
 from jobs.replies import Reply, Route, post_once, posted_ts
 
@@ -54,6 +57,37 @@ def _record(ctx: runtime.WorkerContext, data: dict, *, job: _JobInfo, user: str 
         log.exception("%s: could not record %s in the ledger", job.id, data.get("symbol"))
 
 
+# A generated answer waits in Redis until it is posted, for the retries after a Slack failure (RQ's backoff is at most
+# minutes); a job id asked again much later (a dated forecast, once RQ forgot the job) runs the model afresh.
+ANSWER_TTL_S = 3600
+
+
+def _stored_answer(ctx: runtime.WorkerContext, job_id: str) -> dict | None:
+    """What an earlier attempt of this job generated but did not get posted (Slack failed): posted as it is, since
+    generating it again costs the model time and could even say something else."""
+    raw = ctx.conn.get(answer_key(job_id))
+    if raw is None:
+        return None
+    log.info("%s: posting the answer an earlier attempt generated; not running the model again", job_id)
+    return json.loads(raw)
+
+
+def _store_answer(ctx: runtime.WorkerContext, job_id: str, answer: dict) -> None:
+    try:
+        ctx.conn.set(answer_key(job_id), json.dumps(answer), ex=ANSWER_TTL_S)
+    except Exception:  # noqa: BLE001 — without it a retry only costs a second generation
+        log.exception("%s: could not keep the generated answer for a retry", job_id)
+
+
+def _deliver_forecast(ctx: runtime.WorkerContext, reply: Reply, job: _JobInfo, req: ForecastRequest,
+                      data: dict) -> dict:
+    _record(ctx, data, job=job, user=req.user, channel=req.channel, source="forecast")
+    text, blocks = forecast_message(data)
+    reply.final(text, blocks)
+    ctx.conn.delete(answer_key(job.id))
+    return {"status": "done", "forecast": {k: v for k, v in data.items() if k != "raw"}}
+
+
 def forecast_job(request: dict) -> dict:
     """data → prompt → model → parsed forecast → ledger → Slack, with progress shown along the way."""
     ctx = runtime.current()
@@ -63,6 +97,9 @@ def forecast_job(request: dict) -> dict:
     reply = Reply(ctx, job_id, Route(req.channel, req.thread_ts, req.response_url, job.enqueued_at))
     if reply.delivered():
         return {"status": "done", "note": "answer already posted by an earlier attempt"}
+    stored = _stored_answer(ctx, job_id)
+    if stored is not None:
+        return _deliver_forecast(ctx, reply, job, req, stored)
     settings = ctx.settings
     now = dt.datetime.now(dt.UTC)
     cutoff = cutoff_for_date(req.as_of) if req.as_of else now
@@ -73,30 +110,32 @@ def forecast_job(request: dict) -> dict:
     try:
         inputs = gather([req.ticker], sources=ctx.sources, cutoff=cutoff, now=now, weeks=req.weeks,
                         with_financials=req.financials,
-                        financials_lag_days=settings.financials_lag_days)[req.ticker]
+                        financials_lag_days=settings.financials_lag_days,
+                        progress=lambda note: reply.progress(f":hourglass_flowing_sand: *{req.ticker}*: {note}…"),
+                        )[req.ticker]
         if isinstance(inputs, EngineError):
             raise inputs
         fetched = time.perf_counter()
         model = ctx.model()
         reply.progress(f":brain: *{req.ticker}*: writing the analysis for the week {inputs.target.period} "
-                       f"with {model.version}…")
+                       f"with {inline(model.version)}…")
         result = run_forecasts([inputs], model, context_tokens=settings.model_context_tokens,
                                max_new_tokens=settings.model_max_new_tokens)[0]
     except ModelServerError:
         raise  # the model server is down or busy: RQ retries, and the requester is told if it stays down
     except EngineError as exc:
-        # A user-actionable failure is a final state the user sees, not a retry.
-        text, blocks = failure_message(f"No forecast for {req.ticker}", str(exc),
+        # A user-actionable failure is a final state the user sees, not a retry; theirs alone, since the
+        # channel has no use for a mistyped ticker, and without the server paths an operator's message may hold.
+        reason = without_server_paths(str(exc))
+        text, blocks = failure_message(f"No forecast for {req.ticker}", reason,
                                        hint="Check the ticker and date, then run `/forecast` again.")
-        reply.final(text, blocks)
-        return {"status": "failed", "error": str(exc)}
+        reply.final_privately(text, blocks, user=req.user)
+        return {"status": "failed", "error": reason}
     data = to_json(result)
-    _record(ctx, data, job=job, user=req.user, channel=req.channel, source="forecast")
-    text, blocks = forecast_message(data)
-    reply.final(text, blocks)
-    log.info("%s: %s done in %.1fs (data %.1fs, generation %.1fs, %d new tokens)", job_id, req.ticker,
+    _store_answer(ctx, job_id, data)
+    log.info("%s: %s generated in %.1fs (data %.1fs, generation %.1fs, %d new tokens)", job_id, req.ticker,
              time.perf_counter() - started, fetched - started, data["seconds"], data["new_tokens"])
-    return {"status": "done", "forecast": {k: v for k, v in data.items() if k != "raw"}}
+    return _deliver_forecast(ctx, reply, job, req, data)
 
 
 def digest_job(channel: str, as_of: str, weeks: int = 3) -> dict:
@@ -110,18 +149,26 @@ def digest_job(channel: str, as_of: str, weeks: int = 3) -> dict:
     day = dt.date.fromisoformat(as_of)
     now = dt.datetime.now(dt.UTC)
     symbols = members(day)
-    if not reply.delivered():
-        reply.progress(f":hourglass_flowing_sand: Dow30 digest: fetching data for {len(symbols)} companies…")
-    gathered = gather(symbols, sources=ctx.sources, cutoff=cutoff_for_date(day), now=now, weeks=weeks,
-                      financials_lag_days=settings.financials_lag_days)
-    failures = {s: str(r) for s, r in gathered.items() if isinstance(r, EngineError)}
-    ready = [r for r in gathered.values() if not isinstance(r, EngineError)]
-    model = ctx.model()
-    if not reply.delivered():
-        reply.progress(f":brain: Dow30 digest: writing {len(ready)} analyses with {model.version}…")
-    results = run_forecasts(ready, model, context_tokens=settings.model_context_tokens,
-                            max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size)
-    forecasts = [to_json(r) for r in results]
+    stored = _stored_answer(ctx, job_id)  # an earlier attempt generated it; posting failed or stopped half-way
+    if stored is None:
+        if not reply.delivered():
+            reply.progress(f":hourglass_flowing_sand: Dow30 digest: fetching data for {len(symbols)} companies…")
+        def note(text: str) -> None:  # a source's word while it waits, e.g. on Finnhub's rate limit
+            if not reply.delivered():
+                reply.progress(f":hourglass_flowing_sand: Dow30 digest: {text}…")
+
+        gathered = gather(symbols, sources=ctx.sources, cutoff=cutoff_for_date(day), now=now, weeks=weeks,
+                          financials_lag_days=settings.financials_lag_days, progress=note)
+        failures = {s: without_server_paths(str(r)) for s, r in gathered.items() if isinstance(r, EngineError)}
+        ready = [r for r in gathered.values() if not isinstance(r, EngineError)]
+        model = ctx.model()
+        if not reply.delivered():
+            reply.progress(f":brain: Dow30 digest: writing {len(ready)} analyses with {inline(model.version)}…")
+        results = run_forecasts(ready, model, context_tokens=settings.model_context_tokens,
+                                max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size)
+        stored = {"forecasts": [to_json(r) for r in results], "failures": failures}
+        _store_answer(ctx, job_id, stored)
+    forecasts, failures = stored["forecasts"], stored["failures"]
     for data in forecasts:
         _record(ctx, data, job=job, user=None, channel=channel, source="digest")
     week = forecasts[0]["target_week"] if forecasts else f"the week after {day}"
@@ -132,5 +179,6 @@ def digest_job(channel: str, as_of: str, weeks: int = 3) -> dict:
         post_once(ctx, job_id, f"thread-{data['symbol']}", channel=channel, text=item_text, blocks=item_blocks,
                   thread_ts=summary_ts)
     ctx.conn.set(last_run_key("digest"), dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    ctx.conn.delete(answer_key(job_id))
     return {"status": "done", "forecasts": len(forecasts), "failed": failures, "summary_ts": summary_ts,
             "thread": [posted_ts(ctx, job_id, f"thread-{d['symbol']}") for d in forecasts]}

@@ -40,8 +40,12 @@ def forecast_panel(result: ForecastResult) -> Panel:
     if f.parsed:
         move = f.move_bin
         arrow, style = ("▲", "bold green") if f.direction == "up" else ("▼", "bold red")
+        dist = getattr(result.generation, "bin_distribution", None)  # None: the backend computed no probabilities
+        note = f" · {100 * dist.p(move):.0f}% · P(up) {100 * dist.p_up:.0f}%" if dist else ""
         body += [
-            Text.assemble((f"{arrow} {move.prediction_text}", style), f"  for {i.target.period}"),
+            Text.assemble((f"{arrow} {move.prediction_text}", style), note, f"  for {i.target.period}"),
+            *([Text(f"most likely {dist.most_likely.prediction_text} ({100 * dist.p(dist.most_likely):.0f}%), "
+                    f"expected move {dist.expected_move:+.2f}%", style="dim")] if dist else []),
             Text(""),
             Text("Positive Developments", style="bold"), _numbered(f.positives), Text(""),
             Text("Potential Concerns", style="bold"), _numbered(f.concerns), Text(""),

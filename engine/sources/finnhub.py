@@ -2,7 +2,9 @@
 
 The client has no retries, no backoff and no rate limiting, so this adapter adds all three:
 - every call first takes a slot from the shared limiter (all processes together stay within the plan);
-- 429 waits until `X-RateLimit-Reset` (or a minute) and retries a bounded number of times;
+- 429 waits until `X-Ratelimit-Reset` when the headers say the minute's budget is spent, otherwise a short jittered
+  backoff (a 429 also comes from the 30 calls/s cap and from weighted endpoints, which clear in seconds), and tells
+  the waiting user through `engine.sources.notices`; retries are bounded;
 - 5xx, timeouts and connection errors retry with capped exponential backoff;
 - 401/403 stop at once with a message about the key or the plan;
 - an error never turns into "no news".
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +29,12 @@ from engine.exceptions import DataError, SourceAuthError, SourceUnavailable, Unk
 from engine.market.weeks import NEW_YORK
 from engine.records import BasicFinancials, CompanyProfile, NewsItem
 from engine.sources.base import in_window
+from engine.sources.notices import notify
+from engine.sources.symbols import finnhub_symbol
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+RESET_MARGIN_S = 0.5
 
 
 class Limiter(Protocol):
@@ -39,11 +46,18 @@ class RetryPolicy:
     attempts: int = 4
     base_delay_s: float = 1.0
     max_delay_s: float = 30.0
-    rate_limit_wait_s: float = 60.0  # when a 429 carries no X-RateLimit-Reset
-    max_rate_limit_wait_s: float = 120.0
+    # A 429 without a usable reset time: 1-2 s, then 2-4 s, 4-8 s (capped), jittered so that workers hit by the
+    # same burst do not come back in step.
+    rate_limit_base_s: float = 1.0
+    rate_limit_cap_s: float = 8.0
+    max_rate_limit_wait_s: float = 120.0  # a reset time further out than this is not believed
 
     def backoff(self, attempt: int) -> float:
         return min(self.max_delay_s, self.base_delay_s * 2**attempt)
+
+    def rate_limit_backoff(self, attempt: int, jitter: float) -> float:
+        """`jitter` in [0, 1): the wait lies between the step and twice the step."""
+        return min(self.rate_limit_cap_s, self.rate_limit_base_s * 2**attempt * (1.0 + jitter))
 
 
 def build_client(api_key: str, *, api_url: str | None = None, timeout_s: float = 10.0) -> finnhub.Client:
@@ -68,12 +82,14 @@ class FinnhubSource:
         policy: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._client = client
         self._limiter = limiter
         self._policy = policy
         self._sleep = sleep
-        self._clock = clock
+        self._clock = clock  # epoch seconds: X-Ratelimit-Reset is an epoch time
+        self._jitter = jitter
         self.calls = 0  # HTTP calls made (retries included), for logs and benchmarks
 
     # -- protocol methods --------------------------------------------------------------------------------------
@@ -83,8 +99,8 @@ class FinnhubSource:
         # for a day more on each side and keep exactly the window by timestamp.
         first = start.astimezone(NEW_YORK).date() - dt.timedelta(days=1)
         last = end.astimezone(NEW_YORK).date() + dt.timedelta(days=1)
-        raw = self._call(f"news for {symbol}", self._client.company_news, symbol, _from=first.isoformat(),
-                         to=last.isoformat())
+        raw = self._call(f"news for {symbol}", self._client.company_news, finnhub_symbol(symbol),
+                         _from=first.isoformat(), to=last.isoformat())
         if not isinstance(raw, list):
             raise DataError(f"Finnhub returned an unexpected news payload for {symbol}: {type(raw).__name__}")
         seen: set[Any] = set()
@@ -106,7 +122,8 @@ class FinnhubSource:
         return in_window(items, start, end)
 
     def profile(self, symbol: str) -> CompanyProfile:
-        raw = self._call(f"the company profile of {symbol}", self._client.company_profile2, symbol=symbol)
+        raw = self._call(f"the company profile of {symbol}", self._client.company_profile2,
+                         symbol=finnhub_symbol(symbol))
         if not raw:
             raise UnknownTicker(f"Finnhub has no company profile for {symbol}; check the ticker (e.g. AXP, MSFT)")
         try:
@@ -125,7 +142,8 @@ class FinnhubSource:
             raise DataError(f"Finnhub's profile of {symbol} lacks {exc}; it cannot introduce the company") from None
 
     def quarterly_financials(self, symbol: str) -> list[BasicFinancials]:
-        raw = self._call(f"basic financials of {symbol}", self._client.company_basic_financials, symbol, "all")
+        raw = self._call(f"basic financials of {symbol}", self._client.company_basic_financials,
+                         finnhub_symbol(symbol), "all")
         quarterly = ((raw or {}).get("series") or {}).get("quarterly") or {}
         return pivot_quarterly(quarterly)
 
@@ -133,9 +151,11 @@ class FinnhubSource:
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         last_error = ""
+        rate_limited = 0  # 429s so far in this call: the backoff grows with them
         for attempt in range(self._policy.attempts):
             self._limiter.acquire()
             self.calls += 1
+            refused_for_rate = False
             try:
                 return fn(*args, **kwargs)
             except finnhub.FinnhubAPIException as exc:
@@ -147,7 +167,9 @@ class FinnhubSource:
                         "mean the endpoint needs a paid plan."
                     ) from None
                 if status == 429:
-                    delay = self._rate_limit_wait(exc.response)
+                    delay = self._rate_limit_wait(exc.response, rate_limited)
+                    rate_limited += 1
+                    refused_for_rate = True
                 elif status >= 500:
                     delay = self._policy.backoff(attempt)
                 else:
@@ -158,23 +180,38 @@ class FinnhubSource:
                 last_error = self._redact(f"{type(exc).__name__}: {exc}")
             if attempt + 1 < self._policy.attempts:
                 log.warning("Finnhub %s failed (%s); retry %d in %.1fs", what, last_error, attempt + 1, delay)
+                if refused_for_rate:
+                    notify(f"rate-limited by Finnhub, retrying in {math.ceil(delay)} s")
                 self._sleep(delay)
         raise SourceUnavailable(
             f"Finnhub kept failing for {what} after {self._policy.attempts} attempts (last: {last_error}); "
             "try again in a few minutes"
         )
 
-    def _rate_limit_wait(self, response: requests.Response | None) -> float:
-        reset = (response.headers.get("X-RateLimit-Reset") if response is not None else None) or ""
-        try:
-            wait = float(reset) - self._clock()
-        except ValueError:
-            wait = self._policy.rate_limit_wait_s
-        return min(self._policy.max_rate_limit_wait_s, max(1.0, wait))
+    def _rate_limit_wait(self, response: requests.Response | None, attempt: int) -> float:
+        """Until the reset time when the headers say this minute's calls are spent; a short backoff otherwise
+        (no headers, a reset already past, or calls remaining: then the per-second cap or an endpoint's weight
+        refused us, and those clear within seconds)."""
+        headers = response.headers if response is not None else {}
+        reset = _number(headers.get("X-Ratelimit-Reset"))
+        remaining = _number(headers.get("X-Ratelimit-Remaining"))
+        if reset is not None and (remaining is None or remaining <= 0):
+            # The header is whole epoch seconds and our clock is not Finnhub's: a little margin past it.
+            wait = reset - self._clock() + RESET_MARGIN_S
+            if wait > RESET_MARGIN_S:
+                return min(self._policy.max_rate_limit_wait_s, wait)
+        return self._policy.rate_limit_backoff(attempt, self._jitter())
 
     def _redact(self, text: str) -> str:
         key = self._client.api_key or ""
         return text.replace(key, "***") if len(key) >= 4 else text
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def pivot_quarterly(series: dict[str, list[dict]]) -> list[BasicFinancials]:

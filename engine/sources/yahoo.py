@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from engine.exceptions import MissingApiKey, NoPriceData, SourceUnavailable, UnknownTicker
 from engine.records import BasicFinancials, CompanyProfile, DailyClose, NewsItem
 from engine.sources.base import in_window
+from engine.sources.symbols import yahoo_symbol
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,9 +107,14 @@ class YahooSource:
         fetched again with backoff when Yahoo rate-limited them or the request failed, or when nothing at all
         came back and the log does not say why; a ticker Yahoo does not know is not retried. Raises
         SourceUnavailable when the rate limit or the failures outlast the retries, and NoPriceData naming every
-        symbol that is still empty otherwise.
+        symbol that is still empty otherwise. Class shares are asked for in Yahoo's spelling (BRK.B as BRK-B) and
+        returned under the caller's.
         """
-        wanted = list(dict.fromkeys(symbols))
+        asked = list(dict.fromkeys(symbols))
+        found = self._closes_by_yahoo_symbol(list(dict.fromkeys(yahoo_symbol(s) for s in asked)), start, end)
+        return {sym: found[yahoo_symbol(sym)] for sym in asked}
+
+    def _closes_by_yahoo_symbol(self, wanted: list[str], start: dt.date, end: dt.date) -> dict[str, list[DailyClose]]:
         if not wanted:
             return {}
         found: dict[str, list[DailyClose]] = {}
@@ -187,7 +193,8 @@ class YahooSource:
 
         def fetch() -> list[dict[str, Any]]:
             # A fresh Ticker per call: Ticker caches its news per instance.
-            return yf.Ticker(symbol, **self._session_kwargs()).get_news(count=self.news_count, tab="news")
+            return yf.Ticker(yahoo_symbol(symbol), **self._session_kwargs()).get_news(count=self.news_count,
+                                                                                      tab="news")
 
         raw = self._call(f"news for {symbol}", fetch)
         items = [item for item in (_news_item(entry) for entry in raw or []) if item is not None]
@@ -201,7 +208,8 @@ class YahooSource:
         Raises UnknownTicker when Yahoo has no name for the symbol.
         """
         yf = _yfinance()
-        info = self._call(f"the profile of {symbol}", lambda: yf.Ticker(symbol, **self._session_kwargs()).info)
+        info = self._call(f"the profile of {symbol}",
+                          lambda: yf.Ticker(yahoo_symbol(symbol), **self._session_kwargs()).info)
         info = info or {}
         name = info.get("longName") or info.get("shortName")
         if not name:

@@ -23,6 +23,20 @@ if TYPE_CHECKING:
     pass
 
 
+def _write_reliability_plot(path: Path, report: dict, *, model_name: str) -> None:
+    """The reliability diagram of the model's P(up); a clear error when the answers carry no probabilities."""
+    model = (report.get("calibration") or {}).get("model")
+    if model is None:
+        fail("--plot needs probabilities: the answers carry none (saved predictions need a p_up or "
+             "bin_probabilities column; --fingpt-compat scores none).")
+    from jobs.charts import reliability_chart
+
+    summary = f"Brier {model['brier']:.3f} · log loss {model['log_loss']:.3f} · ECE {model['ece']:.3f} · n {model['n']}"
+    path.write_bytes(reliability_chart(model["reliability"], title=f"Reliability of P(up): {model_name}",
+                                       summary=summary))
+    err.print(f"reliability diagram written to {path}")
+
+
 @app.command()
 def forecast(
     ticker: Annotated[str, typer.Argument(help="Symbol, e.g. AXP.")],
@@ -69,21 +83,52 @@ def evaluate(
         = False,
     train_majority: Annotated[str | None, typer.Option(
         help="The training split's majority label (e.g. 'down by 0-1%'), for that baseline.")] = None,
+    train_split: Annotated[str | None, typer.Option(
+        help="A split of --dataset (e.g. 'train') to take the baselines' base rates of up weeks from.")] = None,
+    train_dataset: Annotated[str | None, typer.Option(
+        help="The training data (same formats as --dataset) to take those base rates from; its --train-split "
+             "(default 'train') when it has several.")] = None,
+    train_up_rate: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="The training data's share of up weeks, for the constant baselines' P(up) "
+                               "(when no --train-split is at hand; momentum then gets no probability).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the reliability diagram of the model's P(up) to this PNG.")]
+        = None,
+    save_predictions: Annotated[Path | None, typer.Option(
+        help="Write the answers and their probabilities as JSONL, readable by --predictions.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Score forecasts against a FinGPT-format dataset, next to naive baselines."""
+    """Score forecasts against a FinGPT-format dataset, next to naive baselines; with probabilities, their
+    Brier score, log loss, calibration error and abstention table."""
     from engine.evaluate import evaluate as run_evaluation
-    from engine.evaluate import load_eval_rows, load_predictions, render_report
+    from engine.evaluate import (
+        load_eval_rows,
+        load_predictions,
+        load_probabilities,
+        render_report,
+        training_rates,
+    )
+    from engine.evaluate import save_predictions as write_predictions
     from engine.exceptions import EngineError
+    from engine.metrics import BaseRates
 
+    if (train_split is not None or train_dataset is not None) and train_up_rate is not None:
+        fail("Give either the training data (--train-split / --train-dataset) or --train-up-rate, not both.")
+    if plot is not None and plot.suffix.lower() != ".png":
+        fail(f"--plot writes a PNG: give a file name ending in .png, not {plot.name!r}.")
     settings = load_settings()
     try:
         rows = load_eval_rows(dataset, split=split, limit=limit)
-        saved = None
+        rates = None
+        if train_split is not None or train_dataset is not None:
+            rates = training_rates(train_dataset or dataset, train_split or "train", evaluated=(dataset, split))
+        elif train_up_rate is not None:
+            rates = BaseRates(up=train_up_rate, after_up=None, after_down=None, source="--train-up-rate")
+        saved = saved_probabilities = None
         generate = None
         model_name = "predictions"
         if predictions is not None:
             saved = load_predictions(predictions, column=column, expected=len(rows), allow_more=limit is not None)
+            saved_probabilities = load_probabilities(predictions, expected=len(rows))
             model_name = predictions.stem
         else:
             with err.status(f"loading {settings.model_base}…"):
@@ -94,13 +139,18 @@ def evaluate(
                 return analyst.generate(conversations, max_new_tokens=settings.model_max_new_tokens)
 
         with progress_bar(len(rows), enabled=saved is None and not as_json) as progress:
-            report = run_evaluation(rows, predictions=saved, generate=generate, fingpt_compat=fingpt_compat,
-                                    batch_size=settings.model_batch_size, progress=progress,
-                                    train_majority=train_majority)
+            report = run_evaluation(rows, predictions=saved, probabilities=saved_probabilities, generate=generate,
+                                    fingpt_compat=fingpt_compat, batch_size=settings.model_batch_size,
+                                    progress=progress, train_majority=train_majority, rates=rates)
     except EngineError as exc:
         fail(str(exc))
     report["model"] = model_name
+    if save_predictions is not None:
+        write_predictions(save_predictions, rows, report)
+        err.print(f"answers and probabilities written to {save_predictions}")
+    if plot is not None:
+        _write_reliability_plot(plot, report, model_name=model_name)
     if as_json:
-        typer.echo(json.dumps({k: v for k, v in report.items() if k != "predictions"}))
+        typer.echo(json.dumps({k: v for k, v in report.items() if k not in ("predictions", "probabilities")}))
         return
     typer.echo("\n".join(render_report(report, model_name=model_name)))

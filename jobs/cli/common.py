@@ -101,19 +101,29 @@ def redact_url(url: str) -> str:
     return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)
 
 
-def connect_redis(settings: Settings) -> redis.Redis | None:
-    """A connection when REDIS_URL is set (checked now, with a clear message), else None (memory cache)."""
+def connect_redis(settings: Settings, *, socket_timeout_s: float = 5) -> redis.Redis | None:
+    """A connection when REDIS_URL is set (checked now, with a clear message), else None (memory cache).
+    `socket_timeout_s`: how long one command may wait for its answer; a few seconds, except for RQ's own client
+    in a worker, whose wait for work blocks for minutes (`connect_queue_redis`)."""
     if not settings.redis_url:
         return None
     import redis
 
-    conn = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    conn = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=socket_timeout_s)
     try:
         conn.ping()
     except redis.RedisError as exc:
         fail(f"Redis at {redact_url(settings.redis_url)} did not answer ({exc}). Start it, fix REDIS_URL, "
              "or unset REDIS_URL to cache in this process's memory.")
     return conn
+
+
+def connect_queue_redis(settings: Settings) -> redis.Redis | None:
+    """RQ's own client in a worker: its socket timeout outlasts RQ's blocking wait for work (as RQ's CLI arranges),
+    so an idle worker keeps listening instead of timing out every 5 s and backing off for up to a minute."""
+    from jobs.worker import QUEUE_SOCKET_TIMEOUT_S
+
+    return connect_redis(settings, socket_timeout_s=QUEUE_SOCKET_TIMEOUT_S)
 
 
 def parse_tickers(raw: list[str]) -> list[str]:
@@ -211,13 +221,18 @@ def load_analyst(settings: Settings):
         from engine.remote_model import RemoteAnalyst
 
         key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
-        return RemoteAnalyst.connect(
+        remote = RemoteAnalyst.connect(
             settings.model_base, base_url=settings.vllm_base_url, api_key=key, served_model=settings.vllm_model,
             adapter=served_adapter(settings), timeout_s=settings.vllm_timeout_s, wait_s=settings.vllm_wait_s,
             context_tokens=settings.model_context_tokens, concurrency=settings.model_batch_size,
-            model_dir=settings.model_dir, server_model_dir=settings.vllm_model_dir)
+            model_dir=settings.model_dir, server_model_dir=settings.vllm_model_dir,
+            constrained=settings.model_constrained)
+        remote.name = settings.model_name
+        return remote
     from engine.model import Analyst
 
-    return Analyst.load(settings.model_base, adapter=served_adapter(settings), device=settings.model_device,
-                        dtype=settings.model_dtype, load_in_4bit=settings.model_load_in_4bit,
-                        merge_adapter=settings.model_merge_adapter)
+    analyst = Analyst.load(settings.model_base, adapter=served_adapter(settings), device=settings.model_device,
+                           dtype=settings.model_dtype, load_in_4bit=settings.model_load_in_4bit,
+                           merge_adapter=settings.model_merge_adapter, constrained=settings.model_constrained)
+    analyst.name = settings.model_name
+    return analyst

@@ -33,7 +33,7 @@ def worker(
 
     if settings.slack_bot_token is None:
         fail("the worker needs SLACK_BOT_TOKEN to post results (install the Slack app, copy its xoxb- token)")
-    conn = common.connect_redis(settings)
+    conn = common.connect_redis(settings)  # the jobs' client: a stalled Redis fails a step in seconds
     context = runtime.WorkerContext(
         settings=settings, conn=conn, sources=common.build_live_sources(settings),
         slack=build_client(settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url),
@@ -45,7 +45,8 @@ def worker(
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     err.print(f"worker: loading {settings.model_base}…", highlight=False)
     try:
-        run(context, queue_names=[q.strip() for q in queues.split(",") if q.strip()], burst=burst)
+        run(context, queue_names=[q.strip() for q in queues.split(",") if q.strip()], burst=burst,
+            queue_conn=common.connect_queue_redis(settings))
     except ValueError as exc:
         fail(str(exc))
 

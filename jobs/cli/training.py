@@ -188,18 +188,21 @@ def retrain(
                 cfg, dataset_dir=dataset, registry=Registry(settings.model_dir), eval_dataset=eval_dataset,
                 load_analyst=lambda: _load_base(settings), metric=settings.model_gate_metric, force=force,
                 eval_limit=eval_limit, max_new_tokens=settings.model_max_new_tokens,
-                batch_size=settings.model_batch_size, train_progress=train_progress, eval_progress=eval_progress)
+                batch_size=settings.model_batch_size, train_progress=train_progress, eval_progress=eval_progress,
+                model_name=settings.model_name)
     except EngineError as exc:
         fail(str(exc))
-    verdict = "promoted" if outcome.decision.promote else "kept the current adapter"
-    typer.echo(f"{outcome.version}: {verdict} — {outcome.decision.reason}")
+    verdict = ("promoted" if outcome.decision.promote
+               else f"not promoted, {outcome.compared_version or 'the bare base'} stays served")
+    typer.echo(f"{outcome.version}: {verdict} (decided by {outcome.decision.decided_by}) — {outcome.decision.reason}")
 
 
 def _load_base(settings: Settings):
     from engine.model import Analyst
 
     return Analyst.load(settings.model_base, device=settings.model_device, dtype=settings.model_dtype,
-                        load_in_4bit=settings.model_load_in_4bit, merge_adapter=settings.model_merge_adapter)
+                        load_in_4bit=settings.model_load_in_4bit, merge_adapter=settings.model_merge_adapter,
+                        constrained=settings.model_constrained)
 
 
 @model_app.command("list")
@@ -217,7 +220,8 @@ def model_list() -> None:
         decision = registry.read(version, "decision.json") or {}
         acc = scores.get("binary_accuracy_all")
         verdict = ("promoted" if decision.get("promote") else "refused") if decision else "not evaluated"
-        typer.echo(f"{'*' if version == current else ' '} {version}  acc(all) "
+        base = registry.base_model(version)
+        typer.echo(f"{'*' if version == current else ' '} {version}{f'  on {base}' if base else ''}  acc(all) "
                    f"{'–' if acc is None else f'{acc:.3f}'}  {verdict}  {decision.get('reason', '')}".rstrip())
 
 

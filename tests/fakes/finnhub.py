@@ -2,13 +2,17 @@
 
 It serves synthetic data in Finnhub's real JSON shapes (MARKET_DATA.md §1), records every request, and can be
 told to fail: a status for the next N matching calls (429 with `X-RateLimit-Reset`, 5xx, 403) or a stall longer
-than the client's timeout. `per_minute_limit` makes it answer 429 like the real service when a client exceeds it.
+than the client's timeout. `per_minute_limit` makes it answer 429 like the real service when a client exceeds it,
+counted over `window_s` (60 s, as Finnhub does; shorter in tests), and then every answer carries the rate-limit
+headers Finnhub is reported to send: `X-Ratelimit-Limit`, `X-Ratelimit-Remaining`, `X-Ratelimit-Reset` (epoch
+seconds, when the oldest counted call leaves the window).
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
+import math
 import re
 import threading
 import time
@@ -36,12 +40,14 @@ class Call:
     params: dict[str, str]
     at: float  # time.monotonic()
     status: int
+    epoch: float = 0.0  # time.time(), to compare with the epoch-seconds reset header
 
 
 class FakeFinnhub:
-    def __init__(self, *, latency_s: float = 0.0, per_minute_limit: int | None = None) -> None:
+    def __init__(self, *, latency_s: float = 0.0, per_minute_limit: int | None = None, window_s: float = 60.0) -> None:
         self.latency_s = latency_s
         self.per_minute_limit = per_minute_limit
+        self.window_s = window_s
         self.news: dict[str, list[dict]] = {}
         self.profiles: dict[str, dict] = {}
         self.financials: dict[str, dict] = {}
@@ -129,16 +135,29 @@ class FakeFinnhub:
             time.sleep(self.latency_s)
         status, body, headers = self._route(path, params)
         with self._lock:
-            self.calls.append(Call(path, params, time.monotonic(), status))
+            self.calls.append(Call(path, params, time.monotonic(), status, time.time()))
         reply_json(req, status, body, headers)
 
     def _route(self, path: str, params: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         if not params.get("token"):
             return 401, {"error": "Please use an API key."}, {}
+        status, body, headers = self._answer(path, params)
+        return status, body, {**self._rate_limit_headers(), **headers}
+
+    def _rate_limit_headers(self) -> dict[str, str]:
+        if self.per_minute_limit is None:
+            return {}
+        with self._lock:
+            remaining = max(0, self.per_minute_limit - len(self._recent))
+            oldest = self._recent[0] if self._recent else time.time()
+        return {"X-Ratelimit-Limit": str(self.per_minute_limit), "X-Ratelimit-Remaining": str(remaining),
+                "X-Ratelimit-Reset": str(math.ceil(oldest + self.window_s))}
+
+    def _answer(self, path: str, params: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         if self.per_minute_limit is not None:
-            now = time.monotonic()
+            now = time.time()  # epoch: the reset header is an epoch time
             with self._lock:
-                while self._recent and self._recent[0] <= now - 60:
+                while self._recent and self._recent[0] <= now - self.window_s:
                     self._recent.popleft()
                 over = len(self._recent) >= self.per_minute_limit
                 if not over:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from engine.forecast import run_forecasts, to_json
 from engine.inputs import Sources, gather
 from engine.metrics import baseline_answer
+from engine.probabilities import BinDistribution
 from engine.records import DailyClose
 from tests.fakes.sources import MemorySources, synthetic_profile
 
@@ -20,15 +21,18 @@ class _Generation:
     prompt_tokens: int
     new_tokens: int
     seconds: float
+    bin_distribution: BinDistribution | None = None
 
 
 class CannedAnalyst:
-    """A `engine.forecast.Model` that writes `answer` for every prompt."""
+    """A `engine.forecast.Model` that writes `answer` for every prompt (with `distribution` as its bin
+    probabilities, None: a backend without probabilities)."""
 
     version = "canned-analyst (adapter v7)"
 
-    def __init__(self, answer: str) -> None:
+    def __init__(self, answer: str, distribution: BinDistribution | None = None) -> None:
         self.answer = answer
+        self.distribution = distribution
 
     def render(self, conversation) -> str:
         return "".join(f"<{m['role']}>{m['content']}" for m in conversation)
@@ -37,7 +41,8 @@ class CannedAnalyst:
         return len(text.split())
 
     def generate(self, conversations, *, max_new_tokens: int) -> list[_Generation]:
-        return [_Generation(self.answer, self.count_tokens(c[1]["content"]), 40, 1.25) for c in conversations]
+        return [_Generation(self.answer, self.count_tokens(c[1]["content"]), 40, 1.25, self.distribution)
+                for c in conversations]
 
 
 def answer(prediction: str | None) -> str:
@@ -45,12 +50,14 @@ def answer(prediction: str | None) -> str:
     return "I would rather not say where this stock goes." if prediction is None else baseline_answer(prediction)
 
 
-def forecast_json(sources: Sources, symbol: str, *, at: dt.datetime, prediction: str | None, weeks: int = 2) -> dict:
-    """The forecast a live request at `at` would produce, with the analyst predicting `prediction`."""
+def forecast_json(sources: Sources, symbol: str, *, at: dt.datetime, prediction: str | None, weeks: int = 2,
+                  distribution: BinDistribution | None = None) -> dict:
+    """The forecast a live request at `at` would produce, with the analyst predicting `prediction` (and giving
+    `distribution` as its bin probabilities)."""
     inputs = gather([symbol], sources=sources, cutoff=at, now=at, weeks=weeks)[symbol]
     if isinstance(inputs, Exception):
         raise inputs
-    return to_json(run_forecasts([inputs], CannedAnalyst(answer(prediction)))[0])
+    return to_json(run_forecasts([inputs], CannedAnalyst(answer(prediction), distribution))[0])
 
 
 # Weekly price levels (every weekday of the week closes at its week's level), by the Sunday starting the week:
@@ -74,3 +81,22 @@ def stepped_market(symbols: tuple[str, ...] = ("AXP", "KO")) -> MemorySources:
                 closes.append(DailyClose(date=sunday + dt.timedelta(days=offset), close=round(level * n, 6)))
         mem.closes[symbol] = closes
     return mem
+
+
+def distribution(p_up: float, *, top: str, p_top: float) -> BinDistribution:
+    """A 12-bin distribution with P(up) = `p_up` and bin `top` ('U2', 'D1', …) at `p_top`; the rest of each side's
+    mass is spread evenly over its other bins."""
+    side_up = top.startswith("U")
+    side = p_up if side_up else 1 - p_up
+    if not 0 <= p_top <= side:
+        raise ValueError(f"P({top}) = {p_top} does not fit in its side's mass {side}")
+    weights = {}
+    for code in ("U1", "U2", "U3", "U4", "U5", "U5+", "D1", "D2", "D3", "D4", "D5", "D5+"):
+        same_side = code.startswith("U") == side_up
+        if code == top:
+            weights[code] = p_top
+        elif same_side:
+            weights[code] = (side - p_top) / 5
+        else:
+            weights[code] = (1 - side) / 6
+    return BinDistribution(weights)

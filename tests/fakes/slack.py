@@ -3,6 +3,16 @@
 Point `WebClient(token=..., base_url=fake.api_url)` at it. Every method answers `{"ok": true, ...}` with a fresh
 `ts`, unless told to fail: `fail_next("chat.postMessage", 429, headers={"Retry-After": "1"})`.
 
+It refuses what Slack would refuse, the way Slack does:
+- a Web API call answers HTTP 200 with `{"ok": false, "error": ...}` (slack_sdk raises `SlackApiError`):
+  `invalid_blocks`, `msg_too_long`, `msg_blocks_too_long`, `no_text` for a message payload that
+  `tests.slack_limits.slack_problems` finds fault with (chat.postMessage, chat.update, chat.postEphemeral);
+  `not_in_channel`, `channel_not_found`, `is_archived`... for a channel told to refuse (`refuse_channel`);
+  `invalid_auth`, `token_revoked`, `account_inactive`... for a token told to (`refuse_token`, `invalid_tokens`);
+- a response_url post answers HTTP 400 with the error as plain text (`invalid_blocks`), as Slack's hooks do. A
+  response_url is not bound by channel membership, so `refuse_channel` leaves it alone.
+Refused calls are kept in `refused` (with their `error`), apart from `calls`, which Slack accepted.
+
 `files_upload_v2` works as against Slack: files.getUploadURLExternal hands out an upload URL on this server, the
 client POSTs the bytes there, files.completeUploadExternal shares the file; `uploads()` lists the completed files
 with their bytes.
@@ -19,6 +29,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from tests.fakes.loopback import reply_json, start_server, stop_server
+from tests.slack_limits import slack_problems
+
+# The methods whose body is a message Slack validates, and the keys of theirs that are not part of the message.
+MESSAGE_METHODS = {"chat.postMessage": (), "chat.update": (), "chat.postEphemeral": ("user",)}
+# The methods that act on a channel, so a channel told to refuse refuses them (with the argument naming it).
+CHANNEL_METHODS = {"chat.postMessage": "channel", "chat.update": "channel", "chat.postEphemeral": "channel",
+                   "chat.delete": "channel", "files.completeUploadExternal": "channel_id"}
 
 
 @dataclass(frozen=True)
@@ -28,6 +45,7 @@ class SlackCall:
     token: str | None
     at: float  # time.monotonic() on arrival
     ts: str | None = None  # the ts the fake answered with
+    error: str | None = None  # why the fake refused it (calls in `FakeSlack.refused` only)
 
 
 @dataclass
@@ -53,7 +71,30 @@ class FakeSlack:
         self._server = None
         self.scopes: str | None = "commands,chat:write"  # sent as x-oauth-scopes on every answer, as Slack does
         self.invalid_tokens: set[str] = set()  # calls with these tokens get invalid_auth
+        self.token_errors: dict[str, str] = {}  # token → the error every call with it gets (refuse_token)
+        self.channel_errors: dict[str, str] = {}  # channel → the error calls on it get (refuse_channel)
+        self.refused: list[SlackCall] = []
         self._uploads: dict[str, UploadedFile] = {}
+
+    def refuse_channel(self, channel: str, error: str = "not_in_channel") -> None:
+        """From now on, chat.* calls on `channel` get `error` (not_in_channel, channel_not_found, is_archived)."""
+        with self._lock:
+            self.channel_errors[channel] = error
+
+    def refuse_token(self, token: str, error: str = "invalid_auth") -> None:
+        """From now on, every Web API call with `token` gets `error` (invalid_auth, token_revoked,
+        account_inactive...)."""
+        with self._lock:
+            self.token_errors[token] = error
+
+    def ephemerals(self, user: str | None = None) -> list[dict[str, Any]]:
+        """What chat.postEphemeral showed (to `user`, or to anyone), oldest first."""
+        return [b for b in self.posted("chat.postEphemeral") if user is None or b.get("user") == user]
+
+    def hooks(self) -> list[dict[str, Any]]:
+        """Every body a response_url accepted, oldest first."""
+        with self._lock:
+            return [c.body for c in self.calls if c.method.startswith("hooks/")]
 
     @property
     def api_url(self) -> str:
@@ -82,6 +123,8 @@ class FakeSlack:
                     shown[call.ts] = {**call.body, "ts": call.ts}
                 elif call.method == "chat.update" and call.body.get("ts") in shown:
                     shown[call.body["ts"]] = {**shown[call.body["ts"]], **call.body}
+                elif call.method == "chat.delete":
+                    shown.pop(call.body.get("ts"), None)
         return [m for m in shown.values() if channel is None or m.get("channel") == channel]
 
     def uploads(self) -> list[UploadedFile]:
@@ -144,7 +187,7 @@ class FakeSlack:
                     body[key] = json.loads(body[key])
         path = req.path.split("?")[0]
         method = path.removeprefix("/api/") if path.startswith("/api/") else path.lstrip("/")
-        auth = req.headers.get("Authorization", "")
+        token = req.headers.get("Authorization", "").removeprefix("Bearer ") or None
         status, headers, answer = 200, {}, None
         with self._lock:
             for failure in self._failures:
@@ -154,17 +197,65 @@ class FakeSlack:
                     answer = {"ok": False, "error": "ratelimited" if status == 429 else "fatal_error"}
                     break
             else:
-                self._ts += 1
-                # chat.update answers with the edited message's own ts, like Slack.
-                ts = body["ts"] if method == "chat.update" and body.get("ts") else f"{self._ts}.000100"
-                self.calls.append(SlackCall(method, body, auth.removeprefix("Bearer ") or None, time.monotonic(),
-                                            ts))
-                answer = {"ok": True, "channel": body.get("channel"), "ts": ts}
-                answer.update(self._file_answer(method, body))
-        if auth.removeprefix("Bearer ") in self.invalid_tokens:
-            answer = {"ok": False, "error": "invalid_auth"}
-        elif method == "auth.test" and answer.get("ok"):
+                error = self._refusal(method, body, token)
+                if error is not None:
+                    self.refused.append(SlackCall(method, body, token, time.monotonic(), error=error))
+                    answer = {"ok": False, "error": error}
+                    if error in ("invalid_blocks", "msg_blocks_too_long"):  # Slack says which block, as here
+                        answer["errors"] = self._problems(method, body)
+                    if method.startswith("hooks/"):
+                        status = 400  # Slack's hooks answer an HTTP error with the code as plain text
+                else:
+                    self._ts += 1
+                    # chat.update answers with the edited message's own ts, like Slack.
+                    ts = body["ts"] if method in ("chat.update", "chat.delete") and body.get("ts") \
+                        else f"{self._ts}.000100"
+                    self.calls.append(SlackCall(method, body, token, time.monotonic(), ts))
+                    answer = {"ok": True, "channel": body.get("channel"), "ts": ts}
+                    if method == "chat.postEphemeral":
+                        answer = {"ok": True, "message_ts": ts}
+                    answer.update(self._file_answer(method, body))
+        if method == "auth.test" and answer.get("ok"):
             answer.update(user="forecaster", user_id="U0BOT", team="Fake Workspace", team_id="T0FAKE")
         if self.scopes is not None:
             headers = {**headers, "x-oauth-scopes": self.scopes}
-        reply_json(req, status, answer, headers)
+        if status == 400 and method.startswith("hooks/"):
+            _reply_text(req, status, answer["error"], headers)
+        else:
+            reply_json(req, status, answer, headers)
+
+    def _problems(self, method: str, body: dict[str, Any]) -> list[str]:
+        """What Slack would find wrong with the message in this call (none for other calls)."""
+        if method.startswith("hooks/"):
+            return slack_problems(body)
+        if method not in MESSAGE_METHODS:
+            return []
+        return slack_problems({k: v for k, v in body.items() if k not in MESSAGE_METHODS[method]})
+
+    def _refusal(self, method: str, body: dict[str, Any], token: str | None) -> str | None:
+        """The error Slack would answer this call with, in Slack's order: the token, the channel, the payload.
+        Called with the lock held."""
+        if not method.startswith(("hooks/", "upload/")):
+            if token in self.invalid_tokens:
+                return "invalid_auth"
+            if token in self.token_errors:
+                return self.token_errors[token]
+        channel_arg = CHANNEL_METHODS.get(method)
+        if channel_arg and body.get(channel_arg) in self.channel_errors:
+            return self.channel_errors[body[channel_arg]]
+        problems = self._problems(method, body)
+        return problems[0].split(": ", 1)[0] if problems else None
+
+
+def _reply_text(req: BaseHTTPRequestHandler, status: int, text: str, headers: dict[str, str]) -> None:
+    payload = text.encode()
+    try:
+        req.send_response(status)
+        req.send_header("Content-Type", "text/plain; charset=utf-8")
+        req.send_header("Content-Length", str(len(payload)))
+        for name, value in headers.items():
+            req.send_header(name, value)
+        req.end_headers()
+        req.wfile.write(payload)
+    except (BrokenPipeError, ConnectionResetError):
+        pass

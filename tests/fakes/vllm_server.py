@@ -3,10 +3,18 @@
 It answers the routes a vLLM-backed worker uses, in the JSON shapes of vLLM's `vllm serve` (entrypoints/openai):
 - `GET /v1/models`: the base (`parent` null, `max_model_len`) and every adapter it holds (`root` = its directory,
   `parent` = the base), whether named at start-up (`lora_modules=`, like `--lora-modules`) or loaded at run time.
-- `POST /v1/completions`: `prompt` a string or a list (one choice per prompt in order, one `usage` for the request).
-  Tokens are counted with the real tokenizer it is given, honouring `add_special_tokens`; the answer comes from
-  `answer(prompt, model)` and is cut at `max_tokens` (finish_reason "length"). An unknown `model` is a 404, prompt +
-  max_tokens over `max_model_len` a 400, with vLLM's messages.
+- `POST /v1/completions`: `prompt` a string, a list of strings, or token ids (a list of ints, or a list of such
+  lists); one choice per prompt in order, one `usage` for the request. Tokens are counted with the real tokenizer it
+  is given, honouring `add_special_tokens`; the answer comes from `answer(prompt, model)` and is cut at `max_tokens`
+  (finish_reason "length"). An unknown `model` is a 404, prompt + max_tokens over `max_model_len` a 400, with
+  vLLM's messages.
+  - `structured_outputs: {"regex": ...}` must compile (else a 400, as vLLM), and the whole canned answer must match
+    it (else a 500 naming the mismatch: a real server could not have produced it, so the test is wrong).
+  - Any `guided_*` field is a 400 here. Current vLLM ignores those fields silently (the answer comes back
+    unconstrained), which no test would notice, so the fake refuses them loudly.
+  - `prompt_logprobs`: each choice carries vLLM's `prompt_logprobs` (None, then {token id: {"logprob", "rank",
+    "decoded_token"}} for every later prompt token), from `scorer(tokens_before, token)`; the default is a
+    deterministic function of the last three tokens.
 - `POST /v1/load_lora_adapter`: a 404 `{"detail": "Not Found"}` unless `runtime_lora=True` (vLLM registers the route
   only with VLLM_ALLOW_RUNTIME_LORA_UPDATING, so FastAPI answers as for any unknown route); a 400 for a taken name;
   a 404 for a path with no adapter; a 500 for a rank over `max_lora_rank`; else 200 with vLLM's plain-text success.
@@ -25,6 +33,7 @@ import json
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +60,12 @@ def fingpt_answer(prompt: str, model: str) -> str:
     )
 
 
+def hashed_logprob(before: list[int], token: int) -> float:
+    """A deterministic stand-in for a model's log-probability of `token` after `before`, in [-5, -0.01]."""
+    key = json.dumps([before[-3:], token]).encode()
+    return -0.01 - (zlib.crc32(key) % 1000) / 200
+
+
 @dataclass(frozen=True)
 class Request:
     method: str
@@ -73,7 +88,8 @@ class FakeVllm:
     def __init__(self, tokenizer_dir: Path, *, served_model_name: str | None = None, max_model_len: int = 4096,
                  answer: Callable[[str, str], str] = fingpt_answer, runtime_lora: bool = True,
                  lora_modules: dict[str, str] | None = None, max_lora_rank: int = 16, api_key: str | None = None,
-                 latency_s: float = 0.0, port: int = 0, tokenize_route: bool = True) -> None:
+                 latency_s: float = 0.0, port: int = 0, tokenize_route: bool = True,
+                 scorer: Callable[[list[int], int], float] = hashed_logprob) -> None:
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -87,6 +103,7 @@ class FakeVllm:
         self.latency_s = latency_s
         self.port = port
         self.tokenize_route = tokenize_route
+        self.scorer = scorer
         self.requests: list[Request] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -104,9 +121,16 @@ class FakeVllm:
             self._failures.append(_Failure(status, times, path))
 
     def completions(self) -> list[Request]:
-        """The completion requests answered with 200, in arrival order."""
+        """The generation requests (completions without prompt_logprobs) answered with 200, in arrival order."""
         with self._lock:
-            return [r for r in self.requests if r.path == "/v1/completions" and r.status == 200]
+            return [r for r in self.requests if r.path == "/v1/completions" and r.status == 200
+                    and r.body.get("prompt_logprobs") is None]
+
+    def scorings(self) -> list[Request]:
+        """The prompt-logprobs requests answered with 200, in arrival order."""
+        with self._lock:
+            return [r for r in self.requests if r.path == "/v1/completions" and r.status == 200
+                    and r.body.get("prompt_logprobs") is not None]
 
     def loads(self) -> list[Request]:
         with self._lock:
@@ -204,7 +228,21 @@ class FakeVllm:
             known = model == self.base or model in self.loras
         if not known:
             return 404, _error(f"The model `{model}` does not exist.", "NotFoundError", 404, param="model")
-        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        guided = sorted(key for key in body if key.startswith("guided_"))
+        if guided:
+            return 400, _error(f"fake vLLM: {guided} would be ignored silently by current vLLM; send "
+                               "structured_outputs", "BadRequestError", 400)
+        pattern = None
+        if (structured := body.get("structured_outputs")) is not None:
+            try:
+                pattern = re.compile(structured["regex"])
+            except (KeyError, TypeError, re.error) as exc:
+                return 400, _error(f"Invalid structured_outputs: {exc}", "BadRequestError", 400)
+        prompt = body["prompt"]
+        if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+            prompts = [prompt]  # one prompt of token ids
+        else:
+            prompts = prompt if isinstance(prompt, list) else [prompt]
         max_tokens = body.get("max_tokens") or 16
         with self._lock:
             self.in_flight += 1
@@ -214,18 +252,30 @@ class FakeVllm:
                 time.sleep(self.latency_s)
             choices, prompt_total, completion_total = [], 0, 0
             for index, prompt in enumerate(prompts):
-                prompt_ids = self._tokens(prompt, body.get("add_special_tokens", True))
+                text = prompt if isinstance(prompt, str) else self.tokenizer.decode(prompt)
+                prompt_ids = self._tokens(prompt, body.get("add_special_tokens", True)) if isinstance(
+                    prompt, str) else list(prompt)
                 if len(prompt_ids) + max_tokens > self.max_model_len:
                     return 400, _error(
                         f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
                         f"{len(prompt_ids) + max_tokens} tokens ({len(prompt_ids)} in the messages, {max_tokens} in "
                         "the completion). Please reduce the length of the messages or completion.",
                         "BadRequestError", 400)
-                answer_ids = self._tokens(self.answer(prompt, model), add_special_tokens=False)
+                answer = self.answer(text, model)
+                if pattern is not None and not pattern.fullmatch(answer):
+                    return 500, _error("fake vLLM: the canned answer does not match the requested "
+                                       f"structured_outputs regex: {answer[:120]!r}", "InternalServerError", 500)
+                answer_ids = self._tokens(answer, add_special_tokens=False)
                 cut = answer_ids[:max_tokens]
-                choices.append({"index": index, "text": self.tokenizer.decode(cut, skip_special_tokens=True),
-                                "logprobs": None, "finish_reason": "length" if len(cut) < len(answer_ids) else "stop",
-                                "stop_reason": None})
+                choice = {"index": index, "text": self.tokenizer.decode(cut, skip_special_tokens=True),
+                          "logprobs": None, "finish_reason": "length" if len(cut) < len(answer_ids) else "stop",
+                          "stop_reason": None}
+                if body.get("prompt_logprobs") is not None:
+                    choice["prompt_logprobs"] = [None] + [
+                        {str(token): {"logprob": self.scorer(prompt_ids[:i], token), "rank": 1,
+                                      "decoded_token": self.tokenizer.decode([token])}}
+                        for i, token in enumerate(prompt_ids) if i > 0]
+                choices.append(choice)
                 prompt_total += len(prompt_ids)
                 completion_total += len(cut)
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
 
 import pytest
@@ -49,6 +50,10 @@ TEXTS = st.one_of(
 )
 
 
+# What a leaked server path would look like (the repository, the venv, a temp dir, a traceback).
+SERVER_PATH = re.compile(r"/(?:home|tmp|usr|var|work|root|srv)/|site-packages|\.py\b|Traceback")
+
+
 class Errors(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.ERROR)
@@ -81,6 +86,9 @@ def test_any_command_text_gets_a_200_within_slack_limits_and_no_exception_escape
         assert response.status == 200, (command, text, response.status, response.body)
         reply = json.loads(response.body)
         within_slack_limits(reply)
+        assert reply["response_type"] == "ephemeral", (command, text)  # errors included: never in the channel
+        if not SERVER_PATH.search(text):  # (the user's own words may be quoted back)
+            assert not SERVER_PATH.search(response.body), (command, text, response.body)
         assert not reply["text"].startswith(":x: Something went wrong"), (command, text)
         seen[reply["text"].split()[0] if reply["text"].startswith(":") else "help, status or track"] += 1
 

@@ -19,12 +19,14 @@ from engine.model import Analyst
 from engine.settings import Settings
 from jobs import ledger, runtime, worker
 from jobs.client import queue
+from jobs.keys import on_demand_digest_key
 from jobs.queues import BATCH, INTERACTIVE, TRAINING
 from jobs.track_record import refresh_outcomes
 from tests.fakes.forecasts import forecast_json, stepped_market
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_commands import command_body, signed_headers
 from tests.scenarios.bot_harness import ADMIN, bot_settings, request, serve_bot, slash
+from tests.redis_stall import busy
 from tests.scenarios.market_fixture import memory_market
 
 
@@ -199,14 +201,65 @@ def test_with_redis_down_the_user_hears_could_not_queue_within_a_second_or_so(sl
                 took = time.perf_counter() - started
                 health = request(server, "GET", "/healthz")
             assert reply.status == 200 and reply.text.startswith(":x: Could not queue your request: the job "
-                                                                 "queue (Redis) is not answering.")
+                                                                 "queue (Redis) is not answering. Nothing was "
+                                                                 "queued: try again in a minute")
             assert took < limit_s, f"{settings.redis_url}: {took:.2f}s"
             assert health.status == 503 and health.json() == {"ok": False, "redis": "unreachable"}
     finally:
         hung.close()
 
 
+def test_with_redis_gone_every_command_answers_the_user_alone_and_names_no_server_path(slack, tmp_path, caplog):
+    socket_path = f"{tmp_path}/no-redis.sock"  # redis-py's error names it: the log may, the user must not
+    with serve_bot(bot_settings(slack, f"unix://{socket_path}")) as server:
+        replies = {text: slash(server, command, text, user=ADMIN)
+                   for command, text in [("/forecast", "AXP"), ("/forecast", "dow30"), ("/digest", ""),
+                                         ("/retrain", ""), ("/forecast-status", ""), ("/track", "KO")]}
+    for text, reply in replies.items():
+        answer = reply.json()
+        assert reply.status == 200 and answer["response_type"] == "ephemeral", text
+        assert str(tmp_path) not in reply.body and "/tmp" not in reply.body and ".sock" not in reply.body, text
+        assert answer["text"].startswith(":x: ") and "nothing was queued" in answer["text"].lower(), text
+    assert any(socket_path in r.getMessage() for r in caplog.records)  # the operator's log has the detail
+
+
+def test_a_redis_stall_longer_than_the_bots_timeout_is_acked_as_unconfirmed_and_a_retry_is_answered_from_the_job(
+        server, redis, redis_server):
+    slash(server, "/forecast", "KO")  # the bot has served a command: its Redis connection is open
+    with busy(redis_server["url"], seconds=2.5):  # the bot gives up after 1 s; Redis runs the enqueue at 2.5 s
+        started = time.perf_counter()
+        first = slash(server, "/forecast", "AXP")
+        took = time.perf_counter() - started
+    assert first.status == 200 and first.json()["response_type"] == "ephemeral"
+    assert first.text.startswith(":grey_question: I could not confirm that *AXP* for the week ")
+    assert "It may still run and be posted here. Check `/forecast-status`" in first.text
+    assert "Could not queue" not in first.text
+    assert took < 2.0, f"ack after {took:.2f}s"
+    axp = [job_id for job_id in queue(redis, INTERACTIVE).get_job_ids() if job_id.startswith("forecast_AXP_")]
+    assert len(axp) == 1  # it was queued after all, once the stall ended
+
+    retry = slash(server, "/forecast", "AXP")
+    assert retry.text.startswith(":hourglass_flowing_sand: *AXP* for the week ")
+    assert "is already queued in this channel (1 ahead of you)" in retry.text
+    assert [j for j in queue(redis, INTERACTIVE).get_job_ids() if j.startswith("forecast_AXP_")] == axp
+
+
 # -- on-demand digests ---------------------------------------------------------------------------------------------
+
+
+def test_forecast_dow_forecasts_dow_inc_and_leaves_the_digest_cooldown_alone(server, redis):
+    reply = slash(server, "/forecast", "DOW", channel="C123")
+    assert reply.text.startswith(":hourglass_flowing_sand: Queued *DOW* for the week ")
+    assert "for all 30 Dow members, `/forecast dow30` or `/digest`" in reply.text
+    assert "not a Dow30 stock" not in reply.text  # a member 2019-2024: known
+    [job_id] = queue(redis, INTERACTIVE).get_job_ids()
+    assert job_id.startswith("forecast_DOW_live")
+    job = queue(redis, INTERACTIVE).fetch_job(job_id)
+    assert job.func_name == "jobs.tasks.forecast_job" and job.kwargs["request"]["ticker"] == "DOW"
+    assert depth(redis, BATCH) == 0 and not redis.exists(on_demand_digest_key("C123"))
+    # The channel's on-demand digest is still there to be had.
+    assert slash(server, "/digest", "", channel="C123").text.startswith(
+        ":hourglass_flowing_sand: Queued the Dow30 digest")
 
 
 def test_on_demand_digests_are_limited_to_one_per_channel_per_hour(server, redis):

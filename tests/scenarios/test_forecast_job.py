@@ -101,11 +101,13 @@ def test_a_retried_job_does_not_post_twice(context, redis, slack, monkeypatch):
     assert len(ledger.entries(redis)) == 1
 
 
-def test_a_data_error_ends_in_a_message_the_user_sees(context, redis, slack):
+def test_a_data_error_ends_in_a_message_only_the_requester_sees(context, redis, slack):
     JobsClient(redis).forecast(request(ticker="ZZZZ"))
     worker.run(context, burst=True)
-    [message] = slack.messages()
-    assert "No forecast for ZZZZ" in message["text"] and "no prices for ZZZZ" in message["text"]
+    [told] = slack.ephemerals(user="U1")
+    assert "No forecast for ZZZZ" in told["text"] and "no prices for ZZZZ" in told["text"]
+    assert told["channel"] == "C123"
+    assert slack.messages() == []  # the "fetching…" note it had posted in the channel is gone, nothing replaced it
 
 
 def test_slack_rate_limits_are_waited_out(context, redis, slack):

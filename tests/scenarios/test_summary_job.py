@@ -193,3 +193,61 @@ def test_a_chart_slack_refuses_is_explained_under_the_summary(context, redis, sl
     assert "could not be uploaded" in note["text"] and "`files:write`" in note["text"]
     assert slack.uploads() == []
     assert Job.fetch(outcome.job_id, connection=redis, serializer=JSONSerializer).get_status() == "finished"
+
+
+CALIBRATION_TICKERS = ("AXP", "KO", "MSFT", "IBM", "JPM", "DIS", "CAT")
+
+
+def test_enough_forecasts_with_probabilities_add_a_calibration_line_and_the_reliability_chart(redis, slack,
+                                                                                              monkeypatch):
+    from tests.fakes.forecasts import distribution, stepped_market
+
+    market = stepped_market(CALIBRATION_TICKERS)
+    ctx = runtime.WorkerContext(settings=Settings(_env_file=None), conn=redis, sources=Sources(market, market, market),
+                                slack=build_client("xoxb-test", base_url=slack.api_url), load_model=lambda: object())
+    bins = distribution(0.7, top="U1", p_top=0.3)
+    for ticker in CALIBRATION_TICKERS:  # 7 tickers x the weeks of Mar 3 (down), 10 (up), 17 (down): 21 forecasts
+        for day in (1, 8, 15):
+            at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
+            data = forecast_json(ctx.sources, ticker, at=at, prediction="Up by 0-1%", distribution=bins)
+            ledger.record_forecast(redis, data, job_id=f"forecast_{ticker}_{day}", user="U1", channel="C1",
+                                   requested_at=at, latency_s=20.0, source="forecast")
+    runtime.install(ctx)
+    try:
+        class SameJob:
+            id = "summary_2024-W12_C555"
+            enqueued_at = None
+
+        monkeypatch.setattr(jobs.summary, "get_current_job", SameJob)
+        result = jobs.summary.summary_job("C555", SATURDAY.isoformat())
+        jobs.summary.summary_job("C555", SATURDAY.isoformat())  # a retry uploads neither chart again
+    finally:
+        runtime.install(None)
+
+    [message] = slack.posted()
+    # P(up) 0.7 every time; up in 1 week of 3. Brier (2·0.7² + 0.3²) / 3 = (0.98 + 0.09) / 3 = 0.357; all 21 in
+    # the bin [0.7, 0.8): ECE |1/3 - 0.7| = 0.367; log loss -(2 ln 0.3 + ln 0.7) / 3 = 0.922.
+    assert ("*Calibration of P(up)*, 21 forecasts: Brier 0.357 (0.25 = always saying 50%) · ECE 0.367 · log loss "
+            "0.922. The reliability diagram is in the thread.") in shown(message["blocks"])
+    track, reliability = slack.uploads()
+    assert track.filename == "track-record.png" and reliability.filename == "reliability.png"
+    assert reliability.content.startswith(PNG_SIGNATURE) and reliability.length > 5000
+    assert reliability.thread_ts == track.thread_ts and reliability.channel == "C555"
+    assert result["reliability_chart"] is not None
+
+
+def test_too_few_forecasts_with_probabilities_say_how_many_and_draw_no_reliability_chart(context, redis, slack):
+    from tests.fakes.forecasts import distribution
+
+    bins = distribution(0.7, top="U1", p_top=0.3)
+    for ticker, day, prediction in FORECASTS[:2]:
+        at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
+        data = forecast_json(context.sources, ticker, at=at, prediction=prediction, distribution=bins)
+        ledger.record_forecast(redis, data, job_id=f"forecast_{ticker}_{day}", user="U1", channel="C1",
+                               requested_at=at, latency_s=20.0, source="forecast")
+    JobsClient(redis).summary(channel="C555", week_ending=SATURDAY)
+    worker.run(context, burst=True)
+    [message] = slack.posted()
+    assert "Calibration of P(up): 2 scored forecast(s) with a probability so far; shown from 20." in shown(
+        message["blocks"])
+    assert [u.filename for u in slack.uploads()] == ["track-record.png"]

@@ -67,8 +67,11 @@ def test_a_queued_forecast_is_answered_by_the_vllm_server_and_posted_parsed(cont
     assert isinstance(context.model(), RemoteAnalyst) and context.model_loads == 1
     [completion] = vllm.completions()
     assert completion.body["model"] == "qwen-test" and "potential concerns for AXP." in completion.body["prompt"]
+    assert completion.body["structured_outputs"]["regex"]  # constrained by default (MODEL_CONSTRAINED)
+    [scoring] = vllm.scorings()  # then the 12 bins scored at its "Prediction:"
+    assert len(scoring.body["prompt"]) == 12 and scoring.body["model"] == "qwen-test"
     [message] = slack.messages("C123")
-    assert message["text"].startswith("AXP: up by 2-3% for the week")
+    assert message["text"].startswith("AXP: up by 2-3%") and "for the week 2024-03-17 to 2024-03-24" in message["text"]
     footer = message["blocks"][-1]["elements"][0]["text"]
     assert footer.startswith(context.model().version) and context.model().version.endswith("(no adapter)")
 

@@ -7,6 +7,9 @@ import datetime as dt
 import pytest
 
 from bot.commands import (
+    DIGEST_WORDS,
+    HELP_WORDS,
+    TICKER_RE,
     DigestArgs,
     ForecastArgs,
     Help,
@@ -52,17 +55,50 @@ def test_share_classes_and_former_dow_members_are_known_tickers():
     assert forecast("ZZZZ") == ForecastArgs("ZZZZ", dow30=False)  # unknown: the worker will say so
 
 
-def test_dow30_and_its_aliases_ask_for_the_digest():
-    assert forecast("dow30") == DigestArgs(as_of=None)
-    assert forecast("DJIA 2024-03-15") == DigestArgs(as_of=dt.date(2024, 3, 15))
+def test_dow30_and_digest_ask_for_the_digest():
+    assert forecast("dow30") == forecast("DOW30") == forecast("digest") == DigestArgs(as_of=None)
+    assert forecast("Digest 2024-03-15") == DigestArgs(as_of=dt.date(2024, 3, 15))
     assert "is not an option of /forecast dow30" in refused(forecast, "dow30 weeks=2")
+    assert "is not an option of /forecast digest" in refused(forecast, "digest AXP")
+
+
+# Every word the /forecast and /track parsers treat as a keyword when it comes first, and whether a real listed
+# symbol is spelled that way (1-5 letters: what a ticker looks like). Options (weeks=, financials, dates) only
+# come after the ticker, so they cannot shadow one.
+KEYWORDS_VS_TICKERS = {
+    "dow30": False, "digest": False,  # a digit; six letters: no ticker looks like these
+    "-h": False, "--help": False, "?": False,
+    "help": True,  # could be a ticker: `$HELP` asks for it
+}
+
+
+def test_keywords_are_only_words_no_ticker_looks_like_except_help():
+    assert set(KEYWORDS_VS_TICKERS) == DIGEST_WORDS | HELP_WORDS  # a new keyword must be checked here
+    for word, ticker_shaped in KEYWORDS_VS_TICKERS.items():
+        assert bool(TICKER_RE.match(word.upper())) is ticker_shaped, word
+
+
+@pytest.mark.parametrize(("text", "ticker", "dow30"), [
+    ("DOW", "DOW", True),  # Dow Inc., a Dow30 member 2019-2024: not the digest
+    ("dow", "DOW", True),
+    ("Dow 2024-03-15", "DOW", True),
+    ("DJIA", "DJIA", False),  # Global X Dow 30 Covered Call ETF: not the digest
+    ("usage", "USAGE", False),  # no longer a help word: ticker-shaped
+    ("$HELP", "HELP", False),  # the way to ask for a ticker spelled like the help keyword
+    ("$help weeks=2", "HELP", False),
+])
+def test_tickers_spelled_like_keywords_are_forecast_as_tickers(text, ticker, dow30):
+    args = forecast(text)
+    assert isinstance(args, ForecastArgs) and (args.ticker, args.dow30) == (ticker, dow30)
+    assert parse_track(text.split()[0]) == TrackArgs(ticker)
 
 
 def test_help_in_any_spelling():
     for text in ("help", "HELP", "-h", "--help", "?", "help me please"):
         assert forecast(text) == Help()
     assert parse_digest("help", today=TODAY) == Help() and parse_retrain("?") == Help()
-    assert parse_status("help") == Help() and parse_track("help") == Help()
+    assert parse_status("help") == Help() and parse_track("help") == Help() and parse_track("Help") == Help()
+    assert forecast("dow30 help") == Help()
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -7,6 +7,8 @@ import datetime as dt
 import json
 
 from bot import messages
+from bot.listeners import Commands, answer
+from engine.settings import Settings
 from tests.slack_limits import within_slack_limits
 
 NOW = dt.datetime(2026, 11, 25, 18, 30, tzinfo=dt.UTC)
@@ -27,6 +29,38 @@ def test_forecast_acks_say_where_the_request_stands():
     assert "next in line" in lonely["text"] and "ZZZZ is not a Dow30 stock" in lonely["text"]
     assert lonely["text"].endswith("No worker is running right now: the job waits until one starts "
                                    "(`/forecast-status` shows them).")
+
+
+def test_a_forecast_of_dow_points_at_the_digest_for_those_who_meant_the_index():
+    dow = messages.forecast_ack("DOW", week="w", as_of=None, status="queued", job_status="queued", ahead=0,
+                                workers=1, dow30=True, index_lookalike=True)
+    assert dow["text"].startswith(":hourglass_flowing_sand: Queued *DOW* for the week w (live data): next in line.")
+    assert "(DOW is forecast as a ticker; for all 30 Dow members, `/forecast dow30` or `/digest`.)" in dow["text"]
+
+
+def test_redis_failures_say_what_is_known():
+    refused = messages.queue_unreachable()["text"]
+    assert refused == (":x: Could not queue your request: the job queue (Redis) is not answering. Nothing was "
+                       "queued: try again in a minute; if it keeps failing, tell the operator.")
+    what = messages.forecast_what("AXP", week="2026-11-29 to 2026-12-06", as_of=None)
+    unknown = messages.queueing_unconfirmed(what)
+    assert unknown == {"response_type": "ephemeral", "text": (
+        ":grey_question: I could not confirm that *AXP* for the week 2026-11-29 to 2026-12-06 (live data) was "
+        "queued: the job queue (Redis) did not answer in time. It may still run and be posted here. Check "
+        "`/forecast-status` (your pending jobs) before asking again: if it is listed there, it will be answered.")}
+    assert "Could not queue" not in unknown["text"] and "nothing was queued" not in unknown["text"].lower()
+    assert messages.redis_unreachable()["text"].startswith(":x: The job queue (Redis) is not answering, so this "
+                                                           "could not be done; nothing was queued.")
+    # Queued, but Redis did not answer the reads after the enqueue: no made-up place in line or worker count.
+    partial = messages.forecast_ack("AXP", week="w", as_of=None, status="queued", job_status="queued", ahead=None,
+                                    workers=None, dow30=True)["text"]
+    assert partial == (":hourglass_flowing_sand: Queued *AXP* for the week w (live data): its place in line is "
+                       "not known yet (`/forecast-status` shows it). The analysis will be posted in this channel; "
+                       "this note shows its progress.")
+    dup = messages.forecast_ack("AXP", week="w", as_of=None, status="duplicate", job_status="unknown", ahead=None,
+                                workers=None, dow30=True)["text"]
+    assert dup.startswith(":hourglass_flowing_sand: *AXP* for the week w (live data) was already asked for in this "
+                          "channel")
 
 
 def test_usage_errors_are_one_line_with_the_usage():
@@ -102,3 +136,19 @@ def test_status_stays_within_limits_however_much_there_is():
     shown = workers.count("\n• ")
     assert 1 < shown < messages.LIST_LIMIT and workers.endswith(f"\n… and {300 - shown} more")  # as many as fit
     assert len(model) < 600 and mine.endswith(" more")
+
+
+def test_an_unexpected_error_is_answered_to_the_user_alone_with_a_reference_and_no_server_path(redis, caplog):
+    commands = Commands(conn=redis, settings=Settings(_env_file=None))
+    where = "/home/forecaster/.cache/adapters/v7/adapter_config.json"
+
+    def broken(_inv):
+        raise FileNotFoundError(2, "No such file or directory", where)
+
+    reply = answer(commands, broken, {"command": "/forecast", "text": "AXP", "user_id": "U1", "channel_id": "C1"})
+    assert reply["response_type"] == "ephemeral"
+    assert reply["text"].startswith(":x: Something went wrong on our side and nothing was queued.")
+    assert where not in json.dumps(reply) and "/home" not in reply["text"] and "No such file" not in reply["text"]
+    [record] = [r for r in caplog.records if r.exc_info]
+    reference = reply["text"].split("reference `")[1].split("`")[0]
+    assert reference in record.getMessage() and where in str(record.exc_info[1])  # the operator's log has it

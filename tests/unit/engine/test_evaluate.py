@@ -15,10 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from engine.evaluate import evaluate, load_eval_rows, load_predictions, messages_for, render_report
+from engine.evaluate import (
+    evaluate,
+    load_eval_rows,
+    load_predictions,
+    load_probabilities,
+    messages_for,
+    render_report,
+    save_predictions,
+    training_rates,
+)
 from engine.exceptions import EngineError, PromptError
 from engine.metrics import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP, EvalRow
 from engine.prompts import SYSTEM_PROMPT, llama_to_messages
+from tests.fakes.forecasts import distribution
 
 BUG, FIXED = "cryptocurrency price movement", "stock price movement"
 
@@ -197,6 +207,7 @@ class FakeGeneration:
     prompt_tokens: int
     new_tokens: int
     seconds: float
+    bin_distribution: object = None
 
 
 class FakeModel:
@@ -297,3 +308,108 @@ def test_importing_evaluate_loads_no_model_stack():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[3])
     assert out.stdout.strip() == "[]"
+
+
+# ---- probabilities ------------------------------------------------------------------------------------------
+
+
+def test_saved_predictions_may_carry_p_up_and_the_12_bin_distribution(tmp_path):
+    bins = distribution(0.7, top="U1", p_top=0.3)
+    path = tmp_path / "p.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["prediction", "p_up", "bin_probabilities"])
+        writer.writeheader()
+        writer.writerow({"prediction": "a", "p_up": "0.25", "bin_probabilities": ""})
+        writer.writerow({"prediction": "b", "p_up": "", "bin_probabilities": json.dumps(bins.to_json())})
+        writer.writerow({"prediction": "c", "p_up": "", "bin_probabilities": ""})
+    loaded = load_probabilities(path, expected=3)
+    assert loaded[0] == 0.25 and loaded[1].p_up == pytest.approx(0.7) and loaded[2] is None
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text(json.dumps({"prediction": "a", "bin_probabilities": bins.to_json(), "p_up": 0.7}) + "\n")
+    assert load_probabilities(jsonl, expected=1)[0].probabilities["U1"] == pytest.approx(0.3)  # an object
+    assert load_probabilities(_write_csv(tmp_path / "plain.csv", "prediction", ["a"]), expected=1) is None
+
+
+def test_bad_probability_cells_name_the_row_and_the_format(tmp_path):
+    cases = [({"p_up": "likely"}, "p_up must be a number"), ({"p_up": 1.5}, "between 0 and 1"),
+             ({"bin_probabilities": {"U1": 1.0}}, "the 12 bins"),
+             ({"p_up": 0.2, "bin_probabilities": distribution(0.7, top="U1", p_top=0.3).to_json()}, "disagrees")]
+    for i, (cells, message) in enumerate(cases):
+        path = tmp_path / f"bad{i}.jsonl"
+        path.write_text(json.dumps({"prediction": "x", **cells}) + "\n")
+        with pytest.raises(EngineError, match=message) as info:
+            load_probabilities(path, expected=1)
+        assert "row 1" in str(info.value)
+
+
+class ProbabilityModel(FakeModel):
+    """FakeModel with a bin distribution on every answer: P(up) 0.8 on even rows, 0.4 on odd ones."""
+
+    def generate(self, batch):
+        results = super().generate(batch)
+        for result, messages in zip(results, batch, strict=True):
+            i = int(messages[1]["content"].split()[-1])
+            result.bin_distribution = distribution(0.8 if i % 2 == 0 else 0.4, top="U2", p_top=0.4)
+        return results
+
+
+def test_generation_mode_scores_the_distributions_and_stores_them_for_a_rescore(tmp_path):
+    rows = _rows(6)  # labels alternate up (even rows), down (odd rows); the model always says "Up by 1-2%"
+    report = evaluate(rows, generate=ProbabilityModel().generate, batch_size=4, bootstrap=0, rouge=False)
+    model = report["calibration"]["model"]
+    # P(up) 0.8 on the 3 up rows, 0.4 on the 3 down rows: (3·0.2² + 3·0.4²) / 6 = (0.12 + 0.48) / 6 = 0.1
+    assert model["n"] == 6 and model["brier"] == pytest.approx(0.1)
+    # ECE: bin [0.8, 0.9) all up (|1 - 0.8| = 0.2), bin [0.4, 0.5) none up (0.4), each weight 1/2: 0.3
+    assert model["ece"] == pytest.approx(0.3)
+    assert report["probabilities"][0]["p_up"] == pytest.approx(0.8)
+    assert set(report["probabilities"][0]["bin_probabilities"]) == {
+        "U1", "U2", "U3", "U4", "U5", "U5+", "D1", "D2", "D3", "D4", "D5", "D5+"}
+    saved = tmp_path / "answers.jsonl"
+    save_predictions(saved, rows, report)
+    texts = load_predictions(saved, expected=6)
+    again = evaluate(rows, predictions=texts, probabilities=load_probabilities(saved, expected=6), bootstrap=0,
+                     rouge=False)
+    assert again["calibration"]["model"] == model and again["abstain"] == report["abstain"]
+
+
+def test_without_probabilities_calibration_is_none_for_the_model_and_compat_mode_has_none():
+    rows = _rows(4)
+    plain = evaluate(rows, generate=FakeModel().generate, bootstrap=0, rouge=False)  # a backend without them
+    assert plain["calibration"]["model"] is None and plain["probabilities"] is None
+    assert plain["calibration"]["baselines"][BASELINE_UP]["brier"] == pytest.approx(0.25)  # in-sample rate 0.5
+    compat = evaluate(rows, predictions=[r.reference for r in rows], probabilities=[0.9] * 4, fingpt_compat=True,
+                      bootstrap=0, rouge=False)
+    assert compat["calibration"] is None and compat["abstain"] is None
+    assert render_report(compat)[0].startswith("FinGPT-compatible")
+    with pytest.raises(EngineError, match="3 probabilities for 4 rows"):
+        evaluate(rows, predictions=[r.reference for r in rows], probabilities=[0.5] * 3)
+
+
+def test_the_report_shows_calibration_the_rates_source_and_the_abstention_table():
+    rows = _rows(6)
+    report = evaluate(rows, generate=ProbabilityModel().generate, bootstrap=0, rouge=False)
+    lines = render_report(report, model_name="qwen+lora")
+    start = next(i for i, line in enumerate(lines) if line.startswith("Calibration of P(up)"))
+    assert lines[start + 1].split() == ["system", "n", "Brier", "log", "loss", "ECE"]
+    log_loss = report["calibration"]["model"]["log_loss"]
+    assert lines[start + 3].split()[:4] == ["qwen+lora", "6", "0.100", f"{log_loss:.3f}"]
+    assert any("IN-SAMPLE" in line for line in lines)  # no training rates were given
+    table = lines[lines.index("Abstaining ('no clear signal') when max(P(up), P(down)) < threshold:") + 3:]
+    # Confidence 0.8 on the 3 even (up, right) rows, 0.6 on the 3 odd (down, wrong) rows.
+    assert table[0].split() == ["0.50", "6", "100%", "0.500"]
+    assert table[3].split() == ["0.65", "3", "50%", "1.000"]
+    no_p = render_report(evaluate(rows, predictions=[r.reference for r in rows], bootstrap=0, rouge=False))
+    assert "  model: the predictions carry no probabilities" in no_p
+
+
+def test_training_rates_come_from_the_named_split(tmp_path, fingpt_test_split_dir):
+    shutil.copytree(fingpt_test_split_dir, tmp_path / "train")
+    (tmp_path / "dataset_dict.json").write_text(json.dumps({"splits": ["train"]}))
+    rates = training_rates(str(tmp_path), "train")
+    rows = load_eval_rows(str(fingpt_test_split_dir))
+    assert rates.up == pytest.approx(sum(r.label.startswith("up") for r in rows) / 300)
+    assert rates.in_sample is False and "split 'train' of" in rates.source and "300 rows" in rates.source
+    with pytest.raises(EngineError, match="evaluated rows themselves"):
+        training_rates(str(fingpt_test_split_dir), "train", evaluated=(str(fingpt_test_split_dir), "test"))
+    with pytest.raises(EngineError, match="evaluated rows themselves"):
+        training_rates(str(tmp_path), "train", evaluated=(str(tmp_path), "train"))

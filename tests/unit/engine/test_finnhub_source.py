@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
+import random
+import re
 import time
 
 import pytest
 
 from engine.exceptions import DataError, SourceAuthError, SourceUnavailable, UnknownTicker
+from engine.inputs import Sources, gather
 from engine.market.weeks import NEW_YORK
 from engine.sources.finnhub import FinnhubSource, RetryPolicy, build_client, pivot_quarterly
+from engine.sources.notices import notices_to
 from engine.sources.ratelimit import LocalRateLimiter, finnhub_limits
 from tests.fakes.finnhub import FakeFinnhub
+from tests.fakes.sources import MemorySources, weekday_closes
 
 KEY = "test-key-5f3a9c"
 
@@ -33,11 +39,12 @@ def fake():
 
 
 def make_source(fake: FakeFinnhub, *, sleeps: Sleeps | None = None, timeout_s: float = 5.0,
-                **policy: float) -> FinnhubSource:
+                jitter=random.random, **policy: float) -> FinnhubSource:
     client = build_client(KEY, api_url=fake.api_url, timeout_s=timeout_s)
     limiter = LocalRateLimiter(limits=finnhub_limits(60, 30))
     sleep = sleeps if sleeps is not None else Sleeps()
-    return FinnhubSource(client, limiter=limiter, policy=RetryPolicy(**policy), sleep=sleep, clock=time.time)
+    return FinnhubSource(client, limiter=limiter, policy=RetryPolicy(**policy), sleep=sleep, clock=time.time,
+                         jitter=jitter)
 
 
 def test_news_are_mapped_sorted_and_kept_to_the_exact_window(fake):
@@ -85,12 +92,117 @@ def test_429_waits_until_the_reset_header_then_succeeds(fake):
     assert len(sleeps) == 1 and 5 <= sleeps[0] <= 7.5
 
 
-def test_429_without_reset_header_waits_the_default_minute(fake):
+def test_429_without_headers_backs_off_briefly_growing_and_capped(fake):
+    fake.add_profile("AXP")
+    fake.fail_next("profile2", 429, times=3)
+    sleeps = Sleeps()
+    # Jitter 0.5: the middle of each step's [step, 2 * step) range.
+    source = make_source(fake, sleeps=sleeps, jitter=lambda: 0.5, rate_limit_base_s=1.0, rate_limit_cap_s=3.0)
+    assert source.profile("AXP").ticker == "AXP"
+    assert sleeps == [1.5, 3.0, 3.0]
+
+
+def test_jitter_spreads_the_backoff_between_one_and_two_steps():
+    policy = RetryPolicy()
+    assert policy.rate_limit_backoff(0, 0.0) == 1.0 and policy.rate_limit_backoff(0, 0.999) < 2.0
+    assert policy.rate_limit_backoff(1, 0.0) == 2.0 and policy.rate_limit_backoff(10, 0.9) == policy.rate_limit_cap_s
+
+
+def test_429_with_calls_remaining_is_the_per_second_cap_so_the_wait_is_short(fake):
+    # Calls remain in the minute: the 30 calls/s cap (or an endpoint's weight) refused us, not the minute's budget.
+    fake.add_profile("AXP")
+    fake.fail_next("profile2", 429, headers={"X-Ratelimit-Remaining": "12",
+                                             "X-Ratelimit-Reset": str(int(time.time()) + 50)})
+    sleeps = Sleeps()
+    make_source(fake, sleeps=sleeps).profile("AXP")
+    assert len(sleeps) == 1 and 1.0 <= sleeps[0] < 2.0
+
+
+def test_429_whose_reset_is_already_past_backs_off_briefly(fake):
+    fake.add_profile("AXP")
+    fake.fail_next("profile2", 429, headers={"X-Ratelimit-Remaining": "0",
+                                             "X-Ratelimit-Reset": str(int(time.time()) - 5)})
+    sleeps = Sleeps()
+    make_source(fake, sleeps=sleeps).profile("AXP")
+    assert len(sleeps) == 1 and 1.0 <= sleeps[0] < 2.0
+
+
+class RealSleeps(Sleeps):
+    """Sleeps for real and remembers how long each wait was asked to be."""
+
+    def __call__(self, seconds: float) -> None:
+        super().__call__(seconds)
+        time.sleep(seconds)
+
+
+def test_a_429_without_headers_costs_seconds_not_a_minute_in_real_time(fake):
     fake.add_profile("AXP")
     fake.fail_next("profile2", 429)
-    sleeps = Sleeps()
-    make_source(fake, sleeps=sleeps, rate_limit_wait_s=60).profile("AXP")
-    assert sleeps == [60]
+    source = make_source(fake, sleeps=RealSleeps())
+    started = time.monotonic()
+    assert source.profile("AXP").ticker == "AXP"
+    elapsed = time.monotonic() - started
+    print(f"one 429 without rate-limit headers cost {elapsed:.2f} s")
+    assert 1.0 <= elapsed < 5.0
+
+
+def test_the_wait_follows_finnhubs_reset_header_in_real_time():
+    # A 2-call budget over a 3 s window: the third call is refused with Remaining 0 and the window's reset time.
+    with FakeFinnhub(per_minute_limit=2, window_s=3.0) as fake:
+        fake.add_profile("AXP")
+        sleeps = RealSleeps()
+        source = make_source(fake, sleeps=sleeps)
+        source.profile("AXP")
+        source.profile("AXP")
+        started = time.time()
+        assert source.profile("AXP").ticker == "AXP"
+        elapsed = time.time() - started
+        refused = [c for c in fake.calls if c.status == 429]
+        reset = math.ceil(fake.calls[0].epoch + 3.0)
+    print(f"waited {elapsed:.2f} s for a reset {reset - started:.2f} s away")
+    assert [c.status for c in fake.calls] == [200, 200, 429, 200] and len(refused) == 1
+    assert len(sleeps) == 1
+    assert reset - started - 0.1 <= elapsed <= reset - started + 1.5  # the header's time, plus the small margin
+
+
+def test_the_rate_limit_note_reaches_whoever_waits_on_the_forecast(fake):
+    fake.add_profile("AXP")
+    fake.fail_next("profile2", 429)
+    finnhub = make_source(fake, sleeps=RealSleeps())
+    prices = MemorySources()
+    prices.closes["AXP"] = weekday_closes(dt.date(2024, 2, 1), dt.date(2024, 3, 8))
+    notes: list[str] = []
+    at = ny(2024, 3, 8, 17, 0)
+    gathered = gather(["AXP"], sources=Sources(news=finnhub, fundamentals=finnhub, prices=prices), cutoff=at,
+                      now=at, weeks=2, with_financials=False, progress=notes.append)
+    assert not isinstance(gathered["AXP"], Exception)
+    [note] = notes
+    assert re.fullmatch(r"rate-limited by Finnhub, retrying in [12] s", note)
+
+
+def test_without_a_listener_the_note_goes_nowhere_and_a_failing_listener_never_fails_the_call(fake):
+    fake.add_profile("AXP")
+    fake.fail_next("profile2", 429, times=2)
+    source = make_source(fake)
+    assert source.profile("AXP").ticker == "AXP"
+
+    def broken(_note: str) -> None:
+        raise RuntimeError("slack is down")
+
+    with notices_to(broken):
+        assert source.profile("AXP").ticker == "AXP"
+
+
+def test_class_shares_are_asked_for_in_finnhubs_spelling(fake):
+    fake.add_profile("BRK.B", name="Berkshire Hathaway Inc")
+    fake.add_news("BRK.B", {"headline": "Berkshire item", "published": ny(2024, 3, 4, 10, 0)})
+    fake.add_financials("BRK.B", {"eps": [("2023-12-31", 4.2)]})
+    source = make_source(fake)
+    for spelling in ("BRK.B", "BRK-B", "brk.b"):
+        assert source.profile(spelling).name == "Berkshire Hathaway Inc"
+    assert [i.headline for i in source.company_news("BRK-B", ny(2024, 3, 1), ny(2024, 3, 8))] == ["Berkshire item"]
+    assert source.quarterly_financials("BRK-B")[0].metrics == {"eps": 4.2}
+    assert {c.params["symbol"] for c in fake.calls} == {"BRK.B"}
 
 
 def test_5xx_retries_with_capped_exponential_backoff_then_gives_up(fake):

@@ -88,3 +88,22 @@ def test_json_has_the_structured_forecast(inputs):
     assert data["positive_developments"] == ["Invented strength."]
     assert data["potential_concerns"] == ["Invented risk."]
     assert data["parsed"] is True and data["model"] == "stub (no adapter)"
+
+
+def test_json_carries_the_distribution_and_what_follows_from_it(inputs):
+    from tests.fakes.forecasts import CannedAnalyst, distribution
+
+    bins = distribution(0.3, top="D2", p_top=0.4)  # the answer says "Down by 1-2%"
+    data = to_json(run_forecasts(inputs[-1:], CannedAnalyst(ANSWER, bins))[0])
+    probabilities = data["probabilities"]
+    assert probabilities["bins"] == bins.to_json()
+    assert probabilities["p_up"] == pytest.approx(0.3) and probabilities["p_down"] == pytest.approx(0.7)
+    assert probabilities["most_likely"] == {"code": "D2", "label": "down by 1-2%", "p": pytest.approx(0.4)}
+    assert probabilities["stated"] == {"code": "D2", "p": pytest.approx(0.4)}
+    # Midpoints ±0.5 … ±5.5: up bins 0.05 each (sum of midpoints 18) = 0.9; D2 0.4 · -1.5 = -0.6; the other five
+    # down bins 0.06 each, their midpoints summing to -16.5: -0.99. Expected move 0.9 - 0.6 - 0.99 = -0.69%.
+    assert probabilities["expected_move"] == pytest.approx(-0.69)
+
+
+def test_json_has_no_probabilities_when_the_backend_gave_none(inputs):
+    assert to_json(run_forecasts(inputs[-1:], StubModel())[0])["probabilities"] is None

@@ -6,6 +6,7 @@ our report measures on the same files. Hand-made answers are invented; no datase
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -19,12 +20,21 @@ from engine.metrics import (
     BASELINE_UP,
     COMPAT_KEYS,
     DIRECTION_KEYS,
+    BaseRates,
     EvalRow,
+    abstention_table,
+    base_rates,
     baseline_answer,
     baseline_answers,
+    baseline_probabilities,
+    brier_score,
+    expected_calibration_error,
     label_bin,
+    log_loss,
     mcc,
     momentum_bin,
+    probability_metrics,
+    reliability,
     score,
     score_fingpt_compat,
     week_bootstrap_ci,
@@ -327,3 +337,115 @@ def test_score_rejects_unpaired_predictions_and_unknown_labels():
 )
 def test_label_bin_reads_dataset_labels(label, expected):
     assert label_bin(label) == expected
+
+
+# ---- Probabilities: checked against arithmetic done by hand ------------------------------------------------
+
+# Five forecasts of P(up) and what happened (1 = up), plus one row without a probability (left out everywhere).
+P_UP = [0.82, 0.88, 0.33, 0.62, 0.15, None]
+WENT_UP = [True, False, False, True, False, True]
+
+
+def test_brier_log_loss_and_ece_match_the_hand_computed_values():
+    # Brier: squared distance of P(up) from the outcome, averaged over the 5 rows with a probability:
+    #   (1-0.82)² + (0-0.88)² + (0-0.33)² + (1-0.62)² + (0-0.15)²
+    #   = 0.0324 + 0.7744 + 0.1089 + 0.1444 + 0.0225 = 1.0826;  / 5 = 0.21652
+    assert brier_score(P_UP, WENT_UP) == pytest.approx(0.21652)
+    # Log loss: minus the mean natural log of the probability given to what happened:
+    #   -(ln 0.82 + ln 0.12 + ln 0.67 + ln 0.62 + ln 0.85) / 5
+    #   = -(-0.19845 - 2.12026 - 0.40048 - 0.47804 - 0.16252) / 5 = 3.35975 / 5 = 0.67195
+    assert log_loss(P_UP, WENT_UP) == pytest.approx(0.671950, abs=1e-5)
+    assert log_loss(P_UP, WENT_UP) == pytest.approx(
+        -(math.log(0.82) + math.log(0.12) + math.log(0.67) + math.log(0.62) + math.log(0.85)) / 5)
+    # ECE, 10 equal-width bins of P(up):
+    #   bin [0.8, 0.9): 0.82 and 0.88, mean P 0.85, up 1 of 2 = 0.5 -> |0.5 - 0.85| = 0.35, weight 2/5 -> 0.140
+    #   bin [0.3, 0.4): 0.33, up 0 of 1                  -> |0 - 0.33| = 0.33, weight 1/5   -> 0.066
+    #   bin [0.6, 0.7): 0.62, up 1 of 1                  -> |1 - 0.62| = 0.38, weight 1/5   -> 0.076
+    #   bin [0.1, 0.2): 0.15, up 0 of 1                  -> 0.15,               weight 1/5   -> 0.030
+    #   ECE = 0.140 + 0.066 + 0.076 + 0.030 = 0.312
+    assert expected_calibration_error(P_UP, WENT_UP) == pytest.approx(0.312)
+    bins = reliability(P_UP, WENT_UP)
+    assert len(bins) == 10 and [b["n"] for b in bins] == [0, 1, 0, 1, 0, 0, 1, 0, 2, 0]
+    assert bins[8] == {"lo": 0.8, "hi": 0.9, "n": 2, "mean_p": pytest.approx(0.85), "frequency": 0.5}
+    assert bins[0]["mean_p"] is None and bins[0]["frequency"] is None
+    metrics = probability_metrics(P_UP, WENT_UP)
+    assert (metrics["n"], metrics["missing"]) == (5, 1)
+    assert metrics["brier"] == pytest.approx(0.21652) and metrics["ece"] == pytest.approx(0.312)
+    assert metrics["mean_p_up"] == pytest.approx((0.82 + 0.88 + 0.33 + 0.62 + 0.15) / 5)
+    assert metrics["up_rate"] == pytest.approx(2 / 5)
+
+
+def test_the_reference_points_always_50_percent_and_perfect_and_p_of_one_in_the_last_bin():
+    assert brier_score([0.5] * 4, [True, False, True, True]) == 0.25
+    assert log_loss([0.5] * 4, [True, False, True, True]) == pytest.approx(math.log(2))
+    assert brier_score([1.0, 0.0], [True, False]) == 0.0
+    assert expected_calibration_error([1.0, 0.0], [True, False]) == 0.0
+    assert reliability([1.0], [True])[9]["n"] == 1  # P = 1 is in the last bin, not an 11th
+    # A confident miss is clipped, not infinite: -ln(1e-6) = 13.8.
+    assert log_loss([1.0], [False]) == pytest.approx(-math.log(1e-6), rel=1e-6)
+    assert probability_metrics([None, None], [True, False]) is None and brier_score([], []) is None
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        brier_score([1.2], [True])
+
+
+def test_abstaining_trades_coverage_for_accuracy_by_hand():
+    # Confidence max(P, 1-P): 0.82, 0.88, 0.67, 0.62, 0.85; the stated direction right: yes, no, yes, yes, no.
+    correct = [True, False, True, True, False, True]  # the last row has no probability: not in the table
+    table = abstention_table(P_UP, correct)
+    assert [(r["threshold"], r["covered"]) for r in table] == [(0.5, 5), (0.55, 5), (0.6, 5), (0.65, 4), (0.7, 3)]
+    # >= 0.65 drops 0.62 (a right one): 2 of 4 right; >= 0.7 also drops 0.67 (right): 1 of 3 (the 0.82).
+    assert [r["accuracy"] for r in table] == [pytest.approx(v) for v in (0.6, 0.6, 0.6, 0.5, 1 / 3)]
+    assert [r["coverage"] for r in table] == [pytest.approx(v) for v in (1, 1, 1, 0.8, 0.6)]
+    assert abstention_table([None], [True]) is None
+    assert abstention_table([0.5], [True], thresholds=(0.9,))[0]["accuracy"] is None  # nothing covered
+
+
+def test_base_rates_come_from_the_labels_and_the_previous_week_as_momentum_reads_it(rows):
+    rates = base_rates(rows, source="the test split, as a stand-in for training data")
+    ups = [r.label.startswith("up") for r in rows]
+    previous_up = [momentum_bin(r.user_prompt).direction == "up" for r in rows]
+    assert rates.up == pytest.approx(sum(ups) / 300)
+    after_up = [u for u, p in zip(ups, previous_up, strict=True) if p]
+    after_down = [u for u, p in zip(ups, previous_up, strict=True) if not p]
+    assert rates.after_up == pytest.approx(sum(after_up) / len(after_up))
+    assert rates.after_down == pytest.approx(sum(after_down) / len(after_down))
+    probabilities = baseline_probabilities(rows, rates)
+    assert probabilities[BASELINE_DOWN] == probabilities[BASELINE_UP] == [rates.up] * 300
+    assert probabilities[BASELINE_MOMENTUM] == [rates.after_up if p else rates.after_down for p in previous_up]
+
+
+def test_score_reports_the_model_calibration_and_training_rate_baselines():
+    rows = _rows(["up by 1-2%", "down by 0-1%", "down by 2-3%", "up by 0-1%"])
+    predictions = [_answer("Up by 1-2%"), _answer("Up by 0-1%"), _answer("Down by 1-2%"), "garbled"]
+    rates = BaseRates(up=0.6, after_up=0.7, after_down=0.4, source="training split 'train'")
+    report = score(rows, predictions, p_up=[0.7, 0.6, 0.2, None], rates=rates, bootstrap=0, rouge=False)
+    model = report["calibration"]["model"]
+    # Model, 3 rows with a probability: (1-0.7)² + (0-0.6)² + (0-0.2)² = 0.09 + 0.36 + 0.04 = 0.49; / 3.
+    assert (model["n"], model["missing"]) == (3, 1) and model["brier"] == pytest.approx(0.49 / 3)
+    # Constant baselines say the training rate 0.6 on all 4 rows (2 up, 2 down): (2·0.4² + 2·0.6²) / 4 = 0.26.
+    for name in (BASELINE_DOWN, BASELINE_UP):
+        assert report["calibration"]["baselines"][name]["brier"] == pytest.approx(0.26)
+    # These prompts show no past week, so momentum says the overall rate too.
+    assert report["calibration"]["baselines"][BASELINE_MOMENTUM]["brier"] == pytest.approx(0.26)
+    assert report["calibration"]["base_rates"] == {"up": 0.6, "after_up": 0.7, "after_down": 0.4,
+                                                   "source": "training split 'train'", "in_sample": False}
+    # Abstention: confidences 0.7, 0.6, 0.8; right, wrong (said up, went down), right; the unparsed row has none.
+    assert [(r["covered"], r["accuracy"]) for r in report["abstain"]] == [
+        (3, pytest.approx(2 / 3)), (3, pytest.approx(2 / 3)), (3, pytest.approx(2 / 3)), (2, 1.0), (2, 1.0)]
+
+
+def test_without_training_rates_the_baselines_use_in_sample_rates_and_say_so():
+    rows = _rows(["up by 1-2%", "down by 0-1%", "down by 2-3%", "down by 0-1%"])
+    report = score(rows, [r.reference for r in rows], bootstrap=0, rouge=False)
+    rates = report["calibration"]["base_rates"]
+    assert rates["in_sample"] is True and rates["up"] == 0.25 and "in-sample" in rates["source"]
+    assert report["calibration"]["model"] is None and report["abstain"] is None  # the answers carry none
+    # Momentum without conditional rates (a rate given alone) gets no probability, never a made-up one.
+    given = BaseRates(up=0.5, after_up=None, after_down=None, source="--train-up-rate")
+    report = score(rows, [r.reference for r in rows], rates=given, bootstrap=0, rouge=False)
+    assert report["calibration"]["baselines"][BASELINE_MOMENTUM] is None
+    assert report["calibration"]["baselines"][BASELINE_UP]["brier"] == 0.25
+    with pytest.raises(EngineError, match="3 probabilities for 4 rows"):
+        score(rows, [r.reference for r in rows], p_up=[0.5] * 3, bootstrap=0, rouge=False)
+    with pytest.raises(EngineError, match="must lie in"):
+        BaseRates(up=1.5, after_up=None, after_down=None, source="typo")

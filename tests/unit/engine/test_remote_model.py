@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import re
 import shutil
@@ -17,16 +18,20 @@ from pathlib import Path
 
 import pytest
 
+from engine.bin_scoring import bin_continuations
 from engine.exceptions import ModelError, ModelServerError
+from engine.grammar import ANSWER_REGEX
+from engine.probabilities import ALL_BINS
 from engine.forecast import run_forecasts
 from engine.inputs import Sources, gather
 from engine.market.weeks import NEW_YORK
 from engine.prompts import build_messages
+from engine.provenance import base_model_name
 from engine.records import NewsItem
 from engine.remote_model import RemoteAnalyst
 from tests.fakes.sources import MemorySources, synthetic_profile, weekday_closes
 from tests.fakes.tiny_model import build_lora_adapter, build_tokenizer
-from tests.fakes.vllm_server import FakeVllm
+from tests.fakes.vllm_server import FakeVllm, hashed_logprob
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONVERSATIONS = [
@@ -73,7 +78,7 @@ def test_the_server_receives_exactly_the_prompt_the_in_process_backend_reads(vll
         text = remote.render(conversation)
         assert text == in_process.render(conversation)
         assert remote.count_tokens(text) == in_process.count_tokens(text)
-    assert remote.version == in_process.version == f"{Path(tiny_model_dir).name} (no adapter)"
+    assert remote.version == in_process.version == f"{base_model_name(str(tiny_model_dir))} (no adapter)"
 
 
 def test_greedy_requests_carry_the_in_process_decoding_settings(vllm, tiny_model_dir, in_process):
@@ -86,6 +91,61 @@ def test_greedy_requests_carry_the_in_process_decoding_settings(vllm, tiny_model
     assert body["stop_token_ids"] == in_process._stop_ids
     assert body["repetition_penalty"] == 1.0  # the tiny checkpoint sets none
     assert "seed" not in body and "top_p" not in body
+
+
+def test_constrained_requests_carry_the_grammar_as_structured_outputs_and_no_guided_field(vllm, tiny_model_dir):
+    connect(vllm, tiny_model_dir).generate(CONVERSATIONS[:2], max_new_tokens=8)
+    for request in vllm.completions():
+        assert request.body["structured_outputs"] == {"regex": ANSWER_REGEX}
+        assert not [key for key in request.body if key.startswith("guided_")]
+    connect(vllm, tiny_model_dir, constrained=False).generate(CONVERSATIONS[:1], max_new_tokens=8)
+    assert "structured_outputs" not in vllm.completions()[-1].body
+
+
+def test_guided_fields_are_refused_before_anything_is_sent(vllm, tiny_model_dir):
+    remote = connect(vllm, tiny_model_dir)
+    for params in ({"extra_body": {"guided_regex": "a+"}}, {"guided_json": {}}):
+        with pytest.raises(ValueError, match="structured_outputs"):
+            remote.server.complete(vllm.base, "hello", {"max_tokens": 4, **params})
+    assert vllm.completions() == []
+
+
+def test_the_fake_server_holds_answers_to_the_requested_grammar(tiny_model_dir):
+    with FakeVllm(tiny_model_dir, answer=lambda prompt, model: "Up, surely.") as fake:
+        with pytest.raises(ModelServerError, match="does not match the requested structured_outputs regex"):
+            connect(fake, tiny_model_dir, attempts=1).generate(CONVERSATIONS[:1], max_new_tokens=8)
+        [free] = connect(fake, tiny_model_dir, constrained=False).generate(CONVERSATIONS[:1], max_new_tokens=8)
+    assert free.text == "Up, surely." and free.bin_distribution is None
+
+
+def test_bin_probabilities_come_from_prompt_logprobs_of_the_twelve_continuations(vllm, tiny_model_dir):
+    remote = connect(vllm, tiny_model_dir)
+    [generation] = remote.generate(CONVERSATIONS[:1], max_new_tokens=400)
+    [scoring] = vllm.scorings()
+    body = scoring.body
+    assert body["prompt_logprobs"] == 0 and body["max_tokens"] == 1 and body["model"] == vllm.base
+    assert "structured_outputs" not in body
+
+    tokenizer = remote.tokenizer
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    head = encode(remote.render(CONVERSATIONS[0])) + encode(generation.text.split("\nPrediction:")[0]
+                                                           + "\nPrediction:")
+    expected = {}
+    for move, prompt in zip(ALL_BINS, body["prompt"], strict=True):
+        continuation = encode(bin_continuations()[move.code])
+        assert prompt == head + continuation
+        expected[move.code] = sum(hashed_logprob(prompt[:i], prompt[i]) for i in range(len(head), len(prompt)))
+    top = max(expected.values())
+    total = sum(math.exp(v - top) for v in expected.values())
+    dist = generation.bin_distribution
+    assert dist is not None and generation.bin_seconds is not None
+    for code, value in expected.items():
+        assert dist.probabilities[code] == pytest.approx(math.exp(value - top) / total, abs=1e-9)
+
+
+def test_an_answer_cut_before_its_prediction_is_not_scored(vllm, tiny_model_dir):
+    [generation] = connect(vllm, tiny_model_dir).generate(CONVERSATIONS[:1], max_new_tokens=8)
+    assert generation.bin_distribution is None and vllm.scorings() == []
 
 
 def test_the_checkpoints_repetition_penalty_is_sent_as_in_process_greedy_applies_it(vllm, tiny_model_dir, tmp_path):
@@ -122,7 +182,7 @@ def test_token_counts_come_from_the_servers_usage(vllm, tiny_model_dir):
 
 def test_a_batch_is_one_request_per_conversation_all_in_flight_at_once(tiny_model_dir):
     with FakeVllm(tiny_model_dir, latency_s=0.4, answer=lambda prompt, model: prompt.split("result ")[1][:1]) as fake:
-        remote = connect(fake, tiny_model_dir, concurrency=8)
+        remote = connect(fake, tiny_model_dir, concurrency=8, constrained=False)  # the canned answers are not FinGPT's
         started = time.perf_counter()
         generations = remote.generate(CONVERSATIONS, max_new_tokens=4)
         wall = time.perf_counter() - started
@@ -157,7 +217,7 @@ def test_the_fake_server_also_takes_a_list_prompt_as_vllm_does(vllm, tiny_model_
 def test_an_adapter_is_loaded_at_run_time_and_switched_without_a_restart(vllm, tiny_model_dir, tiny_adapter_dirs):
     a, b = tiny_adapter_dirs
     remote = connect(vllm, tiny_model_dir, adapter=a)
-    assert remote.version == f"{Path(tiny_model_dir).name} + {a.name}"
+    assert remote.version == f"{base_model_name(str(tiny_model_dir))} + {a.name}"
     remote.generate(CONVERSATIONS[:1], max_new_tokens=4)
     remote.use_adapter(b)
     remote.generate(CONVERSATIONS[:1], max_new_tokens=4)
@@ -341,7 +401,7 @@ def test_the_base_model_name_at_the_server(tiny_model_dir):
 def canned(prompt: str, model: str) -> str:
     symbol = re.findall(r"potential concerns for ([A-Z]+)\.", prompt)[-1]
     prediction = {"AXP": "Up by 2-3%", "KO": "Down by 1-2%", "MSFT": "Up by more than 5%"}[symbol]
-    return (f"[Positive Developments]:\n1. {symbol} grew orders.\n\n[Potential Concerns]:\n1. {symbol} costs rose.\n\n"
+    return (f"[Positive Developments]:\n1. {symbol} grew orders.\n2. {symbol} kept margins.\n\n[Potential Concerns]:\n1. {symbol} costs rose.\n\n"
             f"[Prediction & Analysis]:\nPrediction: {prediction}\nAnalysis: Invented reasoning for {symbol}.")
 
 
@@ -366,7 +426,7 @@ def test_run_forecasts_through_the_vllm_backend_parses_every_answer(tiny_model_d
     for result in results:
         prompt = remote.render(build_messages(result.inputs.parts))
         assert result.generation.prompt_tokens == remote.count_tokens(prompt)
-        assert result.model_version == f"{Path(tiny_model_dir).name} + {tiny_adapter_dirs[0].name}"
+        assert result.model_version == f"{base_model_name(str(tiny_model_dir))} + {tiny_adapter_dirs[0].name}"
 
 
 def test_the_remote_backend_needs_no_torch(tiny_model_dir):

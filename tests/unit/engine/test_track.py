@@ -13,6 +13,7 @@ from engine.metrics import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
 from engine.records import DailyClose
 from engine.track import (
     LATE,
+    MIN_CALIBRATED,
     SUPERSEDED,
     TrackEntry,
     closed_at,
@@ -47,7 +48,7 @@ def outcome_returns(symbol: str, week: Week) -> dict:
 
 
 def entry(entry_id: str, week: Week, requested: dt.datetime, prediction: str | None, *, symbol: str = "AXP",
-          scored: bool = True) -> TrackEntry:
+          scored: bool = True, p_up: float | None = None) -> TrackEntry:
     """A recorded forecast; `prediction` like "Down by 0-1%", or None for an unparsed answer."""
     if prediction is None:
         direction, magnitude, parsed = "none", None, False
@@ -56,7 +57,7 @@ def entry(entry_id: str, week: Week, requested: dt.datetime, prediction: str | N
         parsed = True
     returns = outcome_returns(symbol, week) if scored else {}
     return TrackEntry(entry_id, symbol, week, requested, parsed, direction, magnitude, prediction or "no idea",
-                      **returns)
+                      **returns, p_up=p_up)
 
 
 # ---- weeks and outcomes ---------------------------------------------------------------------------------------
@@ -217,3 +218,26 @@ def test_nothing_scored_yet_is_an_empty_record_not_an_error():
     report = score_track([entry("axp-w3", W3, at(15), "Down by 4-5%", scored=False)], latest=W2)
     assert report["cumulative"] is None and report["week"] is None and report["series"] == []
     assert report["counts"]["pending"] == 1 and report["counts"]["scored"] == 0
+
+
+def test_calibration_covers_counted_scored_forecasts_with_a_probability():
+    entries = [
+        entry("axp-w1", W1, at(1), "Down by 0-1%", p_up=0.2),  # went down: (0.2 - 0)² = 0.04
+        entry("axp-w2", W2, at(9), "Up by 2-3%", p_up=0.9),  # went up: (0.9 - 1)² = 0.01
+        entry("ko-w2", W2, at(9), "Up by 0-1%", symbol="KO", p_up=0.4),  # went up: (0.4 - 1)² = 0.36
+        entry("ko-w1", W1, at(1), "Down by 0-1%", symbol="KO"),  # no probability (an older entry): left out
+        entry("axp-w2-late", W2, at(12), "Up by 2-3%", p_up=0.0),  # hindsight: never counted
+        entry("axp-w3", W3, at(15), "Down by 4-5%", scored=False, p_up=0.5),  # pending
+    ]
+    calibration = score_track(entries, latest=W3)["calibration"]
+    assert calibration["n"] == 3 and calibration["brier"] == pytest.approx((0.04 + 0.01 + 0.36) / 3)
+    # Bins [0.2, 0.3): 0 of 1 up, |0 - 0.2|; [0.9, 1]: 1 of 1, |1 - 0.9|; [0.4, 0.5): 1 of 1, |1 - 0.4|; / 3 each.
+    assert calibration["ece"] == pytest.approx((0.2 + 0.1 + 0.6) / 3)
+    assert calibration["enough"] is False and calibration["min_n"] == MIN_CALIBRATED == 20
+
+
+def test_calibration_is_none_without_probabilities_and_enough_from_the_minimum():
+    assert score_track([entry("axp-w1", W1, at(1), "Down by 0-1%")], latest=W1)["calibration"] is None
+    many = [entry(f"s{i}", W1, at(1), "Down by 0-1%", symbol=f"S{i}", p_up=0.3) for i in range(MIN_CALIBRATED)]
+    assert score_track(many, latest=W1)["calibration"]["enough"] is True
+    assert score_track(many[1:], latest=W1)["calibration"]["enough"] is False

@@ -326,3 +326,35 @@ def test_implements_the_engine_protocols_and_has_no_financials(source):
     assert source.name == "yahoo"
     with pytest.raises(MissingApiKey, match="FINNHUB_API_KEY"):
         source.quarterly_financials("AAPL")
+
+
+# -- ticker spelling ------------------------------------------------------------------------------------
+
+
+def test_class_shares_are_asked_for_in_yahoos_spelling_and_returned_under_the_callers(yahoo, source, sleeps):
+    # Yahoo knows Berkshire's class B shares only as BRK-B; BRK.B is a 404 there.
+    yahoo.add_prices("BRK-B", WEEK)
+    yahoo.add_profile("BRK-B", dict(longName="Berkshire Hathaway Inc.", industry="Insurance - Diversified",
+                                    marketCap=900_000_000_000, sharesOutstanding=2_000_000_000, currency="USD"))
+    yahoo.add_news("BRK-B", [dict(title="Berkshire synthetic item", summary="Synthetic.",
+                                  published=dt.datetime(2024, 3, 6, 15, tzinfo=UTC))])
+
+    prices = source.daily_closes(["BRK.B"], MON, FRI)
+    assert list(prices) == ["BRK.B"] and closes(prices["BRK.B"]) == WEEK
+    both = source.daily_closes(["BRK.B", "BRK-B"], MON, FRI)  # either spelling, one download
+    assert closes(both["BRK.B"]) == closes(both["BRK-B"]) == WEEK
+    profile = source.profile("BRK.B")
+    assert (profile.ticker, profile.name) == ("BRK.B", "Berkshire Hathaway Inc.")
+    window = (dt.datetime(2024, 3, 4, tzinfo=UTC), dt.datetime(2024, 3, 9, tzinfo=UTC))
+    assert [i.headline for i in source.company_news("BRK.B", *window)] == ["Berkshire synthetic item"]
+    assert sleeps == []
+    asked = " ".join(path for _method, _host, path in yahoo.requests)
+    assert "BRK-B" in asked and "BRK.B" not in asked
+
+
+def test_exchange_suffixes_are_not_taken_for_share_classes():
+    from engine.sources.symbols import finnhub_symbol, yahoo_symbol
+
+    assert [yahoo_symbol(s) for s in ("BRK.B", "BRK-B", "brk.b", "BF/B", "AXP", "SHOP.TO", "RY.TO")] == [
+        "BRK-B", "BRK-B", "BRK-B", "BF-B", "AXP", "SHOP.TO", "RY.TO"]
+    assert [finnhub_symbol(s) for s in ("BRK-B", "BRK.B", "AXP", "SAP.DE")] == ["BRK.B", "BRK.B", "AXP", "SAP.DE"]

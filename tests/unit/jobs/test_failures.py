@@ -29,3 +29,37 @@ def test_every_job_kind_names_where_its_answer_goes():
     assert route_of(forecast) == Route("C1", "1.2", "u", at)
     assert route_of(SimpleNamespace(kwargs={"channel": "C2", "as_of": "2026-11-23"}, enqueued_at=None)) == Route("C2")
     assert route_of(SimpleNamespace(kwargs={}, enqueued_at=None)) is None
+
+
+def test_server_paths_are_cut_from_reasons_but_urls_commands_and_ratios_are_left():
+    from jobs.failures import without_server_paths
+
+    assert without_server_paths("no data in /home/alice/snapshots/AXP/prices.json") == "no data in prices.json"
+    assert without_server_paths("at /work/main/.venv/lib/python3.11/site-packages/yfinance/base.py, line 3") == (
+        "at base.py, line 3")
+    assert without_server_paths("DATA_SNAPSHOT_DIR=/srv/snap holds nothing; see ~/notes/x") == (
+        "DATA_SNAPSHOT_DIR=snap holds nothing; see x")
+    for kept in ("https://finnhub.io/api/v1/quote failed", "run `/forecast AXP` or /forecast-status", "P/E < 15",
+                 "week 2024/03/15"):
+        assert without_server_paths(kept) == kept
+
+
+def test_a_data_error_quoting_a_path_is_described_without_it():
+    from engine.exceptions import SnapshotMissing
+
+    said = describe(JOB, SnapshotMissing, SnapshotMissing("snapshot /var/lib/forecaster/snap has no prices for AXP"))
+    assert said == "snapshot snap has no prices for AXP"
+
+
+def test_slack_refusals_are_described_as_slacks_not_as_internal_errors():
+    from jobs.failures import refusal_fix
+    from jobs.replies import SlackRefused
+
+    assert describe(JOB, SlackRefused, SlackRefused("not_in_channel", "C1")) == "Slack refused to post it " \
+                                                                                 "(not_in_channel)"
+    said = describe(JOB, SlackRefused, SlackRefused("invalid_blocks", "C1"))
+    assert said.startswith("Slack refused the message we built (invalid_blocks); that is our bug")
+    assert "forecast_AXP_x" in said
+    assert "`/invite @forecaster`" in refusal_fix("not_in_channel", "C1")
+    assert "<#C1>" in refusal_fix("is_archived", "C1")
+    assert "SLACK_BOT_TOKEN" in refusal_fix("token_revoked", "C1")

@@ -4,6 +4,7 @@ limit, re-run of a failed request and memory of Slack deliveries."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from rq.job import Job
@@ -11,7 +12,7 @@ from rq.serializers import JSONSerializer
 
 from jobs.client import ForecastRequest, JobsClient, QueueFull, queue
 from jobs.gates import claim_digest_slot, release_digest_slot
-from jobs.keys import DELIVERY_TTL_S, delivery_key, forecast_job_id, on_demand_digest_key
+from jobs.keys import DELIVERY_TTL_S, delivery_key, digest_job_id, forecast_job_id, on_demand_digest_key
 from jobs.queues import INTERACTIVE
 
 NOW = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.UTC)
@@ -75,3 +76,15 @@ def test_a_refused_job_leaves_nothing_behind(redis):
     assert client.delivered("555.666.ghi") is None
     assert not Job.exists(forecast_job_id(ticker="KO", as_of=None, weeks=3, financials=True, channel="C123",
                                           now=NOW), redis)
+
+
+def test_a_digest_slot_whose_job_never_came_to_exist_is_taken_over_after_a_grace(redis):
+    # The bot claimed the slot, then lost Redis before the digest was enqueued: the job never existed.
+    job = digest_job_id(channel="C1", as_of=dt.date(2026, 11, 23))
+    assert claim_digest_slot(redis, "C1", cooldown_s=3600, for_job=job, stale_after_s=0.5) == 0
+    assert claim_digest_slot(redis, "C1", cooldown_s=3600, for_job=job, stale_after_s=0.5) > 0
+    time.sleep(0.6)  # real time: a claim this old had all the time an ack takes to enqueue its job
+    assert claim_digest_slot(redis, "C1", cooldown_s=3600, for_job=job, stale_after_s=0.5) == 0
+    JobsClient(redis, now=NOW).digest(channel="C1", as_of=dt.date(2026, 11, 23))  # now the job exists
+    time.sleep(0.6)
+    assert claim_digest_slot(redis, "C1", cooldown_s=3600, for_job=job, stale_after_s=0.5) > 0

@@ -15,7 +15,7 @@ from engine.market.weeks import NEW_YORK, Week
 from engine.track import realized_outcome
 from jobs import ledger
 from jobs.keys import ledger_entry_key, ledger_index_key, ledger_pending_key, ledger_ticker_index_key
-from tests.fakes.forecasts import forecast_json, stepped_market
+from tests.fakes.forecasts import distribution, forecast_json, stepped_market
 
 FRIDAY_EVENING = dt.datetime(2024, 3, 8, 18, 0, tzinfo=NEW_YORK)  # forecasts the week of Mar 10
 W2 = Week(dt.date(2024, 3, 10), dt.date(2024, 3, 17))
@@ -28,8 +28,8 @@ def market():
 
 
 def record(redis, sources, symbol="AXP", *, job_id="forecast_AXP_live1_2wf_C1", prediction="Up by 1-2%",
-           at=FRIDAY_EVENING, **kwargs):
-    data = forecast_json(sources, symbol, at=at, prediction=prediction)
+           at=FRIDAY_EVENING, bins=None, **kwargs):
+    data = forecast_json(sources, symbol, at=at, prediction=prediction, distribution=bins)
     values = {"user": "U1", "channel": "C1", "requested_at": at, "latency_s": 12.34567, "source": "forecast"}
     return ledger.record_forecast(redis, data, job_id=job_id, **(values | kwargs)), data
 
@@ -157,3 +157,41 @@ def test_export_writes_every_entry_oldest_first_and_reads_back(redis, market, tm
 def test_export_refuses_other_formats_with_the_fix(redis, tmp_path):
     with pytest.raises(ValueError, match=r"must end in \.csv or \.parquet"):
         ledger.export(redis, tmp_path / "ledger.xlsx")
+
+
+PROBABILITY_FIELDS = ("p_up", "p_stated", "expected_move", "bin_probabilities")
+
+
+def test_the_probabilities_are_recorded_and_feed_the_track_entry(redis, market):
+    _, sources = market
+    bins = distribution(0.61, top="U2", p_top=0.34)  # the answer says "Up by 1-2%"
+    entry_id, data = record(redis, sources, bins=bins)
+    entry = ledger.get_entry(redis, entry_id)
+    assert entry["p_up"] == pytest.approx(0.61) and entry["p_stated"] == pytest.approx(0.34)
+    assert entry["expected_move"] == pytest.approx(data["probabilities"]["expected_move"])
+    assert json.loads(entry["bin_probabilities"]) == bins.to_json()
+    assert ledger.to_track_entry(entry).p_up == pytest.approx(0.61)
+
+
+def test_entries_without_probabilities_and_entries_from_before_them_read_as_none(redis, market):
+    _, sources = market
+    without, _ = record(redis, sources, job_id="job-none")  # a backend that computed none
+    old, _ = record(redis, sources, "KO", job_id="job-old", bins=distribution(0.5, top="U1", p_top=0.2))
+    redis.hdel(ledger_entry_key(old), *PROBABILITY_FIELDS)  # as an entry recorded before these fields existed
+    for entry_id in (without, old):
+        entry = ledger.get_entry(redis, entry_id)
+        assert all(entry[name] is None for name in PROBABILITY_FIELDS)
+        assert ledger.to_track_entry(entry).p_up is None
+
+
+@pytest.mark.parametrize("name", ["ledger.csv", "ledger.parquet"])
+def test_export_has_the_probability_columns_empty_where_there_were_none(redis, market, tmp_path, name):
+    _, sources = market
+    record(redis, sources, job_id="job-a", bins=distribution(0.61, top="U2", p_top=0.34))
+    record(redis, sources, "KO", job_id="job-b", requested_at=FRIDAY_EVENING + dt.timedelta(minutes=5))
+    path = tmp_path / name
+    ledger.export(redis, path)
+    frame = pd.read_csv(path) if name.endswith(".csv") else pd.read_parquet(path)
+    assert frame["p_up"][0] == pytest.approx(0.61) and frame["p_stated"][0] == pytest.approx(0.34)
+    assert json.loads(frame["bin_probabilities"][0])["U2"] == pytest.approx(0.34)
+    assert all(pd.isna(frame[name][1]) for name in PROBABILITY_FIELDS)

@@ -4,12 +4,13 @@ scheduled posts, and only the asking user's pending jobs."""
 from __future__ import annotations
 
 import datetime as dt
+import socket
 
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from jobs.client import ForecastRequest, JobsClient, queue
-from jobs.keys import last_run_key, served_model_key
+from jobs.keys import last_run_key, served_model_key, worker_heartbeat_key
 from jobs.queues import BY_PRIORITY, INTERACTIVE
 from jobs.status import read_status, workers_alive
 
@@ -44,11 +45,20 @@ def test_the_users_own_jobs_are_listed_with_their_place_and_nobody_elses(redis):
     assert [(q.name, q.queued) for q in status.queues] == [("interactive", 2), ("batch", 1), ("training", 1)]
 
 
+def registered_worker(redis, name: str, pid: int, *, beating: bool) -> SimpleWorker:
+    """An RQ worker registration as a worker process on this host with `pid` makes it, with its heartbeat key
+    as `jobs.worker.heartbeat` writes it (or none: the process died)."""
+    worker = SimpleWorker([queue(redis, INTERACTIVE)], connection=redis, serializer=JSONSerializer, name=name)
+    worker.pid = pid
+    worker.register_birth()
+    if beating:
+        redis.set(worker_heartbeat_key(socket.gethostname(), pid), "2026-11-25T14:59:30+00:00", ex=120)
+    return worker
+
+
 def test_workers_alive_and_busy_the_served_model_and_the_last_posts(redis):
-    busy = SimpleWorker([queue(redis, INTERACTIVE)], connection=redis, serializer=JSONSerializer, name="gpu-0")
-    idle = SimpleWorker([queue(redis, INTERACTIVE)], connection=redis, serializer=JSONSerializer, name="gpu-1")
-    for worker in (busy, idle):
-        worker.register_birth()
+    busy = registered_worker(redis, "gpu-0", 1001, beating=True)
+    idle = registered_worker(redis, "gpu-1", 1002, beating=True)
     busy.set_state("busy")
     idle.set_state("idle")
     redis.hset(served_model_key(), mapping={"model": "tiny", "adapter": "v0002", "since": "2026-11-25T08:00:00+00:00"})
@@ -58,11 +68,23 @@ def test_workers_alive_and_busy_the_served_model_and_the_last_posts(redis):
 
     assert workers_alive(redis) == 2
     assert [(w.name, w.state) for w in status.workers] == [("gpu-0", "busy"), ("gpu-1", "idle")]
+    assert status.workers[0].last_heartbeat == "2026-11-25T14:59:30+00:00" and status.lost == []
     assert status.served == {"model": "tiny", "adapter": "v0002", "since": "2026-11-25T08:00:00+00:00"}
     assert status.last_digest == "2026-11-23T13:00:04+00:00" and status.last_summary is None
     busy.register_death()
     idle.register_death()
     assert workers_alive(redis) == 0
+
+
+def test_a_registered_worker_without_a_heartbeat_is_lost_not_alive(redis):
+    dead = registered_worker(redis, "gpu-0", 1001, beating=False)
+    dead.set_state("busy")
+    registered_worker(redis, "gpu-1", 1002, beating=True)
+
+    status = read_status(redis, user="U1")
+
+    assert [w.name for w in status.workers] == ["gpu-1"] and workers_alive(redis) == 1
+    assert [(w.name, w.state) for w in status.lost] == [("gpu-0", "busy")]  # RQ's last word, not proof of life
 
 
 def test_status_only_reads(redis):

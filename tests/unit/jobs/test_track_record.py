@@ -9,9 +9,10 @@ import pytest
 
 from engine.inputs import Sources
 from engine.market.weeks import NEW_YORK
+from engine.metrics import reliability
 from jobs import ledger, track_record
-from jobs.charts import hit_rate_chart
-from tests.fakes.forecasts import forecast_json, stepped_market
+from jobs.charts import hit_rate_chart, reliability_chart
+from tests.fakes.forecasts import distribution, forecast_json, stepped_market
 
 SATURDAY_NIGHT = dt.datetime(2024, 3, 24, 0, tzinfo=NEW_YORK)  # the weeks of Mar 3, 10 and 17 have closed
 
@@ -21,11 +22,11 @@ def market():
     return stepped_market(("AXP", "KO", "MSFT"))
 
 
-def record(redis, market, forecasts) -> None:
+def record(redis, market, forecasts, bins=None) -> None:
     sources = Sources(market, market, market)
     for ticker, day, prediction in forecasts:
         at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
-        ledger.record_forecast(redis, forecast_json(sources, ticker, at=at, prediction=prediction),
+        ledger.record_forecast(redis, forecast_json(sources, ticker, at=at, prediction=prediction, distribution=bins),
                                job_id=f"job{day}", user="U1", channel="C1", requested_at=at, latency_s=1.0,
                                source="forecast")
 
@@ -91,3 +92,22 @@ def test_the_chart_is_a_png_even_for_a_single_week():
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
     with pytest.raises(ValueError, match="nothing to chart"):
         hit_rate_chart([], title="empty")
+
+
+def test_track_record_scores_the_stored_probabilities(redis, market):
+    record(redis, market, [("AXP", 1, "Down by 0-1%"), ("KO", 8, "Up by 2-3%")],
+           bins=distribution(0.25, top="D1", p_top=0.5))
+    record(redis, market, [("MSFT", 8, "Up by 0-1%")])  # no probability: counted for hits, not for calibration
+    track_record.refresh_outcomes(redis, market, closed_by=SATURDAY_NIGHT, scored_at=SATURDAY_NIGHT)
+    calibration = track_record.track_record(redis)["report"]["calibration"]
+    # Week of Mar 3 went down: (0.25 - 0)² = 0.0625; Mar 10 went up: (0.25 - 1)² = 0.5625. Mean 0.3125.
+    assert calibration["n"] == 2 and calibration["brier"] == pytest.approx(0.3125)
+    assert calibration["enough"] is False
+
+
+def test_the_reliability_chart_is_a_png_and_refuses_an_empty_record():
+    png = reliability_chart(reliability([0.1, 0.35, 0.8, 0.85], [False, True, True, False]), title="Reliability",
+                            summary="Brier 0.2 · ECE 0.1 · n 4")
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+    with pytest.raises(ValueError, match="nothing to chart"):
+        reliability_chart(reliability([], []), title="empty")

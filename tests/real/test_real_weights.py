@@ -1,0 +1,108 @@
+"""Real pretrained weights through the product's own code: loading, the chat template, pad/eos, a batched
+constrained generation that parses, and bin scoring that equals naive scoring on the real Qwen tokenizer (where
+'%\\n' is one token). Minutes on a CPU: REAL_MAX_NEW_TOKENS (default 160) bounds each answer."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+import torch
+
+from engine.bin_scoring import bin_continuations
+from engine.grammar import ANSWER_REGEX
+from engine.model import Analyst
+from engine.parsing import parse_answer, upstream_parse
+from engine.probabilities import ALL_BINS
+from engine.prompts import SYSTEM_PROMPT
+
+MAX_NEW_TOKENS = int(os.environ.get("REAL_MAX_NEW_TOKENS", "160"))
+# Short prompts keep the CPU prefill to seconds; the bench (tests/bench) uses the real 2-3k-token test prompts.
+CONVERSATIONS = [
+    [{"role": "system", "content": SYSTEM_PROMPT},
+     {"role": "user", "content": f"From 2024-03-03 to 2024-03-10, {symbol}'s stock price {move}. News: {news} "
+                                 f"Come up with 2-4 most important factors respectively and keep them concise. Then "
+                                 f"make your prediction of the {symbol} stock price movement for next week "
+                                 "(2024-03-10 to 2024-03-17). Provide a summary analysis to support your prediction."}]
+    for symbol, move, news in [
+        ("AXP", "increased from 211.20 to 218.37", "American Express raised its dividend by 17%."),
+        ("INTC", "decreased from 45.10 to 42.35", "Intel delayed a factory in Ohio; guidance was cut."),
+    ]
+]
+
+
+@pytest.fixture(scope="module")
+def analyst(real_dir) -> Analyst:
+    started = time.perf_counter()
+    loaded = Analyst.load(str(real_dir), device="cpu")
+    print(f"\nloaded {real_dir} in {time.perf_counter() - started:.1f}s; grammar compiled in "
+          f"{loaded.grammar.compile_seconds:.2f}s for {loaded.model.config.vocab_size} tokens")
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def generated(analyst):
+    captured = []
+    original = analyst._score_bins
+
+    def spy(batch, sequences, cache, answers):
+        captured.append((batch, answers))
+        return original(batch, sequences, cache, answers)
+
+    analyst._score_bins = spy
+    try:
+        generations = analyst.generate(CONVERSATIONS, max_new_tokens=MAX_NEW_TOKENS)
+    finally:
+        del analyst._score_bins
+    g = generations[0]
+    print(f"\nbatch of {len(generations)}, constrained, max_new_tokens={MAX_NEW_TOKENS}: {g.seconds:.1f}s, "
+          f"{sum(x.new_tokens for x in generations) / g.seconds:.2f} tok/s; bins scored in {g.bin_seconds:.2f}s "
+          f"({g.bin_seconds / g.seconds:.1%} of the generation)")
+    for x in generations:
+        print(f"--- {x.new_tokens} tokens; P(up) {x.bin_distribution.p_up:.2f}, most likely "
+              f"{x.bin_distribution.most_likely.code}\n{x.text}")
+    return generations, captured[0]
+
+
+def test_loads_through_the_products_code_with_its_chat_template_and_stop_tokens(analyst):
+    tokenizer = analyst.tokenizer
+    assert analyst.model.dtype == torch.float32 and tokenizer.padding_side == "left"
+    assert tokenizer.pad_token is not None and tokenizer.chat_template is not None
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in analyst._stop_ids
+    text = analyst.render(CONVERSATIONS[0])
+    assert text.startswith("<|im_start|>system\n" + SYSTEM_PROMPT) and text.endswith("<|im_start|>assistant\n")
+    assert analyst.grammar is not None and len(analyst.grammar.token_bytes) == analyst.model.config.vocab_size
+
+
+def test_a_batched_constrained_generation_on_real_weights_parses(generated):
+    generations, _ = generated
+    for g in generations:
+        assert re.fullmatch(ANSWER_REGEX, g.text), g.text[-300:]
+        forecast = parse_answer(g.text)
+        assert forecast.parsed, forecast.problems
+        assert upstream_parse(g.text) is not None
+        assert g.new_tokens <= MAX_NEW_TOKENS
+        assert abs(sum(g.bin_distribution.probabilities.values()) - 1) < 1e-9
+
+
+def test_bin_scoring_matches_twelve_naive_passes_on_the_real_tokenizer(analyst, generated):
+    generations, (batch, answers) = generated
+    row = 0
+    prompt = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
+    tokens = answers[row]
+    cut = next(k for k in range(len(tokens) + 1) if analyst.tokenizer.decode(tokens[:k]).endswith("\nPrediction:"))
+    naive = {}
+    for move in ALL_BINS:
+        tail = analyst.tokenizer(bin_continuations()[move.code], add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([prompt + tokens[:cut] + tail])
+        with torch.inference_mode():
+            logprobs = torch.log_softmax(analyst.model(input_ids=ids).logits[0].float(), dim=-1)
+        start = len(prompt) + cut
+        naive[move.code] = sum(float(logprobs[start + i - 1, t]) for i, t in enumerate(tail))
+    top = max(naive.values())
+    total = sum(torch.tensor(v - top).exp().item() for v in naive.values())
+    dist = generations[row].bin_distribution
+    for code, value in naive.items():
+        assert abs(dist.probabilities[code] - torch.tensor(value - top).exp().item() / total) < 1e-4, code

@@ -1,0 +1,158 @@
+"""Constrained generation and bin scoring in process, on the tiny random-weight Qwen2: every answer of a batch is
+in FinGPT's format even from random weights, the 12-bin distribution from the one cached pass equals twelve naive
+full passes, and MODEL_CONSTRAINED=false is the free generation it was."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from engine import model as model_module
+from engine.bin_scoring import bin_continuations
+from engine.grammar import ANSWER_REGEX
+from engine.model import Analyst
+from engine.parsing import parse_answer, upstream_parse
+from engine.probabilities import ALL_BINS
+
+CONVERSATIONS = [
+    [{"role": "system", "content": "You are a seasoned stock market analyst."},
+     {"role": "user", "content": f"Company {name} reports invented result {n}. Predict next week."}]
+    for n, name in enumerate(["AXP", "KO Synthetic Inc", "MSFT orders, margins, guidance and demand", "ZZZ",
+                              "CAT", "DIS news " * 5, "IBM", "JPM margins"])
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """A tiny model is ~10x faster on one thread than on two when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def analyst(tiny_model_dir) -> Analyst:
+    return Analyst.load(str(tiny_model_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def free_analyst(tiny_model_dir) -> Analyst:
+    return Analyst.load(str(tiny_model_dir), device="cpu", constrained=False)
+
+
+class _Spy:
+    """Records what `_score_bins` was given (the generated token ids), so a test can score them naively."""
+
+    def __init__(self, analyst: Analyst) -> None:
+        self.original = analyst._score_bins
+        self.calls: list[tuple] = []
+
+    def __call__(self, batch, sequences, cache, answers):
+        self.calls.append((batch, answers))
+        return self.original(batch, sequences, cache, answers)
+
+
+@pytest.fixture(scope="module")
+def constrained_batch(analyst):
+    """A constrained batch of 8 with lines capped short, so the line budget works in 240 tokens."""
+    spy = _Spy(analyst)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(analyst, "_score_bins", spy)
+        patch.setattr(model_module, "LINE_TOKENS", 24)
+        generations = analyst.generate(CONVERSATIONS, max_new_tokens=240)
+    print(f"\ntiny model, batch 8, constrained: {generations[0].seconds:.2f}s for "
+          f"{sum(g.new_tokens for g in generations)} tokens, bins scored in {generations[0].bin_seconds:.3f}s")
+    return generations, spy.calls[0]
+
+
+def _assert_in_form(generations, max_new_tokens):
+    import re
+
+    for g in generations:
+        forecast = parse_answer(g.text)
+        assert forecast.parsed, (forecast.problems, g.text[:300])
+        assert upstream_parse(g.text) is not None
+        assert re.fullmatch(ANSWER_REGEX, g.text), g.text[-200:]
+        assert g.new_tokens <= max_new_tokens
+
+
+def test_a_constrained_batch_of_8_from_random_weights_always_parses(constrained_batch):
+    generations, _ = constrained_batch
+    _assert_in_form(generations, 240)
+    assert len({g.text for g in generations}) > 1
+
+
+@pytest.mark.parametrize("sample", [False, True])
+def test_the_reserve_is_enough_to_finish_the_structure_from_the_first_token(analyst, sample):
+    max_new_tokens = model_module.STRUCTURE_RESERVE  # the line budget ends lines from the very first token
+    generations = analyst.generate(CONVERSATIONS[:4], max_new_tokens=max_new_tokens, sample=sample, seed=3,
+                                   temperature=1.5)
+    _assert_in_form(generations, max_new_tokens)
+
+
+def test_the_bin_probabilities_sum_to_one_and_match_twelve_naive_full_passes(analyst, constrained_batch):
+    generations, (batch, answers) = constrained_batch
+    continuations = bin_continuations()
+    for row in (0, 3, 5):
+        dist = generations[row].bin_distribution
+        assert dist is not None and abs(sum(dist.probabilities.values()) - 1) < 1e-9
+        prompt = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
+        generated = answers[row]
+        # The shortest run of generated tokens whose text ends with "Prediction:" (random weights write a token
+        # boundary there with this tokenizer), then each bin's own tokens, scored from scratch.
+        cut = next(k for k in range(len(generated) + 1)
+                   if analyst.tokenizer.decode(generated[:k]).endswith("\nPrediction:"))
+        naive = {}
+        for move in ALL_BINS:
+            tail = analyst.tokenizer(continuations[move.code], add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([prompt + generated[:cut] + tail])
+            with torch.inference_mode():
+                logprobs = torch.log_softmax(analyst.model(input_ids=ids).logits[0].float(), dim=-1)
+            start = len(prompt) + cut
+            naive[move.code] = sum(float(logprobs[start + i - 1, token]) for i, token in enumerate(tail))
+        top = max(naive.values())
+        weights = {code: float(torch.tensor(v - top).exp()) for code, v in naive.items()}
+        total = sum(weights.values())
+        for code, weight in weights.items():
+            assert abs(dist.probabilities[code] - weight / total) < 1e-4, code
+
+
+def test_bin_scoring_costs_a_small_fraction_of_the_generation(constrained_batch):
+    generations, _ = constrained_batch
+    assert generations[0].bin_seconds < generations[0].seconds
+
+
+def test_unconstrained_generation_is_the_free_generation_it_was(free_analyst):
+    generations = free_analyst.generate(CONVERSATIONS[:3], max_new_tokens=20)
+    tokenizer = free_analyst.tokenizer
+    batch = tokenizer([free_analyst.render(c) for c in CONVERSATIONS[:3]], return_tensors="pt", padding=True,
+                      add_special_tokens=False)
+    with torch.inference_mode():
+        plain = free_analyst.model.generate(**batch, max_new_tokens=20, do_sample=False,
+                                            pad_token_id=tokenizer.pad_token_id,
+                                            eos_token_id=free_analyst._stop_ids)
+    width = batch["input_ids"].shape[1]
+    expected = [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in plain]
+    assert [g.text for g in generations] == expected
+    assert free_analyst.grammar is None
+    # Random free text has no "Prediction:" line to score at.
+    assert all(g.bin_distribution is None and g.bin_seconds is None for g in generations)
+
+
+def test_the_grammar_is_compiled_once_per_analyst_not_per_call(analyst, monkeypatch):
+    import xgrammar
+
+    compiled = analyst.grammar.compiled
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(xgrammar.GrammarCompiler, "compile_regex", refuse)
+    started = time.perf_counter()
+    analyst.generate(CONVERSATIONS[:2], max_new_tokens=8)
+    assert analyst.grammar.compiled is compiled
+    print(f"\ncompiled once in {analyst.grammar.compile_seconds:.3f}s; an 8-token batch of 2 took "
+          f"{time.perf_counter() - started:.2f}s")
