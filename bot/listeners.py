@@ -42,8 +42,10 @@ from engine.market.weeks import NEW_YORK, cutoff_for_date, forecast_week
 from jobs.client import ForecastRequest, JobsClient, NotQueued, QueueFull, QueueingUnconfirmed
 from jobs.gates import claim_digest_slot, release_digest_slot
 from jobs.keys import digest_job_id
+from jobs.queues import TRAINING
 from jobs.scheduler import digest_as_of
 from jobs.status import read_status, workers_alive
+from jobs.ledger import open_ledger
 from jobs.track_record import track_record
 
 if TYPE_CHECKING:
@@ -217,7 +219,15 @@ class Commands:
             return messages.queueing_unconfirmed("a retrain")
         log.info("retrain %s by %s: %s (%s)", outcome.job_id, inv.user, outcome.status, outcome.job_status)
         return messages.retrain_ack(job_id=outcome.job_id, status=outcome.status, job_status=outcome.job_status,
-                                    epochs=args.epochs, force=args.force)
+                                    epochs=args.epochs, force=args.force, trainers=self._trainers_alive())
+
+    def _trainers_alive(self) -> int | None:
+        """`forecaster trainer` processes alive (None: Redis did not answer after the job was queued)."""
+        try:
+            return workers_alive(self.conn, queue_name=TRAINING.name)
+        except redis.RedisError as exc:
+            log.warning("trainers not counted: Redis did not answer (%s)", type(exc).__name__)
+            return None
 
     # -- /forecast-status --------------------------------------------------------------------------------------
 
@@ -239,7 +249,7 @@ class Commands:
         if isinstance(args, Help):
             return messages.help_for("/track")
         # Stored outcomes only (the Saturday summary fetches prices): no network inside the ack.
-        text, blocks = track_message(track_record(self.conn, ticker=args.ticker, recent=5))
+        text, blocks = track_message(track_record(open_ledger(self.settings), ticker=args.ticker, recent=5))
         return messages.payload(text, blocks)
 
 

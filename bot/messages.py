@@ -10,12 +10,14 @@ texts at most 150.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from bot.mrkdwn import code, inline
 
 TEXT_LIMIT = 3000
 SECTION_LIMIT = 2900
 LIST_LIMIT = 15  # lines of a list (workers, your jobs) before "… and N more"
+USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")  # a Slack user id, shown as a mention; anything else as text
 
 USAGE = {
     "/forecast": "/forecast TICKER [YYYY-MM-DD] [weeks=1-4] [no-financials]  ·  /forecast dow30 [YYYY-MM-DD]",
@@ -163,14 +165,24 @@ def digest_cooling_down(*, wait_s: int, cooldown_s: int, now: dt.datetime) -> di
                    f"allowed in {_duration(wait_s)} (at {at}). The weekly digest comes on schedule anyway.")
 
 
-def retrain_ack(*, job_id: str, status: str, job_status: str, epochs: float | None, force: bool) -> dict:
+def _no_trainer(trainers: int | None) -> str:
+    return (" No trainer is running right now, so training is not available yet: the retrain waits in the queue "
+            "until one starts (`forecaster trainer`, or `forecaster up` without `--no-trainer`)."
+            if trainers == 0 else "")
+
+
+def retrain_ack(*, job_id: str, status: str, job_status: str, epochs: float | None, force: bool,
+                trainers: int | None = None) -> dict:
+    """`trainers`: trainer processes alive (None: not known). Forecasts go on being served while a retrain runs."""
     if status == "queued":
         options = "".join([f", epochs={epochs:g}" if epochs else "", ", force" if force else ""])
         return payload(f":gear: Retrain queued (job `{job_id}`{options}). Progress and the decision (promote the "
-                       "new adapter or keep the current one) will be posted in this channel.")
+                       "new adapter or keep the current one) will be posted in this channel; forecasts are served "
+                       "as usual meanwhile." + _no_trainer(trainers))
     state = "running" if job_status == "started" else "queued"
     return payload(f":gear: A retrain is already {state} (job `{job_id}`); its progress is posted where it was "
-                   "started. Run `/retrain` again after it finishes.")
+                   "started. Run `/retrain` again after it finishes." + (_no_trainer(trainers) if state == "queued"
+                                                                         else ""))
 
 
 def admins_only(*, admins_configured: bool) -> dict:
@@ -276,9 +288,49 @@ def status_report(status: dict, *, now: dt.datetime) -> dict:
         _section("Scheduled posts", [f"• last digest: {_when(status['last_digest'])}",
                                      f"• last evaluation summary: {_when(status['last_summary'])}"]),
         _section("Your pending jobs", mine or ["none"]),
+        *([_training_section(status["trainers"], status.get("retrain"))] if "trainers" in status else []),
         {"type": "context", "elements": [{"type": "mrkdwn",
                                           "text": f"As of {now.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"}]},
     ]
     waiting = sum(q["queued"] for q in status["queues"])
     text = f"Forecaster status: {waiting} jobs waiting, {len(workers)} workers ({busy} busy)"
     return payload(text, blocks)
+
+
+def _retrain_line(progress: dict) -> str:
+    """The running retrain as its trainer last published it (jobs.retrain_progress): phase, step, loss, ETA."""
+    def field(name: str) -> str:
+        return inline(_clip(progress.get(name) or "?", 12))
+
+    user = progress.get("requested_by", "")
+    who = f"<@{user}>" if USER_ID.fullmatch(user) else inline(_clip(user, 40))
+    phase = progress.get("phase")
+    if phase == "training":
+        eta = progress.get("eta_s")
+        where = (f"training step {field('step')}/{field('max_steps')} (epoch {field('epoch')}) · loss "
+                 f"{field('loss') if progress.get('loss') else '–'} · about "
+                 f"{_duration(int(float(eta))) if _number(eta) else '?'} left")
+    elif phase == "evaluating":
+        where = f"training done; evaluating on the test split, {field('done')}/{field('total')} answers"
+    else:
+        where = "loading the model for training"
+    return (f"• retrain {code(_clip(progress.get('job_id', '?'), 80))} requested by {who}: {where} "
+            f"(updated {_when(progress.get('updated'))})")
+
+
+def _training_section(trainers: list[dict], progress: dict | None) -> dict:
+    lines = [_retrain_line(progress)] if progress else []
+    lines += [f"• trainer {code(_clip(t['name'], 80))}: {inline(t['state'])}"
+              + (f", last heartbeat {_when(t['last_heartbeat'])}" if t["last_heartbeat"] else "") for t in trainers]
+    if not trainers:
+        lines.append("_no trainer running: a `/retrain` waits in the queue until one starts (`forecaster trainer`)_")
+    return _section(f"Training: {len(trainers)} trainer{'s' if len(trainers) != 1 else ''} alive"
+                    + (", a retrain running" if progress else ""), lines)
+
+
+def _number(text: str | None) -> bool:
+    """A finite, non-negative number of seconds (what the trainer writes; anything else shows as "?")."""
+    try:
+        return text is not None and 0 <= float(text) < 10**9
+    except ValueError:
+        return False

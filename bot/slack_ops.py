@@ -73,13 +73,21 @@ def update_message(client: WebClient, *, channel: str, ts: str, text: str, block
     client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 
 
+class ResponseUrlUnanswered(Exception):
+    """A response_url answered with a server error: Slack may or may not have shown the message."""
+
+
 def send_to_response_url(url: str, *, text: str, blocks: list[dict], in_channel: bool, replace_original: bool,
                          timeout_s: float = 10.0) -> bool:
-    """Answer through a slash command's response_url. False when Slack refuses (expired, used up): the caller
-    falls back to chat.postMessage. Connection errors and 429s are retried by the client first."""
+    """Answer through a slash command's response_url. True: Slack showed it; False: Slack refused it (expired, used
+    up, a bad payload: HTTP 4xx), so it is certainly not shown and the caller may send it another way. A 5xx raises
+    `ResponseUrlUnanswered`, and a connection error or timeout raises too: then nobody knows whether it was shown
+    (a response_url message has no ts to look up). 429s are retried by the client first."""
     hook = WebhookClient(url, timeout=int(timeout_s), retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)])
     response = hook.send(text=text, blocks=blocks, response_type="in_channel" if in_channel else "ephemeral",
                          replace_original=replace_original)
     if response.status_code != 200:  # the body is Slack's error code (expired_url, invalid_blocks...); no secrets
         log.warning("response_url refused the message: HTTP %s %s", response.status_code, response.body[:100])
+    if response.status_code >= 500:
+        raise ResponseUrlUnanswered(f"response_url answered HTTP {response.status_code}")
     return response.status_code == 200

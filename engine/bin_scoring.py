@@ -13,7 +13,7 @@ these 12 texts, and a tuned model puts almost all its mass on their canonical to
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +36,9 @@ def plan_from_tokens(tokenizer: Any, generated: Sequence[int]) -> ScoringPlan | 
     The prefix ends at the last token boundary at or before the end of "Prediction:"; any characters of the label
     that share a token with what follows are re-encoded at the head of every continuation.
     """
-    decode: Callable[[Sequence[int]], str] = lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False)  # noqa: E731
+    def decode(ids: Sequence[int]) -> str:
+        return tokenizer.decode(list(ids), skip_special_tokens=False)
+
     text = decode(generated)
     end = prediction_prefix_end(text)
     if end is None:

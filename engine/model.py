@@ -4,11 +4,19 @@ One of the three modules allowed to import torch/transformers/peft (with trainin
 takes a base model id or local path plus an optional adapter directory; prompts always go through the
 tokenizer's own chat template. An adapter can be swapped while the process runs (`use_adapter`), so a worker
 picks up a newly promoted adapter without a restart.
+
+Adapters are attached through PEFT's multi-adapter API and stay unmerged: the new one is loaded beside the old,
+made active, then the old one is deleted. The base weights are never written, so they stay bit-identical after any
+number of switches in every dtype. (Merging and unmerging is arithmetic in the weights' own precision: in bf16 one
+unmerge→merge round trip changed about half of a matrix's elements.) Merging stays an opt-in for speed
+(`merge_adapter=True`), and then the base weights it overwrites are restored from a pristine copy, not by
+subtraction.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,10 +98,12 @@ class Analyst:
         *,
         base: str,
         placement: Placement,
-        merge_adapter: bool = True,
+        merge_adapter: bool = False,
         constrained: bool = True,
     ) -> None:
-        """`constrained`: generate under the FinGPT answer grammar (engine.grammar), compiled here once."""
+        """`constrained`: generate under the FinGPT answer grammar (engine.grammar), compiled here once.
+        `merge_adapter`: fold the served adapter into the weights for speed, keeping a host-memory copy of the
+        weights it overwrites (restored exactly at the next switch); never into a 4-bit base."""
         self.model = model
         self.tokenizer = tokenizer
         self.base = base
@@ -102,8 +112,11 @@ class Analyst:
         self.adapter: Path | None = None
         self.name: str | None = None  # MODEL_NAME, for footers; None: named from the base's files
         self._merged = False
+        self._pristine: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}  # merge only: name → weight, bias
+        self._loads = 0  # adapters loaded so far, for unique PEFT adapter names
         self._stop_ids = stop_token_ids(tokenizer)
-        self.grammar = AnswerGrammar.compile(tokenizer, model.config.vocab_size, self._stop_ids) if constrained else None
+        self.grammar = (AnswerGrammar.compile(tokenizer, model.config.vocab_size, self._stop_ids) if constrained
+                        else None)
 
     # -- loading -----------------------------------------------------------------------------------------------
 
@@ -116,7 +129,7 @@ class Analyst:
         device: str = "auto",
         dtype: str = "auto",
         load_in_4bit: bool = False,
-        merge_adapter: bool = True,
+        merge_adapter: bool = False,
         constrained: bool = True,
     ) -> Analyst:
         cuda = torch.cuda.is_available()
@@ -172,31 +185,98 @@ class Analyst:
 
     # -- adapters ----------------------------------------------------------------------------------------------
 
+    @property
+    def merged(self) -> bool:
+        """Whether the served adapter is folded into the weights (the MODEL_MERGE_ADAPTER opt-in)."""
+        return self._merged
+
     def use_adapter(self, path: Path | None) -> None:
-        """Serve `path` (a PEFT LoRA directory) from now on, or the bare base with None. No restart needed."""
+        """Serve `path` (a PEFT LoRA directory) from now on, or the bare base with None. No restart needed.
+
+        The new adapter is loaded beside the served one and made active before the old one is deleted, so a
+        failed load (an adapter for another base) leaves the served adapter serving. Base weights are never
+        changed: bit for bit the same after any number of switches."""
         from peft import PeftModel
 
         if path is not None:
             path = Path(path)
             read_lora_config(path)
-        if isinstance(self.model, PeftModel):
-            if self._merged:
-                self.model.unmerge_adapter()
-                self._merged = False
-            self.model = self.model.unload()  # drop the LoRA layers, back to the bare base weights
-        self.adapter = None
+        self._unmerge()
         if path is None:
+            if isinstance(self.model, PeftModel):
+                self.model = self.model.unload()  # drops every LoRA layer: the bare base, its weights untouched
+            self.adapter = None
             return
+        self._loads += 1
+        name = f"v{self._loads}_{re.sub(r'[^0-9A-Za-z_]', '_', path.name)}"  # a module key: no dots
+        old = list(self.model.peft_config) if isinstance(self.model, PeftModel) else []
         try:
-            self.model = PeftModel.from_pretrained(self.model, str(path), is_trainable=False)
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name, is_trainable=False)
         except (RuntimeError, ValueError, KeyError) as exc:
+            self._drop_failed(name)
+            if self._merge and self.adapter is not None:
+                self._merge_served()
             raise ModelError(f"adapter {path} does not fit base {self.base}: {str(exc)[:300]}") from None
+        self.model.set_adapter(name)
+        for stale in old:
+            self.model.delete_adapter(stale)  # its LoRA weights are freed: memory stays one adapter's worth
         self.model.eval()
-        if self._merge:
-            # Merged in place but still unmergeable, so a later switch restores the exact base weights.
-            self.model.merge_adapter()
-            self._merged = True
         self.adapter = path
+        if self._merge:
+            self._merge_served()
+
+    def _drop_failed(self, name: str) -> None:
+        """Remove what a failed load injected, leaving the model as it was before."""
+        from peft import PeftModel
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        if isinstance(self.model, PeftModel):
+            if name in self.model.peft_config:
+                self.model.delete_adapter(name)
+            self.model.set_adapter(self.model.active_adapter)  # the served adapter stays active
+            return
+        # PeftModel.from_pretrained injects its layers into the bare model before loading the weights.
+        for key in [k for k, m in self.model.named_modules() if isinstance(m, BaseTunerLayer)]:
+            layer = self.model.get_submodule(key)
+            if isinstance(layer, BaseTunerLayer):  # not already replaced through an outer tuner layer
+                parent, _, child = key.rpartition(".")
+                setattr(self.model.get_submodule(parent), child, layer.get_base_layer())
+        if hasattr(self.model, "peft_config"):
+            del self.model.peft_config
+
+    def _lora_layers(self) -> dict[str, Any]:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        return {key: module for key, module in self.model.get_base_model().named_modules()
+                if isinstance(module, BaseTunerLayer)}
+
+    def _merge_served(self) -> None:
+        """Fold the active adapter into the weights, first copying (once) every base weight it will overwrite."""
+        for key, layer in self._lora_layers().items():
+            if key not in self._pristine:
+                base = layer.get_base_layer()
+                bias = base.bias.detach().to("cpu", copy=True) if base.bias is not None else None
+                self._pristine[key] = (base.weight.detach().to("cpu", copy=True), bias)
+        self.model.merge_adapter()
+        self._merged = True
+
+    def _unmerge(self) -> None:
+        """Undo a merge exactly: PEFT's unmerge clears its state, then the pristine copies overwrite the rounding
+        its subtraction left behind."""
+        if not self._merged:
+            return
+        self.model.unmerge_adapter()
+        with torch.no_grad():
+            for key, layer in self._lora_layers().items():
+                weight, bias = self._pristine[key]
+                base = layer.get_base_layer()
+                base.weight.copy_(weight)
+                if bias is not None:
+                    base.bias.copy_(bias)
+        self._merged = False
 
     # -- generation --------------------------------------------------------------------------------------------
 

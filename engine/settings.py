@@ -37,7 +37,13 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         default=Path(".forecaster"),
-        description="Where `forecaster up` keeps the embedded Redis (append-only file) when REDIS_URL is unset.",
+        description="Where `forecaster up` keeps the embedded Redis (append-only file) when REDIS_URL is unset, "
+        "and the forecast ledger's SQLite file (ledger.sqlite3) when DATABASE_URL is unset.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="The forecast ledger's database (SQLAlchemy URL; it may hold a password), e.g. "
+        "postgresql+psycopg://forecaster:secret@postgres:5432/forecaster. Unset: a SQLite file under DATA_DIR.",
     )
     finnhub_api_key: SecretStr | None = Field(
         default=None,
@@ -94,7 +100,10 @@ class Settings(BaseSettings):
         default=False, description="Load the base in 4-bit NF4 (bitsandbytes, double quant): 7B fits a 16 GB card."
     )
     model_merge_adapter: bool = Field(
-        default=True, description="Merge the served adapter into the weights for speed (never into a 4-bit base)."
+        default=False,
+        description="false: the served adapter stays attached unmerged (PEFT multi-adapter), base weights never "
+        "change. true: merged into the weights for speed, with a host-memory copy of the weights it overwrites "
+        "(about their size again in RAM) restored exactly at each switch. Never merged into a 4-bit base.",
     )
     model_max_new_tokens: int = Field(default=700, ge=16, le=4096, description="Longest answer generated.")
     model_batch_size: int = Field(default=8, ge=1, le=64, description="Prompts per batched generate call.")

@@ -97,8 +97,18 @@ def describe(job: Any, exc_type: type[BaseException] | None, exc_value: BaseExce
     return f"an internal error ({name}); the team can find it in the worker log under job `{job.id}`"
 
 
-def _subject(job: Any) -> str:
+def retrying_note(job: Any, exc_type: type[BaseException] | None, reason: str) -> str:
+    """The progress note while RQ still has a try left. An abandoned job (its worker died) is retried at once by
+    another worker (jobs.worker.retry_abandoned_at_once); any other failure after the queue's backoff."""
+    if exc_type is not None and issubclass(exc_type, AbandonedJobError):
+        return (f":repeat: The worker running {_subject(job, lower=True)} stopped unexpectedly (restarted or out of "
+                "memory); it is being retried on the next free worker…")
+    return f":repeat: {_subject(job)} hit a problem ({inline(reason)}); trying again shortly…"
+
+
+def _subject(job: Any, *, lower: bool = False) -> str:
     what = WHAT.get(job.func_name, "Your request")
+    what = what[0].lower() + what[1:] if lower else what
     ticker = ((job.kwargs or {}).get("request") or {}).get("ticker")
     return f"{what} for {ticker}" if ticker else what
 
@@ -131,7 +141,7 @@ def tell_the_requester(job: Any, exc_type: type[BaseException] | None, exc_value
             return True
         reason = describe(job, exc_type, exc_value)
         if job.retries_left:  # RQ decrements after the handlers run: >0 means another attempt is coming
-            reply.progress(f":repeat: {_subject(job)} hit a problem ({inline(reason)}); trying again shortly…")
+            reply.progress(retrying_note(job, exc_type, reason))
         else:
             text, blocks = failure_message(f"{_subject(job)} failed", reason,
                                            hint="Nothing more will be attempted for this request; run the command "

@@ -57,6 +57,11 @@ def served_model_key() -> str:
     return f"{PREFIX}:served"
 
 
+def retrain_progress_key() -> str:
+    """Hash the trainer rewrites while a retrain runs (job, phase, step, loss, ETA), for `/forecast-status`."""
+    return f"{PREFIX}:retrain:progress"
+
+
 def last_run_key(kind: str) -> str:
     """When the last `digest` / `summary` was posted (ISO timestamp), for `/status`."""
     return f"{PREFIX}:last:{kind}"
@@ -152,3 +157,11 @@ WORKER_HEARTBEAT_TTL_S = 120
 def worker_heartbeat_key(host: str, pid: int | str = "*") -> str:
     """`*` for pid: the pattern matching every worker on that host."""
     return f"{PREFIX}:worker:hb:{host}:{pid}"
+
+
+# A running job's booking in RQ's started-job registry (its execution) lapses this long after its worker's last
+# beat, which a thread sends every EXECUTION_HEARTBEAT_EVERY_S while the job runs: three beats may be missed (a
+# Redis hiccup) before a live job is taken for abandoned, and a dead worker's job is found within about half a
+# minute (jobs.worker.KeptAliveWorker).
+EXECUTION_HEARTBEAT_EVERY_S = 10
+EXECUTION_HEARTBEAT_TTL_S = 30

@@ -1,6 +1,7 @@
 """The queues, by priority, and what each job kind is allowed: one table.
 
-A worker listens to them in this order, so a `/forecast` never waits behind a digest or a retrain.
+A serving worker listens to `SERVING` in this order, so a `/forecast` never waits behind a digest. Training is
+another process's queue (`forecaster trainer`): a retrain never holds up, or frees the model of, a serving worker.
 """
 
 from __future__ import annotations
@@ -25,3 +26,4 @@ BATCH = QueueSpec("batch", timeout_s=2 * 3600, retries=1, retry_intervals_s=(300
 TRAINING = QueueSpec("training", timeout_s=12 * 3600, retries=0, retry_intervals_s=())
 
 BY_PRIORITY = (INTERACTIVE, BATCH, TRAINING)
+SERVING = (INTERACTIVE, BATCH)  # what `forecaster worker` consumes; TRAINING is `forecaster trainer`'s alone

@@ -2,13 +2,23 @@
 
 Where the answer goes (a `Route`):
 - a slash command's `response_url`, while Slack still accepts it (5 uses within 30 minutes: we stop at 25 minutes
-  or the 5th use). Progress edits the user's own "queued" note in place (ephemeral, nobody else is disturbed) and
-  the answer is posted to the channel through it, which also works where the bot was never invited;
-- otherwise the Web API: one progress message is posted in the channel (or thread) and edited as the work goes,
-  and the final answer replaces it, so the channel holds one message that ends in its final state.
+  or the 5th use). Progress edits the user's own "queued" note in place (ephemeral, nobody else is disturbed);
+- otherwise the Web API: one progress message is posted in the channel (or thread) and edited as the work goes.
 
-Every send is keyed by job id in Redis (`jobs.keys`), so a job that is retried after a crash edits the same
-progress message and never posts its answer twice.
+Exactly one final answer. Slack has no idempotency key for a post, so the answer is never *posted*: it is an edit
+(chat.update) of the job's own channel message, whose ts is in Redis before any answer is sent: the progress
+message, or, where progress went to the requester's note (or there was none: a summary, a verdict), a placeholder
+posted first. A retry after a crash anywhere in the final step, even after Slack took the answer but before the
+"delivered" marker was written, edits the same message again instead of posting a second one.
+
+What is left (both need a process death, or Slack's reply lost, in the milliseconds around one call):
+- a crash after Slack took the *placeholder* but before its ts was written leaves that placeholder behind (finding
+  it again would need a history scope); the retry posts another and edits that one: a stray "posting…" note,
+  still one answer;
+- where only the response_url reaches the channel (the bot is not invited: the placeholder is refused), the answer
+  is posted in_channel through it, and a response_url message has no ts to edit later. Its claim is written first;
+  a retry that finds it cannot tell whether Slack showed the answer, so it never posts in the channel again: the
+  requester's own note becomes the answer instead (shown once in the channel, or not at all, and always to them).
 
 When Slack refuses a send for a reason no retry changes (the bot is not in the channel, the channel is archived or
 gone, the token is dead: `bot.slack_ops.permanent_refusal`), the send raises `SlackRefused` instead, and the job
@@ -26,7 +36,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from bot.blocks import progress_message
+from bot.blocks import context, fit, progress_message
 from bot.slack_ops import (
     CHANNEL_REFUSALS,
     TOKEN_REFUSALS,
@@ -48,6 +58,16 @@ RESPONSE_URL_MAX_AGE = dt.timedelta(minutes=25)  # Slack honours 30; leave room 
 # How long a "pending" marker lives if its attempt dies mid-post (a retry overwrites it anyway).
 CLAIM_TTL_S = 120
 FINAL = "final"
+# What the job's channel message says between its post and its edit into the answer (milliseconds, unless a crash
+# falls exactly between them: then this note stays; see the module docstring).
+PLACEHOLDER_STATUS = ":hourglass_flowing_sand: Posting the answer…"
+ANSWER_POSTED_STATUS = "Done: the answer is posted in the channel."
+# The final marker while the answer is handed to a response_url in_channel: kept if the attempt dies there.
+HOOK_CLAIM = "response_url-sending"
+# Final markers that say the answer did not go out (or nobody knows whether it did).
+_NOT_DELIVERED = {b"pending", HOOK_CLAIM.encode()}
+UNCERTAIN_NOTE = ("Shown to you alone: an earlier attempt was interrupted while posting this answer, so it may "
+                  "already be in the channel (or not); it is not posted there again, to avoid a duplicate.")
 
 
 class SlackRefused(Exception):
@@ -127,9 +147,20 @@ class Reply:
 
     # -- state -------------------------------------------------------------------------------------------------
 
+    def _final_marker(self) -> bytes | None:
+        return self.ctx.conn.get(posted_marker(self.job_id, FINAL))
+
     def delivered(self) -> bool:
         """The final answer already went out (a retry after a crash at the very end): nothing more to do."""
-        return posted_ts(self.ctx, self.job_id, FINAL) is not None
+        marker = self._final_marker()
+        return marker is not None and marker not in _NOT_DELIVERED
+
+    def _delivered_ts(self) -> str | None:
+        """The ts of the delivered answer's message; None when it went out as a response_url or ephemeral note."""
+        marker = self._final_marker()
+        if marker is None or marker in _NOT_DELIVERED or not marker[:1].isdigit():
+            return None
+        return marker.decode()
 
     def _hook_usable(self) -> bool:
         url, issued = self.route.response_url, self.route.requested_at
@@ -142,18 +173,24 @@ class Reply:
         return int(self.ctx.conn.get(key) or 0) < RESPONSE_URL_MAX_USES
 
     def _use_hook(self, *, text: str, blocks: list[dict], in_channel: bool, replace_original: bool) -> bool:
+        try:
+            return self._send_to_hook(text=text, blocks=blocks, in_channel=in_channel,
+                                      replace_original=replace_original)
+        except Exception as exc:  # noqa: BLE001 — an unusable hook only means "use the Web API"
+            log.warning("%s: response_url send failed (%s); using chat.postMessage", self.job_id,
+                        type(exc).__name__)
+            return False
+
+    def _send_to_hook(self, *, text: str, blocks: list[dict], in_channel: bool, replace_original: bool) -> bool:
+        """One counted use of the response_url: True shown, False refused (certainly not shown); raises when
+        nobody knows (a timeout, a 5xx)."""
         key = response_url_uses(self.job_id)
         uses = self.ctx.conn.incr(key)
         self.ctx.conn.expire(key, 1800)
         if uses > RESPONSE_URL_MAX_USES:
             return False
-        try:
-            return send_to_response_url(self.route.response_url, text=text, blocks=blocks, in_channel=in_channel,
-                                        replace_original=replace_original)
-        except Exception as exc:  # noqa: BLE001 — an unusable hook only means "use the Web API"
-            log.warning("%s: response_url send failed (%s); using chat.postMessage", self.job_id,
-                        type(exc).__name__)
-            return False
+        return send_to_response_url(self.route.response_url, text=text, blocks=blocks, in_channel=in_channel,
+                                    replace_original=replace_original)
 
     # -- sends -------------------------------------------------------------------------------------------------
 
@@ -184,19 +221,17 @@ class Reply:
             log.warning("%s: progress update failed: %s", self.job_id, exc)
 
     def final(self, text: str, blocks: list[dict]) -> str | None:
-        """The answer, exactly once. Returns its ts when known (None through a response_url)."""
+        """The answer, exactly once: an edit of the job's own channel message (see the module docstring), so a
+        retry edits again instead of posting again. Returns its ts (None where it went through a response_url)."""
         if self.delivered():
             log.info("%s: final answer already delivered; not sending again", self.job_id)
-            return posted_ts(self.ctx, self.job_id, FINAL)
-        key = posted_marker(self.job_id, FINAL)
-        self.ctx.conn.set(key, "pending", ex=CLAIM_TTL_S)
+            return self._delivered_ts()
         try:
-            ts = self._send_final(text, blocks)
+            marker = self._send_final(text, blocks)
         except Exception as exc:
-            self.ctx.conn.delete(key)
             raise _refused(exc, self.route.channel) from exc
-        self.ctx.conn.set(key, ts or "response_url", ex=FAILURE_TTL_S)
-        return ts
+        self.ctx.conn.set(posted_marker(self.job_id, FINAL), marker, ex=FAILURE_TTL_S)
+        return self._delivered_ts()
 
     def final_privately(self, text: str, blocks: list[dict], *, user: str | None) -> None:
         """The answer, exactly once, to the requester alone (a failure of their own request: the channel needs
@@ -249,17 +284,67 @@ class Reply:
         except Exception as exc:  # noqa: BLE001 — a stale "fetching…" note is untidy, not wrong
             log.warning("%s: could not remove the progress message: %s", self.job_id, exc)
 
-    def _send_final(self, text: str, blocks: list[dict]) -> str | None:
-        progress_ts = self.ctx.conn.get(progress_marker(self.job_id))
-        if progress_ts is not None:  # turn our own progress message into the answer: one message, final state
-            update_message(self.ctx.slack, channel=self.route.channel, ts=progress_ts.decode(), text=text,
-                           blocks=blocks)
-            return progress_ts.decode()
-        if self._hook_usable() and self._use_hook(text=text, blocks=blocks, in_channel=True, replace_original=False):
-            done_text, done_blocks = progress_message("Done: the answer is posted in the channel.")
-            if self._hook_usable():  # tidy the user's ephemeral note; harmless if it fails
-                self._use_hook(text=done_text, blocks=done_blocks, in_channel=False, replace_original=True)
-            return None
+    def _send_final(self, text: str, blocks: list[dict]) -> str:
+        """Send the answer; returns the final marker: the message's ts, or how it went out otherwise. Every step
+        can be repeated by a retry without showing the answer twice."""
+        if self._final_marker() == HOOK_CLAIM.encode():
+            return self._final_after_unanswered_hook(text, blocks)
+        try:
+            ts = self._channel_message_ts()
+        except SlackRefused as refused:
+            if refused.error not in CHANNEL_REFUSALS | TOKEN_REFUSALS or not self._hook_usable():
+                raise
+            # The bot may not post here, but the response_url still reaches the channel.
+            log.info("%s: Slack refused the placeholder (%s); answering through the response_url", self.job_id,
+                     refused.error)
+            return self._final_through_hook(text, blocks, refused)
+        update_message(self.ctx.slack, channel=self.route.channel, ts=ts, text=text, blocks=blocks)
+        self._point_note_at_answer()
+        return ts
+
+    def _channel_message_ts(self) -> str:
+        """The ts of the message the answer will be written into, recorded before any answer is sent: the
+        progress message, else a placeholder posted now (`SlackRefused` when Slack will never take it)."""
+        existing = self.ctx.conn.get(progress_marker(self.job_id))
+        if existing is not None:
+            return existing.decode()
+        text, blocks = progress_message(PLACEHOLDER_STATUS)
         _pace(self.ctx, self.route.channel)
-        return post_message(self.ctx.slack, channel=self.route.channel, text=text, blocks=blocks,
-                            thread_ts=self.route.thread_ts)
+        try:
+            ts = post_message(self.ctx.slack, channel=self.route.channel, text=text, blocks=blocks,
+                              thread_ts=self.route.thread_ts)
+        except Exception as exc:
+            raise _refused(exc, self.route.channel) from exc
+        self.ctx.conn.set(progress_marker(self.job_id), ts, ex=FAILURE_TTL_S)
+        return ts
+
+    def _point_note_at_answer(self) -> None:
+        # The requester's ephemeral note still shows the last progress step. Replacing it is idempotent, so a
+        # retry may do it again; harmless if it fails.
+        if self._hook_usable():
+            done_text, done_blocks = progress_message(ANSWER_POSTED_STATUS)
+            self._use_hook(text=done_text, blocks=done_blocks, in_channel=False, replace_original=True)
+
+    def _final_through_hook(self, text: str, blocks: list[dict], refused: SlackRefused) -> str:
+        """The answer in_channel through the response_url: the one send that no retry can repeat safely, so its
+        claim is written first and kept unless Slack certainly refused it."""
+        key = posted_marker(self.job_id, FINAL)
+        self.ctx.conn.set(key, HOOK_CLAIM, ex=FAILURE_TTL_S)
+        if not self._send_to_hook(text=text, blocks=blocks, in_channel=True, replace_original=False):
+            self.ctx.conn.delete(key)  # refused: not shown, and nothing else reaches this channel
+            raise refused
+        self._point_note_at_answer()
+        return "response_url"
+
+    def _final_after_unanswered_hook(self, text: str, blocks: list[dict]) -> str:
+        """An earlier attempt handed the answer to the response_url and never heard back (it died, or Slack's
+        reply was lost). Slack may be showing it in the channel; posting it there again could double it. The
+        requester's own note becomes the answer instead (a replace, so repeating it is harmless)."""
+        log.warning("%s: an earlier attempt may have posted the answer through the response_url; showing it to "
+                    "the requester instead of posting it in the channel again", self.job_id)
+        private = fit([*blocks, context(UNCERTAIN_NOTE)])
+        if self._hook_usable() and self._use_hook(text=text, blocks=private, in_channel=False,
+                                                  replace_original=True):
+            return "response_url-private"
+        log.warning("%s: the response_url is no longer usable; the answer may not have reached anyone", self.job_id)
+        return "response_url-unknown"

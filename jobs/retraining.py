@@ -2,9 +2,11 @@
 baselines, promote it only if the gate agrees (engine.registry.gate), and say so in Slack — one message edited with
 the progress (step, loss, ETA), the verdict and which comparison decided it in its thread.
 
-It runs in the worker like every job, on the training queue (listened to last, so forecasts never wait behind
-it once it is done). The inference model is released first so training has the GPU memory; evaluation then
-loads it again, and the worker's next job re-applies whatever adapter the registry now serves.
+It runs in a trainer (`forecaster trainer`), the training queue's only consumer: its own process and CUDA context,
+beside the serving workers, which keep their model loaded and go on answering `/forecast` meanwhile. The trainer
+loads a model for the evaluation only and releases it when the retrain ends; the serving workers pick a promoted
+adapter up from the registry before their next job. The progress also goes to Redis (jobs.retrain_progress) for
+`/forecast-status`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from engine.registry import Registry
 from engine.train_config import TrainConfig
 from jobs import runtime
 from jobs.replies import Reply, Route, post_once
+from jobs.retrain_progress import ProgressPublisher
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +49,9 @@ class _Throttled:
 def _missing_setup(settings) -> str | None:
     if settings.train_dataset_dir is None:
         return ("TRAIN_DATASET_DIR is not set: prepare the training rows with `forecaster dataset prepare --out DIR` "
-                "on the worker host and set TRAIN_DATASET_DIR=DIR")
+                "on the trainer host and set TRAIN_DATASET_DIR=DIR")
     if not settings.train_dataset_dir.is_dir():
-        return f"TRAIN_DATASET_DIR={settings.train_dataset_dir} is not a folder on the worker host"
+        return f"TRAIN_DATASET_DIR={settings.train_dataset_dir} is not a folder on the trainer host"
     if not settings.eval_dataset:
         return "EVAL_DATASET is not set: a new adapter is served only after it is evaluated on a test split"
     return None
@@ -68,14 +71,30 @@ def retrain_job(channel: str, user: str, epochs: float | None = None, force: boo
 
     problem = _missing_setup(settings)
     if problem:
-        text, blocks = failure_message("Retrain not started", problem, hint="An admin of the worker host can fix "
+        text, blocks = failure_message("Retrain not started", problem, hint="An admin of the trainer host can fix "
                                        "this; then run `/retrain` again.")
         reply.final(text, blocks)
         return {"status": "failed", "error": problem}
 
     status = _Throttled(reply.progress, PROGRESS_EVERY_S)
+    publish = ProgressPublisher(ctx.conn, job_id, requested_by=user)
+    publish("loading")
     status(f":hammer_and_wrench: Retrain requested by <@{user}>: loading "
            f"{inline(base_model_name(settings.model_base, settings.model_name))} for training…")
+    try:
+        return _run(ctx, reply, status, publish, job_id=job_id, user=user, channel=channel, thread_ts=thread_ts,
+                    epochs=epochs, force=force, retrain=retrain)
+    finally:
+        publish.clear()
+        if ctx.serves:  # run in a serving worker (tests, a one-process setup): re-apply the served adapter
+            ctx.forget_adapter()
+        else:  # a trainer: give the evaluation model's memory back (the GPU may be shared with a worker)
+            ctx.release_model()
+
+
+def _run(ctx, reply: Reply, status: _Throttled, publish: ProgressPublisher, *, job_id: str, user: str,
+         channel: str, thread_ts: str | None, epochs: float | None, force: bool, retrain) -> dict:
+    settings = ctx.settings
     try:
         cfg = TrainConfig(base=settings.model_base, device=settings.model_device, qlora=settings.train_qlora,
                           epochs=epochs or settings.train_epochs, max_steps=settings.train_max_steps,
@@ -86,14 +105,18 @@ def retrain_job(channel: str, user: str, epochs: float | None = None, force: boo
         return {"status": "failed", "error": str(exc)}
 
     def on_train(p) -> None:
+        last = p.step >= p.max_steps
         status(training_status(requested_by=user, step=p.step, max_steps=p.max_steps, epoch=p.epoch, loss=p.loss,
-                               eta_s=p.eta_s), final=p.step >= p.max_steps)
+                               eta_s=p.eta_s), final=last)
+        publish("training", step=p.step, max_steps=p.max_steps, epoch=round(p.epoch, 3), loss=p.loss,
+                eta_s=None if p.eta_s is None else round(p.eta_s, 1), final=last)
 
     def on_eval(done: int, total: int, _elapsed: float) -> None:
         status(evaluation_status(requested_by=user, done=done, total=total), final=done == total)
+        publish("evaluating", done=done, total=total, final=done == total)
 
     registry = Registry(settings.model_dir)
-    ctx.release_model()  # training needs the memory the served model holds
+    # The served model is not touched: training loads its own copy, evaluation loads this process's (a trainer's).
     try:
         outcome = retrain(cfg, dataset_dir=settings.train_dataset_dir, registry=registry,
                           eval_dataset=settings.eval_dataset, load_analyst=ctx.model,
@@ -105,8 +128,6 @@ def retrain_job(channel: str, user: str, epochs: float | None = None, force: boo
                                        "is unchanged.")
         reply.final(text, blocks)
         return {"status": "failed", "error": str(exc)}
-    finally:
-        ctx.forget_adapter()  # the evaluation switched adapters: the next job re-applies the served one
 
     decision = outcome.decision
     current_version = outcome.compared_version

@@ -3,7 +3,12 @@
 RQ's SimpleWorker runs each job in this process (CUDA does not survive a fork), so tasks reach the loaded model
 through the context installed at start-up instead of loading it per job. Between jobs the context follows the
 adapter registry: when an admin promotes (or rolls back) an adapter, the next job switches to it in place, with
-no restart and no reload of the base weights.
+no restart and no reload of the base weights. The switch attaches the new adapter beside the old and then deletes
+the old (engine.model), so the base weights stay bit-identical however often the registry moves; a switch that
+fails (an adapter for another base) leaves the previous adapter serving and is tried again at the next job.
+
+A trainer (`forecaster trainer`) holds the same context with `serves=False`: it loads a model only to evaluate a
+new adapter, releases it after each retrain, and never claims to be what `/forecast` is served by.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 import redis
 
+from engine.exceptions import ModelError
 from jobs.keys import served_model_key
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,8 @@ class WorkerContext:
     # The adapter that should be served now (MODEL_ADAPTER, else the registry's current version); None: the base.
     # Unset: this worker never switches adapters.
     adapter_for: Callable[[], Path | None] | None = None
+    # False: a trainer's context. Its model only evaluates, so it publishes nothing as the served model.
+    serves: bool = True
     _model: Any = field(default=None, repr=False)
     _applied: Any = field(default=_UNSET, repr=False)
     model_loads: int = 0  # how many times the model was loaded in this process (once, by design)
@@ -55,9 +63,16 @@ class WorkerContext:
             wanted = self.adapter_for()
             if wanted != self._applied:
                 log.info("switching adapter: %s → %s", _name(self._applied), _name(wanted))
-                self._model.use_adapter(wanted)
-                self._applied = wanted
-                self._publish()
+                try:
+                    self._model.use_adapter(wanted)
+                except ModelError as exc:
+                    # The model still serves the previous adapter, unchanged: answer with it, say so in the log
+                    # (and in the footers' version), and try the switch again at the next job.
+                    log.error("cannot switch to adapter %s, still serving %s: %s", _name(wanted),
+                              _name(self._applied), exc)
+                else:
+                    self._applied = wanted
+                    self._publish()
         self.last_load_s = time.perf_counter() - started
         return self._model
 
@@ -66,7 +81,7 @@ class WorkerContext:
         self._applied = _UNSET
 
     def release_model(self) -> None:
-        """Drop the model to free memory (before training); the next `model()` loads it again."""
+        """Drop the model to free memory (a trainer, after a retrain); the next `model()` loads it again."""
         self._model = None
         self._applied = _UNSET
         gc.collect()
@@ -80,6 +95,8 @@ class WorkerContext:
 
     def _publish(self) -> None:
         """What this worker serves, for `/forecast-status`; best effort."""
+        if not self.serves:
+            return
         try:
             self.conn.hset(served_model_key(), mapping={
                 "model": str(getattr(self._model, "version", "unknown")),

@@ -1,12 +1,14 @@
-"""What `/forecast-status` shows, read from Redis: queue depths, workers, the served model, the last scheduled
-posts, and the asking user's own pending jobs.
+"""What `/forecast-status` shows, read from Redis: queue depths, serving workers and trainers, a running
+retrain's progress, the served model, the last scheduled posts, and the asking user's own pending jobs.
 
 Reads only (RQ's registries are read without their cleanup pass; `Worker.all` does drop the registration of a
 worker whose key has expired, RQ's own bookkeeping) and torch-free: the bot calls this inside its 3-second ack.
 The result is plain JSON-able data, so the bot's layout code needs nothing from `jobs`.
 
 A worker is alive while its own heartbeat key exists (jobs.worker.heartbeat, a thread beating through long jobs).
-RQ's registration is no proof: a killed worker stays registered, in its last state ("busy"), for minutes.
+RQ's registration is no proof: a killed worker stays registered, in its last state ("busy"), for minutes. A trainer
+(`forecaster trainer`) is an RQ worker of the training queue with the same heartbeat; RQ's registration says which
+queues each process listens to, which tells the two apart.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from rq.serializers import JSONSerializer
 
 from jobs.client import DIGEST_TASK, FORECAST_TASK, RETRAIN_TASK, SUMMARY_TASK, queue
 from jobs.keys import last_run_key, served_model_key, worker_heartbeat_key
-from jobs.queues import BY_PRIORITY
+from jobs.queues import BY_PRIORITY, INTERACTIVE, TRAINING
+from jobs.retrain_progress import read_progress
 
 # A user's pending jobs are looked for among the first this-many queued jobs of each queue (the ack stays fast
 # however long a queue grows; the status says when it looked at only part of one).
@@ -41,6 +44,7 @@ class WorkerState:
     state: str  # busy, idle, suspended, started...
     current_job: str | None
     last_heartbeat: str | None  # ISO, UTC
+    queues: tuple[str, ...] = ()  # what it listens to: a trainer's is ("training",)
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,10 @@ class PendingJob:
 @dataclass(frozen=True)
 class Status:
     queues: list[QueueState]
-    workers: list[WorkerState]  # alive: their heartbeat is current
+    workers: list[WorkerState]  # serving workers alive: their heartbeat is current
     lost: list[WorkerState]  # still registered with RQ, but no heartbeat: crashed or hung (their last state)
+    trainers: list[WorkerState]  # alive consumers of the training queue (`forecaster trainer`)
+    retrain: dict[str, str] | None  # the running retrain's progress (jobs.retrain_progress.FIELDS); None: none runs
     served: dict[str, str] | None  # model, adapter, since (worker) as the workers published it; None: never
     last_digest: str | None  # ISO timestamps of the last scheduled posts
     last_summary: str | None
@@ -98,15 +104,19 @@ def _beats(conn: redis.Redis, hosts_and_pids: list[tuple[str | None, int | None]
         return [_text(beat) for beat in pipe.execute()]
 
 
-def workers_alive(conn: redis.Redis) -> int:
-    """How many registered workers have a current heartbeat (cheap enough for every ack: three round trips)."""
+def workers_alive(conn: redis.Redis, *, queue_name: str = INTERACTIVE.name, host: str | None = None) -> int:
+    """How many registered workers listening to `queue_name` (by default the forecasts': serving workers; TRAINING's
+    name: trainers), on `host` if given, have a current heartbeat. Cheap enough for every ack: three round trips."""
     keys = Worker.all_keys(connection=conn)
     if not keys:
         return 0
     with conn.pipeline(transaction=False) as pipe:
         for key in keys:
-            pipe.hmget(key, "hostname", "pid")
-        registered = [(_text(host), int(pid) if pid else None) for host, pid in pipe.execute()]
+            pipe.hmget(key, "hostname", "pid", "queues")
+        registered = [(_text(h), int(pid) if pid else None) for h, pid, names in pipe.execute()
+                      if queue_name in (_text(names) or "").split(",") and (host is None or _text(h) == host)]
+    if not registered:
+        return 0
     return sum(beat is not None for beat in _beats(conn, registered))
 
 
@@ -128,13 +138,30 @@ def read_status(conn: redis.Redis, *, user: str) -> Status:
                 mine.append(PendingJob(job_id, describe_job(job), status, position))
     registered = sorted(Worker.all(connection=conn, serializer=JSONSerializer), key=lambda w: w.name)
     beats = _beats(conn, [(w.hostname, w.pid) for w in registered])
-    workers, lost = [], []
+    workers, lost, trainers = [], [], []
     for w, beat in zip(registered, beats, strict=True):
         # A lost worker's last sign of life is RQ's own heartbeat (SimpleWorker sends none during a job).
         last = beat or (w.last_heartbeat.isoformat(timespec="seconds") if w.last_heartbeat else None)
-        (workers if beat is not None else lost).append(
-            WorkerState(w.name, w.get_state(), w.get_current_job_id(), last))
+        names = tuple(w.queue_names())
+        state = WorkerState(w.name, w.get_state(), w.get_current_job_id(), last, names)
+        if beat is None:
+            lost.append(state)
+        elif INTERACTIVE.name not in names and TRAINING.name in names:
+            trainers.append(state)
+        else:
+            workers.append(state)
     served = {k.decode(): v.decode() for k, v in conn.hgetall(served_model_key()).items()} or None
-    return Status(queues=queues, workers=workers, lost=lost, served=served,
+    return Status(queues=queues, workers=workers, lost=lost, trainers=trainers, retrain=_running_retrain(conn),
+                  served=served,
                   last_digest=_text(conn.get(last_run_key("digest"))),
                   last_summary=_text(conn.get(last_run_key("summary"))), mine=mine, scanned_everything=complete)
+
+
+def _running_retrain(conn: redis.Redis) -> dict[str, str] | None:
+    """The published progress, if its job is still running: a killed trainer's last record is not a retrain in
+    progress (its job leaves the started registry once RQ, or the failure handler, notices)."""
+    progress = read_progress(conn)
+    if progress is None:
+        return None
+    running = queue(conn, TRAINING).started_job_registry.get_job_ids(cleanup=False)
+    return progress if progress.get("job_id") in running else None

@@ -22,6 +22,7 @@ from bot.track_blocks import summary_message
 from engine.market.weeks import NEW_YORK
 from engine.track import last_closed_week
 from jobs import runtime, track_record
+from jobs.ledger import open_ledger
 from jobs.keys import FAILURE_TTL_S, last_run_key, posted_marker
 from jobs.replies import CLAIM_TTL_S, Reply, Route, post_once
 
@@ -63,9 +64,10 @@ def summary_job(channel: str, week_ending: str) -> dict:
     # Weeks closed by the end of `week_ending`, and never beyond now: a later week's prices do not exist yet.
     closed_by = min(now, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=NEW_YORK))
 
-    scored_now, failures = track_record.refresh_outcomes(ctx.conn, ctx.sources.prices, closed_by=closed_by,
+    store = open_ledger(ctx.settings)
+    scored_now, failures = track_record.refresh_outcomes(store, ctx.sources.prices, closed_by=closed_by,
                                                          scored_at=now)
-    report = track_record.report(ctx.conn, latest=latest)
+    report = track_record.report(store, latest=latest)
     text, blocks = summary_message(report, failures=failures)
     # The job's final answer, sent once (a retry gets the ts back); a "retrying" note left by the failure handler
     # is edited into it, so the channel ends with one message in its final state.

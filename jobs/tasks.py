@@ -22,7 +22,7 @@ from jobs import runtime
 from jobs.client import ForecastRequest
 from jobs.failures import without_server_paths
 from jobs.keys import answer_key, last_run_key
-from jobs.ledger import record_forecast
+from jobs.ledger import open_ledger, record_forecast
 from jobs.replies import Reply, Route, post_once, posted_ts
 
 __all__ = ["digest_job", "forecast_job", "post_once"]
@@ -51,7 +51,7 @@ def _record(ctx: runtime.WorkerContext, data: dict, *, job: _JobInfo, user: str 
     failure is logged, never allowed to cost the user the answer."""
     try:
         latency = (dt.datetime.now(dt.UTC) - job.requested_at).total_seconds()
-        record_forecast(ctx.conn, data, job_id=job.id, user=user, channel=channel, requested_at=job.requested_at,
+        record_forecast(open_ledger(ctx.settings), data, job_id=job.id, user=user, channel=channel, requested_at=job.requested_at,
                         latency_s=latency, source=source)
     except Exception:  # noqa: BLE001
         log.exception("%s: could not record %s in the ledger", job.id, data.get("symbol"))

@@ -1,7 +1,8 @@
 """The track record over the ledger: fetch outcomes for closed weeks, and read the record back cheaply.
 
 `refresh_outcomes` is the only part that touches market data (the weekly summary job calls it); `report` and
-`track_record` read stored outcomes only, so `/track` answers without a network call.
+`track_record` read stored outcomes only, aggregated in SQL (`jobs.ledger.track_queries`), so `/track` answers
+without a network call and without reading the ledger row by row.
 """
 
 from __future__ import annotations
@@ -10,23 +11,24 @@ import datetime as dt
 import logging
 from collections import defaultdict
 
-import redis
-
 from engine.exceptions import DataError
 from engine.market.weeks import NEW_YORK, Week
 from engine.sources.base import PriceSource
-from engine.track import price_window, realized_outcome, score_track, select_counted, week_from_period
+from engine.track import price_window, realized_outcome, week_from_period
 from jobs import ledger
+from jobs.ledger import Ledger
+from jobs.ledger.track_queries import COUNTED, latest_scored_week, statuses_of, track_sums
+from jobs.ledger.track_scores import score_report
 
 log = logging.getLogger(__name__)
 
 
-def refresh_outcomes(conn: redis.Redis, prices: PriceSource, *, closed_by: dt.datetime,
+def refresh_outcomes(store: Ledger, prices: PriceSource, *, closed_by: dt.datetime,
                      scored_at: dt.datetime) -> tuple[int, dict[str, str]]:
     """Score every entry whose target week had closed by `closed_by`: one price call for all their tickers (one
     per ticker if that fails). Returns (entries scored, {ticker: why not}); an entry that could not be scored
     stays pending and is tried again next time."""
-    waiting = ledger.awaiting_outcome(conn, closed_by=closed_by)
+    waiting = ledger.awaiting_outcome(store, closed_by=closed_by)
     if not waiting:
         return 0, {}
     by_ticker: dict[str, list[dict]] = defaultdict(list)
@@ -55,41 +57,40 @@ def refresh_outcomes(conn: redis.Redis, prices: PriceSource, *, closed_by: dt.da
             except DataError as exc:
                 failures[ticker] = str(exc)
                 continue
-            stored += ledger.store_outcome(conn, entry["id"], outcome, scored_at=scored_at)
+            stored += ledger.store_outcome(store, entry["id"], outcome, scored_at=scored_at)
     if failures:
         log.warning("no outcome yet for %s", "; ".join(f"{t}: {why}" for t, why in sorted(failures.items())))
     return stored, failures
 
 
-def report(conn: redis.Redis, *, latest: Week, ticker: str | None = None, bootstrap: int = 2000) -> dict:
-    """`engine.track.score_track` over the ledger's stored outcomes, up to the week `latest`."""
-    entries = [ledger.to_track_entry(e) for e in ledger.entries(conn, ticker=ticker, texts=False)]
-    return score_track(entries, latest=latest, bootstrap=bootstrap)
+def report(store: Ledger, *, latest: Week, ticker: str | None = None, bootstrap: int = 2000) -> dict:
+    """`engine.track.score_track`'s report over the ledger's stored outcomes, up to the week `latest`."""
+    ticker = ticker.upper() if ticker else None
+    return score_report(track_sums(store, latest=latest, ticker=ticker), latest=latest, bootstrap=bootstrap)
 
 
-def _recent_row(entry: dict, excluded: dict[str, str]) -> dict:
+def _recent_row(entry: dict, status: str) -> dict:
     return {
         "id": entry["id"], "ticker": entry["ticker"], "target_week": entry["target_week"],
         "requested_at": entry["requested_at"], "source": entry["source"], "parsed": entry["parsed"],
         "direction": entry["direction"], "label": entry["label"], "as_written": entry["as_written"],
         "actual_label": entry["actual_label"], "realized_return": entry["realized_return"], "hit": entry["hit"],
-        "counted": entry["id"] not in excluded, "why_not_counted": excluded.get(entry["id"]),
+        "counted": status == COUNTED, "why_not_counted": None if status == COUNTED else status,
     }
 
 
-def track_record(conn: redis.Redis, ticker: str | None = None, recent: int = 5) -> dict:
+def track_record(store: Ledger, ticker: str | None = None, recent: int = 5) -> dict:
     """What `/track [TICKER]` shows, from stored outcomes only (no network): the record up to the latest scored
     week (`report` is None when nothing has been scored yet) and the `recent` newest forecasts with their
     outcomes (None while pending)."""
     ticker = ticker.upper() if ticker else None
-    raw = ledger.entries(conn, ticker=ticker, texts=False)
-    entries = [ledger.to_track_entry(e) for e in raw]
-    scored_weeks = [e.week for e in entries if e.scored]
-    result = score_track(entries, latest=max(scored_weeks), bootstrap=1000) if scored_weeks else None
-    _, excluded = select_counted(entries)
+    latest = latest_scored_week(store, ticker=ticker)
+    result = report(store, latest=week_from_period(latest), ticker=ticker, bootstrap=1000) if latest else None
+    rows = ledger.entries(store, ticker=ticker, limit=max(recent, 0), texts=False)
+    statuses = statuses_of(store, [row["id"] for row in rows])
     return {
         "ticker": ticker,
-        "recorded": len(raw),
+        "recorded": ledger.count(store, ticker=ticker),
         "report": result,
-        "recent": [_recent_row(e, excluded) for e in raw[:max(recent, 0)]],
+        "recent": [_recent_row(row, statuses[row["id"]]) for row in rows],
     }

@@ -10,30 +10,88 @@ import threading
 
 import redis
 from rq import SimpleWorker
-from rq.defaults import DEFAULT_WORKER_TTL
+from rq.exceptions import AbandonedJobError
+from rq.executions import Execution
+from rq.job import Job
+from rq.queue import Queue
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from jobs import runtime
 from jobs.client import queue
 from jobs.failures import tell_the_requester
-from jobs.keys import WORKER_HEARTBEAT_EVERY_S, WORKER_HEARTBEAT_TTL_S, worker_heartbeat_key
+from jobs.keys import (EXECUTION_HEARTBEAT_EVERY_S, EXECUTION_HEARTBEAT_TTL_S, WORKER_HEARTBEAT_EVERY_S,
+                       WORKER_HEARTBEAT_TTL_S, worker_heartbeat_key)
 from jobs.queues import BY_PRIORITY
 
 log = logging.getLogger(__name__)
 
-# How often a worker looks for jobs abandoned by a dead worker (RQ's default is 10 minutes): a crashed job is
-# retried about a minute after its heartbeat lapses instead of ten.
-MAINTENANCE_INTERVAL_S = 60
+# How often a worker waiting for work runs RQ's maintenance: its started-registry cleanup is what finds a job whose
+# execution heartbeat lapsed (its worker died) and retries it. RQ's default is 10 minutes.
+MAINTENANCE_INTERVAL_S = 10
 
-# RQ waits for work with a blocking BLMOVE of `worker_ttl - 15` s (405) and wants its socket to outlast the wait by
-# 10 s (rq's BaseWorker.dequeue_timeout and connection_timeout). The worker's RQ client gets this timeout from the
-# start, as RQ's own CLI arranges; the jobs keep a client that gives up after a few seconds.
-WORKER_TTL_S = DEFAULT_WORKER_TTL
+# RQ waits for work with a blocking BLMOVE of `worker_ttl - 15` s and runs its maintenance only between those waits,
+# so the wait is kept short (10 s) for the maintenance above to run on time; RQ's default (405 s) would leave a
+# dead worker's job unnoticed for minutes. RQ wants its socket to outlast the wait by 10 s (rq's
+# BaseWorker.dequeue_timeout and connection_timeout): the worker's RQ client gets this timeout from the start, as
+# RQ's own CLI arranges; the jobs keep a client that gives up after a few seconds.
+WORKER_TTL_S = 25
 QUEUE_SOCKET_TIMEOUT_S = WORKER_TTL_S - 15 + 10
 
 
-def build_worker(conn: redis.Redis, *, queue_names: list[str] | None = None) -> SimpleWorker:
-    """SimpleWorker (no fork: CUDA and the loaded model stay in this process), JSON serializer, priority order.
+class KeptAliveWorker(SimpleWorker):
+    """RQ's SimpleWorker (no fork: CUDA and the loaded model stay in this process) whose running job's execution
+    is booked only EXECUTION_HEARTBEAT_TTL_S ahead and re-booked by a thread while the job runs.
+
+    SimpleWorker books an execution for the job's whole timeout + 60 s and never refreshes it, so after a crash RQ's
+    registry cleanup saw the job abandoned only that long after (17 min for a forecast, 2 h for a digest). Here the
+    booking lapses within EXECUTION_HEARTBEAT_TTL_S of the process dying, and the next maintenance of any waiting
+    worker (every MAINTENANCE_INTERVAL_S) marks the job abandoned and retries it. The thread beats with RQ's own
+    `maintain_heartbeats`, as RQ's forking Worker does for its work horse."""
+
+    execution_beat_every_s: float = EXECUTION_HEARTBEAT_EVERY_S
+    execution_ttl_s: int = EXECUTION_HEARTBEAT_TTL_S
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return self.execution_ttl_s
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        execution = self.prepare_execution(job)
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat_while_running, args=(job, execution, stop),
+                                name="execution-heartbeat", daemon=True)
+        beat.start()
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            stop.set()
+            beat.join()
+        self.set_state(WorkerStatus.IDLE)
+
+    def _beat_while_running(self, job: Job, execution: Execution, stop: threading.Event) -> None:
+        while not stop.wait(self.execution_beat_every_s):
+            try:
+                self.maintain_heartbeats(job, execution)
+            except Exception as exc:  # noqa: BLE001 - a thread that died would let a live job be taken for dead
+                log.warning("execution heartbeat of job %s not written (the next beat tries again): %s", job.id, exc)
+
+
+def retry_abandoned_at_once(job: Job, exc_type: type[BaseException] | None, exc_value: BaseException | None,
+                            traceback: object) -> bool:
+    """RQ exception handler: a job abandoned by a dead worker is retried now, not after its queue's backoff.
+
+    The backoff lets a passing fault pass; a dead worker is not one (another is waiting), and a backoff retry also
+    waits for RQ's scheduler, whose lock the dead worker may have held for another minute. RQ reads this attempt's
+    interval from `retry_intervals` right after the handlers run; later attempts keep theirs."""
+    if exc_type is not None and issubclass(exc_type, AbandonedJobError) and job.retries_left and job.retry_intervals:
+        intervals = list(job.retry_intervals)
+        intervals[max(len(intervals) - job.retries_left, 0)] = 0  # the index rq's Job.get_retry_interval reads
+        job.retry_intervals = intervals
+    return True
+
+
+def build_worker(conn: redis.Redis, *, queue_names: list[str] | None = None) -> KeptAliveWorker:
+    """A KeptAliveWorker (a SimpleWorker whose crash is noticed in seconds), JSON serializer, priority order.
     `conn`: RQ's own client, with no socket timeout or one of at least QUEUE_SOCKET_TIMEOUT_S."""
     timeout = conn.connection_pool.connection_kwargs.get("socket_timeout")
     if timeout is not None and timeout < QUEUE_SOCKET_TIMEOUT_S:
@@ -46,8 +104,9 @@ def build_worker(conn: redis.Redis, *, queue_names: list[str] | None = None) -> 
     unknown = set(names) - {spec.name for spec in specs}
     if unknown:
         raise ValueError(f"unknown queues {sorted(unknown)}; known: {[spec.name for spec in BY_PRIORITY]}")
-    worker = SimpleWorker([queue(conn, spec) for spec in specs], connection=conn, serializer=JSONSerializer,
-                          maintenance_interval=MAINTENANCE_INTERVAL_S, worker_ttl=WORKER_TTL_S)
+    worker = KeptAliveWorker([queue(conn, spec) for spec in specs], connection=conn, serializer=JSONSerializer,
+                             maintenance_interval=MAINTENANCE_INTERVAL_S, worker_ttl=WORKER_TTL_S)
+    worker.push_exc_handler(retry_abandoned_at_once)
     worker.push_exc_handler(tell_the_requester)  # every failure ends in a message its requester sees
     return worker
 
@@ -58,7 +117,8 @@ def run(context: runtime.WorkerContext, *, queue_names: list[str] | None = None,
     """Install the context, load the model now (not on the first job), and work, beating a heartbeat meanwhile.
     `queue_conn`: RQ's own client (see `build_worker`), by default the context's."""
     runtime.install(context)
-    context.model()
+    if context.serves:  # a trainer (serves=False) loads a model only to evaluate, and frees it after each retrain
+        context.model()
     stop = threading.Event()
     beat = threading.Thread(target=heartbeat, args=(context.conn, stop), name="worker-heartbeat", daemon=True,
                             kwargs={"every_s": heartbeat_every_s, "ttl_s": heartbeat_ttl_s})

@@ -15,6 +15,7 @@ os.environ.setdefault("YF_DISABLE_CURL_CFFI", "1")
 
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -29,7 +30,10 @@ import yfinance  # noqa: E402, F401
 
 # Read once, before `clean_environment` strips the product's variables from each test.
 _REDIS_URL_AT_START = os.environ.get("REDIS_URL")
-_PRODUCT_ENV_PREFIXES = ("REDIS_", "FINNHUB_", "DATA_SNAPSHOT_", "SLACK_", "MODEL_", "YAHOO_", "TEACHER_", "VLLM_")
+_PRODUCT_ENV_PREFIXES = ("REDIS_", "FINNHUB_", "DATA_SNAPSHOT_", "SLACK_", "MODEL_", "YAHOO_", "TEACHER_", "VLLM_",
+                         "DATABASE_", "DATA_DIR")
+# The PostgreSQL the ledger tests may create databases on (.ci/run sets it); by default the one every session has.
+_POSTGRES_URL_AT_START = os.environ.get("TEST_POSTGRES_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def _redis_server_binary() -> str:
@@ -107,12 +111,84 @@ def redis(redis_server: dict) -> Iterator[redis_lib.Redis]:
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test starts without the product's env vars and without a .env in its working directory."""
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Each test starts without the product's env vars and without a .env in its working directory; the ledger
+    engines a test opened (`jobs.ledger.open_ledger`: a SQLite file under its tmp_path) are closed after it."""
     for name in list(os.environ):
         if name.startswith(_PRODUCT_ENV_PREFIXES):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    yield
+    database = sys.modules.get("jobs.ledger.database")
+    if database is not None:
+        database.close_all()
+
+
+# -- the ledger's databases: a SQLite file, and a real PostgreSQL -------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_ledger(tmp_path: Path):
+    """A ledger in a fresh SQLite file (WAL mode, migrated on first use)."""
+    from jobs.ledger import Ledger
+
+    store = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+    yield store
+    store.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The URL of a database created for this test run on TEST_POSTGRES_URL's server (by default
+    postgres@127.0.0.1:5432), dropped at the end. Skips with the reason when that server does not answer; on CI
+    it fails instead."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    server = make_url(_POSTGRES_URL_AT_START)
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    name = f"fc_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        require_shared(False, f"No PostgreSQL for the ledger tests at {server.render_as_string(hide_password=True)} "
+                       f"({str(exc.orig).strip().splitlines()[0]}). Start one, or set TEST_POSTGRES_URL to a "
+                       "server where this user may create databases.")
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        from jobs.ledger import database
+
+        database.close_all()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_ledger(postgres_database: str):
+    """A ledger in this run's PostgreSQL database, emptied before each test."""
+    from sqlalchemy import delete
+
+    from jobs.ledger import Ledger
+    from jobs.ledger.models import Forecast
+
+    store = Ledger(postgres_database)
+    with store.begin() as conn:  # migrates on the first test; later ones start from an empty table
+        conn.execute(delete(Forecast))
+    yield store
+    store.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_db(request: pytest.FixtureRequest):
+    """The ledger on each backend: a SQLite file, then PostgreSQL."""
+    return request.getfixturevalue(f"{request.param}_ledger")
 
 
 @pytest.fixture

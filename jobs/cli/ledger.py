@@ -1,4 +1,4 @@
-"""`forecaster ledger`: the recorded forecasts, shown in a table or exported for analysis."""
+"""`forecaster ledger`: the recorded forecasts, shown in a table, exported for analysis, or migrated out of Redis."""
 
 from __future__ import annotations
 
@@ -11,18 +11,27 @@ from jobs.cli import common
 from jobs.cli.common import app, err, fail, load_settings, out
 
 if TYPE_CHECKING:
-    import redis
+    from jobs.ledger import Ledger
 
 ledger_app = typer.Typer(help="The forecast ledger: every forecast made, with its outcome once its week closed.",
                          no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 
 
-def _connect() -> redis.Redis:
-    settings = load_settings()
-    if not settings.redis_url:
-        fail("the ledger lives in Redis: set REDIS_URL (e.g. redis://localhost:6379/0) to the product's Redis")
-    return common.connect_redis(settings)
+def _ledger() -> Ledger:
+    """The database the settings name (DATABASE_URL, else DATA_DIR's SQLite file); a clear failure if it cannot
+    be reached."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from jobs.ledger import open_ledger
+
+    store = open_ledger(load_settings())
+    try:
+        store.engine  # noqa: B018 — connects and migrates now, so a wrong URL fails here with the fix
+    except SQLAlchemyError as exc:
+        fail(f"cannot open the ledger database {store!r}: {str(exc).splitlines()[0]}. Check DATABASE_URL "
+             "(unset: a SQLite file under DATA_DIR).")
+    return store
 
 
 @ledger_app.command("export")
@@ -37,7 +46,7 @@ def export(
     if not out_file.parent.is_dir():
         fail(f"no such directory: {out_file.parent}; create it first or choose another --out")
     try:
-        rows = ledger.export(_connect(), out_file)
+        rows = ledger.export(_ledger(), out_file)
     except ValueError as exc:
         fail(str(exc))
     err.print(f"wrote {rows} forecast(s) to {out_file}", highlight=False)
@@ -55,7 +64,7 @@ def show(
     from jobs import ledger
 
     symbol = common.parse_tickers([ticker])[0] if ticker else None
-    rows = ledger.entries(_connect(), ticker=symbol, limit=limit)
+    rows = ledger.entries(_ledger(), ticker=symbol, limit=limit)
     if not rows:
         err.print(f"no forecasts recorded{f' for {symbol}' if symbol else ''} yet", highlight=False)
         return
@@ -74,3 +83,18 @@ def show(
                       "" if row["realized_return"] is None else f"{100 * row['realized_return']:+.2f}%", hit,
                       row["source"], row["user"] or "", f"{row['latency_s']:.1f}s", row["model"])
     out.print(table)
+
+
+@ledger_app.command("migrate")
+def migrate() -> None:
+    """Copy the ledger that earlier releases kept in Redis (REDIS_URL) into the database, once: entries already
+    there are left alone, so running it again copies nothing. The Redis keys stay until you delete them."""
+    from jobs.ledger.migrate import copy_from_redis
+
+    settings = load_settings()
+    if not settings.redis_url:
+        fail("the old ledger lives in Redis: set REDIS_URL (e.g. redis://localhost:6379/0) to the Redis that holds it")
+    store = _ledger()
+    copied = copy_from_redis(common.connect_redis(settings), store)
+    err.print(f"{copied.found} forecast(s) in the Redis ledger: {copied.copied} copied into {store!r}, "
+              f"{copied.present} already there", highlight=False)

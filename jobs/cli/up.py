@@ -1,5 +1,5 @@
-"""`forecaster up`: the whole stack on one machine — the bot, a worker and the scheduler as child processes — with
-an embedded Redis when REDIS_URL is unset. What the README's run command calls."""
+"""`forecaster up`: the whole stack on one machine — the bot, a serving worker, a trainer and the scheduler as child
+processes — with an embedded Redis when REDIS_URL is unset. What the README's run command calls."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import typer
 from jobs.cli.common import app, err, fail, load_settings
 
 WORKER_ONLY_CHECKS = {"model base", "adapter"}
+TRAINER_STOP_GRACE_S = 30
 
 
 def child_argv(command: str, *args: str) -> list[str]:
@@ -25,12 +26,16 @@ def up(
     with_worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Run a worker here (the GPU host). "
                                               "--no-worker when workers run elsewhere against the same Redis.")]
         = True,
+    with_trainer: Annotated[bool, typer.Option("--trainer/--no-trainer", help="Run a trainer here for /retrain "
+                                               "(its own process, beside the worker). --no-trainer on a machine "
+                                               "without memory for a second model: /retrain then waits in the "
+                                               "queue until a trainer runs somewhere.")] = True,
     with_scheduler: Annotated[bool, typer.Option("--scheduler/--no-scheduler", help="Run the scheduler here "
                                                  "(exactly one per deployment).")] = True,
     skip_checks: Annotated[bool, typer.Option("--skip-checks", help="Start even if the quick checks fail.")]
         = False,
 ) -> None:
-    """Start the bot, a worker and the scheduler; restart any that crash; Ctrl-C stops them all."""
+    """Start the bot, a worker, a trainer and the scheduler; restart any that crash; Ctrl-C stops them all."""
     from jobs.doctor import cheap_checks, render
     from jobs.embedded_redis import EmbeddedRedis
     from jobs.queues import INTERACTIVE
@@ -51,7 +56,7 @@ def up(
         settings = settings.model_copy(update={"redis_url": env["REDIS_URL"]})
     try:
         checks = cheap_checks(settings)
-        if not with_worker:  # the model lives on the worker hosts: not this machine's concern
+        if not with_worker and not with_trainer:  # the model lives on the GPU hosts: not this machine's concern
             checks = [c for c in checks if c.name not in WORKER_ONLY_CHECKS]
         failed = [c for c in checks if c.failed]
         for check in checks:
@@ -70,6 +75,13 @@ def up(
             # A job in flight gets its whole timeout to finish; a second Ctrl-C is not needed to get the prompt
             # back for short jobs, since SIGTERM makes RQ stop after the current job.
             children.append(Child("worker", child_argv("worker"), stop_grace_s=INTERACTIVE.timeout_s))
+        if with_trainer:
+            # Not a retrain's 12 hours: a stop cuts a running retrain off, and its requester is told it failed
+            # (the served adapter is untouched: only a finished, gated retrain promotes).
+            children.append(Child("trainer", child_argv("trainer"), stop_grace_s=TRAINER_STOP_GRACE_S))
+        else:
+            err.print("up: no trainer (--no-trainer): /retrain waits in the queue until `forecaster trainer` runs "
+                      "against this Redis", highlight=False)
         if embedded is not None:
             embedded.stop()  # from here on the supervisor runs it: started first, restarted if it dies, stopped last
             children.append(Child("redis", embedded.argv(), stop_grace_s=10, ready=embedded.ready,

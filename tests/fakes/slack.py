@@ -13,6 +13,10 @@ It refuses what Slack would refuse, the way Slack does:
   response_url is not bound by channel membership, so `refuse_channel` leaves it alone.
 Refused calls are kept in `refused` (with their `error`), apart from `calls`, which Slack accepted.
 
+`lose_answer_after_accepting(method, when=..., kill_pgid=...)` opens the window between Slack taking a message and
+the sender learning it did: the call is accepted (in `calls`, shown in `messages()`), then the sender never gets
+the answer: its process group is SIGKILLed first (a worker dying right there), or it gets HTTP 500.
+
 `files_upload_v2` works as against Slack: files.getUploadURLExternal hands out an upload URL on this server, the
 client POSTs the bytes there, files.completeUploadExternal shares the file; `uploads()` lists the completed files
 with their bytes.
@@ -21,7 +25,10 @@ with their bytes.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
+from collections.abc import Callable
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -75,6 +82,15 @@ class FakeSlack:
         self.channel_errors: dict[str, str] = {}  # channel → the error calls on it get (refuse_channel)
         self.refused: list[SlackCall] = []
         self._uploads: dict[str, UploadedFile] = {}
+        self._lost_answers: list[tuple[str, Callable[[dict[str, Any]], bool], int | None]] = []
+
+    def lose_answer_after_accepting(self, method: str, *, when: Callable[[dict[str, Any]], bool] = lambda body: True,
+                                    kill_pgid: int | None = None) -> None:
+        """The next accepted `method` call (`hooks/<path>` for a response_url) whose body satisfies `when` is
+        recorded as Slack accepting it, and then its answer is lost: with `kill_pgid`, that process group is
+        SIGKILLed before a byte of the answer is written; without, the answer is HTTP 500."""
+        with self._lock:
+            self._lost_answers.append((method, when, kill_pgid))
 
     def refuse_channel(self, channel: str, error: str = "not_in_channel") -> None:
         """From now on, chat.* calls on `channel` get `error` (not_in_channel, channel_not_found, is_archived)."""
@@ -188,7 +204,7 @@ class FakeSlack:
         path = req.path.split("?")[0]
         method = path.removeprefix("/api/") if path.startswith("/api/") else path.lstrip("/")
         token = req.headers.get("Authorization", "").removeprefix("Bearer ") or None
-        status, headers, answer = 200, {}, None
+        status, headers, answer, lost = 200, {}, None, None
         with self._lock:
             for failure in self._failures:
                 if failure[0] == method and failure[2] > 0:
@@ -211,10 +227,14 @@ class FakeSlack:
                     ts = body["ts"] if method in ("chat.update", "chat.delete") and body.get("ts") \
                         else f"{self._ts}.000100"
                     self.calls.append(SlackCall(method, body, token, time.monotonic(), ts))
+                    lost = self._take_lost_answer(method, body)
                     answer = {"ok": True, "channel": body.get("channel"), "ts": ts}
                     if method == "chat.postEphemeral":
                         answer = {"ok": True, "message_ts": ts}
                     answer.update(self._file_answer(method, body))
+        if answer.get("ok") and lost is not None:
+            self._lose_answer(req, lost)
+            return
         if method == "auth.test" and answer.get("ok"):
             answer.update(user="forecaster", user_id="U0BOT", team="Fake Workspace", team_id="T0FAKE")
         if self.scopes is not None:
@@ -223,6 +243,25 @@ class FakeSlack:
             _reply_text(req, status, answer["error"], headers)
         else:
             reply_json(req, status, answer, headers)
+
+    def _take_lost_answer(self, method: str, body: dict[str, Any]) -> tuple | None:
+        """The fault armed for this accepted call, if any (removed: it fires once). Called with the lock held."""
+        for fault in self._lost_answers:
+            if fault[0] == method and fault[1](body):
+                self._lost_answers.remove(fault)
+                return fault
+        return None
+
+    def _lose_answer(self, req: BaseHTTPRequestHandler, fault: tuple) -> None:
+        kill_pgid = fault[2]
+        if kill_pgid is not None:
+            os.killpg(kill_pgid, signal.SIGKILL)
+            req.close_connection = True
+            return
+        if fault[0].startswith("hooks/"):
+            _reply_text(req, 500, "internal_error", {})
+        else:
+            reply_json(req, 500, {"ok": False, "error": "internal_error"})
 
     def _problems(self, method: str, body: dict[str, Any]) -> list[str]:
         """What Slack would find wrong with the message in this call (none for other calls)."""

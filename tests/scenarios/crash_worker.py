@@ -1,6 +1,10 @@
-"""A worker process for the crash test: real RQ worker, real Redis, a model that hangs while generating.
+"""A worker process for the crash tests: the real `jobs.worker.run` (RQ worker, real Redis, fake Slack's URL).
 
-    python -m tests.scenarios.crash_worker REDIS_URL SLACK_API_URL
+    python -m tests.scenarios.crash_worker REDIS_URL SLACK_API_URL [MODEL_DIR MAX_NEW_TOKENS]
+
+With MODEL_DIR it serves that tiny Qwen2 through the product's Analyst, generating MAX_NEW_TOKENS real tokens
+(MODEL_MAX_NEW_TOKENS), so a forecast spends seconds in generation and can be killed there. Without it, the model
+hangs in generation (`HangingModel`).
 """
 
 from __future__ import annotations
@@ -30,11 +34,19 @@ class HangingModel:
         time.sleep(600)  # killed long before this returns
 
 
+def tiny_analyst(model_dir: str):
+    from engine.model import Analyst
+
+    return Analyst.load(model_dir, device="cpu")
+
+
 if __name__ == "__main__":
     redis_url, slack_url = sys.argv[1], sys.argv[2]
+    model_dir, max_new_tokens = (sys.argv[3], int(sys.argv[4])) if len(sys.argv) > 4 else (None, 700)
     mem = memory_market()
     context = runtime.WorkerContext(
-        settings=Settings(_env_file=None), conn=redis.Redis.from_url(redis_url), sources=Sources(mem, mem, mem),
-        slack=build_client("xoxb-test", base_url=slack_url), load_model=HangingModel,
+        settings=Settings(_env_file=None, model_max_new_tokens=max_new_tokens), conn=redis.Redis.from_url(redis_url),
+        sources=Sources(mem, mem, mem), slack=build_client("xoxb-test", base_url=slack_url),
+        load_model=(lambda: tiny_analyst(model_dir)) if model_dir else HangingModel,
     )
     worker.run(context)

@@ -84,5 +84,5 @@ def test_forecast_brk_b_asks_each_source_in_its_own_spelling_and_tells_the_user_
     assert {c.params["symbol"] for c in finnhub.calls} == {"BRK.B"}
     charts = [path for _m, host, path in yahoo.requests if "/v8/finance/chart/" in path]
     assert charts and all("/chart/BRK-B" in path for path in charts)
-    [entry] = ledger.entries(redis)
+    [entry] = ledger.entries(ledger.open_ledger(Settings(_env_file=None)))
     assert entry["ticker"] == "BRK.B"

@@ -29,6 +29,8 @@ from engine.registry import Registry
 from engine.settings import Settings
 from jobs import ledger, runtime, worker
 from jobs.client import ForecastRequest, JobsClient
+from jobs.keys import served_model_key
+from jobs.queues import TRAINING
 from tests.fakes.slack import FakeSlack
 from tests.scenarios.market_fixture import memory_market
 
@@ -90,8 +92,9 @@ def prepared(tmp_path, tiny_model_dir, fingpt_test_rows):
     return tmp_path / "prepared"
 
 
-def make_context(redis, slack, base: Path, *, script=None, eval_dataset: str | None = None,
+def make_context(redis, slack, base: Path, *, script=None, eval_dataset: str | None = None, serves: bool = False,
                  **settings) -> runtime.WorkerContext:
+    """A trainer's context by default (`forecaster trainer`); `serves=True`: a serving worker's."""
     values = {"model_base": str(base), "model_device": "cpu", "model_max_new_tokens": 16,
               "train_max_steps": 2, "train_grad_accum": 1, "eval_limit": EVAL_ROWS, "eval_dataset": eval_dataset}
     s = Settings(_env_file=None, **(values | settings))
@@ -107,8 +110,13 @@ def make_context(redis, slack, base: Path, *, script=None, eval_dataset: str | N
     return runtime.WorkerContext(
         settings=s, conn=redis, sources=Sources(mem, mem, mem),
         slack=build_client("xoxb-test", base_url=slack.api_url),
-        load_model=load_model, adapter_for=registry.current_path,
+        load_model=load_model, adapter_for=registry.current_path if serves else None, serves=serves,
     )
+
+
+def train_queued(context: runtime.WorkerContext) -> None:
+    """What `forecaster trainer` runs: the training queue only, until it is empty."""
+    worker.run(context, queue_names=[TRAINING.name], burst=True)
 
 
 @pytest.fixture
@@ -126,8 +134,10 @@ def test_a_good_adapter_is_promoted_and_the_next_job_serves_it_named_by_its_base
     queued = client.retrain(channel="C42", user="UADMIN")
     assert client.retrain(channel="C42", user="UOTHER").job_id == queued.job_id  # one retrain at a time
 
-    worker.run(context, burst=True)
+    train_queued(context)
 
+    assert context._model is None and context.model_loads == 1  # loaded to evaluate, then given back
+    assert redis.hgetall(served_model_key()) == {}  # a trainer never claims to serve
     [head, verdict] = slack.messages("C42")
     assert "finished: *v0001 promoted*" in head["text"] and "<@UADMIN>" in head["text"]
     assert verdict["thread_ts"] == head["ts"]
@@ -150,13 +160,16 @@ def test_a_good_adapter_is_promoted_and_the_next_job_serves_it_named_by_its_base
     assert registry.base_model("v0001") == base
     assert any(f"loading {base} for training" in c.body["text"] for c in slack.calls)
 
+    # A serving worker started before the retrain would switch between jobs; one started now loads it.
+    serving = make_context(redis, slack, weights, model_dir=tmp_path / "models", serves=True)
     client.forecast(ForecastRequest(ticker="AXP", channel="C43", user="U1", as_of=dt.date(2024, 3, 15), weeks=2))
-    worker.run(context, burst=True)
-    assert context.model().adapter == registry.path("v0001")
+    worker.run(serving, burst=True)
+    assert serving.model().adapter == registry.path("v0001")
+    assert redis.hget(served_model_key(), "adapter") == b"v0001"
     [answer] = slack.messages("C43")
     footer = answer["blocks"][-1]["elements"][0]["text"]
     assert f"{base} + v0001" in footer and "weights" not in footer
-    [row] = ledger.entries(redis)
+    [row] = ledger.entries(ledger.open_ledger(Settings(_env_file=None)))
     assert row["model"] == f"{base} + v0001"
 
 
@@ -167,7 +180,7 @@ def test_an_adapter_that_parses_less_often_than_the_base_is_refused(
                            model_dir=tmp_path / "models", train_dataset_dir=prepared,
                            eval_dataset=str(fingpt_test_split_dir), eval_limit=6)
     JobsClient(redis).retrain(channel="C42", user="UADMIN")
-    worker.run(context, burst=True)
+    train_queued(context)
 
     [head, verdict] = slack.messages("C42")
     assert "v0001 *not promoted* (decided by parse rate); the base model stays served" in head["text"]
@@ -181,7 +194,7 @@ def test_an_adapter_that_parses_less_often_than_the_base_is_refused(
 def test_retrain_without_training_data_tells_the_admin_what_to_set(redis, slack, tmp_path, tiny_model_dir):
     context = make_context(redis, slack, tiny_model_dir, model_dir=tmp_path / "models")
     JobsClient(redis).retrain(channel="C42", user="UADMIN")
-    worker.run(context, burst=True)
+    train_queued(context)
     [message] = slack.messages("C42")
     assert message["text"].startswith(":x: Retrain not started: TRAIN_DATASET_DIR is not set")
     assert Registry(tmp_path / "models").versions() == []

@@ -75,25 +75,13 @@ def test_fire_enqueues_the_latest_slot_once(redis, redis_server):
 def test_a_scheduler_process_beats_passes_its_healthcheck_and_stops_cleanly_on_sigterm(redis, redis_server):
     # Both slots days away, so the start-up catch-up has nothing to post whatever day the test runs.
     far = (dt.datetime.now(NEW_YORK) + dt.timedelta(days=3)).replace(hour=12, minute=0)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "REDIS_URL": redis_server["url"], "DIGEST_CHANNELS": "C01",
+    env = {"REDIS_URL": redis_server["url"], "DIGEST_CHANNELS": "C01",
            "DIGEST_SCHEDULE": f"{far:%a %H:%M}".lower(), "SUMMARY_SCHEDULE": f"{far:%a %H:%M}".lower()}
     assert run("--check", env={"REDIS_URL": redis_server["url"]})[0] == 1  # nothing running yet
-    child = subprocess.Popen([sys.executable, "-c", "from jobs.cli import main; main()", "scheduler"], cwd=REPO_ROOT,
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while redis.get(scheduler_heartbeat_key()) is None:
-            assert child.poll() is None, f"the scheduler exited: {child.communicate()}"
-            assert time.monotonic() < deadline, "no heartbeat within 30 s"
-            time.sleep(0.05)
-        assert run("--check", env={"REDIS_URL": redis_server["url"]})[0] == 0
-        child.send_signal(signal.SIGTERM)
-        _, err = child.communicate(timeout=15)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 0, err
+    checked = []
+    err = _start_scheduler_and_stop(
+        redis, env, while_running=lambda: checked.append(run("--check", env={"REDIS_URL": redis_server["url"]})[0]))
+    assert checked == [0]
     assert f"digest every {far:%a %H:%M}".lower() + " New York → C01" in err and "SIGTERM received, stopping" in err
     assert redis.get(scheduler_heartbeat_key()) is None  # stopped cleanly: the healthcheck fails at once
     assert queue(redis, BATCH).count == 0  # starting is not a slot: nothing enqueued
@@ -105,9 +93,9 @@ def _slot_minutes_ago(minutes: int) -> dt.datetime:
     return slot.replace(hour=0, minute=59) if 1 <= slot.hour < 3 else slot
 
 
-def _start_scheduler_and_stop(redis, env: dict[str, str]) -> str:
-    """Start a real `forecaster scheduler`, wait for its first heartbeat (written after the start-up catch-up),
-    stop it with SIGTERM; returns its log."""
+def _start_scheduler_and_stop(redis, env: dict[str, str], while_running=lambda: None) -> str:
+    """Start a real `forecaster scheduler`, wait for its first heartbeat (written after the start-up catch-up), call
+    `while_running`, stop it with SIGTERM; returns its log."""
     child = subprocess.Popen([sys.executable, "-c", "from jobs.cli import main; main()", "scheduler"], cwd=REPO_ROOT,
                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -117,6 +105,7 @@ def _start_scheduler_and_stop(redis, env: dict[str, str]) -> str:
             assert child.poll() is None, f"the scheduler exited: {child.communicate()}"
             assert time.monotonic() < deadline, "no heartbeat within 30 s"
             time.sleep(0.05)
+        while_running()
         child.send_signal(signal.SIGTERM)
         _, err = child.communicate(timeout=15)
     finally:

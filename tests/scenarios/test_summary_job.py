@@ -66,8 +66,8 @@ def record(redis, sources, forecasts=FORECASTS) -> None:
     for ticker, day, prediction in forecasts:
         at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
         data = forecast_json(sources, ticker, at=at, prediction=prediction)
-        ledger.record_forecast(redis, data, job_id=f"forecast_{ticker}_{day}", user="U1", channel="C1",
-                               requested_at=at, latency_s=20.0, source="forecast")
+        ledger.record_forecast(ledger.open_ledger(Settings(_env_file=None)), data, job_id=f"forecast_{ticker}_{day}",
+                               user="U1", channel="C1", requested_at=at, latency_s=20.0, source="forecast")
 
 
 def shown(blocks: list[dict]) -> str:
@@ -94,7 +94,7 @@ def test_the_summary_posts_the_track_record_and_a_chart_in_its_thread(context, r
 
     worker.run(context, burst=True)
 
-    [message] = slack.posted()
+    [message] = slack.messages()  # in its final state: the placeholder, edited into the summary
     assert message["channel"] == "C555"
     assert message["text"] == ("Track record to 2024-03-17 to 2024-03-24: model hit rate 50% (3/6) vs "
                                "Always Down 0-1% 67%, Always Up 0-1% 33%, Last-week momentum 0%")
@@ -127,13 +127,14 @@ def test_the_summary_posts_the_track_record_and_a_chart_in_its_thread(context, r
     assert upload.filename == "track-record.png" and upload.channel == "C555"
     summary_ts = next(c.ts for c in slack.calls if c.method == "chat.postMessage")
     assert upload.thread_ts == summary_ts  # in the summary's thread
-    steps = [c.method.split("/")[0] for c in slack.calls if c.method != "chat.postMessage"]
+    steps = [c.method.split("/")[0] for c in slack.calls if c.method not in ("chat.postMessage", "chat.update")]
     assert steps == ["files.getUploadURLExternal", "upload", "files.completeUploadExternal"]
 
     # Outcomes are stored on the entries; the forecast for the week still open is not.
-    assert ledger.get_entry(redis, "forecast_AXP_15:AXP")["hit"] is True
-    assert ledger.get_entry(redis, "forecast_KO_8:KO")["actual_label"] == "up by 2-3%"
-    assert ledger.get_entry(redis, "forecast_AXP_22:AXP")["scored_at"] is None
+    assert ledger.get_entry(ledger.open_ledger(Settings(_env_file=None)), "forecast_AXP_15:AXP")["hit"] is True
+    assert ledger.get_entry(ledger.open_ledger(Settings(_env_file=None)), "forecast_KO_8:KO")["actual_label"] == \
+        "up by 2-3%"
+    assert ledger.get_entry(ledger.open_ledger(Settings(_env_file=None)), "forecast_AXP_22:AXP")["scored_at"] is None
     assert redis.get(last_run_key("summary")) is not None
     done = Job.fetch(first.job_id, connection=redis, serializer=JSONSerializer)
     assert done.get_status() == "finished" and done.return_value()["newly_scored"] == 7  # the superseded one too
@@ -149,7 +150,7 @@ def test_with_nothing_to_score_yet_it_says_so_and_draws_nothing(context, redis, 
     record(redis, context.sources, [("AXP", 22, "Up by 0-1%")])  # its week closes after the 23rd
     JobsClient(redis).summary(channel="C555", week_ending=SATURDAY)
     worker.run(context, burst=True)
-    [message] = slack.posted()
+    [message] = slack.messages()
     assert message["text"] == "Track record to 2024-03-17 to 2024-03-24: nothing to score yet"
     assert "Nothing to score yet" in shown(message["blocks"]) and "1 pending" in shown(message["blocks"])
     assert slack.uploads() == []
@@ -161,11 +162,11 @@ def test_a_ticker_without_prices_stays_pending_and_is_listed(context, redis, sla
     del market.closes["KO"]  # the provider lost KO (delisted, renamed): AXP is still scored
     JobsClient(redis).summary(channel="C555", week_ending=SATURDAY)
     worker.run(context, burst=True)
-    [message] = slack.posted()
+    [message] = slack.messages()
     assert "model hit rate 100% (3/3)" in message["text"]
     assert "No outcome yet for:*\n• KO: no prices for KO" in shown(message["blocks"])
     assert "3 scored · 4 pending" in shown(message["blocks"])
-    assert ledger.get_entry(redis, "forecast_KO_15:KO")["scored_at"] is None
+    assert ledger.get_entry(ledger.open_ledger(Settings(_env_file=None)), "forecast_KO_15:KO")["scored_at"] is None
 
 
 def test_a_retried_summary_posts_and_uploads_nothing_twice(context, redis, slack, monkeypatch):
@@ -187,7 +188,7 @@ def test_a_chart_slack_refuses_is_explained_under_the_summary(context, redis, sl
     slack.fail_next("files.getUploadURLExternal", 400)  # e.g. the app lacks files:write
     outcome = JobsClient(redis).summary(channel="C555", week_ending=SATURDAY)
     worker.run(context, burst=True)
-    summary, note = slack.posted()
+    summary, note = slack.messages()
     assert summary["text"].startswith("Track record to 2024-03-17 to 2024-03-24: model hit rate 50%")
     assert note["thread_ts"] == next(c.ts for c in slack.calls if c.method == "chat.postMessage")
     assert "could not be uploaded" in note["text"] and "`files:write`" in note["text"]
@@ -210,8 +211,9 @@ def test_enough_forecasts_with_probabilities_add_a_calibration_line_and_the_reli
         for day in (1, 8, 15):
             at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
             data = forecast_json(ctx.sources, ticker, at=at, prediction="Up by 0-1%", distribution=bins)
-            ledger.record_forecast(redis, data, job_id=f"forecast_{ticker}_{day}", user="U1", channel="C1",
-                                   requested_at=at, latency_s=20.0, source="forecast")
+            ledger.record_forecast(ledger.open_ledger(Settings(_env_file=None)), data,
+                                   job_id=f"forecast_{ticker}_{day}", user="U1", channel="C1", requested_at=at,
+                                   latency_s=20.0, source="forecast")
     runtime.install(ctx)
     try:
         class SameJob:
@@ -224,7 +226,7 @@ def test_enough_forecasts_with_probabilities_add_a_calibration_line_and_the_reli
     finally:
         runtime.install(None)
 
-    [message] = slack.posted()
+    [message] = slack.messages()
     # P(up) 0.7 every time; up in 1 week of 3. Brier (2·0.7² + 0.3²) / 3 = (0.98 + 0.09) / 3 = 0.357; all 21 in
     # the bin [0.7, 0.8): ECE |1/3 - 0.7| = 0.367; log loss -(2 ln 0.3 + ln 0.7) / 3 = 0.922.
     assert ("*Calibration of P(up)*, 21 forecasts: Brier 0.357 (0.25 = always saying 50%) · ECE 0.367 · log loss "
@@ -243,11 +245,11 @@ def test_too_few_forecasts_with_probabilities_say_how_many_and_draw_no_reliabili
     for ticker, day, prediction in FORECASTS[:2]:
         at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
         data = forecast_json(context.sources, ticker, at=at, prediction=prediction, distribution=bins)
-        ledger.record_forecast(redis, data, job_id=f"forecast_{ticker}_{day}", user="U1", channel="C1",
-                               requested_at=at, latency_s=20.0, source="forecast")
+        ledger.record_forecast(ledger.open_ledger(Settings(_env_file=None)), data, job_id=f"forecast_{ticker}_{day}",
+                               user="U1", channel="C1", requested_at=at, latency_s=20.0, source="forecast")
     JobsClient(redis).summary(channel="C555", week_ending=SATURDAY)
     worker.run(context, burst=True)
-    [message] = slack.posted()
+    [message] = slack.messages()
     assert "Calibration of P(up): 2 scored forecast(s) with a probability so far; shown from 20." in shown(
         message["blocks"])
     assert [u.filename for u in slack.uploads()] == ["track-record.png"]

@@ -83,13 +83,11 @@ def test_up_answers_a_slash_command_and_ctrl_c_leaves_no_process_behind(tmp_path
         ack = slash(bot, "/forecast", "AXP", response_url=slack.hook_url(), channel="C123")
         assert ack.status == 200, ack.body
 
-        def answered() -> bool:
-            return any(c.body.get("response_type") == "in_channel" for c in slack.calls
-                       if c.method.startswith("hooks/"))
+        def answers(channel: str) -> list[dict]:  # the channel's messages that ended as a forecast
+            return [m for m in slack.messages(channel) if (m.get("blocks") or [{}])[0].get("type") == "header"]
 
-        wait_for(answered, "the answer in Slack", log, 120)
-        [answer] = [c.body for c in slack.calls if c.method.startswith("hooks/")
-                    and c.body.get("response_type") == "in_channel"]
+        wait_for(lambda: answers("C123"), "the answer in Slack", log, 120)
+        [answer] = answers("C123")
         assert answer["blocks"][0]["text"]["text"] == "AXP weekly forecast"
         assert "2024-03-17 to 2024-03-24" in json.dumps(answer)  # the snapshot's week, replayed as live
         assert len(processes_with(marker)) >= 5  # up, redis, bot, worker (+ RQ's scheduler), scheduler
@@ -103,8 +101,7 @@ def test_up_answers_a_slash_command_and_ctrl_c_leaves_no_process_behind(tmp_path
         wait_for(lambda: log.read_text().count("started redis") >= 2, "Redis restarted", log, 30)
         ack = slash(bot, "/forecast", "AXP", response_url=slack.hook_url(), channel="C124")
         assert ack.status == 200, ack.body
-        wait_for(lambda: sum(c.body.get("response_type") == "in_channel" for c in slack.calls
-                             if c.method.startswith("hooks/")) == 2, "the answer after Redis restarted", log, 180)
+        wait_for(lambda: answers("C124"), "the answer after Redis restarted", log, 180)
         print(f"\nembedded Redis SIGKILLed → restarted → the next /forecast answered: "
               f"{time.monotonic() - killed_at:.1f} s")
     finally:

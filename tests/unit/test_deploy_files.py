@@ -50,13 +50,23 @@ def test_redis_is_append_only_never_evicts_keeps_a_volume_and_has_a_healthcheck(
     assert "ports" not in redis  # reachable from the compose network only
 
 
-def test_every_app_service_waits_for_a_healthy_redis_and_reads_the_env_file(services):
-    for name in ("bot", "scheduler", "worker"):
+def test_every_app_service_waits_for_a_healthy_redis_and_postgres_and_reads_the_env_file(services):
+    for name in ("bot", "scheduler", "worker", "trainer"):
         service = services[name]
-        assert service["depends_on"] == {"redis": {"condition": "service_healthy"}}, name
+        assert service["depends_on"] == {"redis": {"condition": "service_healthy"},
+                                         "postgres": {"condition": "service_healthy"}}, name
         assert [entry["path"] for entry in service["env_file"]] == ["../.env"], name
         assert service["environment"]["REDIS_URL"] == "redis://redis:6379/0", name
+        assert service["environment"]["DATABASE_URL"].startswith("postgresql+psycopg://forecaster:"), name
+        assert service["environment"]["DATABASE_URL"].endswith("@postgres:5432/forecaster"), name
         assert service["restart"] == "unless-stopped", name
+
+
+def test_the_ledger_database_keeps_its_data_in_a_volume_and_says_when_it_is_ready(services):
+    postgres = services["postgres"]
+    assert "postgres-data:/var/lib/postgresql/data" in postgres["volumes"]
+    assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert "ports" not in postgres  # reachable from the compose network only
 
 
 def test_the_bot_serves_http_with_a_healthz_healthcheck_on_its_port(services):
@@ -85,6 +95,21 @@ def test_the_worker_reserves_a_gpu_and_outlives_an_interactive_job_on_stop(servi
     assert seconds("1h30m") == 5400 and seconds("90s") == 90
 
 
+def test_the_trainer_is_its_own_gpu_service_on_the_workers_image_weights_and_registry(services):
+    """/retrain runs in `forecaster trainer`, never in the serving worker: same image, the same read-only weights
+    and the same registry volume (it writes the versions the worker serves), its own GPU reservation."""
+    worker, trainer = services["worker"], services["trainer"]
+    assert trainer["command"] == ["forecaster", "trainer"] and worker["command"] == ["forecaster", "worker"]
+    assert trainer["image"] == worker["image"] and trainer["build"] == worker["build"]
+    assert trainer["deploy"] == worker["deploy"]  # a GPU, as the worker reserves one
+    assert sorted(trainer["volumes"]) == sorted(worker["volumes"])
+    for key in ("MODEL_BASE", "MODEL_DIR", "HF_HUB_OFFLINE", "REDIS_URL"):
+        assert trainer["environment"][key] == worker["environment"][key], key
+    assert trainer["healthcheck"]["test"] == ["CMD", "forecaster", "trainer", "--check"]
+    # A stop cuts a retrain off (hours to go) instead of waiting for it; its requester is told.
+    assert seconds(trainer["stop_grace_period"]) <= 60
+
+
 def mount(short: str) -> tuple[str, tuple[str, str]]:
     """`SOURCE:TARGET[:MODE]` → (target, (source, mode)); the source may hold `${VAR:-default}`."""
     mode = "rw"
@@ -105,7 +130,8 @@ def test_weights_are_mounted_read_only_and_hugging_face_stays_offline(compose, s
 
 
 def test_healthchecks_where_something_can_answer(services):
-    assert {name for name, s in services.items() if "healthcheck" in s} == {"redis", "bot", "scheduler", "worker"}
+    assert {name for name, s in services.items() if "healthcheck" in s} == {"redis", "postgres", "bot", "scheduler",
+                                                                          "worker", "trainer"}
     worker = services["worker"]["healthcheck"]
     assert worker["test"][-2:] == ["worker", "--check"]
     assert worker["start_period"] in ("10m", "10m0s")  # the model loads before the first beat counts
@@ -182,9 +208,11 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
                            "--format", "json"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     resolved = json.loads(done.stdout)["services"]
-    assert sorted(resolved) == ["bot", "redis", "scheduler", "worker"]
-    assert resolved["worker"]["volumes"][0] == {"type": "bind", "source": str(tmp_path / "weights"),
-                                                "target": "/weights", "read_only": True, "bind": {}}
+    assert sorted(resolved) == ["bot", "postgres", "redis", "scheduler", "trainer", "worker"]
+    for name in ("worker", "trainer"):
+        assert resolved[name]["volumes"][0] == {"type": "bind", "source": str(tmp_path / "weights"),
+                                                "target": "/weights", "read_only": True, "bind": {}}, name
+        assert resolved[name]["volumes"][1]["source"] == "adapters", name  # one registry, written by the trainer
 
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile.bot", "Dockerfile.worker"])

@@ -100,9 +100,16 @@ def test_adapters_switch_without_reloading_and_restore_the_base(tiny_model_dir, 
     assert torch.allclose(base, _logits(analyst), atol=1e-5)
 
 
+def test_adapters_are_served_unmerged_by_default(tiny_model_dir, tiny_adapter_dirs):
+    analyst = Analyst.load(str(tiny_model_dir), device="cpu", adapter=tiny_adapter_dirs[0])
+    assert analyst.merged is False
+    assert analyst.model.active_adapter in analyst.model.peft_config
+
+
 def test_merged_and_unmerged_adapters_give_the_same_logits(tiny_model_dir, tiny_adapter_dirs):
     merged = Analyst.load(str(tiny_model_dir), device="cpu", adapter=tiny_adapter_dirs[0], merge_adapter=True)
     unmerged = Analyst.load(str(tiny_model_dir), device="cpu", adapter=tiny_adapter_dirs[0], merge_adapter=False)
+    assert merged.merged and not unmerged.merged
     assert torch.allclose(_logits(merged), _logits(unmerged), atol=1e-4)
 
 
@@ -128,10 +135,11 @@ def test_missing_model_path_and_non_adapter_dirs_are_clear_errors(tiny_model_dir
 def test_4bit_nf4_load_quantizes_the_linears_and_keeps_the_adapter_unmerged(tiny_model_dir, tiny_adapter_dirs):
     import bitsandbytes as bnb
 
-    analyst = Analyst.load(str(tiny_model_dir), device="cpu", load_in_4bit=True, adapter=tiny_adapter_dirs[0])
+    analyst = Analyst.load(str(tiny_model_dir), device="cpu", load_in_4bit=True, adapter=tiny_adapter_dirs[0],
+                           merge_adapter=True)
     layer = analyst.model.base_model.model.model.layers[0].self_attn.q_proj
     assert isinstance(layer.base_layer, bnb.nn.Linear4bit)
     assert layer.base_layer.weight.quant_type == "nf4"
-    assert analyst._merged is False  # merging into 4-bit weights is lossy
+    assert analyst.merged is False  # merging into 4-bit weights is lossy, even when asked
     [answer] = analyst.generate(CONVERSATIONS[:1], max_new_tokens=4)
     assert answer.new_tokens <= 4 and answer.prompt_tokens > 10

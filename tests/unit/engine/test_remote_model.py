@@ -401,7 +401,8 @@ def test_the_base_model_name_at_the_server(tiny_model_dir):
 def canned(prompt: str, model: str) -> str:
     symbol = re.findall(r"potential concerns for ([A-Z]+)\.", prompt)[-1]
     prediction = {"AXP": "Up by 2-3%", "KO": "Down by 1-2%", "MSFT": "Up by more than 5%"}[symbol]
-    return (f"[Positive Developments]:\n1. {symbol} grew orders.\n2. {symbol} kept margins.\n\n[Potential Concerns]:\n1. {symbol} costs rose.\n\n"
+    return (f"[Positive Developments]:\n1. {symbol} grew orders.\n2. {symbol} kept margins.\n\n"
+            f"[Potential Concerns]:\n1. {symbol} costs rose.\n\n"
             f"[Prediction & Analysis]:\nPrediction: {prediction}\nAnalysis: Invented reasoning for {symbol}.")
 
 

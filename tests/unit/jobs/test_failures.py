@@ -63,3 +63,17 @@ def test_slack_refusals_are_described_as_slacks_not_as_internal_errors():
     assert "`/invite @forecaster`" in refusal_fix("not_in_channel", "C1")
     assert "<#C1>" in refusal_fix("is_archived", "C1")
     assert "SLACK_BOT_TOKEN" in refusal_fix("token_revoked", "C1")
+
+
+def test_a_job_whose_worker_died_is_said_to_be_retried_and_other_failures_to_be_tried_again():
+    from jobs.failures import retrying_note
+
+    job = SimpleNamespace(**{**vars(JOB), "kwargs": {"request": {"ticker": "AXP"}}})
+    died = retrying_note(job, AbandonedJobError, describe(job, AbandonedJobError, AbandonedJobError()))
+    assert died == (":repeat: The worker running your forecast for AXP stopped unexpectedly (restarted or out of "
+                    "memory); it is being retried on the next free worker…")
+    digest = SimpleNamespace(id="digest_x", func_name="jobs.tasks.digest_job", kwargs={})
+    assert retrying_note(digest, AbandonedJobError, "").startswith(":repeat: The worker running the Dow30 digest ")
+    failed = retrying_note(job, RuntimeError, describe(job, RuntimeError, RuntimeError("boom")))
+    assert failed.startswith(":repeat: Your forecast for AXP hit a problem (an internal error (RuntimeError)")
+    assert failed.endswith("trying again shortly…")

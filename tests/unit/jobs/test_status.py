@@ -7,11 +7,13 @@ import datetime as dt
 import socket
 
 from rq import SimpleWorker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from jobs.client import ForecastRequest, JobsClient, queue
 from jobs.keys import last_run_key, served_model_key, worker_heartbeat_key
-from jobs.queues import BY_PRIORITY, INTERACTIVE
+from jobs.queues import BATCH, BY_PRIORITY, INTERACTIVE, TRAINING
+from jobs.retrain_progress import ProgressPublisher
 from jobs.status import read_status, workers_alive
 
 NOW = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.UTC)
@@ -45,10 +47,11 @@ def test_the_users_own_jobs_are_listed_with_their_place_and_nobody_elses(redis):
     assert [(q.name, q.queued) for q in status.queues] == [("interactive", 2), ("batch", 1), ("training", 1)]
 
 
-def registered_worker(redis, name: str, pid: int, *, beating: bool) -> SimpleWorker:
+def registered_worker(redis, name: str, pid: int, *, beating: bool, specs=(INTERACTIVE,)) -> SimpleWorker:
     """An RQ worker registration as a worker process on this host with `pid` makes it, with its heartbeat key
-    as `jobs.worker.heartbeat` writes it (or none: the process died)."""
-    worker = SimpleWorker([queue(redis, INTERACTIVE)], connection=redis, serializer=JSONSerializer, name=name)
+    as `jobs.worker.heartbeat` writes it (or none: the process died). `specs`: the queues it listens to."""
+    worker = SimpleWorker([queue(redis, spec) for spec in specs], connection=redis, serializer=JSONSerializer,
+                          name=name)
     worker.pid = pid
     worker.register_birth()
     if beating:
@@ -92,3 +95,48 @@ def test_status_only_reads(redis):
     before = {key: redis.type(key) for key in redis.scan_iter()}
     read_status(redis, user="U1")
     assert {key: redis.type(key) for key in redis.scan_iter()} == before
+
+
+def test_a_trainer_is_listed_apart_and_never_counted_as_a_serving_worker(redis):
+    registered_worker(redis, "gpu-0", 1001, beating=True, specs=(INTERACTIVE, BATCH))
+    registered_worker(redis, "trainer-0", 1002, beating=True, specs=(TRAINING,))
+
+    status = read_status(redis, user="U1")
+
+    assert [w.name for w in status.workers] == ["gpu-0"] and status.workers[0].queues == ("interactive", "batch")
+    assert [(t.name, t.queues) for t in status.trainers] == [("trainer-0", ("training",))]
+    # A /forecast ack's "no worker is running" must not be silenced by a trainer, nor /retrain's by a worker.
+    assert workers_alive(redis) == 1 and workers_alive(redis, queue_name=TRAINING.name) == 1
+    assert workers_alive(redis, queue_name=TRAINING.name, host="another-host") == 0
+
+
+def test_no_trainer_alive_when_only_serving_workers_run(redis):
+    registered_worker(redis, "gpu-0", 1001, beating=True, specs=(INTERACTIVE, BATCH))
+    registered_worker(redis, "trainer-0", 1002, beating=False, specs=(TRAINING,))  # killed
+    assert workers_alive(redis, queue_name=TRAINING.name) == 0
+    status = read_status(redis, user="U1")
+    assert status.trainers == [] and [w.name for w in status.lost] == ["trainer-0"]
+
+
+def test_a_retrains_progress_is_shown_while_its_job_runs_and_not_after(redis):
+    job_id = JobsClient(redis, now=NOW).retrain(channel="C123", user="UADMIN").job_id
+    trainer = registered_worker(redis, "trainer-0", 1002, beating=True, specs=(TRAINING,))
+    publish = ProgressPublisher(redis, job_id, requested_by="UADMIN")
+    publish("training", step=12, max_steps=60, epoch=0.4, loss=2.5, eta_s=30.0)
+    assert read_status(redis, user="U1").retrain is None  # published, but its job is not running: not shown
+
+    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    trainer.prepare_execution(job)  # what a worker does as it starts a job: the started registry has it
+    progress = read_status(redis, user="U1").retrain
+    assert {k: progress[k] for k in ("job_id", "requested_by", "phase", "step", "max_steps", "loss", "eta_s")} == {
+        "job_id": job_id, "requested_by": "UADMIN", "phase": "training", "step": "12", "max_steps": "60",
+        "loss": "2.5", "eta_s": "30.0"}
+
+    publish("training", step=13, max_steps=60, epoch=0.43, loss=2.4, eta_s=29.0)  # within PUBLISH_EVERY_S: skipped
+    assert read_status(redis, user="U1").retrain["step"] == "12"
+    publish("evaluating", done=1, total=3)  # a new phase is always written, without the training fields
+    progress = read_status(redis, user="U1").retrain
+    assert (progress["phase"], progress["done"], progress["total"], "step" in progress) == ("evaluating", "1", "3",
+                                                                                            False)
+    publish.clear()
+    assert read_status(redis, user="U1").retrain is None

@@ -1,0 +1,162 @@
+"""`engine.track.score_track`'s report, computed from `track_queries`' sums instead of from every forecast.
+
+Pure functions. Each figure is the evaluator's own formula (`engine.metrics`) applied to counts: the hit rates,
+parse rate, MSE and MCC come out exactly as `score_track` computes them (the counts are integers, the squared bin
+midpoint errors multiples of 0.25), and the week-clustered bootstrap draws the same weeks with the same seed
+(`week_bootstrap_ci`), summing whole weeks through a draws × weeks multiplicity matrix, so a ticker's interval
+costs one small matrix product. The calibration sums are floating point: they can differ from numpy's in the
+last digits.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+
+from engine.market.weeks import Week
+from engine.metrics import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP, ECE_BINS
+from engine.track import LATE, MIN_CALIBRATED, SUPERSEDED
+from jobs.ledger.track_queries import SUMS, SYSTEM_KEYS, TrackSums
+
+SYSTEM_NAMES = {"model": "model", "down": BASELINE_DOWN, "up": BASELINE_UP, "momentum": BASELINE_MOMENTUM}
+
+
+@cache
+def _multiplicity(weeks: int, draws: int, seed: int) -> np.ndarray:
+    """How often each week is drawn in each bootstrap draw: `week_bootstrap_ci`'s draws, counted."""
+    drawn = np.random.default_rng(seed).integers(0, weeks, size=(draws, weeks))
+    offsets = drawn + (np.arange(draws) * weeks)[:, None]
+    matrix = np.bincount(offsets.ravel(), minlength=draws * weeks).reshape(draws, weeks).astype(float)
+    matrix.setflags(write=False)
+    return matrix
+
+
+def bootstrap_cis(correct: np.ndarray, counts: np.ndarray, *, draws: int, seed: int) -> list[list[float] | None]:
+    """`week_bootstrap_ci` for several systems at once: `correct` (weeks × systems) hits per sorted week,
+    `counts` (weeks) forecasts per week. One [lo, hi] per system, or None each when draws is 0 or no weeks."""
+    weeks = len(counts)
+    if draws <= 0 or weeks == 0:
+        return [None] * correct.shape[1]
+    matrix = _multiplicity(weeks, draws, seed)
+    means = (matrix @ correct) / (matrix @ counts)[:, None]
+    tail = (1 - 0.95) / 2 * 100  # written as week_bootstrap_ci writes it: the same float, the same interpolation
+    lo, hi = np.percentile(means, [tail, 100 - tail], axis=0)
+    return [[float(a), float(b)] for a, b in zip(lo, hi, strict=True)]
+
+
+def _mcc(tp: float, tn: float, fp: float, fn: float) -> float | None:
+    if tp + tn + fp + fn == 0:
+        return None
+    denominator = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return 0.0 if denominator == 0 else (tp * tn - fp * fn) / denominator
+
+
+def system_metrics(row: dict, key: str, ci: list[float] | None) -> dict:
+    """`engine.metrics`' DIRECTION_KEYS figures plus `hits`, for system `key`, from one row of sums."""
+    n = row["n"]
+    s = {name: row[f"{key}_{name}"] for name in SUMS}
+    accuracy = s["correct"] / n if n else None
+    return {
+        "n": n,
+        "parsed": int(s["parsed"]),
+        "parse_rate": s["parsed"] / n if n else None,
+        "binary_accuracy": s["correct"] / s["parsed"] if s["parsed"] else None,
+        "binary_accuracy_all": accuracy,
+        "ci95_binary_accuracy_all": ci,
+        "mse": float(s["sq_error"]) / s["sq_n"] if s["sq_n"] else None,
+        "mcc": _mcc(float(s["tp"]), float(s["tn"]), float(s["fp"]), float(s["fn"])),
+        "direction_counts": {"up": int(s["up"]), "down": int(s["down"]), "none": n - int(s["up"]) - int(s["down"])},
+        "hits": 0 if accuracy is None else round(accuracy * n),
+    }
+
+
+def _systems(row: dict, cis: list) -> dict[str, dict]:
+    return {SYSTEM_NAMES[key]: system_metrics(row, key, ci) for key, ci in zip(SYSTEM_KEYS, cis, strict=True)}
+
+
+def _total(rows: list[dict]) -> dict:
+    return {name: sum(row[name] for row in rows) for name in rows[0]
+            if name == "n" or name.startswith(tuple(f"{key}_" for key in SYSTEM_KEYS))}
+
+
+def _correct_matrix(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    correct = np.array([[row[f"{key}_correct"] for key in SYSTEM_KEYS] for row in rows], dtype=float)
+    return correct.reshape(len(rows), len(SYSTEM_KEYS)), np.array([row["n"] for row in rows], dtype=float)
+
+
+def calibration(bins: list[dict]) -> dict | None:
+    """`engine.track.calibration` from per-bin sums; None when no counted scored forecast has a P(up)."""
+    n = sum(b["n"] for b in bins)
+    if not n:
+        return None
+    found = {b["bin"]: b for b in bins}
+    reliability = []
+    for i in range(ECE_BINS):
+        b = found.get(i)
+        reliability.append({"lo": i / ECE_BINS, "hi": (i + 1) / ECE_BINS, "n": b["n"] if b else 0,
+                            "mean_p": float(b["sum_p"]) / b["n"] if b else None,
+                            "frequency": float(b["ups"]) / b["n"] if b else None})
+    ece = float(sum(r["n"] / n * abs(r["frequency"] - r["mean_p"]) for r in reliability if r["n"]))
+    metrics = {
+        "n": n, "missing": 0,
+        "brier": float(sum(b["sq_error"] for b in bins)) / n,
+        "log_loss": float(sum(b["log_loss"] for b in bins)) / n,
+        "ece": ece,
+        "mean_p_up": float(sum(b["sum_p"] for b in bins)) / n,
+        "up_rate": float(sum(b["ups"] for b in bins)) / n,
+        "reliability": reliability,
+    }
+    return {**metrics, "enough": n >= MIN_CALIBRATED, "min_n": MIN_CALIBRATED}
+
+
+def score_report(sums: TrackSums, *, latest: Week, bootstrap: int = 2000, seed: int = 0) -> dict:
+    """`engine.track.score_track(entries, latest=latest, bootstrap=bootstrap, seed=seed)`, from the sums."""
+    weeks, tickers, this_week = sums.by_week, sums.by_ticker, sums.this_week
+
+    series, running = [], {key: [0, 0] for key in SYSTEM_KEYS}
+    for week in weeks:
+        for key in SYSTEM_KEYS:
+            running[key][0] += week[f"{key}_correct"]
+            running[key][1] += week["n"]
+        series.append({"period": week["target_week"], "end": week["week_end"], "n": running["model"][1],
+                       **{SYSTEM_NAMES[key]: hits / n for key, (hits, n) in running.items()}})
+
+    cumulative = None
+    if weeks:
+        correct, counts = _correct_matrix(weeks)
+        # by_ticker covers the same forecasts as by_week: its totals are the cumulative sums
+        cumulative = _systems(_total(tickers), bootstrap_cis(correct, counts, draws=bootstrap, seed=seed))
+    week_metrics = None
+    if this_week:
+        correct, counts = _correct_matrix([this_week])
+        week_metrics = _systems(this_week, bootstrap_cis(correct, counts, draws=bootstrap, seed=seed))
+    by_ticker = {}
+    for row in tickers:
+        # one counted forecast per ticker and week: each of its weeks weighs 1
+        hits = row["hits"]
+        by_ticker[row["ticker"]] = _systems(row, bootstrap_cis(hits, np.ones(len(hits)), draws=bootstrap,
+                                                               seed=seed))
+
+    return {
+        "latest_week": latest.period,
+        "counts": {
+            "scored": sum(w["n"] for w in weeks),
+            "scored_this_week": this_week["n"] if this_week else 0,
+            "pending": sums.pending,
+            "unparsed": len(sums.unparsed),
+            "superseded": sums.statuses.get(SUPERSEDED, 0),
+            "late": sums.statuses.get(LATE, 0),
+            "weeks": len(weeks),
+            "tickers": len(tickers),
+        },
+        "week": week_metrics,
+        "cumulative": cumulative,
+        "by_ticker": by_ticker,
+        "series": series,
+        "calibration": calibration(sums.calibration),
+        "unparsed": sums.unparsed,
+        "excluded": sums.excluded,
+        "bootstrap": {"draws": bootstrap, "seed": seed},
+    }
