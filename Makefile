@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 FINGPT_TEST_SPLIT ?= $(abspath ../shared/data/fingpt-dow30/fingpt-forecaster-dow30-202305-202405/test)
 
 # Real pretrained weights for `make test-real` (built by ../shared/tools/real-qwen DIR; skipped when absent).
-REAL_MODEL_DIR ?= /work/real-qwen
+REAL_MODEL_DIR ?= $(abspath ../real-qwen)
 
 .PHONY: run forecast test test-real bench gpu-test install clean
 

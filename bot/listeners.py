@@ -42,10 +42,10 @@ from engine.market.weeks import NEW_YORK, cutoff_for_date, forecast_week
 from jobs.client import ForecastRequest, JobsClient, NotQueued, QueueFull, QueueingUnconfirmed
 from jobs.gates import claim_digest_slot, release_digest_slot
 from jobs.keys import digest_job_id
+from jobs.ledger import open_ledger
 from jobs.queues import TRAINING
 from jobs.scheduler import digest_as_of
 from jobs.status import read_status, workers_alive
-from jobs.ledger import open_ledger
 from jobs.track_record import track_record
 
 if TYPE_CHECKING:

@@ -32,9 +32,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine.calibration import probability_metrics
 from engine.exceptions import NoPriceData
 from engine.market.weeks import NEW_YORK, MoveBin, Week, move_bin, week_close, weekly_return
-from engine.metrics import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP, EvalRow, probability_metrics
+from engine.metrics import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP, EvalRow
 from engine.metrics import _direction_metrics as evaluator_metrics  # the evaluator's per-system numbers, reused
 from engine.parsing import MAGNITUDES, Forecast
 from engine.records import DailyClose

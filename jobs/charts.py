@@ -61,7 +61,7 @@ def hit_rate_chart(series: list[dict], *, title: str) -> bytes:
 
 
 def reliability_chart(bins: list[dict], *, title: str, summary: str = "") -> bytes:
-    """PNG reliability diagram of `engine.metrics.reliability`'s bins: for each non-empty bin of stated P(up), the
+    """PNG reliability diagram of `engine.calibration.reliability`'s bins: for each non-empty bin of stated P(up), the
     share of weeks that went up (a calibrated forecaster sits on the diagonal), and below it how many forecasts
     fell in each bin. `summary` (e.g. "Brier 0.241 · ECE 0.043 · n 300") goes under the title. Raises ValueError
     when every bin is empty."""

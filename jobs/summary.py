@@ -22,8 +22,8 @@ from bot.track_blocks import summary_message
 from engine.market.weeks import NEW_YORK
 from engine.track import last_closed_week
 from jobs import runtime, track_record
-from jobs.ledger import open_ledger
 from jobs.keys import FAILURE_TTL_S, last_run_key, posted_marker
+from jobs.ledger import open_ledger
 from jobs.replies import CLAIM_TTL_S, Reply, Route, post_once
 
 log = logging.getLogger(__name__)

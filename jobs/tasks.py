@@ -51,8 +51,8 @@ def _record(ctx: runtime.WorkerContext, data: dict, *, job: _JobInfo, user: str 
     failure is logged, never allowed to cost the user the answer."""
     try:
         latency = (dt.datetime.now(dt.UTC) - job.requested_at).total_seconds()
-        record_forecast(open_ledger(ctx.settings), data, job_id=job.id, user=user, channel=channel, requested_at=job.requested_at,
-                        latency_s=latency, source=source)
+        record_forecast(open_ledger(ctx.settings), data, job_id=job.id, user=user, channel=channel,
+                        requested_at=job.requested_at, latency_s=latency, source=source)
     except Exception:  # noqa: BLE001
         log.exception("%s: could not record %s in the ledger", job.id, data.get("symbol"))
 

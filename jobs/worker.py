@@ -20,8 +20,13 @@ from rq.worker import WorkerStatus
 from jobs import runtime
 from jobs.client import queue
 from jobs.failures import tell_the_requester
-from jobs.keys import (EXECUTION_HEARTBEAT_EVERY_S, EXECUTION_HEARTBEAT_TTL_S, WORKER_HEARTBEAT_EVERY_S,
-                       WORKER_HEARTBEAT_TTL_S, worker_heartbeat_key)
+from jobs.keys import (
+    EXECUTION_HEARTBEAT_EVERY_S,
+    EXECUTION_HEARTBEAT_TTL_S,
+    WORKER_HEARTBEAT_EVERY_S,
+    WORKER_HEARTBEAT_TTL_S,
+    worker_heartbeat_key,
+)
 from jobs.queues import BY_PRIORITY
 
 log = logging.getLogger(__name__)

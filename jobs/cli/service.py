@@ -13,7 +13,6 @@ from jobs.cli import common
 from jobs.cli.common import app, err, fail, load_analyst, load_settings
 from jobs.queues import SERVING, TRAINING
 
-
 SERVING_QUEUES = ",".join(spec.name for spec in SERVING)
 
 

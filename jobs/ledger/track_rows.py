@@ -4,15 +4,16 @@ reads are plain sums (`jobs.ledger.track_queries`). Pure.
 Each value is `engine.track.score_track`'s rule for that forecast: truth is the direction of the realized bin; a
 system's hit is "parsed and the direction right"; its squared error is the squared difference of signed bin
 midpoints, where it named a bin; momentum is the realized bin of the week before (none without its prices); the
-calibration terms are `engine.metrics.probability_metrics`' per-forecast Brier and clipped log loss.
+calibration terms are `engine.calibration.probability_metrics`' per-forecast Brier and clipped log loss.
 """
 
 from __future__ import annotations
 
 import math
 
+from engine.calibration import ECE_BINS, LOG_LOSS_EPS
 from engine.market.weeks import MoveBin
-from engine.metrics import ECE_BINS, LABELS, LOG_LOSS_EPS
+from engine.metrics import LABELS
 from engine.parsing import MAGNITUDES
 
 # The track_weeks columns an outcome changes (the rest is known when the forecast is recorded).

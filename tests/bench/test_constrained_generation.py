@@ -6,9 +6,10 @@ in both modes (the free Analyst shares the constrained one's model). Prints per 
 upstream's), new tokens, tokens/s, the constrained/free tokens-per-second ratio (goal >= 0.9), and bin-scoring
 time as a fraction of the generation (goal <= 10%).
 
-- `real`: the weights at REAL_MODEL_DIR (default /work/real-qwen; skipped, with the reason, when absent). On a
-  2-core CPU one real 2,251-token forecast takes ~4-5 minutes (prefill ~74 s, decode ~1.3 tok/s), so the full run
-  (6 prompts x 700 tokens, twice) takes the better part of an hour: lower BENCH_N / BENCH_MAX_NEW_TOKENS to try it.
+- `real`: the weights at REAL_MODEL_DIR (default ../real-qwen beside the checkout; skipped, with the reason, when
+  absent). On a 2-core CPU one real 2,251-token forecast takes ~4-5 minutes (prefill ~74 s, decode ~1.3 tok/s),
+  so the full run (6 prompts x 700 tokens, twice) takes the better part of an hour: lower BENCH_N /
+  BENCH_MAX_NEW_TOKENS to try it.
 - `tiny`: a small random-weight Qwen2 built in code, for the grammar's per-token overhead (random weights: free
   answers never parse and run to the limit; constrained ones always parse).
 

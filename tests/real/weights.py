@@ -1,4 +1,4 @@
-"""Where the real pretrained weights are: REAL_MODEL_DIR, default /work/real-qwen (built by
+"""Where the real pretrained weights are: REAL_MODEL_DIR, default `real-qwen` beside the checkout (built by
 ../shared/tools/real-qwen DIR). Shared by the real-weights tier (tests/real) and the benchmarks."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT_REAL_MODEL_DIR = "/work/real-qwen"
+# Beside the checkout, not inside it: 3.5 GB that must never be committed or carried.
+DEFAULT_REAL_MODEL_DIR = str(Path(__file__).resolve().parents[3] / "real-qwen")
 
 
 def real_model_dir() -> Path | None:

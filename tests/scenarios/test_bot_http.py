@@ -25,8 +25,8 @@ from jobs.track_record import refresh_outcomes
 from tests.fakes.forecasts import forecast_json, stepped_market
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_commands import command_body, signed_headers
-from tests.scenarios.bot_harness import ADMIN, bot_settings, request, serve_bot, slash
 from tests.redis_stall import busy
+from tests.scenarios.bot_harness import ADMIN, bot_settings, request, serve_bot, slash
 from tests.scenarios.market_fixture import memory_market
 
 

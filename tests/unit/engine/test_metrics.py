@@ -11,6 +11,14 @@ import re
 
 import pytest
 
+from engine.calibration import (
+    abstention_table,
+    brier_score,
+    expected_calibration_error,
+    log_loss,
+    probability_metrics,
+    reliability,
+)
 from engine.exceptions import EngineError
 from engine.market.weeks import MoveBin
 from engine.metrics import (
@@ -22,19 +30,13 @@ from engine.metrics import (
     DIRECTION_KEYS,
     BaseRates,
     EvalRow,
-    abstention_table,
     base_rates,
     baseline_answer,
     baseline_answers,
     baseline_probabilities,
-    brier_score,
-    expected_calibration_error,
     label_bin,
-    log_loss,
     mcc,
     momentum_bin,
-    probability_metrics,
-    reliability,
     score,
     score_fingpt_compat,
     week_bootstrap_ci,

@@ -20,11 +20,11 @@ import pytest
 
 from engine.bin_scoring import bin_continuations
 from engine.exceptions import ModelError, ModelServerError
-from engine.grammar import ANSWER_REGEX
-from engine.probabilities import ALL_BINS
 from engine.forecast import run_forecasts
+from engine.grammar import ANSWER_REGEX
 from engine.inputs import Sources, gather
 from engine.market.weeks import NEW_YORK
+from engine.probabilities import ALL_BINS
 from engine.prompts import build_messages
 from engine.provenance import base_model_name
 from engine.records import NewsItem

@@ -8,9 +8,9 @@ import datetime as dt
 
 import pytest
 
+from engine.calibration import reliability
 from engine.inputs import Sources
 from engine.market.weeks import NEW_YORK
-from engine.metrics import reliability
 from engine.track import score_track, week_from_period
 from jobs import ledger, track_record
 from jobs.charts import hit_rate_chart, reliability_chart
