@@ -128,6 +128,16 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 
 
 @pytest.fixture
+def slack():
+    """A fake of Slack's Web API and response_url hooks on 127.0.0.1 (tests/fakes/slack.py), refusing what Slack
+    refuses."""
+    from tests.fakes.slack import FakeSlack
+
+    with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
 def sqlite_ledger(tmp_path: Path):
     """A ledger in a fresh SQLite file (WAL mode, migrated on first use)."""
     from jobs.ledger import Ledger

@@ -13,15 +13,8 @@ import jobs.cli
 from bot.app import build_app, mode_of, socket_mode_handler
 from jobs.client import fast_connection, queue
 from jobs.queues import INTERACTIVE
-from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_commands import SECRET
 from tests.scenarios.bot_harness import bot_env, bot_process, bot_settings, request, slash
-
-
-@pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

@@ -23,17 +23,10 @@ from jobs.keys import on_demand_digest_key
 from jobs.queues import BATCH, INTERACTIVE, TRAINING
 from jobs.track_record import refresh_outcomes
 from tests.fakes.forecasts import forecast_json, stepped_market
-from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_commands import command_body, signed_headers
 from tests.redis_stall import busy
 from tests.scenarios.bot_harness import ADMIN, bot_settings, request, serve_bot, slash
 from tests.scenarios.market_fixture import memory_market
-
-
-@pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -42,12 +42,6 @@ JOB_TIMEOUT_S = 5
 
 
 @pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
-
-
-@pytest.fixture
 def context(redis, slack):
     mem = memory_market()
     ctx = runtime.WorkerContext(

@@ -29,16 +29,9 @@ from jobs.keys import served_model_key
 from jobs.queues import INTERACTIVE
 from jobs.replies import Reply, Route
 from jobs.tasks import forecast_job
-from tests.fakes.slack import FakeSlack
 from tests.scenarios.market_fixture import memory_market
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
 
 
 @pytest.fixture

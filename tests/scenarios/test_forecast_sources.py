@@ -17,16 +17,9 @@ from engine.sources.factory import build_sources
 from jobs import ledger, runtime, worker
 from jobs.client import ForecastRequest, JobsClient
 from tests.fakes.finnhub import FakeFinnhub
-from tests.fakes.slack import FakeSlack
 from tests.fakes.yahoo import FakeYahoo
 
 pytestmark = pytest.mark.usefixtures("fresh_yfinance")
-
-
-@pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
 
 
 @pytest.fixture

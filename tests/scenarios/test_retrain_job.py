@@ -31,7 +31,6 @@ from jobs import ledger, runtime, worker
 from jobs.client import ForecastRequest, JobsClient
 from jobs.keys import served_model_key
 from jobs.queues import TRAINING
-from tests.fakes.slack import FakeSlack
 from tests.scenarios.market_fixture import memory_market
 
 EVAL_ROWS = 3  # AXP's first test weeks: up, up, down (then up, up, down), so "always up" scores 2/3
@@ -76,12 +75,6 @@ class ScriptedAnswers:
             write = self._script.get(served)
             answers.append(dataclasses.replace(result, text=write(*found)) if found and write else result)
         return answers
-
-
-@pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
 
 
 @pytest.fixture

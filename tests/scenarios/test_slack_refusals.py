@@ -26,17 +26,10 @@ from jobs import runtime, worker
 from jobs.client import FORECAST_TASK, ForecastRequest, JobsClient, queue
 from jobs.keys import answer_key
 from jobs.queues import INTERACTIVE
-from tests.fakes.slack import FakeSlack
 from tests.scenarios.market_fixture import memory_market, record_snapshot
 
 TOKEN = "xoxb-test"
 HOOK = "hooks/T1/B1/x"
-
-
-@pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
 
 
 class CountingModel:

@@ -25,7 +25,6 @@ from jobs import ledger, runtime, worker
 from jobs.client import JobsClient
 from jobs.keys import last_run_key
 from tests.fakes.forecasts import forecast_json, stepped_market
-from tests.fakes.slack import FakeSlack
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SATURDAY = dt.date(2024, 3, 23)  # the week of Mar 17 closed on Friday the 22nd
@@ -38,12 +37,6 @@ FORECASTS = [
     ("AXP", 15, "Down by 4-5%"), ("KO", 15, "Up by 0-1%"),  # week of Mar 17: down by 4-5%
     ("AXP", 22, "Up by 0-1%"),  # week of Mar 24: not closed by the 23rd, pending
 ]
-
-
-@pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -48,12 +48,6 @@ def wait_for(predicate, what: str, timeout_s: float, logs: dict[str, Path]) -> N
 
 
 @pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
-
-
-@pytest.fixture
 def stack(tmp_path, slack, redis, redis_server, tiny_model_dir, tiny_adapter_dirs, fingpt_test_rows,
           fingpt_test_split_dir):
     """The environment both processes read, with v0001 promoted in the registry; `start(kind)` starts one."""

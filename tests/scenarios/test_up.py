@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_commands import SECRET
 from tests.scenarios.bot_harness import slash
 from tests.scenarios.market_fixture import record_snapshot
@@ -52,12 +51,6 @@ def wait_for(predicate, what: str, log: Path, timeout_s: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}; `forecaster up` said:\n{log.read_text()}")
         time.sleep(0.2)
-
-
-@pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find leftover processes")

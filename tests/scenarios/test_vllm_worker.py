@@ -19,15 +19,8 @@ from jobs import runtime, worker
 from jobs.cli.common import load_analyst
 from jobs.client import ForecastRequest, JobsClient
 from jobs.queues import INTERACTIVE
-from tests.fakes.slack import FakeSlack
 from tests.fakes.vllm_server import FakeVllm
 from tests.scenarios.market_fixture import memory_market
-
-
-@pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
 
 
 @pytest.fixture

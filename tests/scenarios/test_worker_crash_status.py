@@ -11,14 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from rq import Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from jobs.client import ForecastRequest, JobsClient
 from jobs.status import read_status, workers_alive
-from tests.fakes.slack import FakeSlack
 from tests.scenarios.bot_harness import bot_settings, serve_bot, slash
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -31,12 +29,6 @@ def wait_for(predicate, what: str, timeout_s: float, child: subprocess.Popen | N
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         assert child is None or child.poll() is None, f"the worker exited while waiting for {what}"
         time.sleep(0.05)
-
-
-@pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
 
 
 def test_a_killed_busy_worker_is_shown_lost_within_its_heartbeat_ttl(redis, redis_server, slack):

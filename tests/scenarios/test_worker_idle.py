@@ -15,12 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from jobs.client import ForecastRequest, JobsClient
-from tests.fakes.slack import FakeSlack
 from tests.scenarios.market_fixture import record_snapshot
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,12 +32,6 @@ def wait_for(predicate, what: str, log: Path, timeout_s: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}; the worker said:\n{log.read_text()}")
         time.sleep(0.02)
-
-
-@pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
 
 
 def test_a_worker_idle_for_over_a_minute_picks_a_forecast_up_within_a_second(redis, redis_server, slack,

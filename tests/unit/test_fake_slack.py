@@ -9,15 +9,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from bot.slack_ops import permanent_refusal
-from tests.fakes.slack import FakeSlack
 
 SECTION = [{"type": "section", "text": {"type": "mrkdwn", "text": "hello"}}]
-
-
-@pytest.fixture
-def slack():
-    with FakeSlack() as fake:
-        yield fake
 
 
 @pytest.fixture
