@@ -11,12 +11,11 @@ import time
 import pytest
 import torch
 
-from engine.bin_scoring import bin_continuations
 from engine.grammar import ANSWER_REGEX
 from engine.model import Analyst
 from engine.parsing import parse_answer, upstream_parse
-from engine.probabilities import ALL_BINS
 from engine.prompts import SYSTEM_PROMPT
+from tests.naive_bins import naive_bin_probabilities
 
 MAX_NEW_TOKENS = int(os.environ.get("REAL_MAX_NEW_TOKENS", "160"))
 # Short prompts keep the CPU prefill to seconds; the bench (tests/bench) uses the real 2-3k-token test prompts.
@@ -91,18 +90,6 @@ def test_bin_scoring_matches_twelve_naive_passes_on_the_real_tokenizer(analyst, 
     generations, (batch, answers) = generated
     row = 0
     prompt = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
-    tokens = answers[row]
-    cut = next(k for k in range(len(tokens) + 1) if analyst.tokenizer.decode(tokens[:k]).endswith("\nPrediction:"))
-    naive = {}
-    for move in ALL_BINS:
-        tail = analyst.tokenizer(bin_continuations()[move.code], add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([prompt + tokens[:cut] + tail])
-        with torch.inference_mode():
-            logprobs = torch.log_softmax(analyst.model(input_ids=ids).logits[0].float(), dim=-1)
-        start = len(prompt) + cut
-        naive[move.code] = sum(float(logprobs[start + i - 1, t]) for i, t in enumerate(tail))
-    top = max(naive.values())
-    total = sum(torch.tensor(v - top).exp().item() for v in naive.values())
     dist = generations[row].bin_distribution
-    for code, value in naive.items():
-        assert abs(dist.probabilities[code] - torch.tensor(value - top).exp().item() / total) < 1e-4, code
+    for code, p in naive_bin_probabilities(analyst, prompt, answers[row]).items():
+        assert abs(dist.probabilities[code] - p) < 1e-4, code

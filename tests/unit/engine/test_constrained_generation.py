@@ -10,11 +10,10 @@ import pytest
 import torch
 
 from engine import model as model_module
-from engine.bin_scoring import bin_continuations
 from engine.grammar import ANSWER_REGEX
 from engine.model import Analyst
 from engine.parsing import parse_answer, upstream_parse
-from engine.probabilities import ALL_BINS
+from tests.naive_bins import naive_bin_probabilities
 
 CONVERSATIONS = [
     [{"role": "system", "content": "You are a seasoned stock market analyst."},
@@ -95,29 +94,13 @@ def test_the_reserve_is_enough_to_finish_the_structure_from_the_first_token(anal
 
 def test_the_bin_probabilities_sum_to_one_and_match_twelve_naive_full_passes(analyst, constrained_batch):
     generations, (batch, answers) = constrained_batch
-    continuations = bin_continuations()
     for row in (0, 3, 5):
         dist = generations[row].bin_distribution
         assert dist is not None and abs(sum(dist.probabilities.values()) - 1) < 1e-9
         prompt = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
-        generated = answers[row]
-        # The shortest run of generated tokens whose text ends with "Prediction:" (random weights write a token
-        # boundary there with this tokenizer), then each bin's own tokens, scored from scratch.
-        cut = next(k for k in range(len(generated) + 1)
-                   if analyst.tokenizer.decode(generated[:k]).endswith("\nPrediction:"))
-        naive = {}
-        for move in ALL_BINS:
-            tail = analyst.tokenizer(continuations[move.code], add_special_tokens=False)["input_ids"]
-            ids = torch.tensor([prompt + generated[:cut] + tail])
-            with torch.inference_mode():
-                logprobs = torch.log_softmax(analyst.model(input_ids=ids).logits[0].float(), dim=-1)
-            start = len(prompt) + cut
-            naive[move.code] = sum(float(logprobs[start + i - 1, token]) for i, token in enumerate(tail))
-        top = max(naive.values())
-        weights = {code: float(torch.tensor(v - top).exp()) for code, v in naive.items()}
-        total = sum(weights.values())
-        for code, weight in weights.items():
-            assert abs(dist.probabilities[code] - weight / total) < 1e-4, code
+        # Random weights write a token boundary at "Prediction:" with this tokenizer.
+        for code, p in naive_bin_probabilities(analyst, prompt, answers[row]).items():
+            assert abs(dist.probabilities[code] - p) < 1e-4, code
 
 
 def test_bin_scoring_costs_a_small_fraction_of_the_generation(constrained_batch):
