@@ -110,7 +110,7 @@ def bot_process(env: dict[str, str], *, cwd: Path, timeout_s: float = 30) -> Ite
     log_path = cwd / "bot.log"
     started = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen([sys.executable, "-c", "from jobs.cli import main; main()", "bot"], env=env,
+        process = subprocess.Popen([sys.executable, "-c", "from forecaster.cli import main; main()", "bot"], env=env,
                                    cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
     running = None
     try:

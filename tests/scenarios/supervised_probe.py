@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import sys
 
-from jobs.supervisor import Child, Supervisor
+from forecaster.supervisor import Child, Supervisor
 
 STEADY = """
 import os, sys, time, subprocess

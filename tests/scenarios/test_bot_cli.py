@@ -9,7 +9,7 @@ import pytest
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from typer.testing import CliRunner
 
-import jobs.cli
+import forecaster.cli
 from bot.app import build_app, mode_of, socket_mode_handler
 from jobs.client import fast_connection, queue
 from jobs.queues import INTERACTIVE
@@ -18,7 +18,7 @@ from tests.scenarios.bot_harness import bot_env, bot_process, bot_settings, requ
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    result = CliRunner().invoke(jobs.cli.app, ["bot", *args], env=env)
+    result = CliRunner().invoke(forecaster.cli.app, ["bot", *args], env=env)
     return result.exit_code, result.stderr
 
 

@@ -9,7 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import jobs.cli
+import forecaster.cli
 from engine.sources.factory import build_sources
 from tests.fakes.finnhub import FakeFinnhub
 from tests.fakes.market import populate
@@ -28,13 +28,13 @@ def market(monkeypatch, redis_server):
         monkeypatch.setenv("FINNHUB_API_URL", finnhub.api_url)
         monkeypatch.setenv("REDIS_URL", redis_server["url"])
         # yfinance cannot be pointed at another host by configuration; the CLI's one seam takes the session.
-        monkeypatch.setattr(jobs.cli.common, "build_live_sources", lambda settings: build_sources(
-            settings, conn=jobs.cli.common.connect_redis(settings), yahoo_session=yahoo.session()))
+        monkeypatch.setattr(forecaster.cli.common, "build_live_sources", lambda settings: build_sources(
+            settings, conn=forecaster.cli.common.connect_redis(settings), yahoo_session=yahoo.session()))
         yield finnhub, yahoo
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(jobs.cli.app, list(args))
+    result = CliRunner().invoke(forecaster.cli.app, list(args))
     return result.exit_code, result.stdout, result.stderr
 
 

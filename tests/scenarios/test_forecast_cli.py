@@ -9,7 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import jobs.cli
+import forecaster.cli
 from engine.inputs import Sources, gather
 from engine.market.weeks import NEW_YORK
 from engine.records import BasicFinancials, NewsItem
@@ -43,7 +43,7 @@ def offline(monkeypatch, snapshot_dir, tiny_model_dir):
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(jobs.cli.app, list(args))
+    result = CliRunner().invoke(forecaster.cli.app, list(args))
     return result.exit_code, result.stdout, result.stderr
 
 

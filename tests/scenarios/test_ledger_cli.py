@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import jobs.cli
+import forecaster.cli
 from engine.inputs import Sources
 from engine.market.weeks import NEW_YORK, Week
 from engine.track import realized_outcome
@@ -19,7 +19,7 @@ from tests.fakes.forecasts import forecast_json, stepped_market
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(jobs.cli.app, list(args))
+    result = CliRunner().invoke(forecaster.cli.app, list(args))
     return result.exit_code, result.stdout, result.stderr
 
 

@@ -8,12 +8,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import jobs.cli
+import forecaster.cli
 from engine.registry import Registry
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(jobs.cli.app, list(args))
+    result = CliRunner().invoke(forecaster.cli.app, list(args))
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -56,7 +56,7 @@ def test_a_first_adapter_worse_than_always_up_is_refused_and_the_output_says_whi
     assert evaluation["scores"]["n"] == 3 and evaluation["compared_with"]["version"] is None
     assert evaluation["compared_with"]["scores"]["n"] == 3  # the bare base, scored on the same rows
     assert registry.base_model("v0001").startswith("qwen2 ")
-    assert jobs.cli.common.served_adapter(jobs.cli.common.load_settings()) is None
+    assert forecaster.cli.common.served_adapter(forecaster.cli.common.load_settings()) is None
 
 
 def test_a_refused_adapter_can_be_forced_then_rolled_back_and_promoted_by_hand(setup, monkeypatch):

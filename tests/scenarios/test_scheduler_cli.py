@@ -13,7 +13,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-import jobs.cli
+import forecaster.cli
 from engine.market.weeks import NEW_YORK
 from jobs.client import queue
 from jobs.keys import scheduler_heartbeat_key
@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(jobs.cli.app, ["scheduler", *args], env=env)
+    result = CliRunner().invoke(forecaster.cli.app, ["scheduler", *args], env=env)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -96,7 +96,7 @@ def _slot_minutes_ago(minutes: int) -> dt.datetime:
 def _start_scheduler_and_stop(redis, env: dict[str, str], while_running=lambda: None) -> str:
     """Start a real `forecaster scheduler`, wait for its first heartbeat (written after the start-up catch-up), call
     `while_running`, stop it with SIGTERM; returns its log."""
-    child = subprocess.Popen([sys.executable, "-c", "from jobs.cli import main; main()", "scheduler"], cwd=REPO_ROOT,
+    child = subprocess.Popen([sys.executable, "-c", "from forecaster.cli import main; main()", "scheduler"], cwd=REPO_ROOT,
                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

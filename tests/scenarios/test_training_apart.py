@@ -73,7 +73,7 @@ def stack(tmp_path, slack, redis, redis_server, tiny_model_dir, tiny_adapter_dir
         log = tmp_path / f"{kind}-{len(children)}.log"
         logs[f"{kind} #{len(children)}"] = log
         with open(log, "wb") as sink:
-            child = subprocess.Popen([sys.executable, "-m", "jobs.cli", kind], cwd=tmp_path, env=env, stdout=sink,
+            child = subprocess.Popen([sys.executable, "-m", "forecaster.cli", kind], cwd=tmp_path, env=env, stdout=sink,
                                      stderr=subprocess.STDOUT, start_new_session=True)  # RQ forks a scheduler
         children.append(child)
         return child

@@ -66,7 +66,7 @@ def test_up_answers_a_slash_command_and_ctrl_c_leaves_no_process_behind(tmp_path
             "DIGEST_CHANNELS": "C999", "PYTHONPATH": str(REPO_ROOT), marker.split("=")[0]: marker.split("=")[1]}
     log = tmp_path / "up.log"
     with open(log, "wb") as sink:
-        up = subprocess.Popen([sys.executable, "-m", "jobs.cli", "up"], cwd=tmp_path, env=env, stdout=sink,
+        up = subprocess.Popen([sys.executable, "-m", "forecaster.cli", "up"], cwd=tmp_path, env=env, stdout=sink,
                               stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: "HTTP mode on" in log.read_text(), "the bot", log, 60)

@@ -16,7 +16,7 @@ from engine.registry import Registry
 from engine.remote_model import RemoteAnalyst
 from engine.settings import Settings
 from jobs import runtime, worker
-from jobs.cli.common import load_analyst
+from forecaster.cli.common import load_analyst
 from jobs.client import ForecastRequest, JobsClient
 from jobs.queues import INTERACTIVE
 from tests.fakes.vllm_server import FakeVllm
@@ -99,7 +99,7 @@ def test_a_vllm_server_gone_mid_shift_ends_in_a_message_naming_it(context, redis
 
 
 def test_the_backend_is_chosen_from_the_environment(monkeypatch, tiny_model_dir, tiny_adapter_dirs):
-    from jobs.cli.common import load_settings
+    from forecaster.cli.common import load_settings
 
     with FakeVllm(tiny_model_dir, api_key="sk-local-vllm") as fake:
         for name, value in {"MODEL_BACKEND": "vllm", "VLLM_BASE_URL": fake.root_url, "VLLM_API_KEY": "sk-local-vllm",

@@ -44,7 +44,7 @@ def test_a_worker_idle_for_over_a_minute_picks_a_forecast_up_within_a_second(red
             "MODEL_DIR": str(tmp_path / "models"), "PYTHONPATH": str(REPO_ROOT)}
     log = tmp_path / "worker.log"
     with open(log, "wb") as sink:
-        worker = subprocess.Popen([sys.executable, "-m", "jobs.cli", "worker", "--queues", "interactive"],
+        worker = subprocess.Popen([sys.executable, "-m", "forecaster.cli", "worker", "--queues", "interactive"],
                                   cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: "Listening on interactive" in log.read_text(), "the worker to listen", log, 120)

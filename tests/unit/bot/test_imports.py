@@ -28,7 +28,7 @@ def test_bot_never_imports_torch_transformers_peft_or_trl():
 
 def test_the_cli_module_imports_nothing_heavy_until_a_command_runs():
     names = HEAVY + ("yfinance", "finnhub", "pandas")
-    probe = f"import sys, jobs.cli; print(','.join(n for n in {names!r} if n in sys.modules))"
+    probe = f"import sys, forecaster.cli; print(','.join(n for n in {names!r} if n in sys.modules))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == ""
 

@@ -83,7 +83,7 @@ def test_the_terminal_panel_shows_them_too_and_nothing_without():
 
     from engine.forecast import run_forecasts
     from engine.inputs import gather
-    from jobs.terminal import forecast_panel
+    from forecaster.terminal import forecast_panel
     from tests.fakes.forecasts import CannedAnalyst, answer
 
     market = stepped_market(("AXP",))

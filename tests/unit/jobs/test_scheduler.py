@@ -303,6 +303,6 @@ def test_no_channels_by_default():
 def test_the_scheduler_imports_nothing_of_the_model_stack():
     # It ships in the slim bot image: no torch there.
     heavy = ("torch", "transformers", "peft", "trl", "pandas")
-    probe = f"import sys, jobs.scheduler, jobs.cli.schedule; print(','.join(n for n in {heavy!r} if n in sys.modules))"
+    probe = f"import sys, jobs.scheduler, forecaster.cli.schedule; print(','.join(n for n in {heavy!r} if n in sys.modules))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == ""

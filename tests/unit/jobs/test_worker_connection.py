@@ -7,7 +7,7 @@ import pytest
 
 from engine.settings import Settings
 from jobs import worker
-from jobs.cli.common import connect_queue_redis, connect_redis
+from forecaster.cli.common import connect_queue_redis, connect_redis
 
 
 def test_rqs_client_outlasts_the_wait_for_work_and_the_jobs_client_stays_short(redis, redis_server):

@@ -8,7 +8,7 @@ import threading
 
 from typer.testing import CliRunner
 
-import jobs.cli
+import forecaster.cli
 from jobs.keys import WORKER_HEARTBEAT_TTL_S, worker_heartbeat_key
 from jobs.worker import alive_on, heartbeat
 
@@ -24,10 +24,10 @@ def test_a_beating_worker_is_seen_on_its_host_until_its_key_lapses(redis):
 
 def test_worker_check_is_the_healthcheck(redis, redis_server, monkeypatch):
     monkeypatch.setenv("REDIS_URL", redis_server["url"])
-    check = CliRunner().invoke(jobs.cli.app, ["worker", "--check"])
+    check = CliRunner().invoke(forecaster.cli.app, ["worker", "--check"])
     assert check.exit_code == 1 and "no worker on" in check.stderr
     stop = threading.Event()
     stop.set()
     heartbeat(redis, stop)
-    check = CliRunner().invoke(jobs.cli.app, ["worker", "--check"])
+    check = CliRunner().invoke(forecaster.cli.app, ["worker", "--check"])
     assert check.exit_code == 0 and "1 worker process(es) alive" in check.stderr

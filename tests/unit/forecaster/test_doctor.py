@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import jobs.cli
+import forecaster.cli
 from engine.registry import Registry
 from engine.settings import Settings
 from engine.sizing import known_shape
-from jobs import doctor
-from jobs.doctor import Device
+from forecaster import doctor
+from forecaster.doctor import Device
 from tests.conftest import _redis_server_binary
 from tests.fakes.finnhub import FakeFinnhub
 from tests.fakes.slack import FakeSlack
@@ -357,7 +357,7 @@ def test_python_packages_and_time_zone_on_this_machine():
 
 
 def test_cheap_checks_import_no_torch_and_call_nothing_but_redis(redis_server, slack, finnhub):
-    probe = ("import sys; from engine.settings import Settings; from jobs.doctor import cheap_checks, render; "
+    probe = ("import sys; from engine.settings import Settings; from forecaster.doctor import cheap_checks, render; "
              "checks = cheap_checks(Settings(_env_file=None)); "
              "print('\\n'.join(map(render, checks))); print('torch' in sys.modules, 'transformers' in sys.modules)")
     env = {**os.environ, "REDIS_URL": redis_server["url"], "SLACK_BOT_TOKEN": GOOD_TOKEN,
@@ -385,7 +385,7 @@ def configured(monkeypatch, redis_server, slack, finnhub, tmp_path, tiny_model_d
 
 
 def run(*args: str) -> tuple[int, list[str]]:
-    result = CliRunner().invoke(jobs.cli.app, ["doctor", *args])
+    result = CliRunner().invoke(forecaster.cli.app, ["doctor", *args])
     return result.exit_code, result.stdout.splitlines()
 
 

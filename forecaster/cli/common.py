@@ -1,6 +1,6 @@
 """The `forecaster` app, its consoles and the plumbing every command shares.
 
-Commands live in `jobs.cli.data`, `jobs.cli.analyst` and `jobs.cli.training`; each registers itself on `app`.
+Commands live in `forecaster.cli.data`, `forecaster.cli.analyst` and `forecaster.cli.training`; each registers itself on `app`.
 Settings are built once per invocation and passed down; heavy modules are imported inside functions, so
 `forecaster --help` is instant and nothing here reads the environment at import time.
 """

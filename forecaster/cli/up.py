@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli.common import app, err, fail, load_settings
+from forecaster.cli.common import app, err, fail, load_settings
 
 WORKER_ONLY_CHECKS = {"model base", "adapter"}
 TRAINER_STOP_GRACE_S = 30
@@ -18,7 +18,7 @@ TRAINER_STOP_GRACE_S = 30
 
 def child_argv(command: str, *args: str) -> list[str]:
     """Children run the same CLI with the same interpreter (a venv need not be on PATH)."""
-    return [sys.executable, "-m", "jobs.cli", command, *args]
+    return [sys.executable, "-m", "forecaster.cli", command, *args]
 
 
 @app.command()
@@ -36,10 +36,10 @@ def up(
         = False,
 ) -> None:
     """Start the bot, a worker, a trainer and the scheduler; restart any that crash; Ctrl-C stops them all."""
-    from jobs.doctor import cheap_checks, render
+    from forecaster.doctor import cheap_checks, render
     from jobs.embedded_redis import EmbeddedRedis
     from jobs.queues import INTERACTIVE
-    from jobs.supervisor import Child, Supervisor
+    from forecaster.supervisor import Child, Supervisor
 
     settings = load_settings()
     embedded = None

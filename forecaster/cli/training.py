@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from jobs.cli import common
-from jobs.cli.common import (
+from forecaster.cli import common
+from forecaster.cli.common import (
     app,
     dataset_app,
     err,

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli import common
-from jobs.cli.common import app, err, fail, load_analyst, load_settings
+from forecaster.cli import common
+from forecaster.cli.common import app, err, fail, load_analyst, load_settings
 from jobs.queues import SERVING, TRAINING
 
 SERVING_QUEUES = ",".join(spec.name for spec in SERVING)

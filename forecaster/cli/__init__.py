@@ -1,11 +1,11 @@
-"""`forecaster`: the single command-line entry point (`jobs.cli:main`).
+"""`forecaster`: the single command-line entry point (`forecaster.cli:main`).
 
 It sits at the top of the import graph (jobs → engine). Importing it registers every command and imports nothing
 heavy: each command imports what it needs when it runs.
 """
 
 # Each module registers its commands on `app`.
-from jobs.cli import analyst, bot_app, data, doctor, ledger, schedule, service, training, up  # noqa: F401
-from jobs.cli.common import app, main
+from forecaster.cli import analyst, bot_app, data, doctor, ledger, schedule, service, training, up  # noqa: F401
+from forecaster.cli.common import app, main
 
 __all__ = ["app", "main"]

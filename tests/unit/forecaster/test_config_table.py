@@ -1,6 +1,6 @@
 """The configuration docs list exactly the Settings fields: a new setting without docs fails here.
 
-Regenerate both files with `python -m jobs.cli.config_table`."""
+Regenerate both files with `python -m forecaster.cli.config_table`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 
 from engine.settings import Settings
-from jobs.cli import config_table
-from jobs.cli.config_table import (
+from forecaster.cli import config_table
+from forecaster.cli.config_table import (
     TABLE_END,
     TABLE_START,
     documented_names,
@@ -25,7 +25,7 @@ from jobs.cli.config_table import (
 
 ROOT = Path(__file__).resolve().parents[3]
 FIELDS = [name.upper() for name in Settings.model_fields]
-REGENERATE = "out of date: run `python -m jobs.cli.config_table`"
+REGENERATE = "out of date: run `python -m forecaster.cli.config_table`"
 
 
 def test_the_readme_table_lists_exactly_the_settings_with_their_defaults():

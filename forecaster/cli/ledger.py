@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from jobs.cli import common
-from jobs.cli.common import app, err, fail, load_settings, out
+from forecaster.cli import common
+from forecaster.cli.common import app, err, fail, load_settings, out
 
 if TYPE_CHECKING:
     from jobs.ledger import Ledger

@@ -11,8 +11,8 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from typer.testing import CliRunner
 
-import jobs.cli
-from jobs.cli.service import SERVING_QUEUES
+import forecaster.cli
+from forecaster.cli.service import SERVING_QUEUES
 from jobs.client import queue
 from jobs.queues import BATCH, INTERACTIVE, TRAINING
 from jobs.worker import heartbeat
@@ -22,7 +22,7 @@ def test_a_serving_worker_listens_to_forecasts_and_batch_only_and_refuses_the_tr
                                                                                             monkeypatch):
     assert SERVING_QUEUES == "interactive,batch"
     monkeypatch.setenv("REDIS_URL", redis_server["url"])
-    refused = CliRunner().invoke(jobs.cli.app, ["worker", "--queues", "interactive,batch,training"])
+    refused = CliRunner().invoke(forecaster.cli.app, ["worker", "--queues", "interactive,batch,training"])
     assert refused.exit_code != 0 and "run `forecaster trainer` for the training queue" in refused.stderr
 
 
@@ -35,12 +35,12 @@ def test_trainer_check_needs_a_beating_trainer_not_just_a_worker(redis, redis_se
                            serializer=JSONSerializer)
     serving.pid = os.getpid()
     serving.register_birth()  # ...as a serving worker
-    check = CliRunner().invoke(jobs.cli.app, ["trainer", "--check"])
+    check = CliRunner().invoke(forecaster.cli.app, ["trainer", "--check"])
     assert check.exit_code == 1 and f"no trainer on {socket.gethostname()}" in check.stderr
     serving.register_death()
 
     trainer = SimpleWorker([queue(redis, TRAINING)], connection=redis, serializer=JSONSerializer)
     trainer.pid = os.getpid()
     trainer.register_birth()
-    check = CliRunner().invoke(jobs.cli.app, ["trainer", "--check"])
+    check = CliRunner().invoke(forecaster.cli.app, ["trainer", "--check"])
     assert check.exit_code == 0 and "1 trainer process(es) alive" in check.stderr

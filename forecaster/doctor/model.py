@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from jobs.doctor.check import MODEL_STACK, Check, fail, ok, warn
+from forecaster.doctor.check import MODEL_STACK, Check, fail, ok, warn
 
 if TYPE_CHECKING:
     from engine.settings import Settings
@@ -238,7 +238,7 @@ def check_vllm(settings: Settings, *, timeout_s: float = 10.0) -> Check:
     """MODEL_BACKEND=vllm: the server answers `GET /v1/models` and serves the base this worker will ask for."""
     import requests
 
-    from jobs.doctor.check import secret_text
+    from forecaster.doctor.check import secret_text
 
     root = settings.vllm_base_url.rstrip("/")
     url = f"{root}/models" if root.endswith("/v1") else f"{root}/v1/models"

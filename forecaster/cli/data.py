@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from jobs.cli import common
-from jobs.cli.common import (
+from forecaster.cli import common
+from forecaster.cli.common import (
     app,
     data_app,
     err,
@@ -49,7 +49,7 @@ def prompt(
     if as_json:
         out.print_json(json.dumps({"messages": messages, **describe(result)}))
         return
-    from jobs.terminal import inputs_summary
+    from forecaster.terminal import inputs_summary
 
     sys.stdout.write(messages[1]["content"] + "\n\n")
     sys.stdout.flush()

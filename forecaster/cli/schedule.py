@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from jobs.cli.common import app, err, fail, load_settings, out, redact_url
+from forecaster.cli.common import app, err, fail, load_settings, out, redact_url
 
 if TYPE_CHECKING:
     import redis

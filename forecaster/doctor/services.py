@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.doctor.check import Check, fail, ok, secret_text, warn
+from forecaster.doctor.check import Check, fail, ok, secret_text, warn
 
 if TYPE_CHECKING:
     import redis
@@ -138,7 +138,7 @@ def check_slack_auth(settings: Settings, *, manifest: Path = MANIFEST, timeout_s
 
     kwargs = {"base_url": _with_slash(settings.slack_api_url)} if settings.slack_api_url else {}
     # The client logs a failed request at ERROR; doctor reports it once, on its own line.
-    quiet = logging.getLogger("jobs.doctor.slack_sdk")
+    quiet = logging.getLogger("forecaster.doctor.slack_sdk")
     quiet.setLevel(logging.CRITICAL)
     client = WebClient(token=secret_text(settings.slack_bot_token), timeout=timeout_s, logger=quiet, **kwargs)
     try:

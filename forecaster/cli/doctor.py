@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli.common import app, load_settings, out
+from forecaster.cli.common import app, load_settings, out
 
 
 @app.command()
@@ -15,7 +15,7 @@ def doctor(
                                                         "what `forecaster up` checks before starting.")] = False,
 ) -> None:
     """Check this machine and configuration: packages, Redis, Slack, Finnhub, Yahoo, GPU memory, model files."""
-    from jobs.doctor import all_checks, cheap_checks, render, summary
+    from forecaster.doctor import all_checks, cheap_checks, render, summary
 
     settings = load_settings()
     checks = cheap_checks(settings) if cheap else all_checks(settings)

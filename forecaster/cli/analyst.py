@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from jobs.cli.common import (
+from forecaster.cli.common import (
     app,
     err,
     fail,
@@ -64,7 +64,7 @@ def forecast(
     if as_json:
         out.print_json(json.dumps(to_json(result)))
         return
-    from jobs.terminal import forecast_panel
+    from forecaster.terminal import forecast_panel
 
     out.print(forecast_panel(result))
 

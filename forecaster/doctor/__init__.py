@@ -20,9 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.doctor.check import Check, is_secret, secret_text
-from jobs.doctor.host import check_packages, check_python, check_time_zone
-from jobs.doctor.model import (
+from forecaster.doctor.check import Check, is_secret, secret_text
+from forecaster.doctor.host import check_packages, check_python, check_time_zone
+from forecaster.doctor.model import (
     Device,
     check_adapter,
     check_model_base,
@@ -31,7 +31,7 @@ from jobs.doctor.model import (
     memory_verdict,
     probe_device,
 )
-from jobs.doctor.services import (
+from forecaster.doctor.services import (
     MANIFEST,
     check_finnhub_call,
     check_finnhub_key,
@@ -114,7 +114,7 @@ def scrub(checks: list[Check], settings: Settings) -> list[Check]:
     secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
     def clean(text: str) -> str:
-        text = re.sub(r"//([^:/@\s]*):[^@\s]*@", r"//\1:***@", text)  # as jobs.cli.common.redact_url
+        text = re.sub(r"//([^:/@\s]*):[^@\s]*@", r"//\1:***@", text)  # as forecaster.cli.common.redact_url
         text = re.sub(r"(token|apikey|api_key)=[^&\s]+", r"\1=***", text, flags=re.IGNORECASE)
         for secret in secrets:
             text = text.replace(secret, "***")

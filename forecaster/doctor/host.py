@@ -6,7 +6,7 @@ import importlib.metadata
 import importlib.util
 import sys
 
-from jobs.doctor.check import MODEL_STACK, Check, fail, ok, warn
+from forecaster.doctor.check import MODEL_STACK, Check, fail, ok, warn
 
 DISTRIBUTION = "fingpt-slack-forecaster"
 TIME_ZONE = "America/New_York"
