@@ -23,23 +23,21 @@ from bot.slack_ops import build_client
 if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from engine.settings import Settings
+    from bot.settings import BotSettings
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["http", "socket"]
 
 
-def mode_of(settings: Settings) -> Mode:
+def mode_of(settings: BotSettings) -> Mode:
     """Socket Mode when an app-level token is configured, HTTP otherwise."""
     return "socket" if settings.slack_app_token is not None else "http"
 
 
-def config_problems(settings: Settings) -> list[str]:
-    """Everything missing for the bot to start, all at once (empty: ready)."""
+def config_problems(settings: BotSettings) -> list[str]:
+    """Everything missing in the Slack app's configuration for the bot to start, all at once (empty: ready)."""
     problems = []
-    if not settings.redis_url:
-        problems.append("REDIS_URL is not set: the bot queues every request in Redis")
     if settings.slack_bot_token is None:
         problems.append("SLACK_BOT_TOKEN is not set: copy the xoxb- token from the app's OAuth & Permissions page")
     if mode_of(settings) == "http" and settings.slack_signing_secret is None:
@@ -52,7 +50,7 @@ def config_problems(settings: Settings) -> list[str]:
     return problems
 
 
-def build_app(settings: Settings, *, conn: redis.Redis, client: WebClient | None = None,
+def build_app(settings: BotSettings, *, conn: redis.Redis, client: WebClient | None = None,
               now: Callable[[], dt.datetime] | None = None) -> App:
     """The app with every command registered. `conn`: a Redis client with a short timeout
     (`jobs.client.fast_connection`); `now`: a clock, for tests."""
@@ -78,7 +76,7 @@ def build_app(settings: Settings, *, conn: redis.Redis, client: WebClient | None
     return app
 
 
-def socket_mode_handler(app: App, settings: Settings) -> SocketModeHandler:
+def socket_mode_handler(app: App, settings: BotSettings) -> SocketModeHandler:
     """Socket Mode over the app's own WebClient (so SLACK_API_URL applies). Built, not connected: `.start()`
     connects."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler

@@ -44,12 +44,12 @@ from jobs.gates import claim_digest_slot, release_digest_slot
 from jobs.keys import digest_job_id
 from jobs.ledger import open_ledger
 from jobs.queues import TRAINING
-from jobs.scheduler import digest_as_of
+from jobs.slots import digest_as_of
 from jobs.status import read_status, workers_alive
-from jobs.track_record import track_record
+from jobs.track_reads import track_record
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
+    from bot.settings import BotSettings
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _utcnow() -> dt.datetime:
 class Commands:
     """Every command's handler, with what it needs. Each takes an Invocation and returns the ack payload."""
 
-    def __init__(self, *, conn: redis.Redis, settings: Settings, now: Callable[[], dt.datetime] = _utcnow) -> None:
+    def __init__(self, *, conn: redis.Redis, settings: BotSettings, now: Callable[[], dt.datetime] = _utcnow) -> None:
         self.conn = conn
         self.settings = settings
         self.now = now

@@ -158,7 +158,7 @@ def _recent_line(row: dict) -> str:
 
 
 def track_message(record: dict) -> tuple[str, list[dict]]:
-    """(fallback text, blocks) for `/track [TICKER]`, from `jobs.track_record.track_record`: hit rate and MSE
+    """(fallback text, blocks) for `/track [TICKER]`, from `jobs.track_reads.track_record`: hit rate and MSE
     against the baselines, and the newest forecasts with their outcomes."""
     report = record["report"]
     blocks: list[dict] = [header(f"Track record: {plain(record['ticker'] or 'all tickers')}")]

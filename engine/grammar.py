@@ -1,7 +1,7 @@
 """FinGPT-Forecaster's answer format as one regular expression, for constrained generation. Pure, standard library.
 
 Both backends constrain decoding with `ANSWER_REGEX`: in process through xgrammar's logits processor
-(engine.model), behind vLLM as `structured_outputs: {"regex": ...}` (engine.remote_model). The layout is
+(engine.constrained), behind vLLM as `structured_outputs: {"regex": ...}` (engine.remote_model). The layout is
 FINGPT_FORMAT.md §4, with the variants real answers show (a blank line after a header, trailing spaces, one to four
 analysis paragraphs):
 
@@ -28,7 +28,7 @@ FinGPT's `upstream_parse` (tests/unit/engine/test_grammar.py generates strings f
 
 Repeats are unrolled (`a b (c (d)?)?`), never bounded (`{2,4}`): xgrammar compiles bounded repeats of a large
 character class in seconds, the unrolled form in a fraction of one. Lengths are not bounded here for the same
-reason: engine.model's line budget keeps lines finite in process (see `LineBudget` there).
+reason: engine.constrained's line budget keeps lines finite in process (see `_LineBudget` there).
 """
 
 from __future__ import annotations

@@ -6,12 +6,12 @@ Two reports (shared/reference/FINGPT_FORMAT.md §5 and §7):
   reference answer has no `Prediction:` line), the production parser `engine.parsing.parse_answer` reads
   the predictions, and the parse rate, accuracy over *all* rows (unparsed = wrong), MCC and a block bootstrap
   over weeks sit next to the usual accuracy and MSE.
-- `score_fingpt_compat`: FinGPT `utils.py` `calc_metrics`, exactly: `engine.parsing.upstream_parse` on both
-  prediction and reference, only pairs where both parse are kept, accuracy and MSE over those.
+- `score_fingpt_compat`: FinGPT `utils.py` `calc_metrics`, exactly: `engine.upstream_parser.upstream_parse` on
+  both prediction and reference, only pairs where both parse are kept, accuracy and MSE over those.
 
-Both run the same baselines (constant "Down by 0-1%", constant "Up by 0-1%", the train majority label when
-given, and last-week momentum). A baseline is a list of answer strings that goes through exactly the same
-scoring code as the model's predictions, so a parser quirk hits both alike.
+Both run the same baselines (`engine.baselines`: constant "Down by 0-1%", constant "Up by 0-1%", the train
+majority label when given, and last-week momentum). A baseline is a list of answer strings that goes through
+exactly the same scoring code as the model's predictions, so a parser quirk hits both alike.
 
 Our report also scores the probability of an up week, P(up), when the predictions carry one (`calibration`):
 Brier score, log loss and expected calibration error (`probability_metrics`, the one implementation the
@@ -31,23 +31,17 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from engine import parsing  # attribute access at call time: parse_answer / upstream_parse
+from engine import parsing, upstream_parser  # attribute access at call time: parse_answer / upstream_parse
+from engine.baselines import BaseRates, base_rates, baseline_answers, baseline_probabilities
 from engine.calibration import ECE_BINS, abstention_table, probability_metrics
-from engine.exceptions import EngineError, PromptError
-from engine.market.weeks import MoveBin, move_bin, weekly_return
-from engine.prompts import parse_user_prompt
+from engine.exceptions import EngineError
+from engine.fingpt_rows import EvalRow, label_bin
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 SECTIONS = ("positive", "concerns", "analysis")
-
-BASELINE_DOWN = "constant Down by 0-1%"
-BASELINE_UP = "constant Up by 0-1%"
-BASELINE_MAJORITY = "majority direction (train)"
-BASELINE_MOMENTUM = "last-week momentum"
 
 # The per-system keys every our-mode baseline carries; the model's report has all of them too.
 DIRECTION_KEYS = (
@@ -56,40 +50,6 @@ DIRECTION_KEYS = (
 )
 # The same for compat mode. `mcc` and `ci95_binary_accuracy` are ours, added next to upstream's numbers.
 COMPAT_KEYS = ("n", "parsed", "binary_accuracy", "mse", "mcc", "ci95_binary_accuracy", "direction_counts")
-
-# Every label string the dataset uses, lower case as in its `label` column: "up by 2-3%" -> MoveBin.
-LABELS: dict[str, MoveBin] = {
-    b.label: b for b in (MoveBin(d, k) for d in ("up", "down") for k in range(1, 7))
-}
-
-
-@dataclass(frozen=True)
-class EvalRow:
-    """One test row: what the model is asked and what actually happened."""
-
-    symbol: str
-    period: str  # "YYYY-MM-DD to YYYY-MM-DD", the predicted week; the bootstrap resamples these
-    user_prompt: str  # the user message the model is given (wording already fixed to "stock")
-    reference: str  # the dataset's answer (GPT-4's, written knowing the label)
-    label: str  # the dataset's label column, e.g. "up by 2-3%": the truth in our report
-
-
-def label_bin(label: str) -> MoveBin:
-    """The bin of a dataset label ("up by 2-3%", "Down by more than 5%"). Raises EngineError otherwise.
-
-    Upstream wrote "up by 0" for a zero return (FINGPT_FORMAT.md §3); it is read as "up by 0-1%", the bin we
-    give a zero return.
-    """
-    key = " ".join(label.strip().lower().split())
-    if key == "up by 0":
-        key = "up by 0-1%"
-    try:
-        return LABELS[key]
-    except KeyError:
-        raise EngineError(
-            f"Unknown label {label!r}: expected one of the 12 FinGPT labels, e.g. 'up by 2-3%' or "
-            "'down by more than 5%'."
-        ) from None
 
 
 # ---- Small statistics -------------------------------------------------------------------------------------
@@ -161,115 +121,6 @@ def _rouge_means(pairs: Sequence[tuple[str, str]]) -> dict[str, float]:
         for kind in ROUGE_TYPES:
             totals[kind] += scores[kind].fmeasure
     return {kind: totals[kind] / len(pairs) for kind in ROUGE_TYPES}
-
-
-# ---- Base rates: the baselines' probabilities -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BaseRates:
-    """Shares of up weeks the baselines turn into probabilities.
-
-    up: over all rows; after_up / after_down: among rows whose previous week went up / down (the momentum
-    baseline's P(up)), None when unknown; source: where the rates come from, as a report shows it; in_sample:
-    True when they were taken from the evaluated rows themselves.
-    """
-
-    up: float
-    after_up: float | None
-    after_down: float | None
-    source: str
-    in_sample: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("up", "after_up", "after_down"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value <= 1:
-                raise EngineError(f"base rate {name} must lie in [0, 1], got {value}")
-
-
-def base_rates(rows: Sequence[EvalRow], *, source: str, in_sample: bool = False) -> BaseRates:
-    """The up-week rates of `rows` (by their labels), overall and after an up or a down previous week (read from
-    the prompt, as the momentum baseline reads it). A group with no rows falls back to the overall rate."""
-    if not rows:
-        raise EngineError(f"no rows to take base rates from ({source})")
-    up = np.array([label_bin(r.label).direction == "up" for r in rows], dtype=float)
-    previous = [momentum_bin(r.user_prompt) for r in rows]
-    overall = float(up.mean())
-
-    def after(direction: str) -> float:
-        group = up[[p is not None and p.direction == direction for p in previous]]
-        return float(group.mean()) if group.size else overall
-
-    return BaseRates(up=overall, after_up=after("up"), after_down=after("down"), source=source, in_sample=in_sample)
-
-
-def baseline_probabilities(rows: Sequence[EvalRow], rates: BaseRates, *, train_majority: str | None = None
-                           ) -> dict[str, list[float | None]]:
-    """P(up) of each baseline, per row: the constant guesses say the overall rate (the best constant probability
-    there is), momentum the rate after last week's direction (the overall rate when the prompt shows no past
-    week; None for every row when the conditional rates are unknown)."""
-    n = len(rows)
-    result: dict[str, list[float | None]] = {BASELINE_DOWN: [rates.up] * n, BASELINE_UP: [rates.up] * n}
-    if train_majority is not None:
-        result[BASELINE_MAJORITY] = [rates.up] * n
-    if rates.after_up is None or rates.after_down is None:
-        result[BASELINE_MOMENTUM] = [None] * n
-    else:
-        previous = [momentum_bin(r.user_prompt) for r in rows]
-        result[BASELINE_MOMENTUM] = [
-            rates.up if p is None else (rates.after_up if p.direction == "up" else rates.after_down) for p in previous
-        ]
-    return result
-
-
-# ---- Baselines ----------------------------------------------------------------------------------------------
-
-
-def baseline_answer(prediction: str) -> str:
-    """A complete answer in the FinGPT format whose prediction line reads `prediction` ("Down by 0-1%").
-
-    Placeholder factors fill the other sections so both parsers accept it; their ROUGE is never reported.
-    """
-    return (
-        "[Positive Developments]:\n1. Baseline: no factors.\n\n"
-        "[Potential Concerns]:\n1. Baseline: no factors.\n\n"
-        f"[Prediction & Analysis]:\nPrediction: {prediction}\nAnalysis: Baseline: no analysis."
-    )
-
-
-def momentum_bin(user_prompt: str) -> MoveBin | None:
-    """Last-week momentum: the direction the prompt's last price sentence states ("increased"/"decreased",
-    so a flat week reads down, as upstream writes it) and the bin of that week's move, from the same two
-    prices. None when the prompt does not parse or shows no past week."""
-    try:
-        weeks = parse_user_prompt(user_prompt).weeks
-    except PromptError:
-        return None
-    if not weeks:
-        return None
-    last = weeks[-1]
-    k = move_bin(weekly_return(last.start_price, last.end_price)).k
-    return MoveBin("up" if last.direction == "increased" else "down", k)
-
-
-@functools.lru_cache(maxsize=4096)
-def _momentum_answer(user_prompt: str) -> str:
-    found = momentum_bin(user_prompt)
-    return "" if found is None else baseline_answer(found.prediction_text)  # "" parses nowhere: counted wrong
-
-
-def baseline_answers(rows: Sequence[EvalRow], *, train_majority: str | None = None) -> dict[str, list[str]]:
-    """Answer strings for each baseline, one per row, in row order."""
-    n = len(rows)
-    answers = {
-        BASELINE_DOWN: [baseline_answer("Down by 0-1%")] * n,
-        BASELINE_UP: [baseline_answer("Up by 0-1%")] * n,
-    }
-    if train_majority is not None:
-        answers[BASELINE_MAJORITY] = [baseline_answer(label_bin(train_majority).prediction_text)] * n
-    answers[BASELINE_MOMENTUM] = [_momentum_answer(r.user_prompt) for r in rows]
-    return answers
 
 
 # ---- Our report ---------------------------------------------------------------------------------------------
@@ -429,7 +280,7 @@ def _compat_core(
     """calc_metrics on one system: the COMPAT_KEYS metrics, plus ROUGE when asked."""
     kept = []  # (row, upstream tuple of the prediction, of the reference)
     for row, prediction in zip(rows, predictions, strict=True):
-        answer, reference = parsing.upstream_parse(prediction), parsing.upstream_parse(row.reference)
+        answer, reference = upstream_parser.upstream_parse(prediction), upstream_parser.upstream_parse(row.reference)
         if answer is not None and reference is not None:
             kept.append((row, answer, reference))
 

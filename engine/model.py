@@ -1,16 +1,10 @@
 """The analyst model: a Qwen2.5-Instruct base, an optional LoRA adapter, batched chat generation.
 
-One of the three modules allowed to import torch/transformers/peft (with training and evaluation). Loading
-takes a base model id or local path plus an optional adapter directory; prompts always go through the
-tokenizer's own chat template. An adapter can be swapped while the process runs (`use_adapter`), so a worker
-picks up a newly promoted adapter without a restart.
-
-Adapters are attached through PEFT's multi-adapter API and stay unmerged: the new one is loaded beside the old,
-made active, then the old one is deleted. The base weights are never written, so they stay bit-identical after any
-number of switches in every dtype. (Merging and unmerging is arithmetic in the weights' own precision: in bf16 one
-unmerge→merge round trip changed about half of a matrix's elements.) Merging stays an opt-in for speed
-(`merge_adapter=True`), and then the base weights it overwrites are restored from a pristine copy, not by
-subtraction.
+One of the few modules allowed to import torch/transformers/peft (with engine.constrained, engine.adapters and
+training). Loading takes a base model id or local path plus an optional adapter directory, on the device and in the
+precision engine.placement picks; prompts always go through the tokenizer's own chat template. An adapter can be
+swapped while the process runs (`use_adapter`), so a worker picks up a newly promoted adapter without a restart;
+the base weights stay bit-identical however often it switches (engine.adapters says how).
 """
 
 from __future__ import annotations
@@ -19,7 +13,6 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +21,13 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     GenerationConfig,
-    LogitsProcessor,
     LogitsProcessorList,
     PreTrainedTokenizerBase,
 )
 
+from engine.adapters import Originals, merge_keeping_originals, remove_failed_load, unmerge_exactly
 from engine.bin_scoring import distribution, pack, plan_from_tokens, visible
+from engine.constrained import AnswerGrammar
 from engine.exceptions import ModelError
 from engine.generation import (
     Conversation,
@@ -44,48 +38,12 @@ from engine.generation import (
     render_chat,
     stop_token_ids,
 )
-from engine.grammar import ANSWER_REGEX
+from engine.placement import Placement, choose_placement, torch_dtype
 from engine.probabilities import BinDistribution
 
-__all__ = ["Analyst", "Conversation", "Generation", "ModelError", "Placement", "choose_placement"]
+__all__ = ["Analyst", "Conversation", "Generation", "ModelError"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Placement:
-    device: str  # "cpu", "cuda", "cuda:1"
-    dtype: str  # "float32", "bfloat16", "float16"
-    load_in_4bit: bool = False
-
-
-def choose_placement(
-    *,
-    device: str = "auto",
-    dtype: str = "auto",
-    load_in_4bit: bool = False,
-    cuda_available: bool,
-    cuda_capability: tuple[int, int] | None,
-) -> Placement:
-    """Pick device and precision. Pure, so the rules are testable without a GPU.
-
-    CPU → float32 (bf16 is 35-50x slower on AVX2 CPUs, and transformers 5 would load the checkpoint's bf16).
-    GPU → bfloat16 from Ampere (compute capability 8.0) on; float16 before (a T4 "supports" bf16 only by slow
-    emulation). An explicit dtype always wins.
-    """
-    chosen_device = ("cuda" if cuda_available else "cpu") if device == "auto" else device
-    if chosen_device.startswith("cuda") and not cuda_available:
-        raise ModelError(f"MODEL_DEVICE={device} but CUDA is not available here; use cpu or auto")
-    if dtype == "auto":
-        if chosen_device == "cpu":
-            dtype = "float32"
-        else:
-            dtype = "bfloat16" if cuda_capability is not None and cuda_capability >= (8, 0) else "float16"
-    return Placement(chosen_device, dtype, load_in_4bit)
-
-
-def _torch_dtype(name: str) -> torch.dtype:
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
 class Analyst:
@@ -112,7 +70,7 @@ class Analyst:
         self.adapter: Path | None = None
         self.name: str | None = None  # MODEL_NAME, for footers; None: named from the base's files
         self._merged = False
-        self._pristine: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}  # merge only: name → weight, bias
+        self._originals: Originals = {}  # merge only: what the merge overwrote
         self._loads = 0  # adapters loaded so far, for unique PEFT adapter names
         self._stop_ids = stop_token_ids(tokenizer)
         self.grammar = (AnswerGrammar.compile(tokenizer, model.config.vocab_size, self._stop_ids) if constrained
@@ -141,7 +99,7 @@ class Analyst:
             base = str(Path(base).expanduser())
         elif base.startswith((".", "/", "~")):
             raise ModelError(f"MODEL_BASE={base} does not exist; give a local model directory or a Hugging Face id")
-        kwargs: dict[str, Any] = {"dtype": _torch_dtype(placement.dtype), "attn_implementation": "sdpa"}
+        kwargs: dict[str, Any] = {"dtype": torch_dtype(placement.dtype), "attn_implementation": "sdpa"}
         if load_in_4bit:
             from transformers import BitsAndBytesConfig
 
@@ -149,7 +107,7 @@ class Analyst:
                 load_in_4bit=True,
                 bnb_4bit_quant_type="nf4",
                 bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=_torch_dtype(placement.dtype),
+                bnb_4bit_compute_dtype=torch_dtype(placement.dtype),
             )
             kwargs["device_map"] = placement.device
         try:
@@ -216,7 +174,7 @@ class Analyst:
             else:
                 self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name, is_trainable=False)
         except (RuntimeError, ValueError, KeyError) as exc:
-            self._drop_failed(name)
+            remove_failed_load(self.model, name)
             if self._merge and self.adapter is not None:
                 self._merge_served()
             raise ModelError(f"adapter {path} does not fit base {self.base}: {str(exc)[:300]}") from None
@@ -228,55 +186,14 @@ class Analyst:
         if self._merge:
             self._merge_served()
 
-    def _drop_failed(self, name: str) -> None:
-        """Remove what a failed load injected, leaving the model as it was before."""
-        from peft import PeftModel
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        if isinstance(self.model, PeftModel):
-            if name in self.model.peft_config:
-                self.model.delete_adapter(name)
-            self.model.set_adapter(self.model.active_adapter)  # the served adapter stays active
-            return
-        # PeftModel.from_pretrained injects its layers into the bare model before loading the weights.
-        for key in [k for k, m in self.model.named_modules() if isinstance(m, BaseTunerLayer)]:
-            layer = self.model.get_submodule(key)
-            if isinstance(layer, BaseTunerLayer):  # not already replaced through an outer tuner layer
-                parent, _, child = key.rpartition(".")
-                setattr(self.model.get_submodule(parent), child, layer.get_base_layer())
-        if hasattr(self.model, "peft_config"):
-            del self.model.peft_config
-
-    def _lora_layers(self) -> dict[str, Any]:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        return {key: module for key, module in self.model.get_base_model().named_modules()
-                if isinstance(module, BaseTunerLayer)}
-
     def _merge_served(self) -> None:
-        """Fold the active adapter into the weights, first copying (once) every base weight it will overwrite."""
-        for key, layer in self._lora_layers().items():
-            if key not in self._pristine:
-                base = layer.get_base_layer()
-                bias = base.bias.detach().to("cpu", copy=True) if base.bias is not None else None
-                self._pristine[key] = (base.weight.detach().to("cpu", copy=True), bias)
-        self.model.merge_adapter()
+        merge_keeping_originals(self.model, self._originals)
         self._merged = True
 
     def _unmerge(self) -> None:
-        """Undo a merge exactly: PEFT's unmerge clears its state, then the pristine copies overwrite the rounding
-        its subtraction left behind."""
-        if not self._merged:
-            return
-        self.model.unmerge_adapter()
-        with torch.no_grad():
-            for key, layer in self._lora_layers().items():
-                weight, bias = self._pristine[key]
-                base = layer.get_base_layer()
-                base.weight.copy_(weight)
-                if bias is not None:
-                    base.bias.copy_(bias)
-        self._merged = False
+        if self._merged:
+            unmerge_exactly(self.model, self._originals)
+            self._merged = False
 
     # -- generation --------------------------------------------------------------------------------------------
 
@@ -388,105 +305,6 @@ class Analyst:
                       for code, pairs in packed.targets.items()}
             results.append(distribution(scores))
         return results
-
-
-# -- constrained generation ----------------------------------------------------------------------------------------
-
-# A list item or header line longer than this many tokens is ended at the next token the grammar allows with a
-# newline. The longest item in the 300 shared 7B answers is 418 characters (about 90 Qwen tokens).
-LINE_TOKENS = 128
-# From this many tokens before max_new_tokens, lines end as soon as the grammar allows: the shortest way from any
-# point of the lists to "Analysis: " is under 150 characters (headers, one-character items, the longest bin), so
-# under 150 tokens whatever the tokenizer, and the prediction is always written.
-STRUCTURE_RESERVE = 160
-# In the last tokens of the budget the analysis closes its sentence, then the answer stops.
-ANALYSIS_CLOSE = 4
-
-
-@dataclass
-class AnswerGrammar:
-    """The answer regex compiled by xgrammar for one tokenizer (once per Analyst), and the token classes the
-    line budget needs."""
-
-    compiled: Any  # xgrammar.CompiledGrammar
-    token_bytes: list[bytes]
-    newline: torch.Tensor  # bool per token: its text holds a newline
-    sentence_end: torch.Tensor  # bool per token: its text ends with . ! or ? (spaces aside)
-    stop: torch.Tensor  # bool per token: a stop token
-    compile_seconds: float
-
-    @classmethod
-    def compile(cls, tokenizer: PreTrainedTokenizerBase, vocab_size: int, stop_ids: list[int]) -> AnswerGrammar:
-        try:
-            import xgrammar
-        except ImportError:
-            raise ModelError("constrained generation needs xgrammar (pip install xgrammar==0.2.8); or set "
-                             "MODEL_CONSTRAINED=false") from None
-        started = time.perf_counter()
-        # vocab_size: the model's logits width, which pads past the tokenizer's vocabulary (Qwen2.5: 151936).
-        info = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=stop_ids)
-        compiled = xgrammar.GrammarCompiler(info).compile_regex(ANSWER_REGEX)
-        seconds = time.perf_counter() - started
-        log.info("compiled the answer grammar for %d tokens in %.2fs", vocab_size, seconds)
-        vocab = list(info.decoded_vocab) + [b""] * (vocab_size - len(info.decoded_vocab))
-        stop = torch.zeros(vocab_size, dtype=torch.bool)
-        stop[stop_ids] = True
-        return cls(
-            compiled=compiled,
-            token_bytes=vocab,
-            newline=torch.tensor([b"\n" in piece for piece in vocab]),
-            sentence_end=torch.tensor([piece.rstrip(b" ").endswith((b".", b"!", b"?")) for piece in vocab]),
-            stop=stop,
-            compile_seconds=seconds,
-        )
-
-    def processors(self, rows: int, *, prompt_width: int, max_new_tokens: int) -> list[LogitsProcessor]:
-        """Fresh for each generate call (they hold each row's state): the grammar mask, then the line budget."""
-        from xgrammar.contrib.hf import LogitsProcessor as GrammarMask
-
-        return [GrammarMask(self.compiled),
-                _LineBudget(self, rows, prompt_width=prompt_width, max_new_tokens=max_new_tokens)]
-
-
-class _LineBudget(LogitsProcessor):
-    """Keeps a constrained answer whole within max_new_tokens, which the regex cannot do alone (its lines have no
-    length bound: bounded repeats are what makes such a regex slow to compile). Runs after the grammar mask and
-    only narrows it: a structure line past LINE_TOKENS, or any structure line once STRUCTURE_RESERVE tokens are
-    left, takes the model's best allowed token that ends the line; in the last ANALYSIS_CLOSE tokens the analysis
-    takes a sentence end, then a stop token. Where the grammar allows none of those, nothing changes."""
-
-    def __init__(self, grammar: AnswerGrammar, rows: int, *, prompt_width: int, max_new_tokens: int) -> None:
-        self.grammar = grammar
-        self.prompt_width = prompt_width
-        self.max_new_tokens = max_new_tokens
-        self.line = [0] * rows  # tokens since the last newline
-        self.tail = [b""] * rows  # the answer's last bytes, to see "Analysis:" begin
-        self.in_analysis = [False] * rows
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        made = input_ids.shape[1] - self.prompt_width
-        left = self.max_new_tokens - made
-        for row in range(scores.shape[0]):
-            if made:
-                piece = self.grammar.token_bytes[int(input_ids[row, -1])]
-                self.line[row] = 0 if b"\n" in piece else self.line[row] + 1
-                self.tail[row] = (self.tail[row] + piece)[-16:]
-                self.in_analysis[row] = self.in_analysis[row] or b"\nAnalysis:" in self.tail[row]
-            if self.in_analysis[row]:
-                if left <= ANALYSIS_CLOSE and not _prefer(scores, row, self.grammar.stop):
-                    _prefer(scores, row, self.grammar.sentence_end)
-            elif self.line[row] >= LINE_TOKENS or left <= STRUCTURE_RESERVE:
-                _prefer(scores, row, self.grammar.newline)
-        return scores
-
-
-def _prefer(scores: torch.Tensor, row: int, wanted: torch.Tensor) -> bool:
-    """Keep only the allowed tokens of `wanted` in this row, when there are any; True when it narrowed."""
-    keep = torch.isfinite(scores[row]) & wanted.to(scores.device)
-    if not bool(keep.any()):
-        return False
-    scores[row] = scores[row].masked_fill(~keep, float("-inf"))
-    return True
 
 
 def _until_stop(tokens: list[int], stops: set[int]) -> list[int]:

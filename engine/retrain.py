@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.evaluate import evaluate, load_eval_rows
-from engine.metrics import EvalRow
+from engine.evaluate import evaluate
+from engine.fingpt_rows import EvalRow, load_eval_rows
 from engine.provenance import base_model_name
 from engine.registry import BARE_BASE, Decision, Registry, gate
 from engine.train import ProgressFn, train

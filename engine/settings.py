@@ -1,50 +1,34 @@
-"""Process settings: one class, read from the environment and `.env`, built once per entry point.
+"""The engine's settings: market data sources, the model, evaluation and training. Read from the environment and
+`.env` (env var names are the field names in upper case).
 
-Nothing here runs at import time. Each entry point calls `Settings()` (or `load_settings()`) once and passes the
-object down; tests build `Settings(...)` directly with `_env_file=None`.
+Each layer owns its settings (`jobs.settings`, `bot.settings`); the entry point composes them once
+(`forecaster.settings.Settings`) and passes that object down, so engine code reads only the fields declared here.
+Nothing here runs at import time; tests build `EngineSettings(...)` (or the composed class) with `_env_file=None`.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import AnyUrl, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from engine.market.weekly_time import parse_weekly_time
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PLACEHOLDERS = {"", "changeme", "change-me", "your-key", "your_api_key", "xxx", "todo", "none"}
+SETTINGS_CONFIG = SettingsConfigDict(
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    # MODEL_* settings arrive with the model; pydantic reserves `model_` names unless told otherwise.
+    protected_namespaces=(),
+)
 
 
-class Settings(BaseSettings):
-    """Every knob of the product. Env var names are the field names in upper case."""
+class EngineSettings(BaseSettings):
+    """Data sources, model, evaluation and training."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        # MODEL_* settings arrive with the model; pydantic reserves `model_` names unless told otherwise.
-        protected_namespaces=(),
-    )
+    model_config = SETTINGS_CONFIG
 
-    redis_url: str | None = Field(
-        default=None,
-        description="Redis for the job queue, the market data cache and the shared rate limiter, e.g. "
-        "redis://localhost:6379/0. Unset: `forecaster up` starts an embedded one; a lone CLI command caches in "
-        "its own memory.",
-    )
-    data_dir: Path = Field(
-        default=Path(".forecaster"),
-        description="Where `forecaster up` keeps the embedded Redis (append-only file) when REDIS_URL is unset, "
-        "and the forecast ledger's SQLite file (ledger.sqlite3) when DATABASE_URL is unset.",
-    )
-    database_url: SecretStr | None = Field(
-        default=None,
-        description="The forecast ledger's database (SQLAlchemy URL; it may hold a password), e.g. "
-        "postgresql+psycopg://forecaster:secret@postgres:5432/forecaster. Unset: a SQLite file under DATA_DIR.",
-    )
     finnhub_api_key: SecretStr | None = Field(
         default=None,
         description="Finnhub API key (free plan is enough). Unset: news falls back to Yahoo Finance and the "
@@ -76,7 +60,6 @@ class Settings(BaseSettings):
         description="In backtests, a quarterly report counts as known only this many days after its quarter end "
         "(10-Q deadline is 40 days). Live forecasts use whatever has been published.",
     )
-
     model_base: str = Field(
         default="Qwen/Qwen2.5-1.5B-Instruct",
         description="Base model: a Hugging Face id (downloaded once into HF_HOME) or a local directory.",
@@ -148,7 +131,6 @@ class Settings(BaseSettings):
         description="MODEL_DIR as the vLLM server sees it, when the server mounts the adapter registry at another "
         "path (another container or host). Unset: the same path as here.",
     )
-
     model_dir: Path = Field(
         default=Path("models"),
         description="Adapter registry: numbered versions, the `current` pointer, history. The current version is "
@@ -179,57 +161,6 @@ class Settings(BaseSettings):
         default=None, ge=1, description="Evaluate the retrain gate on the first N rows of EVAL_DATASET only (smoke "
         "runs; unset: all rows, as the published numbers are).",
     )
-    slack_bot_token: SecretStr | None = Field(default=None, description="The bot's xoxb- token (chat:write).")
-    slack_api_url: str | None = Field(
-        default=None, description="Override of Slack's Web API base URL (a proxy, or a fake server in tests)."
-    )
-    slack_signing_secret: SecretStr | None = Field(
-        default=None,
-        description="The app's Signing Secret (Basic Information page): the bot verifies every HTTP request with "
-        "it. Required in HTTP mode; unused in Socket Mode.",
-    )
-    slack_app_token: SecretStr | None = Field(
-        default=None,
-        description="An app-level xapp- token with connections:write. Set: the bot runs in Socket Mode (no public "
-        "URL; development, firewalled installs). Unset: HTTP mode on BOT_HOST:BOT_PORT.",
-    )
-    slack_admin_users: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Comma-separated Slack user ids (U0123ABCD) allowed to run /retrain. Empty: nobody can.",
-    )
-    bot_host: str = Field(default="0.0.0.0", description="HTTP mode: the address the bot listens on.")
-    bot_port: int = Field(default=3000, ge=0, le=65535, description="HTTP mode: the port (/slack/events, /healthz).")
-    bot_threads: int = Field(
-        default=8, ge=1, le=256, description="HTTP mode: requests served at once (an ack takes about a "
-        "millisecond of CPU; more threads only help while Redis is slow)."
-    )
-    bot_queue_max_depth: int = Field(
-        default=200, ge=1,
-        description="A /forecast is refused (\"queue full, try later\") when this many jobs already wait in its "
-        "queue.",
-    )
-    bot_digest_cooldown_s: int = Field(
-        default=3600, ge=0, description="On-demand digests (/digest, /forecast dow30): at most one per channel "
-        "per this many seconds.",
-    )
-    digest_schedule: str = Field(
-        default="mon 08:00",
-        description='When the Dow30 digest is posted: a day name and a 24-hour New York time, e.g. "mon 08:00". '
-        "It forecasts the week that opens next, from data up to the end of the day before.",
-    )
-    summary_schedule: str = Field(
-        default="sat 10:00",
-        description='When the weekly evaluation summary is posted, e.g. "sat 10:00" (after the week has closed).',
-    )
-    digest_channels: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Comma-separated Slack channel ids (C0123ABCD) that get the digest and the summary.",
-    )
-    scheduler_misfire_grace_s: int = Field(
-        default=3 * 3600, ge=60, le=24 * 3600,
-        description="A scheduled post missed while the scheduler was down still goes out if it restarts within "
-        "this many seconds (one post however many were missed); later than that, it is skipped.",
-    )
     teacher_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint of the teacher model that writes training answers."
     )
@@ -245,23 +176,6 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("digest_schedule", "summary_schedule")
-    @classmethod
-    def _weekly_time(cls, value: str) -> str:
-        return str(parse_weekly_time(value))
-
-    @field_validator("digest_channels", mode="before")
-    @classmethod
-    def _channel_ids(cls, value: object) -> object:
-        return _slack_ids(value, pattern=r"[CGD][A-Z0-9]{2,}", what="channel ids", example="C0123ABCD",
-                          where="open the channel's details, the id is at the bottom of About")
-
-    @field_validator("slack_admin_users", mode="before")
-    @classmethod
-    def _user_ids(cls, value: object) -> object:
-        return _slack_ids(value, pattern=r"[UW][A-Z0-9]{2,}", what="user ids", example="U0123ABCD",
-                          where="a person's profile, ⋮ More, Copy member ID")
-
     @field_validator("data_snapshot_dir")
     @classmethod
     def _snapshot_dir_exists(cls, value: Path | None) -> Path | None:
@@ -271,17 +185,3 @@ class Settings(BaseSettings):
                 "`forecaster data snapshot TICKER --date YYYY-MM-DD --out DIR` or unset the variable"
             )
         return value
-
-
-def _slack_ids(value: object, *, pattern: str, what: str, example: str, where: str) -> object:
-    """A comma-separated list (or a list) of Slack ids, checked, without duplicates, in the order given."""
-    if isinstance(value, str):
-        value = value.split(",")
-    if not isinstance(value, list | tuple):
-        return value  # pydantic reports the wrong type
-    ids = [str(part).strip() for part in value if str(part).strip()]
-    bad = [i for i in ids if not re.fullmatch(pattern, i)]
-    if bad:
-        raise ValueError(f"{', '.join(bad)}: not Slack {what}; give ids like {example}, comma-separated (in Slack: "
-                         f"{where})")
-    return list(dict.fromkeys(ids))

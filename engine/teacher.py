@@ -10,9 +10,10 @@ This is FinGPT's data pipeline (`data.py` → GPT-4 → `gpt4_to_llama`) run on 
   outcome: a model tuned on them learns FinGPT's *style*, and scores against them (ROUGE) measure imitation of the
   teacher, not forecasting skill (FINGPT_FORMAT.md §6, "Hindsight answers").
 - The stored row pairs the *normal* prompt ("stock price movement", no hint) with the teacher's answer rewritten
-  by upstream's exact `re.sub`, which inserts `Prediction: {Label}` and `Analysis:`. An answer that does not parse
-  is asked for again and, if still bad, recorded in `failures.jsonl`; it never becomes a row, and no row is ever
-  written with an empty answer (upstream's "silent empty answers").
+  by upstream's exact `re.sub`, which inserts `Prediction: {Label}` and `Analysis:` (`engine.teacher_prompts`).
+  An answer that does not parse is asked for again and, if still bad, recorded in `failures.jsonl`; it never
+  becomes a row, and no row is ever written with an empty answer (upstream's "silent empty answers").
+- The teacher itself, its retries and its errors: `engine.teacher_client`.
 
 Output (`out/`), crash-safe and resumable:
 - `rows.jsonl`: one complete JSON line per finished example, flushed and fsynced as it is written, keyed
@@ -28,241 +29,30 @@ import datetime as dt
 import json
 import logging
 import os
-import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from engine.exceptions import DataError, EngineError, NoPriceData
 from engine.inputs import Sources, gather
 from engine.market.weeks import NEW_YORK, Week, close_time, move_bin, week_close, weekly_return
-from engine.parsing import parse_answer, upstream_parse
-from engine.prompts import PROMPT_END, SYSTEM_PROMPT, TEMPLATE_ID, PromptParts, build_user_prompt
+from engine.prompts import SYSTEM_PROMPT, TEMPLATE_ID, build_user_prompt
 from engine.records import DailyClose
+from engine.teacher_client import (
+    ChatTeacher,
+    TeacherAuthError,
+    TeacherConfigError,
+    TeacherError,
+    TeacherUnavailable,
+)
+from engine.teacher_prompts import TEACHER_SYSTEM_PROMPT, finish_answer, hindsight_prompt
 
 log = logging.getLogger(__name__)
-
-# ---- Upstream's teacher-side strings (exact) -------------------------------------------------------------------
-
-# The system prompt upstream sent to GPT-4. It asks for "[Prediction & Analysis]:" followed by free text; the
-# training-side SYSTEM_PROMPT is this string after upstream's `.replace(':\n...', '\nPrediction: ...\nAnalysis: ...')`,
-# and the answer rewrite below then supplies the Prediction/Analysis lines. Sending the training prompt instead
-# makes teachers write their own "Prediction:" line, which the rewrite would then duplicate.
-TEACHER_SYSTEM_PROMPT = "You are a seasoned stock market analyst. Your task is to list the positive developments and potential concerns for companies based on relevant news and basic financials from the past weeks, then provide an analysis and prediction for the companies' stock price movement for the upcoming week. Your answer format should be as follows:\n\n[Positive Developments]:\n1. ...\n\n[Potential Concerns]:\n1. ...\n\n[Prediction & Analysis]:\n...\n"  # noqa: E501
-assert TEACHER_SYSTEM_PROMPT.replace(":\n...", "\nPrediction: ...\nAnalysis: ...") == SYSTEM_PROMPT
-
-# Upstream's closing instruction for the teacher (FinGPT_Forecaster/data.py), word for word, "need to" included.
-# `prediction` is the lower-case label, e.g. "up by 2-3%".
-HINDSIGHT_END = "\n\nBased on all the information before {start}, let's first analyze the positive developments and potential concerns for {symbol}. Come up with 2-4 most important factors respectively and keep them concise. Most factors should be inferred from company related news. Then let's assume your prediction for next week ({start} to {end}) is {prediction}. Provide a summary analysis to support your prediction. The prediction result need to be inferred from your analysis at the end, and thus not appearing as a foundational factor of your analysis."  # noqa: E501
-
-_PNA_HEADER = re.compile(r"\[Prediction & Analysis\]:\s*")  # upstream's pattern, exactly
-_OWN_PREDICTION_LINE = re.compile(r"^\W*prediction\s*:", re.IGNORECASE | re.MULTILINE)
 
 ROWS_FILE = "rows.jsonl"
 FAILURES_FILE = "failures.jsonl"
 MANIFEST_FILE = "manifest.json"
-
-# ---- Errors and messages ---------------------------------------------------------------------------------------
-
-
-class TeacherError(EngineError):
-    """The teacher model could not give an answer."""
-
-
-class TeacherAuthError(TeacherError):
-    """The endpoint rejected the key (401/403) or its quota is gone. Fatal: every request would fail alike."""
-
-
-class TeacherConfigError(TeacherError):
-    """The teacher or the output folder is set up wrong (no key, unknown model or URL, mismatched folder). Fatal."""
-
-
-class TeacherUnavailable(TeacherError):
-    """429/5xx/timeouts/connection errors outlasted the bounded retries."""
-
-
-class TeacherRequestError(TeacherError):
-    """The endpoint refused this one request (another 4xx, e.g. a prompt over its context length)."""
-
-
-_AUTH_MESSAGE = (
-    "The teacher endpoint {url} rejected TEACHER_API_KEY (HTTP {status}). Check that the key is valid for this "
-    "endpoint and for model '{model}'; retrying will not help."
-)
-_QUOTA_MESSAGE = (
-    "The account behind TEACHER_API_KEY has no quota left at {url} (HTTP 429 insufficient_quota). Add credit or "
-    "use another key; retrying will not help."
-)
-_NOT_FOUND_MESSAGE = (
-    "The teacher endpoint {url} answered HTTP 404 for model '{model}'. Check TEACHER_BASE_URL (it should end in "
-    "/v1 for most servers) and TEACHER_MODEL."
-)
-_NO_KEY_MESSAGE = "TEACHER_API_KEY is empty. Set it (a local server that ignores keys still needs a placeholder)."
-
-
-# ---- The teacher -----------------------------------------------------------------------------------------------
-
-
-class ChatTeacher(Protocol):
-    """What `build_dataset` needs from a teacher. `Teacher` is the real one; tests may wrap it."""
-
-    model: str
-    base_url: str
-
-    def complete(self, system: str, user: str) -> str: ...
-
-
-class Teacher:
-    """A chat model behind an OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, ...), with our own retries.
-
-    The official client's retries are off (`max_retries=0`) so that every retry is ours: bounded, with capped
-    exponential backoff (or the server's Retry-After, capped), counted in `retries`, and with an injectable
-    `sleep` for tests. The API key lives only inside the client: no message, log line or repr contains it.
-    """
-
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        model: str,
-        api_key: str,
-        temperature: float = 0.7,
-        max_tokens: int | None = None,
-        timeout_s: float = 120.0,
-        attempts: int = 5,
-        base_delay_s: float = 2.0,
-        max_delay_s: float = 60.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        """`attempts` counts the first try; a retry waits min(max_delay_s, base_delay_s * 2**n) seconds."""
-        if not api_key or not api_key.strip():
-            raise TeacherConfigError(_NO_KEY_MESSAGE)
-        if attempts < 1:
-            raise ValueError(f"attempts must be at least 1, got {attempts}")
-        import openai  # the `model` extra; importing engine.teacher alone must not need it
-
-        self._openai = openai
-        self.base_url = base_url
-        self.model = model
-        self.temperature = temperature
-        self.max_tokens = max_tokens
-        self.attempts = attempts
-        self.base_delay_s = base_delay_s
-        self.max_delay_s = max_delay_s
-        self.retries = 0  # transport-level retries so far, for the manifest
-        self._sleep = sleep
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
-
-    def __repr__(self) -> str:
-        return f"Teacher(model={self.model!r}, base_url={self.base_url!r})"
-
-    def complete(self, system: str, user: str) -> str:
-        """The assistant's text for one system + user exchange ("" when the endpoint returns no content).
-
-        Raises TeacherAuthError / TeacherConfigError (fatal), TeacherRequestError (this request only) or
-        TeacherUnavailable (transient errors after `attempts` tries).
-        """
-        openai = self._openai
-        extra: dict[str, Any] = {} if self.max_tokens is None else {"max_tokens": self.max_tokens}
-        for attempt in range(1, self.attempts + 1):
-            try:
-                response = self._client.chat.completions.create(
-                    model=self.model,
-                    messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-                    temperature=self.temperature,
-                    **extra,
-                )
-            except openai.APIStatusError as exc:
-                status = exc.status_code
-                # `from None`: the client's exception quotes the server's body, which may echo the key.
-                if status in (401, 403):
-                    raise TeacherAuthError(
-                        _AUTH_MESSAGE.format(url=self.base_url, status=status, model=self.model)) from None
-                if status == 429 and exc.code == "insufficient_quota":
-                    raise TeacherAuthError(_QUOTA_MESSAGE.format(url=self.base_url)) from None
-                if status == 404:
-                    raise TeacherConfigError(_NOT_FOUND_MESSAGE.format(url=self.base_url, model=self.model)) from None
-                if status != 429 and status < 500:
-                    raise TeacherRequestError(
-                        f"The teacher endpoint refused the request (HTTP {status}{_error_code(exc)})") from None
-                what, retry_after = f"HTTP {status}", _retry_after_s(exc)
-            except openai.APITimeoutError:
-                what, retry_after = "timed out", None
-            except openai.APIConnectionError:
-                what, retry_after = "connection failed", None
-            else:
-                return _content(response)
-            if attempt == self.attempts:
-                raise TeacherUnavailable(
-                    f"The teacher endpoint {self.base_url} kept failing ({what}) after {self.attempts} attempts"
-                ) from None
-            delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
-            if retry_after is not None:
-                delay = min(self.max_delay_s, max(delay, retry_after))
-            log.warning("teacher %s: %s; retry %d of %d in %.1fs", self.base_url, what, attempt,
-                        self.attempts - 1, delay)
-            self.retries += 1
-            self._sleep(delay)
-        raise AssertionError("unreachable")
-
-
-def _content(response: Any) -> str:
-    choices = getattr(response, "choices", None) or []
-    return (choices[0].message.content or "") if choices else ""
-
-
-def _error_code(exc: Any) -> str:
-    return f", {exc.code}" if getattr(exc, "code", None) else ""
-
-
-def _retry_after_s(exc: Any) -> float | None:
-    try:
-        value = float(exc.response.headers.get("retry-after", ""))
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return value if value >= 0 else None
-
-
-# ---- Prompts and answers ---------------------------------------------------------------------------------------
-
-
-def hindsight_prompt(parts: PromptParts, label: str) -> str:
-    """The user prompt the teacher sees: ours, with the closing instruction swapped for upstream's "let's assume
-    your prediction ... is {label}" version. Raises EngineError if the prompt does not end as expected."""
-    normal = build_user_prompt(parts)
-    ending = PROMPT_END.replace("cryptocurrency", parts.wording).format(
-        start=parts.target_start, end=parts.target_end, symbol=parts.symbol)
-    if not normal.endswith(ending):
-        raise EngineError(f"The {parts.symbol} prompt does not end with the standard closing instruction; "
-                          "engine.prompts changed and HINDSIGHT_END must follow it.")
-    return normal[: -len(ending)] + HINDSIGHT_END.format(
-        start=parts.target_start, end=parts.target_end, symbol=parts.symbol, prediction=label)
-
-
-def finish_answer(raw: str, label: str) -> tuple[str, str | None]:
-    """Upstream's rewrite of a teacher answer, then our checks. Returns (answer, None) when it is fit for training,
-    or (answer, reason) when it is not. `label` is lower case ("up by 2-3%")."""
-    if not raw.strip():
-        return raw, "the teacher returned an empty answer"
-    # Exactly upstream's re.sub (all occurrences); subn only to count them.
-    answer, headers = _PNA_HEADER.subn(
-        f"[Prediction & Analysis]:\nPrediction: {label.capitalize()}\nAnalysis: ", raw)
-    if headers != 1:
-        return answer, f"the answer has {headers} '[Prediction & Analysis]:' headers, expected exactly one"
-    forecast = parse_answer(answer)
-    if not forecast.parsed:
-        return answer, "the answer does not parse: " + "; ".join(forecast.problems)
-    if upstream_parse(answer) is None:
-        return answer, "upstream's parser drops the answer (it must start with '[Positive Developments]:')"
-    if forecast.move_bin is None or forecast.move_bin.label != label:
-        return answer, f"the prediction reads {forecast.prediction!r}, expected {label.capitalize()!r}"
-    if _OWN_PREDICTION_LINE.search(forecast.analysis):
-        return answer, "the teacher wrote its own 'Prediction:' line, which the rewrite duplicated"
-    if not forecast.analysis.strip():
-        return answer, "the answer has no analysis after the prediction"
-    return answer, None
 
 
 # ---- Weeks and labels ------------------------------------------------------------------------------------------

@@ -32,10 +32,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine.baselines import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
 from engine.calibration import probability_metrics
 from engine.exceptions import NoPriceData
+from engine.fingpt_rows import EvalRow
 from engine.market.weeks import NEW_YORK, MoveBin, Week, move_bin, week_close, weekly_return
-from engine.metrics import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP, EvalRow
 from engine.metrics import _direction_metrics as evaluator_metrics  # the evaluator's per-system numbers, reused
 from engine.parsing import MAGNITUDES, Forecast
 from engine.records import DailyClose
@@ -81,7 +82,7 @@ def last_closed_week(day: dt.date) -> Week:
 
 
 def momentum_bin(previous_return: float) -> MoveBin:
-    """Last-week momentum from a realized return: the evaluator's rule (`engine.metrics.momentum_bin`) without the
+    """Last-week momentum from a realized return: the evaluator's rule (`engine.baselines.momentum_bin`) without the
     prompt text: "up" only when the price rose, the bin of the move's size."""
     return MoveBin("up" if previous_return > 0 else "down", move_bin(previous_return).k)
 

@@ -32,7 +32,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
 
 from engine.exceptions import EngineError
-from engine.model import _torch_dtype, choose_placement
+from engine.placement import choose_placement, torch_dtype
 from engine.prompts import TEMPLATE_ID
 from engine.train_config import TrainConfig
 
@@ -68,7 +68,7 @@ class TrainResult:
 
 
 def _load_rows(dataset_dir: Path) -> tuple[list[dict], dict]:
-    from engine.dataset import load_prepared
+    from engine.prepared import load_prepared
 
     manifest_path = dataset_dir / "manifest.json"
     if not manifest_path.is_file():
@@ -164,7 +164,7 @@ def build_trainer(cfg: TrainConfig, dataset_dir: Path, out_dir: Path, *, progres
         tokenizer.pad_token = tokenizer.eos_token
     lengths = _check_lengths(rows, tokenizer, cfg.max_length)
 
-    dtype = _torch_dtype(placement.dtype)
+    dtype = torch_dtype(placement.dtype)
     model_kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": "sdpa"}
     if cfg.qlora:
         from transformers import BitsAndBytesConfig

@@ -18,16 +18,12 @@ from typing import Any
 from rq.exceptions import AbandonedJobError
 from rq.timeouts import JobTimeoutException
 
-from bot.blocks import failure_message
-from bot.mrkdwn import inline
-from bot.slack_ops import CHANNEL_REFUSALS, TOKEN_REFUSALS, permanent_refusal
 from engine.exceptions import EngineError
 from jobs import runtime
 from jobs.replies import Reply, SlackRefused, route_of
+from jobs.slack_port import JobLayouts, Refusal, SlackPort
 
 log = logging.getLogger(__name__)
-
-BOT_HANDLE = "@forecaster"  # features.bot_user.display_name in bot/manifest.json
 
 # An absolute path on the worker host (/home/x/…, /work/…, ~/…, C:\…), not a URL's path (after a host name) nor a
 # slash command (one segment): messages written for an operator may carry one, and a Slack user needs none.
@@ -47,44 +43,25 @@ def without_server_paths(text: str) -> str:
     return _SERVER_PATH.sub(lambda m: re.split(r"[/\\]", m.group(0).rstrip("/\\"))[-1], text)
 
 
-def refusal_fix(error: str, channel: str) -> str:
-    """What the requester can do about Slack's permanent refusal `error` (ours: mrkdwn, a channel mention)."""
-    if error == "not_in_channel":
-        return f"I can't post in <#{channel}>: I'm not a member. Invite me with `/invite {BOT_HANDLE}` there, then " \
-               "run the command again."
-    if error == "channel_not_found":
-        return (f"I can't find <#{channel}>: it was deleted, or it is private and I was never added. Add me with "
-                f"`/invite {BOT_HANDLE}`, or ask in another channel.")
-    if error == "is_archived":
-        return f"<#{channel}> is archived, so nothing can be posted there. Ask in an active channel."
-    if error in CHANNEL_REFUSALS:
-        return f"Slack does not let me post in <#{channel}>. A workspace admin can allow it."
-    if error == "missing_scope":
-        return "The app lacks a permission Slack needs for this: an admin must reinstall it with the scopes in " \
-               "`bot/manifest.json`."
-    if error in TOKEN_REFUSALS:
-        return "Slack no longer accepts my token: an admin must reinstall the app or update `SLACK_BOT_TOKEN` on " \
-               "the worker."
-    return "That is our bug, not yours; the team can find it in the worker log."
-
-
-def _refusal(exc_value: BaseException | None) -> tuple[str, str | None] | None:
-    """(Slack's error, channel) when the job ended on a permanent refusal; None otherwise."""
+def _refusal(slack: SlackPort, exc_value: BaseException | None) -> tuple[Refusal, str | None] | None:
+    """(Slack's refusal, channel) when the job ended on a permanent refusal; None otherwise. Sends raise
+    `SlackRefused`; a refusal that reached here bare (no channel known) is read by `slack`."""
     if isinstance(exc_value, SlackRefused):
-        return exc_value.error, exc_value.channel
-    error = permanent_refusal(exc_value) if exc_value is not None else None
-    return (error, None) if error else None
+        return exc_value.refusal, exc_value.channel
+    refusal = slack.refusal(exc_value) if exc_value is not None else None
+    return (refusal, None) if refusal else None
 
 
-def describe(job: Any, exc_type: type[BaseException] | None, exc_value: BaseException | None) -> str:
+def describe(job: Any, exc_type: type[BaseException] | None, exc_value: BaseException | None, *,
+             slack: SlackPort) -> str:
     """Why it failed, in words for a Slack user: no traceback, no secrets (exception messages can hold URLs), no
     server paths."""
-    refusal = _refusal(exc_value)
-    if refusal is not None and refusal[0] in CHANNEL_REFUSALS | TOKEN_REFUSALS:
-        return f"Slack refused to post it ({refusal[0]})"
-    if refusal is not None:
-        return (f"Slack refused the message we built ({refusal[0]}); that is our bug, not yours: the team can find "
-                f"it in the worker log under job `{job.id}`")
+    refused = _refusal(slack, exc_value)
+    if refused is not None and refused[0].closed:
+        return f"Slack refused to post it ({refused[0].error})"
+    if refused is not None:
+        return (f"Slack refused the message we built ({refused[0].error}); that is our bug, not yours: the team can "
+                f"find it in the worker log under job `{job.id}`")
     if exc_type is not None and issubclass(exc_type, JobTimeoutException):
         limit = f"{job.timeout // 60} min" if job.timeout >= 120 else f"{job.timeout} s"
         return f"it ran longer than its {limit} limit and was stopped"
@@ -97,13 +74,13 @@ def describe(job: Any, exc_type: type[BaseException] | None, exc_value: BaseExce
     return f"an internal error ({name}); the team can find it in the worker log under job `{job.id}`"
 
 
-def retrying_note(job: Any, exc_type: type[BaseException] | None, reason: str) -> str:
+def retrying_note(job: Any, exc_type: type[BaseException] | None, reason: str, *, layouts: JobLayouts) -> str:
     """The progress note while RQ still has a try left. An abandoned job (its worker died) is retried at once by
     another worker (jobs.worker.retry_abandoned_at_once); any other failure after the queue's backoff."""
     if exc_type is not None and issubclass(exc_type, AbandonedJobError):
         return (f":repeat: The worker running {_subject(job, lower=True)} stopped unexpectedly (restarted or out of "
                 "memory); it is being retried on the next free worker…")
-    return f":repeat: {_subject(job)} hit a problem ({inline(reason)}); trying again shortly…"
+    return f":repeat: {_subject(job)} hit a problem ({layouts.inline(reason)}); trying again shortly…"
 
 
 def _subject(job: Any, *, lower: bool = False) -> str:
@@ -123,42 +100,45 @@ def tell_the_requester(job: Any, exc_type: type[BaseException] | None, exc_value
     """RQ exception handler. Never raises (a failing handler would hide the original failure); returns True so
     RQ's own handling (failed-job registry, retries) goes on."""
     try:
-        refusal = _refusal(exc_value)
-        if refusal is not None:
+        ctx = runtime.current()
+        refused = _refusal(ctx.slack, exc_value)
+        if refused is not None:
             # RQ decides on a retry right after the exception handlers run, from this attribute: 0 fails the job
             # now. A retry would meet the same refusal, after running the model again.
             job.retries_left = 0
-            log.error("%s: ended without retrying: Slack refused to post (%s)", job.id, refusal[0])
-            if refusal[0] in CHANNEL_REFUSALS | TOKEN_REFUSALS:  # the channel is closed to us: tell them privately
-                _tell_privately(job, exc_value)
+            log.error("%s: ended without retrying: Slack refused to post (%s)", job.id, refused[0].error)
+            if refused[0].closed:  # the channel (or token) is closed to us: tell them privately
+                _tell_privately(ctx, job, *refused)
                 return True
             # A payload refusal is ours: the failure note below is another payload, and Slack takes it.
         route = route_of(job)
         if route is None:
             return True
-        reply = Reply(runtime.current(), job.id, route)
+        reply = Reply(ctx, job.id, route)
         if reply.delivered():
             return True
-        reason = describe(job, exc_type, exc_value)
+        reason = describe(job, exc_type, exc_value, slack=ctx.slack)
         if job.retries_left:  # RQ decrements after the handlers run: >0 means another attempt is coming
-            reply.progress(retrying_note(job, exc_type, reason))
+            reply.progress(retrying_note(job, exc_type, reason, layouts=ctx.slack.layouts))
         else:
-            text, blocks = failure_message(f"{_subject(job)} failed", reason,
-                                           hint="Nothing more will be attempted for this request; run the command "
-                                                "again, or ask an admin to look at the worker.")
+            text, blocks = ctx.slack.layouts.failure_message(
+                f"{_subject(job)} failed", reason,
+                hint="Nothing more will be attempted for this request; run the command again, or ask an admin to "
+                     "look at the worker.")
             reply.final(text, blocks)
     except Exception:  # noqa: BLE001
         log.exception("could not tell the requester of job %s about its failure", getattr(job, "id", "?"))
     return True
 
 
-def _tell_privately(job: Any, exc_value: BaseException | None) -> None:
+def _tell_privately(ctx: runtime.WorkerContext, job: Any, refusal: Refusal, channel: str | None) -> None:
     route = route_of(job)
     if route is None:
         return
-    error, channel = _refusal(exc_value)
-    fix = refusal_fix(error, channel or route.channel)
-    text, blocks = failure_message(f"{_subject(job)} could not be posted", f"Slack said {error}", hint=fix)
-    told = Reply(runtime.current(), job.id, route).tell_privately(text, blocks, user=_requester(job))
+    layouts = ctx.slack.layouts
+    fix = layouts.refusal_fix(refusal.error, channel or route.channel)
+    text, blocks = layouts.failure_message(f"{_subject(job)} could not be posted", f"Slack said {refusal.error}",
+                                           hint=fix)
+    told = Reply(ctx, job.id, route).tell_privately(text, blocks, user=_requester(job))
     log.info("%s: requester %s: %s", job.id, f"told through the {told}" if told else "not told (Slack let us "
              "reach nobody)", fix)

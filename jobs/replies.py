@@ -21,7 +21,7 @@ What is left (both need a process death, or Slack's reply lost, in the milliseco
   requester's own note becomes the answer instead (shown once in the channel, or not at all, and always to them).
 
 When Slack refuses a send for a reason no retry changes (the bot is not in the channel, the channel is archived or
-gone, the token is dead: `bot.slack_ops.permanent_refusal`), the send raises `SlackRefused` instead, and the job
+gone, the token is dead: a closed `jobs.slack_port.Refusal`), the send raises `SlackRefused` instead, and the job
 ends there (`jobs.failures`): before the model runs when the first progress note is refused.
 
 A failure of the request itself (an unknown ticker, no data for that date) is told to the requester alone
@@ -36,20 +36,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from bot.blocks import context, fit, progress_message
-from bot.slack_ops import (
-    CHANNEL_REFUSALS,
-    TOKEN_REFUSALS,
-    delete_message,
-    permanent_refusal,
-    post_ephemeral,
-    post_message,
-    send_to_response_url,
-    update_message,
-)
 from engine.sources.ratelimit import Limit, RedisRateLimiter
 from jobs import runtime
 from jobs.keys import FAILURE_TTL_S, channel_pace_key, posted_marker, progress_marker, response_url_uses
+from jobs.slack_port import Refusal, SlackPort
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +61,23 @@ UNCERTAIN_NOTE = ("Shown to you alone: an earlier attempt was interrupted while 
 
 
 class SlackRefused(Exception):
-    """Slack refused to take a message for a reason that sending again cannot change. `error` is Slack's code
-    (`not_in_channel`, `invalid_auth`, `invalid_blocks`...), `channel` where it was going."""
+    """Slack refused to take a message for a reason that sending again cannot change: `refusal` says Slack's code
+    (`not_in_channel`, `invalid_auth`, `invalid_blocks`...) and whether the channel or token is closed to us,
+    `channel` where it was going."""
 
-    def __init__(self, error: str, channel: str) -> None:
-        super().__init__(f"Slack refused a message for {channel}: {error}")
-        self.error, self.channel = error, channel
+    def __init__(self, refusal: Refusal, channel: str) -> None:
+        super().__init__(f"Slack refused a message for {channel}: {refusal.error}")
+        self.refusal, self.channel = refusal, channel
+
+    @property
+    def error(self) -> str:
+        return self.refusal.error
 
 
-def _refused(exc: BaseException, channel: str) -> BaseException:
+def _refused(slack: SlackPort, exc: BaseException, channel: str) -> BaseException:
     """What to raise for a failed send: `SlackRefused` when no retry can help, else the error itself."""
-    error = permanent_refusal(exc)
-    return SlackRefused(error, channel) if error else exc
+    refusal = slack.refusal(exc)
+    return SlackRefused(refusal, channel) if refusal else exc
 
 
 @dataclass(frozen=True)
@@ -125,10 +120,10 @@ def post_once(ctx: runtime.WorkerContext, job_id: str, name: str, *, channel: st
     ctx.conn.set(key, "pending", ex=CLAIM_TTL_S)
     _pace(ctx, channel)
     try:
-        ts = post_message(ctx.slack, channel=channel, text=text, blocks=blocks, thread_ts=thread_ts)
+        ts = ctx.slack.post_message(channel=channel, text=text, blocks=blocks, thread_ts=thread_ts)
     except Exception as exc:
         ctx.conn.delete(key)
-        raise _refused(exc, channel) from exc
+        raise _refused(ctx.slack, exc, channel) from exc
     ctx.conn.set(key, ts, ex=FAILURE_TTL_S)
     return ts
 
@@ -189,8 +184,8 @@ class Reply:
         self.ctx.conn.expire(key, 1800)
         if uses > RESPONSE_URL_MAX_USES:
             return False
-        return send_to_response_url(self.route.response_url, text=text, blocks=blocks, in_channel=in_channel,
-                                    replace_original=replace_original)
+        return self.ctx.slack.send_to_response_url(self.route.response_url, text=text, blocks=blocks,
+                                                   in_channel=in_channel, replace_original=replace_original)
 
     # -- sends -------------------------------------------------------------------------------------------------
 
@@ -198,7 +193,7 @@ class Reply:
         """Show where the job is. Best effort: a progress edit that fails is logged, never fatal, except a
         refusal that will refuse the answer too (`SlackRefused`: the bot cannot post in this channel, or its token
         is dead), which ends the job before the model runs for an answer nobody can be shown."""
-        text, blocks = progress_message(status)
+        text, blocks = self.ctx.slack.layouts.progress_message(status)
         try:
             if self._hook_usable():
                 if self._use_hook(text=text, blocks=blocks, in_channel=False, replace_original=True):
@@ -206,16 +201,16 @@ class Reply:
             marker = self.ctx.conn.get(progress_marker(self.job_id))
             if marker is None:
                 _pace(self.ctx, self.route.channel)
-                ts = post_message(self.ctx.slack, channel=self.route.channel, text=text, blocks=blocks,
-                                  thread_ts=self.route.thread_ts)
+                ts = self.ctx.slack.post_message(channel=self.route.channel, text=text, blocks=blocks,
+                                                 thread_ts=self.route.thread_ts)
                 self.ctx.conn.set(progress_marker(self.job_id), ts, ex=FAILURE_TTL_S)
             else:
-                update_message(self.ctx.slack, channel=self.route.channel, ts=marker.decode(), text=text,
-                               blocks=blocks)
+                self.ctx.slack.update_message(channel=self.route.channel, ts=marker.decode(), text=text,
+                                              blocks=blocks)
         except Exception as exc:  # noqa: BLE001
-            error = permanent_refusal(exc)
-            if error in CHANNEL_REFUSALS | TOKEN_REFUSALS and not self._hook_usable():
-                raise SlackRefused(error, self.route.channel) from exc
+            refusal = self.ctx.slack.refusal(exc)
+            if refusal is not None and refusal.closed and not self._hook_usable():
+                raise SlackRefused(refusal, self.route.channel) from exc
             # Anything else may pass (a timeout, a 5xx) or spares the answer: a payload refusal is this note's
             # own, and the response_url still reaches a channel the bot is not in, with no token at all.
             log.warning("%s: progress update failed: %s", self.job_id, exc)
@@ -229,7 +224,7 @@ class Reply:
         try:
             marker = self._send_final(text, blocks)
         except Exception as exc:
-            raise _refused(exc, self.route.channel) from exc
+            raise _refused(self.ctx.slack, exc, self.route.channel) from exc
         self.ctx.conn.set(posted_marker(self.job_id, FINAL), marker, ex=FAILURE_TTL_S)
         return self._delivered_ts()
 
@@ -246,7 +241,7 @@ class Reply:
             where = self._send_privately(text, blocks, user=user)
         except Exception as exc:
             self.ctx.conn.delete(key)
-            raise _refused(exc, self.route.channel) from exc
+            raise _refused(self.ctx.slack, exc, self.route.channel) from exc
         if where is None:
             self.ctx.conn.delete(key)
             self.final(text, blocks)
@@ -260,8 +255,9 @@ class Reply:
         try:
             return self._send_privately(text, blocks, user=user)
         except Exception as exc:  # noqa: BLE001 — the caller logs the reason anyway
+            refusal = self.ctx.slack.refusal(exc)
             log.warning("%s: could not tell the requester privately: %s", self.job_id,
-                        permanent_refusal(exc) or type(exc).__name__)
+                        refusal.error if refusal else type(exc).__name__)
             return None
 
     def _send_privately(self, text: str, blocks: list[dict], *, user: str | None) -> str | None:
@@ -269,8 +265,8 @@ class Reply:
         if self._hook_usable() and self._use_hook(text=text, blocks=blocks, in_channel=False, replace_original=True):
             return "response_url"
         if user:
-            post_ephemeral(self.ctx.slack, channel=self.route.channel, user=user, text=text, blocks=blocks,
-                           thread_ts=self.route.thread_ts)
+            self.ctx.slack.post_ephemeral(channel=self.route.channel, user=user, text=text, blocks=blocks,
+                                          thread_ts=self.route.thread_ts)
             return "ephemeral"
         return None
 
@@ -279,7 +275,7 @@ class Reply:
         if progress_ts is None:
             return
         try:
-            delete_message(self.ctx.slack, channel=self.route.channel, ts=progress_ts.decode())
+            self.ctx.slack.delete_message(channel=self.route.channel, ts=progress_ts.decode())
             self.ctx.conn.delete(progress_marker(self.job_id))
         except Exception as exc:  # noqa: BLE001 — a stale "fetching…" note is untidy, not wrong
             log.warning("%s: could not remove the progress message: %s", self.job_id, exc)
@@ -292,13 +288,13 @@ class Reply:
         try:
             ts = self._channel_message_ts()
         except SlackRefused as refused:
-            if refused.error not in CHANNEL_REFUSALS | TOKEN_REFUSALS or not self._hook_usable():
+            if not refused.refusal.closed or not self._hook_usable():
                 raise
             # The bot may not post here, but the response_url still reaches the channel.
             log.info("%s: Slack refused the placeholder (%s); answering through the response_url", self.job_id,
                      refused.error)
             return self._final_through_hook(text, blocks, refused)
-        update_message(self.ctx.slack, channel=self.route.channel, ts=ts, text=text, blocks=blocks)
+        self.ctx.slack.update_message(channel=self.route.channel, ts=ts, text=text, blocks=blocks)
         self._point_note_at_answer()
         return ts
 
@@ -308,13 +304,13 @@ class Reply:
         existing = self.ctx.conn.get(progress_marker(self.job_id))
         if existing is not None:
             return existing.decode()
-        text, blocks = progress_message(PLACEHOLDER_STATUS)
+        text, blocks = self.ctx.slack.layouts.progress_message(PLACEHOLDER_STATUS)
         _pace(self.ctx, self.route.channel)
         try:
-            ts = post_message(self.ctx.slack, channel=self.route.channel, text=text, blocks=blocks,
-                              thread_ts=self.route.thread_ts)
+            ts = self.ctx.slack.post_message(channel=self.route.channel, text=text, blocks=blocks,
+                                             thread_ts=self.route.thread_ts)
         except Exception as exc:
-            raise _refused(exc, self.route.channel) from exc
+            raise _refused(self.ctx.slack, exc, self.route.channel) from exc
         self.ctx.conn.set(progress_marker(self.job_id), ts, ex=FAILURE_TTL_S)
         return ts
 
@@ -322,7 +318,7 @@ class Reply:
         # The requester's ephemeral note still shows the last progress step. Replacing it is idempotent, so a
         # retry may do it again; harmless if it fails.
         if self._hook_usable():
-            done_text, done_blocks = progress_message(ANSWER_POSTED_STATUS)
+            done_text, done_blocks = self.ctx.slack.layouts.progress_message(ANSWER_POSTED_STATUS)
             self._use_hook(text=done_text, blocks=done_blocks, in_channel=False, replace_original=True)
 
     def _final_through_hook(self, text: str, blocks: list[dict], refused: SlackRefused) -> str:
@@ -342,7 +338,7 @@ class Reply:
         requester's own note becomes the answer instead (a replace, so repeating it is harmless)."""
         log.warning("%s: an earlier attempt may have posted the answer through the response_url; showing it to "
                     "the requester instead of posting it in the channel again", self.job_id)
-        private = fit([*blocks, context(UNCERTAIN_NOTE)])
+        private = self.ctx.slack.layouts.with_note(blocks, UNCERTAIN_NOTE)
         if self._hook_usable() and self._use_hook(text=text, blocks=private, in_channel=False,
                                                   replace_original=True):
             return "response_url-private"

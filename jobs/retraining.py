@@ -16,9 +16,6 @@ import time
 
 from rq import get_current_job
 
-from bot.blocks import failure_message, progress_message
-from bot.mrkdwn import inline
-from bot.retrain_blocks import evaluation_status, retrain_result_message, training_status
 from engine.exceptions import EngineError
 from engine.provenance import base_model_name
 from engine.registry import Registry
@@ -64,15 +61,15 @@ def retrain_job(channel: str, user: str, epochs: float | None = None, force: boo
     ctx = runtime.current()
     job = get_current_job()
     job_id = job.id if job else f"adhoc-retrain-{time.time_ns()}"
-    settings = ctx.settings
+    settings, layouts = ctx.settings, ctx.slack.layouts
     reply = Reply(ctx, job_id, Route(channel, thread_ts))
     if reply.delivered():
         return {"status": "done", "note": "verdict already posted by an earlier attempt"}
 
     problem = _missing_setup(settings)
     if problem:
-        text, blocks = failure_message("Retrain not started", problem, hint="An admin of the trainer host can fix "
-                                       "this; then run `/retrain` again.")
+        text, blocks = layouts.failure_message("Retrain not started", problem, hint="An admin of the trainer host "
+                                               "can fix this; then run `/retrain` again.")
         reply.final(text, blocks)
         return {"status": "failed", "error": problem}
 
@@ -80,7 +77,7 @@ def retrain_job(channel: str, user: str, epochs: float | None = None, force: boo
     publish = ProgressPublisher(ctx.conn, job_id, requested_by=user)
     publish("loading")
     status(f":hammer_and_wrench: Retrain requested by <@{user}>: loading "
-           f"{inline(base_model_name(settings.model_base, settings.model_name))} for training…")
+           f"{layouts.inline(base_model_name(settings.model_base, settings.model_name))} for training…")
     try:
         return _run(ctx, reply, status, publish, job_id=job_id, user=user, channel=channel, thread_ts=thread_ts,
                     epochs=epochs, force=force, retrain=retrain)
@@ -94,25 +91,25 @@ def retrain_job(channel: str, user: str, epochs: float | None = None, force: boo
 
 def _run(ctx, reply: Reply, status: _Throttled, publish: ProgressPublisher, *, job_id: str, user: str,
          channel: str, thread_ts: str | None, epochs: float | None, force: bool, retrain) -> dict:
-    settings = ctx.settings
+    settings, layouts = ctx.settings, ctx.slack.layouts
     try:
         cfg = TrainConfig(base=settings.model_base, device=settings.model_device, qlora=settings.train_qlora,
                           epochs=epochs or settings.train_epochs, max_steps=settings.train_max_steps,
                           gradient_accumulation=settings.train_grad_accum)
     except ValueError as exc:
-        text, blocks = failure_message("Retrain not started", str(exc))
+        text, blocks = layouts.failure_message("Retrain not started", str(exc))
         reply.final(text, blocks)
         return {"status": "failed", "error": str(exc)}
 
     def on_train(p) -> None:
         last = p.step >= p.max_steps
-        status(training_status(requested_by=user, step=p.step, max_steps=p.max_steps, epoch=p.epoch, loss=p.loss,
-                               eta_s=p.eta_s), final=last)
+        status(layouts.training_status(requested_by=user, step=p.step, max_steps=p.max_steps, epoch=p.epoch,
+                                       loss=p.loss, eta_s=p.eta_s), final=last)
         publish("training", step=p.step, max_steps=p.max_steps, epoch=round(p.epoch, 3), loss=p.loss,
                 eta_s=None if p.eta_s is None else round(p.eta_s, 1), final=last)
 
     def on_eval(done: int, total: int, _elapsed: float) -> None:
-        status(evaluation_status(requested_by=user, done=done, total=total), final=done == total)
+        status(layouts.evaluation_status(requested_by=user, done=done, total=total), final=done == total)
         publish("evaluating", done=done, total=total, final=done == total)
 
     registry = Registry(settings.model_dir)
@@ -124,14 +121,14 @@ def _run(ctx, reply: Reply, status: _Throttled, publish: ProgressPublisher, *, j
                           max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size,
                           train_progress=on_train, eval_progress=on_eval, model_name=settings.model_name)
     except EngineError as exc:
-        text, blocks = failure_message("Retrain failed", str(exc), hint="Nothing was promoted; the served adapter "
-                                       "is unchanged.")
+        text, blocks = layouts.failure_message("Retrain failed", str(exc), hint="Nothing was promoted; the served "
+                                               "adapter is unchanged.")
         reply.final(text, blocks)
         return {"status": "failed", "error": str(exc)}
 
     decision = outcome.decision
     current_version = outcome.compared_version
-    text, blocks = retrain_result_message(
+    text, blocks = layouts.retrain_result_message(
         version=outcome.version, promoted=decision.promote, reason=decision.reason, new=outcome.new_scores,
         current=outcome.current_scores, current_version=current_version, training=outcome.training,
         decided_by=decision.decided_by)
@@ -139,7 +136,7 @@ def _run(ctx, reply: Reply, status: _Throttled, publish: ProgressPublisher, *, j
                "from the next job." if decision.promote else
                f":no_entry: Retrain requested by <@{user}> finished: {outcome.version} *not promoted* (decided by "
                f"{decision.decided_by}); {current_version or 'the base model'} stays served.")
-    head_text, head_blocks = progress_message(f"{verdict} Details in the thread.")
+    head_text, head_blocks = layouts.progress_message(f"{verdict} Details in the thread.")
     head_ts = reply.final(head_text, head_blocks)
     post_once(ctx, job_id, "verdict", channel=channel, text=text, blocks=blocks, thread_ts=head_ts or thread_ts)
     log.info("%s: retrain → %s %s (%s)", job_id, outcome.version, "promoted" if decision.promote else "refused",

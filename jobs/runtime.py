@@ -27,6 +27,7 @@ import redis
 
 from engine.exceptions import ModelError
 from jobs.keys import served_model_key
+from jobs.slack_port import SlackPort
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,10 @@ _UNSET = object()
 
 @dataclass
 class WorkerContext:
-    settings: Any  # engine.settings.Settings
+    settings: Any  # the composed settings (forecaster.settings.Settings): this layer and the engine read theirs
     conn: redis.Redis
     sources: Any  # engine.inputs.Sources
-    slack: Any  # slack_sdk.WebClient
+    slack: SlackPort  # bot.outbox.SlackOutbox, installed by the composition root (jobs never import bot)
     load_model: Callable[[], Any]
     # The adapter that should be served now (MODEL_ADAPTER, else the registry's current version); None: the base.
     # Unset: this worker never switches adapters.

@@ -22,7 +22,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import redis
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -35,6 +35,10 @@ from engine.market.weekly_time import WeeklyTime, parse_weekly_time
 from engine.market.weeks import NEW_YORK
 from jobs.client import Enqueued, JobsClient
 from jobs.keys import SCHEDULER_HEARTBEAT_EVERY_S, SCHEDULER_HEARTBEAT_TTL_S, scheduler_heartbeat_key
+from jobs.slots import digest_as_of, summary_week_ending
+
+if TYPE_CHECKING:
+    from jobs.settings import JobsSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,7 @@ class Plan:
     misfire_grace_s: int
 
     @classmethod
-    def from_settings(cls, settings) -> Plan:  # engine.settings.Settings
+    def from_settings(cls, settings: JobsSettings) -> Plan:
         return cls(digest=parse_weekly_time(settings.digest_schedule),
                    summary=parse_weekly_time(settings.summary_schedule),
                    channels=tuple(settings.digest_channels), misfire_grace_s=settings.scheduler_misfire_grace_s)
@@ -95,18 +99,6 @@ def latest_fire_time(when: WeeklyTime, *, now: dt.datetime) -> dt.datetime:
     """The slot a run at `now` belongs to: the last fire time at or before `now` (at most a week back)."""
     candidates = next_fire_times(when, after=now - dt.timedelta(days=8), n=3)
     return max(t for t in candidates if t <= now)
-
-
-def digest_as_of(fire_time: dt.datetime) -> dt.date:
-    """The digest's data date: the last New York day already over when it fires (Sunday, for a Monday 08:00
-    digest). The digest job reads "as of" a date as the end of that day, and a cutoff past Monday's 09:30 open
-    would forecast the *following* week; the day before keeps the target on the week about to open."""
-    return fire_time.astimezone(NEW_YORK).date() - dt.timedelta(days=1)
-
-
-def summary_week_ending(fire_time: dt.datetime) -> dt.date:
-    """The summary's date: the New York day it fires (a Saturday normally); its ISO week names the closed week."""
-    return fire_time.astimezone(NEW_YORK).date()
 
 
 # -- what: the scheduled functions only enqueue ----------------------------------------------------------------------

@@ -14,11 +14,7 @@ import logging
 import time
 
 from rq import get_current_job
-from slack_sdk.errors import SlackApiError
 
-from bot.mrkdwn import code
-from bot.slack_ops import upload_file
-from bot.track_blocks import summary_message
 from engine.market.weeks import NEW_YORK
 from engine.track import last_closed_week
 from jobs import runtime, track_record
@@ -43,8 +39,8 @@ def _upload_once(ctx: runtime.WorkerContext, job_id: str, *, channel: str, png: 
         return None
     ctx.conn.set(key, "pending", ex=CLAIM_TTL_S)
     try:
-        file_id = upload_file(ctx.slack, channel=channel, content=png, filename=filename, title=title,
-                              thread_ts=thread_ts, alt_text=title)
+        file_id = ctx.slack.upload_file(channel=channel, content=png, filename=filename, title=title,
+                                        thread_ts=thread_ts, alt_text=title)
     except Exception:
         ctx.conn.delete(key)
         raise
@@ -67,8 +63,9 @@ def summary_job(channel: str, week_ending: str) -> dict:
     store = open_ledger(ctx.settings)
     scored_now, failures = track_record.refresh_outcomes(store, ctx.sources.prices, closed_by=closed_by,
                                                          scored_at=now)
+    track_record.rebuild_reports(store)  # weekly, heals a /track report a crash left behind its writes
     report = track_record.report(store, latest=latest)
-    text, blocks = summary_message(report, failures=failures)
+    text, blocks = ctx.slack.layouts.summary_message(report, failures=failures)
     # The job's final answer, sent once (a retry gets the ts back); a "retrying" note left by the failure handler
     # is edited into it, so the channel ends with one message in its final state.
     summary_ts = Reply(ctx, job_id, Route(channel)).final(text, blocks)
@@ -88,12 +85,15 @@ def summary_job(channel: str, week_ending: str) -> dict:
                 png = reliability_chart(calibrated["reliability"], title=title, summary=summary)
                 reliability = _upload_once(ctx, job_id, channel=channel, png=png, title=title, thread_ts=summary_ts,
                                            what="reliability", filename=RELIABILITY_FILENAME)
-        except SlackApiError as exc:
+        except Exception as exc:
             # Slack said no (a missing scope, a channel the app cannot post files to): retrying will not help, and
             # the summary is already out, so say so under it. Connection errors still raise, and RQ retries.
-            error = exc.response.get("error", "unknown error")
+            error = ctx.slack.api_error(exc)
+            if error is None:
+                raise
             log.warning("%s: chart upload refused by Slack: %s", job_id, error)
-            note = (f":warning: The chart could not be uploaded (Slack said {code(error)}). The app needs the "
+            said = ctx.slack.layouts.code(error)
+            note = (f":warning: The chart could not be uploaded (Slack said {said}). The app needs the "
                     "`files:write` scope (reinstall it after adding the scope) and access to this channel.")
             post_once(ctx, job_id, "chart-refused", channel=channel, text=note, thread_ts=summary_ts,
                       blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": note}}])

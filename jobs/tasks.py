@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 from rq import get_current_job
 
-from bot.blocks import digest_message, failure_message, forecast_message
-from bot.mrkdwn import inline
 from engine.exceptions import EngineError, ModelServerError
 from engine.forecast import run_forecasts, to_json
 from engine.inputs import gather
@@ -22,7 +20,8 @@ from jobs import runtime
 from jobs.client import ForecastRequest
 from jobs.failures import without_server_paths
 from jobs.keys import answer_key, last_run_key
-from jobs.ledger import open_ledger, record_forecast
+from jobs.ledger import open_ledger
+from jobs.ledger.writes import batched_reports, record_forecast
 from jobs.replies import Reply, Route, post_once, posted_ts
 
 __all__ = ["digest_job", "forecast_job", "post_once"]
@@ -81,9 +80,11 @@ def _store_answer(ctx: runtime.WorkerContext, job_id: str, answer: dict) -> None
 
 def _deliver_forecast(ctx: runtime.WorkerContext, reply: Reply, job: _JobInfo, req: ForecastRequest,
                       data: dict) -> dict:
-    _record(ctx, data, job=job, user=req.user, channel=req.channel, source="forecast")
-    text, blocks = forecast_message(data)
-    reply.final(text, blocks)
+    # The track reports the entry changes are recomputed once the answer is out: the requester never waits on them.
+    with batched_reports():
+        _record(ctx, data, job=job, user=req.user, channel=req.channel, source="forecast")
+        text, blocks = ctx.slack.layouts.forecast_message(data)
+        reply.final(text, blocks)
     ctx.conn.delete(answer_key(job.id))
     return {"status": "done", "forecast": {k: v for k, v in data.items() if k != "raw"}}
 
@@ -118,7 +119,7 @@ def forecast_job(request: dict) -> dict:
         fetched = time.perf_counter()
         model = ctx.model()
         reply.progress(f":brain: *{req.ticker}*: writing the analysis for the week {inputs.target.period} "
-                       f"with {inline(model.version)}…")
+                       f"with {ctx.slack.layouts.inline(model.version)}…")
         result = run_forecasts([inputs], model, context_tokens=settings.model_context_tokens,
                                max_new_tokens=settings.model_max_new_tokens)[0]
     except ModelServerError:
@@ -127,8 +128,8 @@ def forecast_job(request: dict) -> dict:
         # A user-actionable failure is a final state the user sees, not a retry; theirs alone, since the
         # channel has no use for a mistyped ticker, and without the server paths an operator's message may hold.
         reason = without_server_paths(str(exc))
-        text, blocks = failure_message(f"No forecast for {req.ticker}", reason,
-                                       hint="Check the ticker and date, then run `/forecast` again.")
+        text, blocks = ctx.slack.layouts.failure_message(f"No forecast for {req.ticker}", reason,
+                                                         hint="Check the ticker and date, then run `/forecast` again.")
         reply.final_privately(text, blocks, user=req.user)
         return {"status": "failed", "error": reason}
     data = to_json(result)
@@ -163,21 +164,24 @@ def digest_job(channel: str, as_of: str, weeks: int = 3) -> dict:
         ready = [r for r in gathered.values() if not isinstance(r, EngineError)]
         model = ctx.model()
         if not reply.delivered():
-            reply.progress(f":brain: Dow30 digest: writing {len(ready)} analyses with {inline(model.version)}…")
+            reply.progress(f":brain: Dow30 digest: writing {len(ready)} analyses with "
+                           f"{ctx.slack.layouts.inline(model.version)}…")
         results = run_forecasts(ready, model, context_tokens=settings.model_context_tokens,
                                 max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size)
         stored = {"forecasts": [to_json(r) for r in results], "failures": failures}
         _store_answer(ctx, job_id, stored)
     forecasts, failures = stored["forecasts"], stored["failures"]
-    for data in forecasts:
-        _record(ctx, data, job=job, user=None, channel=channel, source="digest")
-    week = forecasts[0]["target_week"] if forecasts else f"the week after {day}"
-    text, blocks = digest_message(week, forecasts, failures)
-    summary_ts = reply.final(text, blocks)
-    for data in sorted(forecasts, key=lambda d: d["symbol"]):
-        item_text, item_blocks = forecast_message(data)
-        post_once(ctx, job_id, f"thread-{data['symbol']}", channel=channel, text=item_text, blocks=item_blocks,
-                  thread_ts=summary_ts)
+    # The track reports of the digest's tickers and of all: recomputed once, after the digest is out.
+    with batched_reports():
+        for data in forecasts:
+            _record(ctx, data, job=job, user=None, channel=channel, source="digest")
+        week = forecasts[0]["target_week"] if forecasts else f"the week after {day}"
+        text, blocks = ctx.slack.layouts.digest_message(week, forecasts, failures)
+        summary_ts = reply.final(text, blocks)
+        for data in sorted(forecasts, key=lambda d: d["symbol"]):
+            item_text, item_blocks = ctx.slack.layouts.forecast_message(data)
+            post_once(ctx, job_id, f"thread-{data['symbol']}", channel=channel, text=item_text, blocks=item_blocks,
+                      thread_ts=summary_ts)
     ctx.conn.set(last_run_key("digest"), dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     ctx.conn.delete(answer_key(job_id))
     return {"status": "done", "forecasts": len(forecasts), "failed": failures, "summary_ts": summary_ts,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
 import socket
 import threading
 
@@ -42,6 +43,10 @@ MAINTENANCE_INTERVAL_S = 10
 # RQ's own CLI arranges; the jobs keep a client that gives up after a few seconds.
 WORKER_TTL_S = 25
 QUEUE_SOCKET_TIMEOUT_S = WORKER_TTL_S - 15 + 10
+# RQ's scheduler child checks for a stop once a second (its interval): a request not honoured within this long was
+# lost (see KeptAliveWorker.stop_scheduler) and is sent again.
+SCHEDULER_STOP_WAIT_S = 2.0
+SCHEDULER_STOP_TRIES = 5
 
 
 class KeptAliveWorker(SimpleWorker):
@@ -72,6 +77,29 @@ class KeptAliveWorker(SimpleWorker):
             stop.set()
             beat.join()
         self.set_state(WorkerStatus.IDLE)
+
+    def stop_scheduler(self) -> None:
+        """Stop RQ's scheduler child, asking again until it is gone.
+
+        The child (a fork of this worker) installs its own SIGTERM handler only once it runs; a SIGTERM that lands
+        before (a burst worker ending right after its maintenance forked the scheduler) meets the handler inherited
+        from this worker and is lost, and RQ's own stop then joins the child forever. Repeated until it exits; a
+        child that still has not after SCHEDULER_STOP_TRIES is killed."""
+        process = self.scheduler._process if self.scheduler else None
+        if process is None or not process.pid:
+            return
+        for _ in range(SCHEDULER_STOP_TRIES):
+            try:
+                os.kill(process.pid, signal.SIGTERM)
+            except OSError:  # already gone
+                pass
+            process.join(timeout=SCHEDULER_STOP_WAIT_S)
+            if not process.is_alive():
+                return
+        log.warning("RQ's scheduler (pid %s) ignored %d requests to stop; killing it", process.pid,
+                    SCHEDULER_STOP_TRIES)
+        process.kill()
+        process.join()
 
     def _beat_while_running(self, job: Job, execution: Execution, stop: threading.Event) -> None:
         while not stop.wait(self.execution_beat_every_s):

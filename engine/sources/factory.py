@@ -1,4 +1,4 @@
-"""Build the production sources from Settings: which provider serves what, behind which cache and limiter.
+"""Build the production sources from the engine's settings: which provider serves what, behind which cache and limiter.
 
 - DATA_SNAPSHOT_DIR set: everything from the snapshot, no network at all.
 - FINNHUB_API_KEY set: news, profile and financials from Finnhub; prices from Yahoo.
@@ -16,7 +16,7 @@ import redis
 import requests
 
 from engine.inputs import Sources
-from engine.settings import Settings
+from engine.settings import EngineSettings
 from engine.sources.cache import CachedSources, MemoryCache, RedisCache
 from engine.sources.finnhub import FinnhubSource, RetryPolicy, build_client
 from engine.sources.ratelimit import Limit, LocalRateLimiter, RedisRateLimiter, finnhub_limits
@@ -27,7 +27,7 @@ LIMITER_KEY_PREFIX = "fc:ratelimit"
 
 
 def build_sources(
-    settings: Settings,
+    settings: EngineSettings,
     *,
     conn: redis.Redis | None = None,
     yahoo_session: requests.Session | None = None,

@@ -3,36 +3,34 @@
 yfinance is imported lazily, on first use: it reads `YF_DISABLE_CURL_CFFI` when imported, and importing this
 module must not touch the network or the environment.
 
-How yfinance 1.7 reports trouble shapes most of this module:
-- `yf.download` never raises for a ticker. It catches every error, logs a summary on the `yfinance` logger
-  (`['ZZZZ']: possibly delisted; no timezone found`, `['AAPL']: YFRateLimitError('Too Many Requests. ...')`)
-  and returns an empty column for that ticker. 1.7 keeps these errors in a per-call context, so
-  `yf.shared._ERRORS` stays empty; the log is the only place that says *why* a ticker came back empty, so
-  `_YfLog` listens to it (in this thread only) during each call.
-- Any HTTP answer >= 400 is retried once by yfinance itself (after refreshing its cookie); a second 429 raises
-  `YFRateLimitError`. A 404 is not an exception: the chart JSON carries `{"error": {"code": "Not Found"}}`.
-- News and `Ticker.info` swallow HTTP errors and return `[]` / `{}`, which would look like "no news" or an
-  unknown ticker; the log tells them apart here too.
+yfinance never raises for a ticker it failed to fetch (`yf.download`) and swallows HTTP errors into `[]` / `{}`
+(news, `Ticker.info`): what went wrong is only in its log, which engine.sources.yahoo_log reads and classifies to
+decide what is retried. Reading the answers into the engine's records is engine.sources.yahoo_shapes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import logging
-import re
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.exceptions import MissingApiKey, NoPriceData, SourceUnavailable, UnknownTicker
 from engine.records import BasicFinancials, CompanyProfile, DailyClose, NewsItem
 from engine.sources.base import in_window
 from engine.sources.symbols import yahoo_symbol
+from engine.sources.yahoo_log import (
+    RATE_LIMITED,
+    TRANSIENT,
+    UNSURE,
+    YfLog,
+    classify,
+    is_rate_limit,
+    is_transient,
+    most_telling,
+)
+from engine.sources.yahoo_shapes import closes_from_frame, company_profile, news_item
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,25 +39,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 MAX_BACKOFF_S = 30.0
-
-# What a failed ticker's log lines can say, from most to least actionable.
-_RATE_LIMITED = "rate limited"
-_TRANSIENT = "transient"  # the request failed (5xx, timeout, garbled body): worth another try
-_NOT_FOUND = "not found"  # Yahoo answered and had nothing: retrying cannot help
-_UNSURE = "unsure"  # "no price data found" covers an empty window and a swallowed error alike
-
-_RATE_LIMIT_MARKERS = ("YFRateLimitError", "Too Many Requests", "Rate limited")
-# Lines that mean the request itself failed: exception reprs in download()'s summary, the timezone probe's
-# failure line, news's "faulty response", an HTTPError text for a 5xx.
-_TRANSIENT_PATTERN = re.compile(
-    r"\w+(Error|Exception|Timeout)\(|Failed to get ticker|Could not get exchangeTimezoneName"
-    r"|Failed to retrieve the news|\b5\d\d Server Error|CURRENTLY DOWN"
-)
-_AMBIGUOUS_MARKER = "no price data found"
-# download()'s summary: "['AAPL', 'MSFT']: reason"; history()'s own line: "$AAPL: reason".
-_SUMMARY_LINE = re.compile(r"^\[([^\]]*)\]: (.*)$", re.DOTALL)
-_TICKER_LINE = re.compile(r"^\$([^:\s]+): (.*)$", re.DOTALL)
-_TZ_PROBE_LINE = re.compile(r"ticker '([^']+)'")
 
 
 class Limiter(Protocol):
@@ -126,26 +105,26 @@ class YahooSource:
                 self._backoff(attempt - 1)
                 _forget_cached_responses()
             frame, log = self._download(pending, start, end)
-            got = {sym: _closes_from_frame(frame, sym, len(pending), start, end) for sym in pending}
+            got = {sym: closes_from_frame(frame, sym, len(pending), start, end) for sym in pending}
             found.update({sym: closes for sym, closes in got.items() if closes})
             missing = [sym for sym in pending if not got[sym]]
             if not missing:
                 break
             said = {sym: log.messages_for(sym) for sym in missing}
-            kinds.update({sym: _classify(lines) for sym, lines in said.items()})
-            last_said.update({sym: _most_telling(lines) for sym, lines in said.items() if lines})
+            kinds.update({sym: classify(lines) for sym, lines in said.items()})
+            last_said.update({sym: most_telling(lines) for sym, lines in said.items() if lines})
             nothing_came_back = len(missing) == len(pending)
             pending = [
                 sym for sym in missing
-                if kinds[sym] in (_RATE_LIMITED, _TRANSIENT) or (nothing_came_back and kinds[sym] == _UNSURE)
+                if kinds[sym] in (RATE_LIMITED, TRANSIENT) or (nothing_came_back and kinds[sym] == UNSURE)
             ]
             if not pending:
                 break
 
         missing = [sym for sym in wanted if sym not in found]
-        failing = [sym for sym in missing if kinds.get(sym) in (_RATE_LIMITED, _TRANSIENT)]
+        failing = [sym for sym in missing if kinds.get(sym) in (RATE_LIMITED, TRANSIENT)]
         if failing:
-            why = "rate-limited" if any(kinds[sym] == _RATE_LIMITED for sym in failing) else "failed"
+            why = "rate-limited" if any(kinds[sym] == RATE_LIMITED for sym in failing) else "failed"
             raise SourceUnavailable(
                 f"Yahoo Finance {why} the price request for {', '.join(failing)} "
                 f"({start.isoformat()} to {end.isoformat()}) {self.retries + 1} times in a row "
@@ -159,10 +138,10 @@ class YahooSource:
             )
         return {sym: found[sym] for sym in wanted}
 
-    def _download(self, symbols: list[str], start: dt.date, end: dt.date) -> tuple[pd.DataFrame, _YfLog]:
+    def _download(self, symbols: list[str], start: dt.date, end: dt.date) -> tuple[pd.DataFrame, YfLog]:
         yf = _yfinance()
         self._acquire()
-        with _YfLog.capture() as log, warnings.catch_warnings():
+        with YfLog.capture() as log, warnings.catch_warnings():
             # yfinance 1.7 on pandas 3 warns about its own `inplace=` calls on every download; not ours to fix,
             # and noise in every CLI run.
             warnings.filterwarnings("ignore", message=".*inplace.*")
@@ -197,7 +176,7 @@ class YahooSource:
                                                                                       tab="news")
 
         raw = self._call(f"news for {symbol}", fetch)
-        items = [item for item in (_news_item(entry) for entry in raw or []) if item is not None]
+        items = [item for item in (news_item(entry) for entry in raw or []) if item is not None]
         return in_window(items, start, end)
 
     # -- FundamentalsSource ------------------------------------------------------------------------------
@@ -210,24 +189,13 @@ class YahooSource:
         yf = _yfinance()
         info = self._call(f"the profile of {symbol}",
                           lambda: yf.Ticker(yahoo_symbol(symbol), **self._session_kwargs()).info)
-        info = info or {}
-        name = info.get("longName") or info.get("shortName")
-        if not name:
+        profile = company_profile(symbol, info or {})
+        if profile is None:
             raise UnknownTicker(
                 f"no company profile for {symbol} on Yahoo Finance (unknown or delisted ticker?); "
                 "check the symbol, or set a Finnhub key to use Finnhub's profiles."
             )
-        return CompanyProfile(
-            ticker=symbol,
-            name=str(name),
-            finnhubIndustry=str(info.get("industry") or info.get("sector") or ""),
-            ipo=_first_trade_date(info),
-            marketCapitalization=_millions(info.get("marketCap")),
-            shareOutstanding=_millions(info.get("sharesOutstanding")),
-            currency=str(info.get("currency") or ""),
-            country=str(info.get("country") or ""),
-            exchange=str(info.get("fullExchangeName") or info.get("exchange") or ""),
-        )
+        return profile
 
     def quarterly_financials(self, symbol: str) -> list[BasicFinancials]:
         """Not available: Yahoo's statements are not Finnhub's basic-financials series the model was tuned on.
@@ -256,14 +224,14 @@ class YahooSource:
             if attempt:
                 self._backoff(attempt - 1)
             self._acquire()
-            with _YfLog.capture() as log:
+            with YfLog.capture() as log:
                 try:
                     result = fetch()
                 except Exception as exc:
-                    if _is_rate_limit(exc):
+                    if is_rate_limit(exc):
                         problem = "rate limited"
                         continue
-                    if _is_transient(exc):
+                    if is_transient(exc):
                         problem = f"{type(exc).__name__}: {exc}"
                         continue
                     raise
@@ -275,192 +243,6 @@ class YahooSource:
             f"Yahoo Finance kept failing to return {what} ({self.retries + 1} attempts, last: {problem}); "
             "try again in a few minutes."
         )
-
-
-# -- yfinance's log -------------------------------------------------------------------------------------
-
-
-class _YfLog(logging.Handler):
-    """What yfinance logs in the current thread while one call runs (its only record of per-ticker errors).
-
-    If the application raises the `yfinance` logger's level above ERROR, nothing is captured and every empty
-    ticker counts as "unsure": retried when nothing came back, then reported as NoPriceData.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self._thread = threading.get_ident()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread != self._thread:
-            return
-        try:
-            self.messages.append(record.getMessage())
-        except Exception:  # a malformed record must not break the data call
-            self.messages.append(str(record.msg))
-
-    @classmethod
-    @contextmanager
-    def capture(cls) -> Iterator[_YfLog]:
-        handler = cls()
-        logger = logging.getLogger("yfinance")
-        logger.addHandler(handler)
-        try:
-            yield handler
-        finally:
-            logger.removeHandler(handler)
-
-    def messages_for(self, symbol: str) -> list[str]:
-        """The lines that name `symbol` (yfinance upper-cases tickers)."""
-        wanted = symbol.upper()
-        found = []
-        for message in self.messages:
-            text = message.strip()
-            if match := _SUMMARY_LINE.match(text):
-                if wanted in re.findall(r"'([^']*)'", match.group(1)):
-                    found.append(match.group(2))
-            elif match := _TICKER_LINE.match(text):
-                if match.group(1).upper() == wanted:
-                    found.append(match.group(2))
-            elif (match := _TZ_PROBE_LINE.search(text)) and match.group(1).upper() == wanted:
-                found.append(text)
-        return found
-
-    def trouble(self) -> str:
-        """The first line saying a request failed or was rate-limited (yfinance then returned [] or {})."""
-        for message in self.messages:
-            if any(marker in message for marker in _RATE_LIMIT_MARKERS) and "continuing without crumb" not in message:
-                return message.strip()[:200]
-            if _TRANSIENT_PATTERN.search(message):
-                return message.strip()[:200]
-        return ""
-
-
-def _most_telling(messages: list[str]) -> str:
-    """The line that best explains a failure: a rate limit or a failed request beats a vague 'delisted?'."""
-    for message in messages:
-        if _classify([message]) in (_RATE_LIMITED, _TRANSIENT):
-            return message
-    return messages[-1]
-
-
-def _classify(messages: list[str]) -> str:
-    if any(marker in message for message in messages for marker in _RATE_LIMIT_MARKERS):
-        return _RATE_LIMITED
-    if any(_TRANSIENT_PATTERN.search(message) for message in messages):
-        return _TRANSIENT
-    if not messages or any(_AMBIGUOUS_MARKER in message for message in messages):
-        return _UNSURE
-    # "possibly delisted; no timezone found" (the chart probe got Yahoo's 404 JSON) or Yahoo's own reason,
-    # e.g. "No data found, symbol may be delisted".
-    return _NOT_FOUND
-
-
-def _is_rate_limit(exc: BaseException) -> bool:
-    return type(exc).__name__ == "YFRateLimitError"
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """Network trouble or a garbled answer (e.g. an HTML error page where JSON was expected)."""
-    if isinstance(exc, (TimeoutError, ConnectionError, json.JSONDecodeError)):
-        return True
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"ConnectionError", "Timeout", "ConnectTimeout", "ReadTimeout", "ChunkedEncodingError",
-                         "RemoteDisconnected", "JSONDecodeError"})
-
-
-# -- shapes ---------------------------------------------------------------------------------------------
-
-
-def _closes_from_frame(frame: pd.DataFrame | None, symbol: str, n_symbols: int,
-                       start: dt.date, end: dt.date) -> list[DailyClose]:
-    """One symbol's non-NaN closes from download()'s frame, dated, inside [start, end], oldest first."""
-    import pandas as pd
-
-    if frame is None or frame.empty:
-        return []
-    ticker = symbol.upper()
-    columns = frame.columns
-    if isinstance(columns, pd.MultiIndex):
-        level = next(
-            (lvl for lvl in (["Ticker"] if "Ticker" in columns.names else range(columns.nlevels))
-             if ticker in columns.get_level_values(lvl)),
-            None,
-        )
-        if level is None:
-            return []
-        sub = frame.xs(ticker, axis=1, level=level)
-    elif n_symbols == 1:  # a single ticker flattened by multi_level_index=False
-        sub = frame
-    else:
-        return []
-    if "Close" not in sub.columns:
-        return []
-    by_day: dict[dt.date, float] = {}
-    for stamp, value in sub["Close"].dropna().items():
-        # The wall date in the index's own timezone: tz-naive from download(), exchange-local midnight from
-        # Ticker.history(). Converting would move non-US sessions to another day.
-        day = pd.Timestamp(stamp).date()
-        if start <= day <= end:
-            by_day[day] = float(value)
-    return [DailyClose(date=day, close=close) for day, close in sorted(by_day.items())]
-
-
-def _news_item(entry: Any) -> NewsItem | None:
-    if not isinstance(entry, dict):
-        return None
-    content = entry.get("content") or {}
-    title = (content.get("title") or "").strip()
-    published = _parse_utc(content.get("pubDate"))
-    if not title or published is None:
-        return None
-    url = (content.get("canonicalUrl") or {}).get("url") or (content.get("clickThroughUrl") or {}).get("url") or ""
-    return NewsItem(
-        published=published,
-        headline=title,
-        summary=(content.get("summary") or content.get("description") or "").strip(),
-        source=(content.get("provider") or {}).get("displayName") or "",
-        url=url,
-    )
-
-
-def _parse_utc(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return stamp.astimezone(dt.UTC)
-
-
-def _first_trade_date(info: dict[str, Any]) -> str:
-    """YYYY-MM-DD of the first trade, in the exchange's timezone when Yahoo gives it.
-
-    yfinance 1.7's info carries `firstTradeDateMilliseconds` (v7 quote, ms) and `firstTradeDateEpochUtc`
-    (quoteSummary, s); either may be missing.
-    """
-    if isinstance(info.get("firstTradeDateMilliseconds"), (int, float)):
-        seconds = info["firstTradeDateMilliseconds"] / 1000
-    elif isinstance(info.get("firstTradeDateEpochUtc"), (int, float)):
-        seconds = info["firstTradeDateEpochUtc"]
-    else:
-        return ""
-    zone: dt.tzinfo = dt.UTC
-    name = info.get("exchangeTimezoneName") or info.get("timeZoneFullName")
-    if isinstance(name, str) and name:
-        try:
-            zone = ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    return dt.datetime.fromtimestamp(seconds, tz=zone).date().isoformat()
-
-
-def _millions(value: Any) -> float:
-    return float(value) / 1e6 if isinstance(value, (int, float)) else 0.0
 
 
 # -- yfinance access ------------------------------------------------------------------------------------

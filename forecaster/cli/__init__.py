@@ -1,7 +1,7 @@
 """`forecaster`: the single command-line entry point (`forecaster.cli:main`).
 
-It sits at the top of the import graph (jobs → engine). Importing it registers every command and imports nothing
-heavy: each command imports what it needs when it runs.
+It sits at the top of the import graph (forecaster → bot → jobs → engine; pyproject.toml's import-linter contracts).
+Importing it registers every command and imports nothing heavy: each command imports what it needs when it runs.
 """
 
 # Each module registers its commands on `app`.

@@ -99,17 +99,14 @@ def evaluate(
 ) -> None:
     """Score forecasts against a FinGPT-format dataset, next to naive baselines; with probabilities, their
     Brier score, log loss, calibration error and abstention table."""
+    from engine.baselines import BaseRates
+    from engine.eval_report import render_report
     from engine.evaluate import evaluate as run_evaluation
-    from engine.evaluate import (
-        load_eval_rows,
-        load_predictions,
-        load_probabilities,
-        render_report,
-        training_rates,
-    )
-    from engine.evaluate import save_predictions as write_predictions
+    from engine.evaluate import training_rates
     from engine.exceptions import EngineError
-    from engine.metrics import BaseRates
+    from engine.fingpt_rows import load_eval_rows
+    from engine.predictions import load_predictions, load_probabilities
+    from engine.predictions import save_predictions as write_predictions
 
     if (train_split is not None or train_dataset is not None) and train_up_rate is not None:
         fail("Give either the training data (--train-split / --train-dataset) or --train-up-rate, not both.")

@@ -31,7 +31,8 @@ def run_bot(
     from jobs.client import fast_connection
 
     settings = load_settings()
-    problems = config_problems(settings)
+    problems = [*([] if settings.redis_url else ["REDIS_URL is not set: the bot queues every request in Redis"]),
+                *config_problems(settings)]
     if problems:
         fail("the bot cannot start: " + "; ".join(problems))
     conn = _wait_for_redis(fast_connection(settings.redis_url), settings.redis_url)

@@ -1,6 +1,7 @@
 """The `forecaster` app, its consoles and the plumbing every command shares.
 
-Commands live in `forecaster.cli.data`, `forecaster.cli.analyst` and `forecaster.cli.training`; each registers itself on `app`.
+Commands live in `forecaster.cli.data`, `forecaster.cli.analyst`, `forecaster.cli.training` and the other modules of
+`forecaster.cli`; each registers itself on `app`.
 Settings are built once per invocation and passed down; heavy modules are imported inside functions, so
 `forecaster --help` is instant and nothing here reads the environment at import time.
 """
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     import redis
 
     from engine.inputs import ForecastInputs, Sources
-    from engine.settings import Settings
+    from forecaster.settings import Settings
 
 app = typer.Typer(help="FinGPT-style weekly stock analyst for Slack.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -88,7 +89,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def load_settings() -> Settings:
     from pydantic import ValidationError
 
-    from engine.settings import Settings
+    from forecaster.settings import Settings
 
     try:
         return Settings()

@@ -40,13 +40,14 @@ def export(
 ) -> None:
     """Write every recorded forecast, oldest first, one row each (outcome columns empty until scored)."""
     from jobs import ledger
+    from jobs.ledger import export as ledger_export
 
     if out_file.suffix.lower() not in ledger.EXPORT_FORMATS:
         fail(f"cannot export to {out_file.name!r}: --out must end in .csv or .parquet, e.g. --out ledger.parquet")
     if not out_file.parent.is_dir():
         fail(f"no such directory: {out_file.parent}; create it first or choose another --out")
     try:
-        rows = ledger.export(_ledger(), out_file)
+        rows = ledger_export.export(_ledger(), out_file)
     except ValueError as exc:
         fail(str(exc))
     err.print(f"wrote {rows} forecast(s) to {out_file}", highlight=False)
@@ -90,6 +91,7 @@ def migrate() -> None:
     """Copy the ledger that earlier releases kept in Redis (REDIS_URL) into the database, once: entries already
     there are left alone, so running it again copies nothing. The Redis keys stay until you delete them."""
     from jobs.ledger.migrate import copy_from_redis
+    from jobs.track_record import rebuild_reports
 
     settings = load_settings()
     if not settings.redis_url:
@@ -98,3 +100,5 @@ def migrate() -> None:
     copied = copy_from_redis(common.connect_redis(settings), store)
     err.print(f"{copied.found} forecast(s) in the Redis ledger: {copied.copied} copied into {store!r}, "
               f"{copied.present} already there", highlight=False)
+    rebuilt = rebuild_reports(store)  # the stored /track reports, for a ledger from before they were kept
+    err.print(f"{len(rebuilt)} track report(s) brought up to date", highlight=False)

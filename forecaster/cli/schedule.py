@@ -14,7 +14,7 @@ from forecaster.cli.common import app, err, fail, load_settings, out, redact_url
 if TYPE_CHECKING:
     import redis
 
-    from engine.settings import Settings
+    from forecaster.settings import Settings
 
 REDIS_WAIT_S = 30  # at start-up Redis may still be coming up (compose starts services together)
 

@@ -64,6 +64,7 @@ def trainer(
 
 
 def _work(settings, *, names: list[str], burst: bool, serves: bool) -> None:
+    from bot.outbox import SlackOutbox
     from bot.slack_ops import build_client
     from jobs import runtime
     from jobs.worker import run
@@ -74,7 +75,7 @@ def _work(settings, *, names: list[str], burst: bool, serves: bool) -> None:
     conn = common.connect_redis(settings)  # the jobs' client: a stalled Redis fails a step in seconds
     context = runtime.WorkerContext(
         settings=settings, conn=conn, sources=common.build_live_sources(settings),
-        slack=build_client(settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url),
+        slack=SlackOutbox(build_client(settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)),
         load_model=lambda: load_analyst(settings),
         # Between jobs: MODEL_ADAPTER when pinned, else whatever the registry serves now (promote/rollback). A
         # trainer's evaluation picks its adapters itself.

@@ -22,8 +22,8 @@ from forecaster.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
     from engine.train_config import TrainConfig
+    from forecaster.settings import Settings
 
 
 @dataset_app.command("prepare")
@@ -40,8 +40,9 @@ def dataset_prepare(
                                                  "become the test split.")] = 0,
 ) -> None:
     """Convert FinGPT's Llama-format rows into chat prompt/completion rows for training."""
-    from engine.dataset import prepare_dataset, render_summary
+    from engine.dataset import prepare_dataset
     from engine.exceptions import EngineError
+    from engine.prepared import render_summary
 
     settings = load_settings()
     try:
@@ -67,7 +68,8 @@ def dataset_build(
     from engine.exceptions import EngineError
     from engine.market.dow30 import members
     from engine.market.weeks import NEW_YORK, parse_day
-    from engine.teacher import Teacher, build_dataset
+    from engine.teacher import build_dataset
+    from engine.teacher_client import Teacher
 
     settings = load_settings()
     now = dt.datetime.now(dt.UTC)

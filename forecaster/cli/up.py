@@ -37,9 +37,9 @@ def up(
 ) -> None:
     """Start the bot, a worker, a trainer and the scheduler; restart any that crash; Ctrl-C stops them all."""
     from forecaster.doctor import cheap_checks, render
+    from forecaster.supervisor import Child, Supervisor
     from jobs.embedded_redis import EmbeddedRedis
     from jobs.queues import INTERACTIVE
-    from forecaster.supervisor import Child, Supervisor
 
     settings = load_settings()
     embedded = None

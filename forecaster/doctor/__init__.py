@@ -46,7 +46,7 @@ from forecaster.doctor.services import (
 if TYPE_CHECKING:
     import requests
 
-    from engine.settings import Settings
+    from forecaster.settings import Settings
 
 __all__ = [
     "Check", "Device", "all_checks", "cheap_checks", "check_adapter", "check_finnhub_call", "check_finnhub_key",

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Literal
 from forecaster.doctor.check import MODEL_STACK, Check, fail, ok, warn
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
     from engine.sizing import ModelShape
+    from forecaster.settings import Settings
 
 
 def _looks_like_path(base: str) -> bool:
@@ -140,7 +140,7 @@ def probe_device(settings: Settings) -> tuple[Device, str]:
     Imports torch: only for the full doctor, on a host with the model extra."""
     import torch
 
-    from engine.model import choose_placement
+    from engine.placement import choose_placement
 
     cuda = torch.cuda.is_available()
     placement = choose_placement(device=settings.model_device, dtype=settings.model_dtype,

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import redis
     import requests
 
-    from engine.settings import Settings
+    from forecaster.settings import Settings
 
 MANIFEST = Path(__file__).resolve().parents[2] / "bot" / "manifest.json"
 # What the worker and the bot cannot do without when the manifest is not at hand.

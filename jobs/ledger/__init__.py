@@ -4,24 +4,22 @@ SQLite by default (`DATA_DIR/ledger.sqlite3`, WAL mode), PostgreSQL by DATABASE_
 (`jobs/ledger/migrations`), applied on first use. Redis stays the queue, cache and limiter; a ledger kept in Redis
 by earlier releases is copied over once by `forecaster ledger migrate`.
 
-- `fields`: what an entry records (pure); `models`: the table; `database`: the engine and the migrations;
-- `store`: record, read, score and export entries; `track_queries`: the track record's aggregates, in SQL;
+- `columns`: what an entry records (constants); `fields`: the entry a forecast becomes (pure); `models`: the
+  tables; `database`: the engine and the migrations;
+- `store`: read entries; `export`: write them to CSV or Parquet; `writes`: record and score them, keeping the
+  track record's tables in step;
+- `track_rows`, `track_queries`, `track_scores`: the track record's numbers, per ticker-week and in SQL;
+- `reports` and `report_builder`: the stored report of each scope, read by `/track`, recomputed by the writers;
 - `redis_layout` and `migrate`: the old Redis ledger and the one-shot copy out of it.
+
+This package's own names are the readers, which import without numpy or pandas (the bot reads the ledger and
+must stay light: pyproject.toml's import contract). The writers score with `engine.track`, which needs numpy, so
+the worker imports them from `jobs.ledger.writes` (and `export`, `fields`) by name.
 """
 
+from jobs.ledger.columns import EXPORT_FORMATS, FIELDS, LONG_FIELDS, SOURCES
 from jobs.ledger.database import Ledger, ledger_url, open_ledger
-from jobs.ledger.fields import EXPORT_FORMATS, FIELDS, LONG_FIELDS, SOURCES, to_track_entry
-from jobs.ledger.store import (
-    awaiting_outcome,
-    count,
-    entries,
-    export,
-    get_entry,
-    record_forecast,
-    store_outcome,
-)
+from jobs.ledger.store import awaiting_outcome, count, entries, get_entry
 
-__all__ = [
-    "EXPORT_FORMATS", "FIELDS", "LONG_FIELDS", "SOURCES", "Ledger", "awaiting_outcome", "count", "entries", "export",
-    "get_entry", "ledger_url", "open_ledger", "record_forecast", "store_outcome", "to_track_entry",
-]
+__all__ = ["EXPORT_FORMATS", "FIELDS", "LONG_FIELDS", "SOURCES", "Ledger", "awaiting_outcome", "count", "entries",
+           "get_entry", "ledger_url", "open_ledger"]

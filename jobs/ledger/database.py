@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Insert, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,12 @@ class Ledger:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def dialect_insert(conn: Connection, model: Any) -> Insert:
+    """An INSERT into `model`'s table in this connection's dialect, so it takes an ON CONFLICT clause (PostgreSQL's
+    and SQLite's are spelled alike)."""
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(model)
 
 
 def alembic_config(connection: Connection | None = None) -> Any:

@@ -7,6 +7,8 @@ An entry's id is its (job id, ticker): a retried job, or a digest re-run after a
 nothing. The prompt hash is the SHA-256 of the chat messages sent to the model when the caller has them
 (`prompt_sha256`); otherwise of the inputs that determine the prompt (symbol, target week, cutoff, prices as of,
 news per week, dropped headlines, notes), and `prompt_hash_of` says which.
+
+The field names themselves are `jobs.ledger.columns`' (numpy-free, for the readers); they are re-exported here.
 """
 
 from __future__ import annotations
@@ -18,31 +20,10 @@ import json
 from engine.market.weeks import NEW_YORK
 from engine.track import Outcome, TrackEntry, week_from_period
 from jobs.keys import ledger_entry_id
+from jobs.ledger.columns import EXPORT_FORMATS, FIELDS, LONG_FIELDS, OUTCOME_FIELDS, SOURCES
 
-SOURCES = ("forecast", "digest")
-EXPORT_FORMATS = (".csv", ".parquet")
-
-# Every field of an entry, in export column order, with its type: str, float, int or bool; "?" = may be empty.
-FIELDS: dict[str, str] = {
-    "id": "str", "job_id": "str", "source": "str", "user": "str?", "channel": "str",
-    "ticker": "str", "as_of": "str", "requested_at": "str", "cutoff": "str", "data_as_of": "str",
-    "target_week": "str", "week_start": "str", "week_end": "str",
-    "direction": "str", "magnitude": "str?", "label": "str?", "as_written": "str", "parsed": "bool",
-    "problems": "str", "model": "str", "prompt_hash": "str", "prompt_hash_of": "str",
-    "latency_s": "float", "generation_s": "float?", "prompt_tokens": "int?", "new_tokens": "int?",
-    # the model's probabilities (`engine.forecast.probabilities_json`); empty when its backend had none, and on
-    # entries recorded before there were any: P(up), P(stated bin), expected move in %, the 12 bins as JSON
-    "p_up": "float?", "p_stated": "float?", "expected_move": "float?", "bin_probabilities": "str?",
-    # the outcome, empty until the target week has closed and been scored
-    "scored_at": "str?", "realized_return": "float?", "actual_label": "str?", "hit": "bool?",
-    "start_close_date": "str?", "start_close": "float?", "end_close_date": "str?", "end_close": "float?",
-    "previous_return": "float?", "momentum_label": "str?",
-    # the full texts last: long
-    "raw": "str", "details": "str",
-}
-LONG_FIELDS = ("raw", "details")
-OUTCOME_FIELDS = ("scored_at", "realized_return", "actual_label", "hit", "start_close_date", "start_close",
-                  "end_close_date", "end_close", "previous_return", "momentum_label")
+__all__ = ["EXPORT_FORMATS", "FIELDS", "LONG_FIELDS", "OUTCOME_FIELDS", "SOURCES", "forecast_fields",
+           "outcome_fields", "to_track_entry"]
 
 
 def _inputs_sha256(data: dict) -> str:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import redis
 
 from jobs.ledger import redis_layout
+from jobs.ledger.columns import FIELDS
 from jobs.ledger.database import Ledger
-from jobs.ledger.fields import FIELDS
-from jobs.ledger.store import insert_entries
+from jobs.ledger.writes import batched_reports, insert_entries
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,11 @@ def _complete(entry: dict) -> dict:
 
 
 def copy_from_redis(conn: redis.Redis, ledger: Ledger, *, batch: int = 500) -> Copied:
-    """Copy every entry of the Redis ledger on `conn` into `ledger`, `batch` per transaction."""
+    """Copy every entry of the Redis ledger on `conn` into `ledger`, `batch` per transaction; the track reports
+    are recomputed once, at the end."""
     found = copied = 0
-    for entries in redis_layout.iter_entries(conn, batch=batch):
-        found += len(entries)
-        copied += insert_entries(ledger, [_complete(e) for e in entries])
+    with batched_reports():
+        for entries in redis_layout.iter_entries(conn, batch=batch):
+            found += len(entries)
+            copied += insert_entries(ledger, [_complete(e) for e in entries])
     return Copied(found=found, copied=copied, present=found - copied)

@@ -9,7 +9,10 @@ recorded: `late` never changes, `superseded` is set on the earlier ones when a l
 
 `TrackWeek` is the track record's own table: one narrow row per (ticker, target week) that has a counted forecast,
 holding that forecast's scoring numbers (`jobs.ledger.track_rows`), kept in step by the writers in the same
-transaction. `/track` and the summary sum its columns; they never read `forecasts` row by row.
+transaction. The summary and the stored reports sum its columns; they never read `forecasts` row by row.
+
+`TrackReport` is what `/track` reads: the finished report of each scope (all tickers, or one), computed by the
+writer after every write that changes it (`jobs.ledger.report_builder`), so the bot's read is one row.
 """
 
 from __future__ import annotations
@@ -130,3 +133,23 @@ class TrackWeek(Base):
         Index("ix_track_weeks_week", "week_start"),  # one week's figures (the summary's "this week")
         Index("ix_track_weeks_entry", "entry_id", unique=True),  # storing an outcome finds its row
     )
+
+
+class TrackReport(Base):
+    """The stored track record of one scope: "*" (all tickers) or a ticker, as `/track [TICKER]` shows it.
+
+    Each write that changes what a scope's report counts bumps its `generation` in the write's own transaction; the
+    report computed afterwards records the generation it read (`computed_generation`). So a report left behind by a
+    crash between the two is detectably stale (the generations differ), and so is one computed by an older release
+    (`version`); `jobs.track_record.rebuild_reports` recomputes those."""
+
+    __tablename__ = "track_reports"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    computed_generation: Mapped[int | None] = mapped_column(Integer)  # None: never computed
+    version: Mapped[int | None] = mapped_column(Integer)  # the computing code's REPORT_VERSION
+    latest_week: Mapped[str | None] = mapped_column(String(32))  # the newest scored week; None before any
+    recorded: Mapped[int | None] = mapped_column(Integer)  # the scope's entries, counted with the report
+    report: Mapped[str | None] = mapped_column(Text)  # JSON: `score_report`'s dict, or null before anything scored
+    computed_at: Mapped[str | None] = mapped_column(String(40))  # ISO 8601, UTC

@@ -22,11 +22,10 @@ from sqlalchemy import Integer, Select, String, and_, cast, func, literal_column
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine.market.weeks import Week
-from engine.track import LATE, SUPERSEDED
+from jobs.ledger.columns import LATE, SUPERSEDED, standing
 from jobs.ledger.database import Ledger
 from jobs.ledger.models import Forecast, TrackWeek
 
-COUNTED = "counted"
 # Per system, in this order: the sums `track_scores.system_metrics` needs.
 SUMS = ("parsed", "correct", "sq_error", "sq_n", "tp", "tn", "fp", "fn", "up", "down")
 SYSTEM_KEYS = ("model", "down", "up", "momentum")  # track_scores maps them to engine.metrics' baseline names
@@ -105,7 +104,7 @@ def excluded_entries(conn, *, ticker: str | None = None) -> dict[str, str]:
     query = select(f.id, f.late).where(or_(f.late, f.superseded))  # the partial index's own condition
     if ticker:
         query = query.where(f.ticker == ticker)
-    return {entry_id: LATE if late else SUPERSEDED for entry_id, late in conn.execute(query).all()}
+    return {entry_id: standing(late, True) for entry_id, late in conn.execute(query).all()}
 
 
 def track_sums(ledger: Ledger, *, latest: Week, ticker: str | None = None) -> TrackSums:
@@ -156,4 +155,4 @@ def statuses_of(ledger: Ledger, entry_ids: Sequence[str]) -> dict[str, str]:
     f = Forecast
     with ledger.connect() as conn:
         found = conn.execute(select(f.id, f.late, f.superseded).where(f.id.in_(list(entry_ids)))).all()
-    return {i: LATE if late else SUPERSEDED if superseded else COUNTED for i, late, superseded in found}
+    return {i: standing(late, superseded) for i, late, superseded in found}

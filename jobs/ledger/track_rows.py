@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 
 from engine.calibration import ECE_BINS, LOG_LOSS_EPS
+from engine.fingpt_rows import LABELS
 from engine.market.weeks import MoveBin
-from engine.metrics import LABELS
 from engine.parsing import MAGNITUDES
 
 # The track_weeks columns an outcome changes (the rest is known when the forecast is recorded).

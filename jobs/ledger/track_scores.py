@@ -15,9 +15,9 @@ from functools import cache
 
 import numpy as np
 
+from engine.baselines import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
 from engine.calibration import ECE_BINS
 from engine.market.weeks import Week
-from engine.metrics import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
 from engine.track import LATE, MIN_CALIBRATED, SUPERSEDED
 from jobs.ledger.track_queries import SUMS, SYSTEM_KEYS, TrackSums
 

@@ -31,11 +31,12 @@ import pytest
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
 from engine.inputs import Sources, gather
 from engine.market.weeks import cutoff_for_date
-from engine.settings import Settings
 from engine.sources.cache import CachedSources, RedisCache
+from forecaster.settings import Settings
 from jobs import runtime, worker
 from jobs.client import ForecastRequest, JobsClient
 from jobs.tasks import forecast_job
@@ -144,7 +145,7 @@ def test_forecast_job_overhead_outside_generation(redis):
     with FakeSlack() as slack:
         def context(loader: CountingLoader) -> TimedContext:
             return TimedContext(settings=settings, conn=redis, sources=Sources(cached, cached, cached),
-                                slack=build_client("xoxb-test", base_url=slack.api_url), load_model=loader)
+                                slack=SlackOutbox(build_client("xoxb-test", base_url=slack.api_url)), load_model=loader)
 
         # -- baseline: the same function, in-process, no queue ----------------------------------------------------
         direct_loader = CountingLoader()

@@ -19,8 +19,8 @@ from engine.inputs import gather
 from engine.market.dow30 import members
 from engine.market.weeks import NEW_YORK
 from engine.prompts import build_user_prompt
-from engine.settings import Settings
 from engine.sources.factory import build_sources
+from forecaster.settings import Settings
 from tests.fakes.finnhub import FakeFinnhub
 from tests.fakes.market import populate
 from tests.fakes.yahoo import FakeYahoo

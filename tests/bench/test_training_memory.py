@@ -163,7 +163,7 @@ def _run_naive(spec: dict) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, Trainer, TrainingArguments
 
-    from engine.dataset import load_prepared
+    from engine.prepared import load_prepared
 
     tokenizer = AutoTokenizer.from_pretrained(spec["base"])
     row = load_prepared(Path(spec["dataset"]), "train")[0]
@@ -226,7 +226,8 @@ def build_bench_model(out: Path) -> dict:
 def prepare_row(records: list[dict], model_dir: Path, root: Path) -> dict:
     """Prepare every row at max_length 4096, pick the one closest to 4096 tokens, prepare it alone as the "train"
     split. Returns its prepared line (with prompt_tokens and completion_tokens)."""
-    from engine.dataset import load_prepared, prepare_dataset
+    from engine.dataset import prepare_dataset
+    from engine.prepared import load_prepared
 
     root.mkdir(parents=True, exist_ok=True)
     source = root / "all.jsonl"

@@ -7,9 +7,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from engine.baselines import baseline_answer
 from engine.forecast import run_forecasts, to_json
 from engine.inputs import Sources, gather
-from engine.metrics import baseline_answer
 from engine.probabilities import BinDistribution
 from engine.records import DailyClose
 from tests.fakes.sources import MemorySources, synthetic_profile

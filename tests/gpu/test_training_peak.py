@@ -109,11 +109,11 @@ def _run_naive(spec: dict, figures: dict) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, Trainer, TrainingArguments
 
-    from engine.dataset import load_prepared
-    from engine.model import _torch_dtype, choose_placement
+    from engine.placement import choose_placement, torch_dtype
+    from engine.prepared import load_prepared
 
     placement = choose_placement(cuda_available=True, cuda_capability=torch.cuda.get_device_capability())
-    dtype = _torch_dtype(placement.dtype)
+    dtype = torch_dtype(placement.dtype)
     tokenizer = AutoTokenizer.from_pretrained(spec["base"])
     row = load_prepared(Path(spec["dataset"]), "train")[0]
     ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True)["input_ids"]

@@ -13,8 +13,9 @@ import torch
 
 from engine.grammar import ANSWER_REGEX
 from engine.model import Analyst
-from engine.parsing import parse_answer, upstream_parse
+from engine.parsing import parse_answer
 from engine.prompts import SYSTEM_PROMPT
+from engine.upstream_parser import upstream_parse
 from tests.naive_bins import naive_bin_probabilities
 
 MAX_NEW_TOKENS = int(os.environ.get("REAL_MAX_NEW_TOKENS", "160"))

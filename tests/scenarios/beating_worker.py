@@ -10,9 +10,10 @@ import sys
 
 import redis
 
+from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
 from engine.inputs import Sources
-from engine.settings import Settings
+from forecaster.settings import Settings
 from jobs import runtime, worker
 from tests.scenarios.crash_worker import HangingModel
 from tests.scenarios.market_fixture import memory_market
@@ -22,6 +23,6 @@ if __name__ == "__main__":
     mem = memory_market()
     context = runtime.WorkerContext(
         settings=Settings(_env_file=None), conn=redis.Redis.from_url(redis_url), sources=Sources(mem, mem, mem),
-        slack=build_client("xoxb-test", base_url=slack_url), load_model=HangingModel,
+        slack=SlackOutbox(build_client("xoxb-test", base_url=slack_url)), load_model=HangingModel,
     )
     worker.run(context, heartbeat_every_s=every_s, heartbeat_ttl_s=ttl_s)

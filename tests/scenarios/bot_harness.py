@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bot.app import build_app
 from bot.server import BotServer, BotWsgi
-from engine.settings import Settings
+from forecaster.settings import Settings
 from jobs.client import fast_connection
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_commands import SECRET, command_body, signed_headers

@@ -14,9 +14,10 @@ import time
 
 import redis
 
+from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
 from engine.inputs import Sources
-from engine.settings import Settings
+from forecaster.settings import Settings
 from jobs import runtime, worker
 from tests.scenarios.market_fixture import memory_market
 
@@ -46,7 +47,7 @@ if __name__ == "__main__":
     mem = memory_market()
     context = runtime.WorkerContext(
         settings=Settings(_env_file=None, model_max_new_tokens=max_new_tokens), conn=redis.Redis.from_url(redis_url),
-        sources=Sources(mem, mem, mem), slack=build_client("xoxb-test", base_url=slack_url),
+        sources=Sources(mem, mem, mem), slack=SlackOutbox(build_client("xoxb-test", base_url=slack_url)),
         load_model=(lambda: tiny_analyst(model_dir)) if model_dir else HangingModel,
     )
     worker.run(context)

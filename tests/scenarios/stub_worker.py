@@ -11,9 +11,10 @@ import time
 
 import redis
 
+from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
 from engine.inputs import Sources
-from engine.settings import Settings
+from forecaster.settings import Settings
 from jobs import runtime, worker
 from tests.fakes.forecasts import CannedAnalyst, answer
 from tests.scenarios.market_fixture import memory_market
@@ -30,7 +31,7 @@ if __name__ == "__main__":
     mem = memory_market()
     context = runtime.WorkerContext(
         settings=Settings(_env_file=None), conn=redis.Redis.from_url(redis_url), sources=Sources(mem, mem, mem),
-        slack=build_client("xoxb-test", base_url=slack_url),
+        slack=SlackOutbox(build_client("xoxb-test", base_url=slack_url)),
         load_model=lambda: SlowCannedAnalyst(answer("Up by 1-2%")),
     )
     worker.run(context, burst=True)

@@ -12,14 +12,16 @@ import time
 
 import pytest
 
+from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
 from engine.inputs import Sources
 from engine.market.weeks import NEW_YORK
 from engine.model import Analyst
-from engine.settings import Settings
+from forecaster.settings import Settings
 from jobs import ledger, runtime, worker
 from jobs.client import queue
 from jobs.keys import on_demand_digest_key
+from jobs.ledger import writes
 from jobs.queues import BATCH, INTERACTIVE, TRAINING
 from jobs.track_record import refresh_outcomes
 from tests.fakes.forecasts import forecast_json, stepped_market
@@ -45,7 +47,7 @@ def worker_context(redis, slack, tiny_model_dir):
     mem = memory_market()
     ctx = runtime.WorkerContext(
         settings=Settings(_env_file=None, model_max_new_tokens=24), conn=redis, sources=Sources(mem, mem, mem),
-        slack=build_client("xoxb-test", base_url=slack.api_url),
+        slack=SlackOutbox(build_client("xoxb-test", base_url=slack.api_url)),
         load_model=lambda: Analyst.load(str(tiny_model_dir), device="cpu"),
     )
     yield ctx
@@ -299,7 +301,7 @@ def test_track_answers_from_the_ledger_for_one_ticker_or_all(server, redis):
     sources = Sources(market, market, market)
     for ticker, day, prediction in [("AXP", 1, "Down by 0-1%"), ("AXP", 8, "Down by 1-2%"), ("KO", 8, "Up by 0-1%")]:
         at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
-        ledger.record_forecast(ledger.open_ledger(Settings(_env_file=None)),
+        writes.record_forecast(ledger.open_ledger(Settings(_env_file=None)),
                                forecast_json(sources, ticker, at=at, prediction=prediction),
                                job_id=f"job{day}", user="U1", channel="C1", requested_at=at, latency_s=1.0,
                                source="forecast")

@@ -21,9 +21,10 @@ from rq import Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
 from engine.inputs import Sources
-from engine.settings import Settings
+from forecaster.settings import Settings
 from jobs import runtime, worker
 from jobs.client import FORECAST_TASK, ForecastRequest, queue
 from jobs.keys import posted_marker
@@ -46,7 +47,7 @@ def context(redis, slack):
     mem = memory_market()
     ctx = runtime.WorkerContext(
         settings=Settings(_env_file=None), conn=redis, sources=Sources(mem, mem, mem),
-        slack=build_client("xoxb-test", base_url=slack.api_url),
+        slack=SlackOutbox(build_client("xoxb-test", base_url=slack.api_url)),
         load_model=lambda: CannedAnalyst(answer("Up by 1-2%")),
     )
     yield ctx

@@ -18,11 +18,12 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 import jobs.tasks
+from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
 from engine.inputs import Sources
 from engine.model import Analyst
 from engine.registry import Registry
-from engine.settings import Settings
+from forecaster.settings import Settings
 from jobs import ledger, runtime, worker
 from jobs.client import FORECAST_TASK, ForecastRequest, JobsClient, queue
 from jobs.keys import served_model_key
@@ -40,7 +41,7 @@ def context(redis, slack, tiny_model_dir):
     settings = Settings(_env_file=None, model_max_new_tokens=24)
     ctx = runtime.WorkerContext(
         settings=settings, conn=redis, sources=Sources(mem, mem, mem),
-        slack=build_client("xoxb-test", base_url=slack.api_url),
+        slack=SlackOutbox(build_client("xoxb-test", base_url=slack.api_url)),
         load_model=lambda: Analyst.load(str(tiny_model_dir), device="cpu"),
     )
     yield ctx

@@ -9,11 +9,12 @@ import datetime as dt
 import pytest
 
 from bot.commands import parse_forecast
+from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
 from engine.market.weeks import NEW_YORK
 from engine.model import Analyst
-from engine.settings import Settings
 from engine.sources.factory import build_sources
+from forecaster.settings import Settings
 from jobs import ledger, runtime, worker
 from jobs.client import ForecastRequest, JobsClient
 from tests.fakes.finnhub import FakeFinnhub
@@ -51,7 +52,7 @@ def make_context(redis, slack, finnhub, yahoo, tiny_model_dir) -> runtime.Worker
                         finnhub_api_url=finnhub.api_url)
     return runtime.WorkerContext(
         settings=settings, conn=redis, sources=build_sources(settings, conn=redis, yahoo_session=yahoo.session()),
-        slack=build_client("xoxb-test", base_url=slack.api_url),
+        slack=SlackOutbox(build_client("xoxb-test", base_url=slack.api_url)),
         load_model=lambda: Analyst.load(str(tiny_model_dir), device="cpu"),
     )
 

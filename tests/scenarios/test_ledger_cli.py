@@ -14,7 +14,7 @@ from engine.inputs import Sources
 from engine.market.weeks import NEW_YORK, Week
 from engine.track import realized_outcome
 from jobs import ledger
-from jobs.ledger import redis_layout
+from jobs.ledger import redis_layout, writes
 from tests.fakes.forecasts import forecast_json, stepped_market
 
 
@@ -33,10 +33,10 @@ def recorded(ledger_db, monkeypatch):
     at = dt.datetime(2024, 3, 8, 18, tzinfo=NEW_YORK)
     for symbol, prediction, minutes in (("AXP", "Up by 1-2%", 0), ("KO", None, 5)):
         data = forecast_json(sources, symbol, at=at, prediction=prediction)
-        ledger.record_forecast(ledger_db, data, job_id=f"job-{symbol}", user="U1", channel="C1",
+        writes.record_forecast(ledger_db, data, job_id=f"job-{symbol}", user="U1", channel="C1",
                                requested_at=at + dt.timedelta(minutes=minutes), latency_s=9.5, source="forecast")
     week = Week(dt.date(2024, 3, 10), dt.date(2024, 3, 17))
-    ledger.store_outcome(ledger_db, "job-AXP:AXP", realized_outcome(mem.closes["AXP"], week, symbol="AXP"),
+    writes.store_outcome(ledger_db, "job-AXP:AXP", realized_outcome(mem.closes["AXP"], week, symbol="AXP"),
                          scored_at=dt.datetime(2024, 3, 16, tzinfo=dt.UTC))
 
 

@@ -17,16 +17,17 @@ from pathlib import Path
 
 import pytest
 
+from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
+from engine.baselines import baseline_answer
 from engine.dataset import prepare_dataset
-from engine.evaluate import load_eval_rows
+from engine.fingpt_rows import EvalRow, label_bin, load_eval_rows
 from engine.inputs import Sources
 from engine.market.weeks import MoveBin
-from engine.metrics import EvalRow, baseline_answer, label_bin
 from engine.model import Analyst
 from engine.provenance import base_model_name
 from engine.registry import Registry
-from engine.settings import Settings
+from forecaster.settings import Settings
 from jobs import ledger, runtime, worker
 from jobs.client import ForecastRequest, JobsClient
 from jobs.keys import served_model_key
@@ -102,7 +103,7 @@ def make_context(redis, slack, base: Path, *, script=None, eval_dataset: str | N
 
     return runtime.WorkerContext(
         settings=s, conn=redis, sources=Sources(mem, mem, mem),
-        slack=build_client("xoxb-test", base_url=slack.api_url),
+        slack=SlackOutbox(build_client("xoxb-test", base_url=slack.api_url)),
         load_model=load_model, adapter_for=registry.current_path if serves else None, serves=serves,
     )
 

@@ -96,7 +96,7 @@ def _slot_minutes_ago(minutes: int) -> dt.datetime:
 def _start_scheduler_and_stop(redis, env: dict[str, str], while_running=lambda: None) -> str:
     """Start a real `forecaster scheduler`, wait for its first heartbeat (written after the start-up catch-up), call
     `while_running`, stop it with SIGTERM; returns its log."""
-    child = subprocess.Popen([sys.executable, "-c", "from forecaster.cli import main; main()", "scheduler"], cwd=REPO_ROOT,
+    child = subprocess.Popen([sys.executable, "-m", "forecaster.cli", "scheduler"], cwd=REPO_ROOT,
                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

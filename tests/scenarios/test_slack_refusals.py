@@ -17,11 +17,12 @@ from rq import Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
 from engine.inputs import Sources
 from engine.model import Analyst
-from engine.settings import Settings
 from engine.sources.snapshot import SnapshotSource
+from forecaster.settings import Settings
 from jobs import runtime, worker
 from jobs.client import FORECAST_TASK, ForecastRequest, JobsClient, queue
 from jobs.keys import answer_key
@@ -58,7 +59,7 @@ def context(redis, slack, model):
     mem = memory_market()
     ctx = runtime.WorkerContext(
         settings=Settings(_env_file=None, model_max_new_tokens=16), conn=redis, sources=Sources(mem, mem, mem),
-        slack=build_client(TOKEN, base_url=slack.api_url), load_model=lambda: model,
+        slack=SlackOutbox(build_client(TOKEN, base_url=slack.api_url)), load_model=lambda: model,
     )
     yield ctx
     runtime.install(None)
@@ -154,12 +155,16 @@ def test_a_passing_slack_failure_is_retried_and_posts_the_answer_already_generat
 
 def test_a_payload_slack_refuses_fails_the_job_without_a_retry_and_says_so_in_the_channel(context, redis, slack,
                                                                                           model, monkeypatch):
-    import jobs.tasks
+    from types import SimpleNamespace
+
+    from bot import job_layouts
 
     def too_long(data):  # a layout bug: one section over Slack's 3,000 characters
         return "AXP", [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}]
 
-    monkeypatch.setattr(jobs.tasks, "forecast_message", too_long)
+    broken = SimpleNamespace(**{name: getattr(job_layouts, name) for name in job_layouts.__all__})
+    broken.forecast_message = too_long
+    monkeypatch.setattr(context.slack, "layouts", broken)
     outcome = JobsClient(redis).forecast(request())
     worker.run(context, burst=True)
 

@@ -17,13 +17,15 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 import jobs.summary
+from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
 from engine.inputs import Sources
 from engine.market.weeks import NEW_YORK
-from engine.settings import Settings
+from forecaster.settings import Settings
 from jobs import ledger, runtime, worker
 from jobs.client import JobsClient
 from jobs.keys import last_run_key
+from jobs.ledger import writes
 from tests.fakes.forecasts import forecast_json, stepped_market
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -48,7 +50,7 @@ def market():
 def context(redis, slack, market):
     ctx = runtime.WorkerContext(
         settings=Settings(_env_file=None), conn=redis, sources=Sources(market, market, market),
-        slack=build_client("xoxb-test", base_url=slack.api_url),
+        slack=SlackOutbox(build_client("xoxb-test", base_url=slack.api_url)),
         load_model=lambda: object(),  # the summary needs no model; the worker still loads "it" once at start
     )
     yield ctx
@@ -59,7 +61,7 @@ def record(redis, sources, forecasts=FORECASTS) -> None:
     for ticker, day, prediction in forecasts:
         at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
         data = forecast_json(sources, ticker, at=at, prediction=prediction)
-        ledger.record_forecast(ledger.open_ledger(Settings(_env_file=None)), data, job_id=f"forecast_{ticker}_{day}",
+        writes.record_forecast(ledger.open_ledger(Settings(_env_file=None)), data, job_id=f"forecast_{ticker}_{day}",
                                user="U1", channel="C1", requested_at=at, latency_s=20.0, source="forecast")
 
 
@@ -198,13 +200,14 @@ def test_enough_forecasts_with_probabilities_add_a_calibration_line_and_the_reli
 
     market = stepped_market(CALIBRATION_TICKERS)
     ctx = runtime.WorkerContext(settings=Settings(_env_file=None), conn=redis, sources=Sources(market, market, market),
-                                slack=build_client("xoxb-test", base_url=slack.api_url), load_model=lambda: object())
+                                slack=SlackOutbox(build_client("xoxb-test", base_url=slack.api_url)),
+                                load_model=lambda: object())
     bins = distribution(0.7, top="U1", p_top=0.3)
     for ticker in CALIBRATION_TICKERS:  # 7 tickers x the weeks of Mar 3 (down), 10 (up), 17 (down): 21 forecasts
         for day in (1, 8, 15):
             at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
             data = forecast_json(ctx.sources, ticker, at=at, prediction="Up by 0-1%", distribution=bins)
-            ledger.record_forecast(ledger.open_ledger(Settings(_env_file=None)), data,
+            writes.record_forecast(ledger.open_ledger(Settings(_env_file=None)), data,
                                    job_id=f"forecast_{ticker}_{day}", user="U1", channel="C1", requested_at=at,
                                    latency_s=20.0, source="forecast")
     runtime.install(ctx)
@@ -238,7 +241,7 @@ def test_too_few_forecasts_with_probabilities_say_how_many_and_draw_no_reliabili
     for ticker, day, prediction in FORECASTS[:2]:
         at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
         data = forecast_json(context.sources, ticker, at=at, prediction=prediction, distribution=bins)
-        ledger.record_forecast(ledger.open_ledger(Settings(_env_file=None)), data, job_id=f"forecast_{ticker}_{day}",
+        writes.record_forecast(ledger.open_ledger(Settings(_env_file=None)), data, job_id=f"forecast_{ticker}_{day}",
                                user="U1", channel="C1", requested_at=at, latency_s=20.0, source="forecast")
     JobsClient(redis).summary(channel="C555", week_ending=SATURDAY)
     worker.run(context, burst=True)

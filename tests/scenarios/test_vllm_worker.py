@@ -10,13 +10,14 @@ import pytest
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
 from engine.inputs import Sources
 from engine.registry import Registry
 from engine.remote_model import RemoteAnalyst
-from engine.settings import Settings
-from jobs import runtime, worker
 from forecaster.cli.common import load_analyst
+from forecaster.settings import Settings
+from jobs import runtime, worker
 from jobs.client import ForecastRequest, JobsClient
 from jobs.queues import INTERACTIVE
 from tests.fakes.vllm_server import FakeVllm
@@ -41,7 +42,7 @@ def context(redis, slack, vllm, tiny_model_dir, registry):
                         model_base=str(tiny_model_dir), model_dir=registry.root, model_max_new_tokens=300)
     ctx = runtime.WorkerContext(
         settings=settings, conn=redis, sources=Sources(mem, mem, mem),
-        slack=build_client("xoxb-test", base_url=slack.api_url),
+        slack=SlackOutbox(build_client("xoxb-test", base_url=slack.api_url)),
         load_model=lambda: load_analyst(settings), adapter_for=registry.current_path,
     )
     yield ctx

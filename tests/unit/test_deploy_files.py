@@ -185,7 +185,7 @@ def test_dockerignore_keeps_secrets_and_weights_out_but_not_what_the_images_copy
         assert excluded(name), name
     copied = {args.split()[0] for f in ("Dockerfile.bot", "Dockerfile.worker")
               for op, args in instructions(f) if op == "COPY"}
-    assert copied == {"pyproject.toml", "README.md", "bot", "engine", "jobs"}
+    assert copied == {"pyproject.toml", "README.md", "bot", "engine", "forecaster", "jobs"}
     assert not any(excluded(name) for name in copied)
 
 

@@ -37,7 +37,7 @@ SERVING_PROBE = """
 import json, sys
 from slack_bolt.request import BoltRequest
 from bot.app import build_app
-from engine.settings import Settings
+from forecaster.settings import Settings
 from jobs.client import fast_connection
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_commands import SECRET, command_body, signed_headers

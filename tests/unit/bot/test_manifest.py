@@ -11,7 +11,7 @@ from slack_bolt.request import BoltRequest
 from bot.app import build_app
 from bot.listeners import Commands
 from bot.messages import USAGE
-from engine.settings import Settings
+from forecaster.settings import Settings
 from jobs.client import fast_connection
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_commands import SECRET, command_body, signed_headers

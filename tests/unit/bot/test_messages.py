@@ -8,7 +8,7 @@ import json
 
 from bot import messages
 from bot.listeners import Commands, answer
-from engine.settings import Settings
+from forecaster.settings import Settings
 from tests.slack_limits import within_slack_limits
 
 NOW = dt.datetime(2026, 11, 25, 18, 30, tzinfo=dt.UTC)

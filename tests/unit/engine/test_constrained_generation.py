@@ -9,10 +9,11 @@ import time
 import pytest
 import torch
 
-from engine import model as model_module
+from engine import constrained
 from engine.grammar import ANSWER_REGEX
 from engine.model import Analyst
-from engine.parsing import parse_answer, upstream_parse
+from engine.parsing import parse_answer
+from engine.upstream_parser import upstream_parse
 from tests.naive_bins import naive_bin_probabilities
 
 CONVERSATIONS = [
@@ -60,7 +61,7 @@ def constrained_batch(analyst):
     spy = _Spy(analyst)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(analyst, "_score_bins", spy)
-        patch.setattr(model_module, "LINE_TOKENS", 24)
+        patch.setattr(constrained, "LINE_TOKENS", 24)
         generations = analyst.generate(CONVERSATIONS, max_new_tokens=240)
     print(f"\ntiny model, batch 8, constrained: {generations[0].seconds:.2f}s for "
           f"{sum(g.new_tokens for g in generations)} tokens, bins scored in {generations[0].bin_seconds:.3f}s")
@@ -86,7 +87,7 @@ def test_a_constrained_batch_of_8_from_random_weights_always_parses(constrained_
 
 @pytest.mark.parametrize("sample", [False, True])
 def test_the_reserve_is_enough_to_finish_the_structure_from_the_first_token(analyst, sample):
-    max_new_tokens = model_module.STRUCTURE_RESERVE  # the line budget ends lines from the very first token
+    max_new_tokens = constrained.STRUCTURE_RESERVE  # the line budget ends lines from the very first token
     generations = analyst.generate(CONVERSATIONS[:4], max_new_tokens=max_new_tokens, sample=sample, seed=3,
                                    temperature=1.5)
     _assert_in_form(generations, max_new_tokens)

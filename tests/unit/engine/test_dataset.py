@@ -16,15 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from engine.dataset import MANIFEST, load_manifest, load_prepared, prepare_dataset, render_summary
+from engine.dataset import prepare_dataset
 from engine.exceptions import EngineError, PromptError
+from engine.prepared import MANIFEST, load_manifest, load_prepared, render_summary
+from engine.prompt_parser import parse_user_prompt
 from engine.prompts import (
     SYSTEM_PROMPT,
     TEMPLATE_ID,
     fit_to_budget,
     fix_wording,
     llama_to_messages,
-    parse_user_prompt,
 )
 
 BUG, FIXED = "cryptocurrency price movement", "stock price movement"
@@ -227,24 +228,24 @@ def test_fitting_is_exact_even_when_the_quick_paths_misjudge(subset, prepared, t
                                                             tmp_path):
     """The two safety nets: a pre-drop that went too far falls back to one item at a time, and a user-prompt
     count that disagrees with the rendered chat's (a token merging across the message edge) is re-fitted."""
-    import engine.dataset as dataset
+    import engine.token_budget as token_budget
 
     source = jsonl(tmp_path / "rows.jsonl", subset[:10])
     honest = prepare_dataset(source, tmp_path / "honest", tokenizer_path=str(tiny_model_dir), max_length=3200)
     assert honest.fitted_by_dropping_news["rows"] >= 2
 
-    predrop = dataset._predrop
+    predrop = token_budget._predrop
 
     def drop_everything(parts, costs, excess):
         return predrop(parts, costs, 10**9)
 
-    monkeypatch.setattr(dataset, "_predrop", drop_everything)
+    monkeypatch.setattr(token_budget, "_predrop", drop_everything)
     overshot = prepare_dataset(source, tmp_path / "overshot", tokenizer_path=str(tiny_model_dir), max_length=3200)
     assert overshot.fingerprint == honest.fingerprint
     monkeypatch.undo()
 
     originals = {user_of(r) for r in subset[:10]}
-    count, fit, fits = dataset._Counter.count, dataset.fit_to_budget, []
+    count, fit, fits = token_budget.TokenCounter.count, token_budget.fit_to_budget, []
 
     def misjudge(self, text):
         """A shortened user prompt counted alone reads 1000 tokens shorter than it is inside the chat, so the
@@ -255,8 +256,8 @@ def test_fitting_is_exact_even_when_the_quick_paths_misjudge(subset, prepared, t
         fits.append(parts.symbol)
         return fit(parts, **kwargs)
 
-    monkeypatch.setattr(dataset._Counter, "count", misjudge)
-    monkeypatch.setattr(dataset, "fit_to_budget", counted_fit)
+    monkeypatch.setattr(token_budget.TokenCounter, "count", misjudge)
+    monkeypatch.setattr(token_budget, "fit_to_budget", counted_fit)
     refit = prepare_dataset(source, tmp_path / "refit", tokenizer_path=str(tiny_model_dir), max_length=3200)
     assert len(fits) > honest.fitted_by_dropping_news["rows"]  # some rows were fitted twice
     assert refit.fingerprint == honest.fingerprint  # re-measured and re-fitted to the same, minimal drop

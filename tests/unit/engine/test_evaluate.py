@@ -15,18 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.evaluate import (
-    evaluate,
-    load_eval_rows,
-    load_predictions,
-    load_probabilities,
-    messages_for,
-    render_report,
-    save_predictions,
-    training_rates,
-)
+from engine.baselines import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
+from engine.eval_report import render_report
+from engine.evaluate import evaluate, messages_for, training_rates
 from engine.exceptions import EngineError, PromptError
-from engine.metrics import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP, EvalRow
+from engine.fingpt_rows import EvalRow, load_eval_rows
+from engine.predictions import load_predictions, load_probabilities, save_predictions
 from engine.prompts import SYSTEM_PROMPT, llama_to_messages
 from tests.fakes.forecasts import distribution
 

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.grammar import ANSWER_REGEX, BIN_TEXT, bin_continuations, prediction_prefix_end
-from engine.parsing import MAGNITUDES, parse_answer, upstream_parse
+from engine.parsing import MAGNITUDES, parse_answer
+from engine.upstream_parser import upstream_parse
 
 ANSWER = re.compile(ANSWER_REGEX)
 _BIN_LINE = re.compile(r"^Prediction: ((Up|Down) by (\d-\d%|more than 5%))$", re.MULTILINE)

@@ -11,6 +11,18 @@ import re
 
 import pytest
 
+from engine.baselines import (
+    BASELINE_DOWN,
+    BASELINE_MAJORITY,
+    BASELINE_MOMENTUM,
+    BASELINE_UP,
+    BaseRates,
+    base_rates,
+    baseline_answer,
+    baseline_answers,
+    baseline_probabilities,
+    momentum_bin,
+)
 from engine.calibration import (
     abstention_table,
     brier_score,
@@ -20,29 +32,12 @@ from engine.calibration import (
     reliability,
 )
 from engine.exceptions import EngineError
+from engine.fingpt_rows import EvalRow, label_bin
 from engine.market.weeks import MoveBin
-from engine.metrics import (
-    BASELINE_DOWN,
-    BASELINE_MAJORITY,
-    BASELINE_MOMENTUM,
-    BASELINE_UP,
-    COMPAT_KEYS,
-    DIRECTION_KEYS,
-    BaseRates,
-    EvalRow,
-    base_rates,
-    baseline_answer,
-    baseline_answers,
-    baseline_probabilities,
-    label_bin,
-    mcc,
-    momentum_bin,
-    score,
-    score_fingpt_compat,
-    week_bootstrap_ci,
-)
-from engine.parsing import parse_answer, upstream_parse
+from engine.metrics import COMPAT_KEYS, DIRECTION_KEYS, mcc, score, score_fingpt_compat, week_bootstrap_ci
+from engine.parsing import parse_answer
 from engine.prompts import fix_wording, llama_to_messages
+from engine.upstream_parser import upstream_parse
 
 
 def _row(record: dict) -> EvalRow:

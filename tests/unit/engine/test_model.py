@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.model import Analyst, ModelError, choose_placement
+from engine.model import Analyst, ModelError
+from engine.placement import choose_placement
 
 CONVERSATIONS = [
     [{"role": "system", "content": "You are a seasoned stock market analyst."},

@@ -15,7 +15,8 @@ from collections import Counter
 
 import pytest
 
-from engine.parsing import MAGNITUDES, Forecast, parse_answer, upstream_parse
+from engine.parsing import MAGNITUDES, Forecast, parse_answer
+from engine.upstream_parser import upstream_parse
 
 # --- golden numbers: the 300 reference answers -------------------------------------------------------------
 

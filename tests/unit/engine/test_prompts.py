@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.exceptions import PromptError, PromptTooLong
+from engine.prompt_parser import parse_user_prompt
 from engine.prompts import (
     NO_BASICS,
     NO_NEWS,
@@ -33,7 +34,6 @@ from engine.prompts import (
     fix_wording,
     llama_to_messages,
     messages_to_llama,
-    parse_user_prompt,
     sample_news,
 )
 from engine.records import BasicFinancials, CompanyProfile, NewsItem

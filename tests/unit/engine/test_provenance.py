@@ -65,8 +65,8 @@ def test_sizes_read_the_way_model_cards_write_them(n, text):
 
 
 def test_the_worker_loads_the_model_under_model_name(tmp_path, weights):
-    from engine.settings import Settings
     from forecaster.cli.common import load_analyst
+    from forecaster.settings import Settings
 
     settings = Settings(_env_file=None, model_base=str(weights), model_device="cpu", model_dir=tmp_path / "models",
                         model_name="Qwen2.5-1.5B-Instruct")

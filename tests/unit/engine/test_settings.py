@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from engine.settings import Settings
+from forecaster.settings import Settings
 
 
 def test_defaults_need_no_environment():

@@ -19,16 +19,9 @@ from engine.market.weeks import NEW_YORK, Week
 from engine.parsing import parse_answer
 from engine.prompts import SYSTEM_PROMPT
 from engine.records import DailyClose, NewsItem
-from engine.teacher import (
-    TEACHER_SYSTEM_PROMPT,
-    Teacher,
-    TeacherAuthError,
-    TeacherConfigError,
-    TeacherUnavailable,
-    build_dataset,
-    finish_answer,
-    week_complete,
-)
+from engine.teacher import build_dataset, week_complete
+from engine.teacher_client import Teacher, TeacherAuthError, TeacherConfigError, TeacherUnavailable
+from engine.teacher_prompts import TEACHER_SYSTEM_PROMPT, finish_answer
 from tests.fakes.openai_server import FakeOpenAI, fingpt_answer
 from tests.fakes.sources import MemorySources, synthetic_profile
 

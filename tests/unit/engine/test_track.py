@@ -7,9 +7,9 @@ import datetime as dt
 
 import pytest
 
+from engine.baselines import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
 from engine.exceptions import NoPriceData
 from engine.market.weeks import NEW_YORK, MoveBin, Week
-from engine.metrics import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
 from engine.records import DailyClose
 from engine.track import (
     LATE,

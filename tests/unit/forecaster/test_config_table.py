@@ -10,7 +10,6 @@ import pytest
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 
-from engine.settings import Settings
 from forecaster.cli import config_table
 from forecaster.cli.config_table import (
     TABLE_END,
@@ -22,6 +21,7 @@ from forecaster.cli.config_table import (
     settings_docs,
     update_readme,
 )
+from forecaster.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 FIELDS = [name.upper() for name in Settings.model_fields]
@@ -62,10 +62,10 @@ def test_rendering_defaults_secrets_and_pipes():
     assert [(d.env, d.secret) for d in docs] == [("PLAIN", False), ("TOKEN", True), ("PATH_LIST", False),
                                                  ("FLAG", False), ("PICK", False)]
     table = render_table(docs).splitlines()
-    assert table[2] == "| `PLAIN` | `3` | A number \\| with a pipe. |"
-    assert table[3] == "| `TOKEN` | unset | A secret. |"
-    assert table[4] == "| `PATH_LIST` | `a,b` | Several. |"
-    assert table[5] == "| `FLAG` | `true` | On or off. |"
+    assert table[2] == "| `PLAIN` | `3` | A number \\| with a pipe. |  |"
+    assert table[3] == "| `TOKEN` | unset | A secret. |  |"
+    assert table[4] == "| `PATH_LIST` | `a,b` | Several. |  |"
+    assert table[5] == "| `FLAG` | `true` | On or off. |  |"
     env = render_env_example(docs)
     assert "# A secret.\n# TOKEN=\n" in env and "# FLAG=true\n" in env and "# PATH_LIST=a,b\n" in env
 

@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 
 import forecaster.cli
 from engine.registry import Registry
-from engine.settings import Settings
 from engine.sizing import known_shape
 from forecaster import doctor
 from forecaster.doctor import Device
+from forecaster.settings import Settings
 from tests.conftest import _redis_server_binary
 from tests.fakes.finnhub import FakeFinnhub
 from tests.fakes.slack import FakeSlack
@@ -357,7 +357,8 @@ def test_python_packages_and_time_zone_on_this_machine():
 
 
 def test_cheap_checks_import_no_torch_and_call_nothing_but_redis(redis_server, slack, finnhub):
-    probe = ("import sys; from engine.settings import Settings; from forecaster.doctor import cheap_checks, render; "
+    probe = ("import sys; from forecaster.settings import Settings; "
+             "from forecaster.doctor import cheap_checks, render; "
              "checks = cheap_checks(Settings(_env_file=None)); "
              "print('\\n'.join(map(render, checks))); print('torch' in sys.modules, 'transformers' in sys.modules)")
     env = {**os.environ, "REDIS_URL": redis_server["url"], "SLACK_BOT_TOKEN": GOOD_TOKEN,

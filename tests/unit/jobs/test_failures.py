@@ -7,11 +7,19 @@ from types import SimpleNamespace
 
 from rq.exceptions import AbandonedJobError
 from rq.timeouts import JobTimeoutException
+from slack_sdk import WebClient
 
-from jobs.failures import describe
+from bot.outbox import SlackOutbox
+from jobs.failures import describe as describe_with
 from jobs.replies import Route, route_of
+from jobs.slack_port import Refusal
 
 JOB = SimpleNamespace(id="forecast_AXP_x", timeout=900, func_name="jobs.tasks.forecast_job", kwargs={})
+SLACK = SlackOutbox(WebClient(token="xoxb-unused"))  # read-only here: its layouts and how it reads errors
+
+
+def describe(job, exc_type, exc_value):
+    return describe_with(job, exc_type, exc_value, slack=SLACK)
 
 
 def test_timeouts_dead_workers_and_bugs_are_told_apart_without_leaking_the_message():
@@ -52,28 +60,26 @@ def test_a_data_error_quoting_a_path_is_described_without_it():
 
 
 def test_slack_refusals_are_described_as_slacks_not_as_internal_errors():
-    from jobs.failures import refusal_fix
     from jobs.replies import SlackRefused
 
-    assert describe(JOB, SlackRefused, SlackRefused("not_in_channel", "C1")) == "Slack refused to post it " \
-                                                                                 "(not_in_channel)"
-    said = describe(JOB, SlackRefused, SlackRefused("invalid_blocks", "C1"))
+    closed = SlackRefused(Refusal("not_in_channel", closed=True), "C1")
+    assert describe(JOB, SlackRefused, closed) == "Slack refused to post it (not_in_channel)"
+    said = describe(JOB, SlackRefused, SlackRefused(Refusal("invalid_blocks", closed=False), "C1"))
     assert said.startswith("Slack refused the message we built (invalid_blocks); that is our bug")
     assert "forecast_AXP_x" in said
-    assert "`/invite @forecaster`" in refusal_fix("not_in_channel", "C1")
-    assert "<#C1>" in refusal_fix("is_archived", "C1")
-    assert "SLACK_BOT_TOKEN" in refusal_fix("token_revoked", "C1")
 
 
 def test_a_job_whose_worker_died_is_said_to_be_retried_and_other_failures_to_be_tried_again():
     from jobs.failures import retrying_note
 
     job = SimpleNamespace(**{**vars(JOB), "kwargs": {"request": {"ticker": "AXP"}}})
-    died = retrying_note(job, AbandonedJobError, describe(job, AbandonedJobError, AbandonedJobError()))
+    died = retrying_note(job, AbandonedJobError, describe(job, AbandonedJobError, AbandonedJobError()),
+                         layouts=SLACK.layouts)
     assert died == (":repeat: The worker running your forecast for AXP stopped unexpectedly (restarted or out of "
                     "memory); it is being retried on the next free worker…")
     digest = SimpleNamespace(id="digest_x", func_name="jobs.tasks.digest_job", kwargs={})
-    assert retrying_note(digest, AbandonedJobError, "").startswith(":repeat: The worker running the Dow30 digest ")
-    failed = retrying_note(job, RuntimeError, describe(job, RuntimeError, RuntimeError("boom")))
+    assert retrying_note(digest, AbandonedJobError, "", layouts=SLACK.layouts).startswith(
+        ":repeat: The worker running the Dow30 digest ")
+    failed = retrying_note(job, RuntimeError, describe(job, RuntimeError, RuntimeError("boom")), layouts=SLACK.layouts)
     assert failed.startswith(":repeat: Your forecast for AXP hit a problem (an internal error (RuntimeError)")
     assert failed.endswith("trying again shortly…")

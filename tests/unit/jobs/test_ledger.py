@@ -17,7 +17,9 @@ from engine.market.weeks import NEW_YORK, Week
 from engine.track import realized_outcome
 from jobs import ledger
 from jobs.keys import ledger_entry_key
-from jobs.ledger import database, redis_layout
+from jobs.ledger import database, redis_layout, writes
+from jobs.ledger import export as ledger_export
+from jobs.ledger import fields as ledger_fields
 from jobs.ledger.migrate import copy_from_redis
 from tests.fakes.forecasts import distribution, forecast_json, stepped_market
 
@@ -35,7 +37,7 @@ def record(store, sources, symbol="AXP", *, job_id="forecast_AXP_live1_2wf_C1", 
            at=FRIDAY_EVENING, bins=None, **kwargs):
     data = forecast_json(sources, symbol, at=at, prediction=prediction, distribution=bins)
     values = {"user": "U1", "channel": "C1", "requested_at": at, "latency_s": 12.34567, "source": "forecast"}
-    return ledger.record_forecast(store, data, job_id=job_id, **(values | kwargs)), data
+    return writes.record_forecast(store, data, job_id=job_id, **(values | kwargs)), data
 
 
 def test_a_forecast_is_recorded_with_everything_the_track_record_needs(ledger_db, market):
@@ -83,7 +85,7 @@ def test_a_dated_forecast_records_its_date_and_a_given_prompt_hash(ledger_db, ma
     data = forecast_json(sources, "AXP", at=dt.datetime(2024, 3, 8, 23, 59, 59, tzinfo=NEW_YORK),
                          prediction="Up by 0-1%")
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
-    entry_id = ledger.record_forecast(ledger_db, data, job_id="forecast_AXP_2024-03-08_2wf_C1", user="U1", channel="C1",
+    entry_id = writes.record_forecast(ledger_db, data, job_id="forecast_AXP_2024-03-08_2wf_C1", user="U1", channel="C1",
                                       requested_at=dt.datetime(2026, 1, 5, tzinfo=dt.UTC), latency_s=3,
                                       source="forecast", prompt_hash=prompt_sha256(messages))
     entry = ledger.get_entry(ledger_db, entry_id)
@@ -121,21 +123,21 @@ def test_an_outcome_is_stored_on_the_entry_and_leaves_the_pending_set(ledger_db,
     assert [e["id"] for e in ledger.awaiting_outcome(ledger_db, closed_by=closed_by)] == [entry_id]
 
     outcome = realized_outcome(mem.closes["AXP"], W2, symbol="AXP")
-    assert ledger.store_outcome(ledger_db, entry_id, outcome, scored_at=dt.datetime(2024, 3, 16, 15, tzinfo=dt.UTC))
+    assert writes.store_outcome(ledger_db, entry_id, outcome, scored_at=dt.datetime(2024, 3, 16, 15, tzinfo=dt.UTC))
     entry = ledger.get_entry(ledger_db, entry_id)
     assert entry["realized_return"] == pytest.approx(0.03) and entry["actual_label"] == "up by 2-3%"
     assert entry["hit"] is True  # direction right (the bin was not)
     assert (entry["start_close_date"], entry["end_close_date"]) == ("2024-03-08", "2024-03-15")
     assert entry["previous_return"] == pytest.approx(-0.01) and entry["momentum_label"] == "down by 0-1%"
     assert ledger.awaiting_outcome(ledger_db, closed_by=closed_by) == []
-    assert not ledger.store_outcome(ledger_db, "no-such-entry", outcome, scored_at=closed_by)
+    assert not writes.store_outcome(ledger_db, "no-such-entry", outcome, scored_at=closed_by)
 
 
 def test_an_unparsed_answer_is_a_miss_even_when_the_week_moved_its_way(ledger_db, market):
     mem, sources = market
     entry_id, _ = record(ledger_db, sources, prediction=None)
     outcome = realized_outcome(mem.closes["AXP"], W2, symbol="AXP")
-    ledger.store_outcome(ledger_db, entry_id, outcome, scored_at=dt.datetime(2024, 3, 16, tzinfo=dt.UTC))
+    writes.store_outcome(ledger_db, entry_id, outcome, scored_at=dt.datetime(2024, 3, 16, tzinfo=dt.UTC))
     entry = ledger.get_entry(ledger_db, entry_id)
     assert entry["parsed"] is False and entry["direction"] == "none" and entry["hit"] is False
 
@@ -146,10 +148,10 @@ def test_export_writes_every_entry_oldest_first_and_reads_back(ledger_db, market
     scored, _ = record(ledger_db, sources, job_id="job-a")
     record(ledger_db, sources, "KO", job_id="job-b", prediction=None,
            requested_at=FRIDAY_EVENING + dt.timedelta(minutes=5))
-    ledger.store_outcome(ledger_db, scored, realized_outcome(mem.closes["AXP"], W2, symbol="AXP"),
+    writes.store_outcome(ledger_db, scored, realized_outcome(mem.closes["AXP"], W2, symbol="AXP"),
                          scored_at=dt.datetime(2024, 3, 16, tzinfo=dt.UTC))
     path = tmp_path / name
-    assert ledger.export(ledger_db, path) == 2
+    assert ledger_export.export(ledger_db, path) == 2
     frame = pd.read_csv(path) if name.endswith(".csv") else pd.read_parquet(path)
     assert list(frame.columns) == list(ledger.FIELDS)
     assert list(frame["id"]) == ["job-a:AXP", "job-b:KO"]
@@ -161,7 +163,7 @@ def test_export_writes_every_entry_oldest_first_and_reads_back(ledger_db, market
 
 def test_export_refuses_other_formats_with_the_fix(ledger_db, tmp_path):
     with pytest.raises(ValueError, match=r"must end in \.csv or \.parquet"):
-        ledger.export(ledger_db, tmp_path / "ledger.xlsx")
+        ledger_export.export(ledger_db, tmp_path / "ledger.xlsx")
 
 
 PROBABILITY_FIELDS = ("p_up", "p_stated", "expected_move", "bin_probabilities")
@@ -175,7 +177,7 @@ def test_the_probabilities_are_recorded_and_feed_the_track_entry(ledger_db, mark
     assert entry["p_up"] == pytest.approx(0.61) and entry["p_stated"] == pytest.approx(0.34)
     assert entry["expected_move"] == pytest.approx(data["probabilities"]["expected_move"])
     assert json.loads(entry["bin_probabilities"]) == bins.to_json()
-    assert ledger.to_track_entry(entry).p_up == pytest.approx(0.61)
+    assert ledger_fields.to_track_entry(entry).p_up == pytest.approx(0.61)
 
 
 def test_entries_without_probabilities_and_entries_from_before_them_read_as_none(ledger_db, redis, market):
@@ -191,7 +193,7 @@ def test_entries_without_probabilities_and_entries_from_before_them_read_as_none
     for entry_id in (without, old):
         entry = ledger.get_entry(ledger_db, entry_id)
         assert all(entry[name] is None for name in PROBABILITY_FIELDS)
-        assert ledger.to_track_entry(entry).p_up is None
+        assert ledger_fields.to_track_entry(entry).p_up is None
 
 
 @pytest.mark.parametrize("name", ["ledger.csv", "ledger.parquet"])
@@ -200,7 +202,7 @@ def test_export_has_the_probability_columns_empty_where_there_were_none(ledger_d
     record(ledger_db, sources, job_id="job-a", bins=distribution(0.61, top="U2", p_top=0.34))
     record(ledger_db, sources, "KO", job_id="job-b", requested_at=FRIDAY_EVENING + dt.timedelta(minutes=5))
     path = tmp_path / name
-    ledger.export(ledger_db, path)
+    ledger_export.export(ledger_db, path)
     frame = pd.read_csv(path) if name.endswith(".csv") else pd.read_parquet(path)
     assert frame["p_up"][0] == pytest.approx(0.61) and frame["p_stated"][0] == pytest.approx(0.34)
     assert json.loads(frame["bin_probabilities"][0])["U2"] == pytest.approx(0.34)
@@ -222,7 +224,7 @@ def test_the_migrations_make_the_schema_the_model_describes(ledger_db):
 
 
 def test_the_default_database_is_a_sqlite_file_in_wal_mode_under_data_dir(tmp_path):
-    from engine.settings import Settings
+    from forecaster.settings import Settings
 
     settings = Settings(_env_file=None, data_dir=tmp_path / "state")
     store = ledger.open_ledger(settings)

@@ -22,7 +22,7 @@ from rq.serializers import JSONSerializer
 
 from engine.market.weekly_time import WeeklyTime, parse_weekly_time
 from engine.market.weeks import NEW_YORK, Week, cutoff_for_date, forecast_week, week_close
-from engine.settings import Settings
+from forecaster.settings import Settings
 from jobs.client import DIGEST_TASK, SUMMARY_TASK, queue
 from jobs.keys import SCHEDULER_HEARTBEAT_TTL_S, scheduler_heartbeat_key
 from jobs.queues import BATCH
@@ -303,6 +303,7 @@ def test_no_channels_by_default():
 def test_the_scheduler_imports_nothing_of_the_model_stack():
     # It ships in the slim bot image: no torch there.
     heavy = ("torch", "transformers", "peft", "trl", "pandas")
-    probe = f"import sys, jobs.scheduler, forecaster.cli.schedule; print(','.join(n for n in {heavy!r} if n in sys.modules))"
+    probe = (f"import sys, jobs.scheduler, forecaster.cli.schedule; "
+             f"print(','.join(n for n in {heavy!r} if n in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == ""

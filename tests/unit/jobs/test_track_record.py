@@ -1,6 +1,7 @@
-"""jobs.track_record on a real SQLite file and a real PostgreSQL: outcomes fetched in one price call, per ticker
-when one fails; `/track`'s reader answers from stored outcomes without touching market data, aggregated in SQL to
-exactly what `engine.track.score_track` makes of the entries. And the chart is a PNG."""
+"""jobs.track_record and jobs.track_reads on a real SQLite file and a real PostgreSQL: outcomes fetched in one price
+call, per ticker when one fails; `/track`'s reader answers from stored reports without touching market data, and
+the reports, aggregated in SQL, are exactly what `engine.track.score_track` makes of the entries. And the chart is
+a PNG."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from engine.calibration import reliability
 from engine.inputs import Sources
 from engine.market.weeks import NEW_YORK
 from engine.track import score_track, week_from_period
-from jobs import ledger, track_record
+from jobs import ledger, track_reads, track_record
 from jobs.charts import hit_rate_chart, reliability_chart
+from jobs.ledger import fields as ledger_fields
+from jobs.ledger import writes
 from tests.fakes.forecasts import distribution, forecast_json, stepped_market
 
 SATURDAY_NIGHT = dt.datetime(2024, 3, 24, 0, tzinfo=NEW_YORK)  # the weeks of Mar 3, 10 and 17 have closed
@@ -28,7 +31,7 @@ def record(store, market, forecasts, bins=None) -> None:
     sources = Sources(market, market, market)
     for ticker, day, prediction in forecasts:
         at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
-        ledger.record_forecast(store, forecast_json(sources, ticker, at=at, prediction=prediction, distribution=bins),
+        writes.record_forecast(store, forecast_json(sources, ticker, at=at, prediction=prediction, distribution=bins),
                                job_id=f"job{day}", user="U1", channel="C1", requested_at=at, latency_s=1.0,
                                source="forecast")
 
@@ -70,7 +73,7 @@ def test_track_record_reads_stored_outcomes_only(ledger_db, market):
                                                        scored_at=SATURDAY_NIGHT)
     market.calls.clear()
 
-    axp = track_record.track_record(ledger_db, "axp", recent=2)
+    axp = track_reads.track_record(ledger_db, "axp", recent=2)
     assert sum(market.calls.values()) == 0  # no market data touched
     assert axp["ticker"] == "AXP" and axp["recorded"] == 3
     model = axp["report"]["cumulative"]["model"]
@@ -80,14 +83,14 @@ def test_track_record_reads_stored_outcomes_only(ledger_db, market):
     assert [(r["target_week"], r["actual_label"], r["hit"]) for r in axp["recent"]] == [
         ("2024-03-24 to 2024-03-31", None, None), ("2024-03-10 to 2024-03-17", "up by 2-3%", False)]
 
-    everyone = track_record.track_record(ledger_db)
+    everyone = track_reads.track_record(ledger_db)
     assert everyone["ticker"] is None and everyone["report"]["cumulative"]["model"]["n"] == 3
     assert len(everyone["recent"]) == 4
 
 
 def test_track_record_before_anything_is_scored(ledger_db, market):
     record(ledger_db, market, [("AXP", 22, "Up by 0-1%")])
-    empty = track_record.track_record(ledger_db, "AXP")
+    empty = track_reads.track_record(ledger_db, "AXP")
     assert empty["report"] is None and empty["recorded"] == 1 and empty["recent"][0]["counted"] is True
 
 
@@ -106,7 +109,7 @@ def test_track_record_scores_the_stored_probabilities(ledger_db, market):
     record(ledger_db, market, [("MSFT", 8, "Up by 0-1%")])  # no probability: counted for hits, not for calibration
     track_record.refresh_outcomes(ledger_db, market, closed_by=SATURDAY_NIGHT,
                                                        scored_at=SATURDAY_NIGHT)
-    calibration = track_record.track_record(ledger_db)["report"]["calibration"]
+    calibration = track_reads.track_record(ledger_db)["report"]["calibration"]
     # Week of Mar 3 went down: (0.25 - 0)² = 0.0625; Mar 10 went up: (0.25 - 1)² = 0.5625. Mean 0.3125.
     assert calibration["n"] == 2 and calibration["brier"] == pytest.approx(0.3125)
     assert calibration["enough"] is False
@@ -152,13 +155,13 @@ def test_the_sql_report_is_score_tracks_report_of_the_same_entries(ledger_db, ma
     for i, (ticker, day, hour, prediction) in enumerate(requests):
         at = dt.datetime(2024, 3, day, hour, tzinfo=NEW_YORK)
         requested = dt.datetime(2024, 3, 12, 10, tzinfo=NEW_YORK) if i == LATE_ONE else at
-        ledger.record_forecast(ledger_db, forecast_json(sources, ticker, at=at, prediction=prediction,
+        writes.record_forecast(ledger_db, forecast_json(sources, ticker, at=at, prediction=prediction,
                                                         distribution=bins[i % 3]),
                                job_id=f"job{i}", user="U1", channel="C1", requested_at=requested, latency_s=1.0,
                                source="forecast")
     track_record.refresh_outcomes(ledger_db, market, closed_by=SATURDAY_NIGHT,
                                                        scored_at=SATURDAY_NIGHT)
-    entries = [ledger.to_track_entry(e) for e in ledger.entries(ledger_db)]
+    entries = [ledger_fields.to_track_entry(e) for e in ledger.entries(ledger_db)]
     for ticker in (None, "AXP", "KO"):
         chosen = [e for e in entries if ticker in (None, e.symbol)]
         for latest in ("2024-03-17 to 2024-03-24", "2024-03-10 to 2024-03-17"):
@@ -178,7 +181,7 @@ def _statuses_match_select_counted(store) -> None:
     from jobs.ledger.track_queries import statuses_of
 
     entries = ledger.entries(store)
-    counted, excluded = select_counted([ledger.to_track_entry(e) for e in entries])
+    counted, excluded = select_counted([ledger_fields.to_track_entry(e) for e in entries])
     expected = {e.entry_id: "counted" for e in counted} | excluded
     assert statuses_of(store, [e["id"] for e in entries]) == expected
 
@@ -187,13 +190,13 @@ def test_a_later_forecast_supersedes_whatever_order_they_are_recorded_in(ledger_
     sources = Sources(market, market, market)
     friday, thursday = (dt.datetime(2024, 3, d, 18, tzinfo=NEW_YORK) for d in (8, 7))
     for job, at in (("job-fri", friday), ("job-thu", thursday), ("job-tie", friday)):  # the later first
-        ledger.record_forecast(ledger_db, forecast_json(sources, "AXP", at=at, prediction="Up by 1-2%"),
+        writes.record_forecast(ledger_db, forecast_json(sources, "AXP", at=at, prediction="Up by 1-2%"),
                                job_id=job, user="U1", channel="C1", requested_at=at, latency_s=1.0,
                                source="forecast")
     _statuses_match_select_counted(ledger_db)
     # Same request instant: the greater id counts ("job-tie:AXP" > "job-fri:AXP").
-    assert track_record.track_record(ledger_db, "AXP")["recent"][0]["id"] == "job-tie:AXP"
-    assert [r["counted"] for r in track_record.track_record(ledger_db, "AXP")["recent"]] == [True, False, False]
+    assert track_reads.track_record(ledger_db, "AXP")["recent"][0]["id"] == "job-tie:AXP"
+    assert [r["counted"] for r in track_reads.track_record(ledger_db, "AXP")["recent"]] == [True, False, False]
 
 
 def test_two_writers_at_once_leave_one_counted_forecast_per_ticker_and_week(ledger_db, market):
@@ -212,7 +215,7 @@ def test_two_writers_at_once_leave_one_counted_forecast_per_ticker_and_week(ledg
             start.wait(timeout=30)
             for i in range(12):
                 at = base + dt.timedelta(minutes=i, seconds=k)  # interleaved request instants
-                ledger.record_forecast(writers[k], data["AXP" if i % 3 else "KO"], job_id=f"w{k}-{i}",
+                writes.record_forecast(writers[k], data["AXP" if i % 3 else "KO"], job_id=f"w{k}-{i}",
                                        user="U1", channel="C1", requested_at=at, latency_s=1.0, source="forecast")
         except Exception as exc:  # noqa: BLE001 — reported below, on the test's thread
             failures.append(exc)
@@ -228,3 +231,11 @@ def test_two_writers_at_once_leave_one_counted_forecast_per_ticker_and_week(ledg
             writer.dispose()
     assert failures == [] and ledger.count(ledger_db) == 24
     _statuses_match_select_counted(ledger_db)
+    # Each writer recomputed its scopes after each write, interleaved with the other's: the last report of each
+    # scope still folds in every write of both, and none is left stale.
+    from jobs.ledger import reports
+
+    for scope, recorded in (("*", 24), ("AXP", 16), ("KO", 8)):
+        stored = reports.read(ledger_db, scope)
+        assert (stored.generation, stored.recorded, stored.stale) == (recorded, recorded, False), scope
+        assert stored.report is None  # nothing scored yet

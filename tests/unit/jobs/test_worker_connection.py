@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.settings import Settings
-from jobs import worker
 from forecaster.cli.common import connect_queue_redis, connect_redis
+from forecaster.settings import Settings
+from jobs import worker
 
 
 def test_rqs_client_outlasts_the_wait_for_work_and_the_jobs_client_stays_short(redis, redis_server):

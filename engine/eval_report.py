@@ -1,0 +1,126 @@
+"""An evaluation report as plain text: the table of the model and its baselines, calibration, ROUGE and speed.
+
+Pure: the lines go to a terminal, a code block or a file as the caller likes. The report is `engine.evaluate`'s;
+`render_report` reads its keys and computes nothing.
+"""
+
+from __future__ import annotations
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _accuracy_all(metrics: dict) -> str:
+    if "binary_accuracy_all" not in metrics:
+        return "–"
+    ci = metrics.get("ci95_binary_accuracy_all")
+    text = _num(metrics["binary_accuracy_all"])
+    return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def _accuracy_parsed(metrics: dict) -> str:
+    ci = metrics.get("ci95_binary_accuracy")  # compat mode's interval is over the kept pairs
+    return _num(metrics.get("binary_accuracy")) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def _aligned(table: list[tuple[str, ...]]) -> list[str]:
+    """Rows of cells as text columns, the first left-aligned, the others right-aligned, a rule under the header."""
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = []
+    for i, row in enumerate(table):
+        cells = enumerate(zip(row, widths, strict=True))
+        lines.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in cells))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def render_calibration(report: dict, *, model_name: str = "model") -> list[str]:
+    """The probability part of the report as text lines: Brier, log loss and ECE of every system's P(up), where
+    the baselines' rates come from, and the abstention table. Empty in compat mode (no probabilities there)."""
+    calibration = report.get("calibration")
+    if not calibration:
+        return []
+    lines = [f"Calibration of P(up) (truth = the label's direction; ECE over {calibration['ece_bins']} equal-width "
+             "bins of P(up); Brier 0.25 and log loss 0.693 = always saying 50%):"]
+    table = [("system", "n", "Brier", "log loss", "ECE")]
+    systems = [(model_name, calibration["model"]), *calibration["baselines"].items()]
+    for name, m in systems:
+        table.append((name, str(m["n"]), _num(m["brier"]), _num(m["log_loss"]), _num(m["ece"])) if m
+                     else (name, "–", "–", "–", "–"))
+    lines += _aligned(table)
+    if calibration["model"] is None:
+        lines.append(f"  {model_name}: the predictions carry no probabilities")
+    elif calibration["model"]["missing"]:
+        lines.append(f"  {model_name}: {calibration['model']['missing']} rows without a probability left out")
+    for name, m in calibration["baselines"].items():
+        if m is None:
+            lines.append(f"  {name}: no probability (its rates after an up or a down week need training data: "
+                         "--train-dataset / --train-split)")
+    rates = calibration.get("base_rates")
+    if rates:
+        conditional = ("" if rates["after_up"] is None else
+                       f", after an up week {rates['after_up']:.3f}, after a down week {rates['after_down']:.3f}")
+        warning = (" (IN-SAMPLE: optimistic; pass --train-dataset / --train-split or --train-up-rate)"
+                   if rates["in_sample"] else "")
+        lines.append(f"baselines' P(up) = base rate of up weeks {rates['up']:.3f}{conditional}; from "
+                     f"{rates['source']}{warning}")
+    abstain = report.get("abstain")
+    if abstain:
+        lines.append("Abstaining ('no clear signal') when max(P(up), P(down)) < threshold:")
+        table = [("threshold", "covered", "coverage", "accuracy")]
+        for row in abstain:
+            table.append((f"{row['threshold']:.2f}", str(row["covered"]), f"{100 * row['coverage']:.0f}%",
+                          _num(row["accuracy"])))
+        lines += _aligned(table)
+    return lines
+
+
+def render_report(report: dict, *, model_name: str = "model") -> list[str]:
+    """The report as plain text lines: a table (model row first, baselines below, same columns), then ROUGE
+    per section, parse failures and speed. Pure: print the lines, or put them in a code block."""
+    compat = report.get("mode") == "fingpt_compat"
+    header = ("system", "n", "parsed", "acc(parsed)", "acc(all) [95% CI]", "MSE", "MCC")
+    table = [header]
+    for name, metrics in [(model_name, report), *report.get("baselines", {}).items()]:
+        table.append((
+            name, str(metrics.get("n", "–")), str(metrics.get("parsed", "–")), _accuracy_parsed(metrics),
+            _accuracy_all(metrics), _num(metrics.get("mse"), 2), _num(metrics.get("mcc")),
+        ))
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = [
+        "FinGPT-compatible scoring (upstream calc_metrics: pairs where both answer and reference parse)"
+        if compat else "Our scoring (truth = label column; unparsed counts wrong in acc(all))"
+    ]
+    for i, row in enumerate(table):
+        cells = zip(row, widths, strict=True)
+        lines.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(cells)))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+
+    lines += render_calibration(report, model_name=model_name)
+
+    rouge = report.get("rouge")
+    if rouge:
+        where = "kept pairs" if compat else f"{report.get('rouge_rows', '?')} rows whose reference parses"
+        lines.append(f"ROUGE F1 ({where}):")
+        for section, scores in rouge.items():
+            lines.append(f"  {section:<9} " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    else:
+        lines.append("ROUGE: – (nothing to score)")
+
+    counts = report.get("direction_counts")
+    if counts:
+        line = "predicted directions: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+        if "label_counts" in report:
+            line += "; truth: " + ", ".join(f"{k} {v}" for k, v in report["label_counts"].items())
+        lines.append(line)
+    if "parse_failures" in report:
+        lines.append(f"parse failures: {len(report['parse_failures'])} of {report['n']}")
+    else:
+        dropped = report["n"] - report["parsed"]
+        lines.append(f"rows dropped (answer or reference unparseable): {dropped} of {report['n']}")
+    if report.get("latency_s") is not None:
+        lines.append(f"latency {report['latency_s']:.2f} s/row, {report['tokens_per_s']:.1f} new tokens/s")
+    return lines

@@ -1,0 +1,47 @@
+"""What `/track [TICKER]` shows, as the bot reads it: the scope's stored report and the newest forecasts, in two
+indexed queries whatever the ledger's size. No market data, no numpy: the writers did the scoring
+(`jobs.ledger.report_builder`), and `jobs.track_record` is the worker's side.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from jobs.ledger import Ledger, count, reports
+from jobs.ledger.columns import COUNTED
+from jobs.ledger.store import newest_with_standing
+
+log = logging.getLogger(__name__)
+
+
+def _recent_row(entry: dict, status: str) -> dict:
+    return {
+        "id": entry["id"], "ticker": entry["ticker"], "target_week": entry["target_week"],
+        "requested_at": entry["requested_at"], "source": entry["source"], "parsed": entry["parsed"],
+        "direction": entry["direction"], "label": entry["label"], "as_written": entry["as_written"],
+        "actual_label": entry["actual_label"], "realized_return": entry["realized_return"], "hit": entry["hit"],
+        "counted": status == COUNTED, "why_not_counted": None if status == COUNTED else status,
+    }
+
+
+def track_record(store: Ledger, ticker: str | None = None, recent: int = 5) -> dict:
+    """The record of `ticker` (all tickers when None) up to its latest scored week (`report` is None when nothing
+    has been scored yet), how many forecasts are recorded, and the `recent` newest with their outcomes (None while
+    pending): `engine.track.score_track`'s report as the last write left it."""
+    ticker = ticker.upper() if ticker else None
+    stored = reports.read(store, reports.scope_of(ticker))
+    if stored is None or stored.computed_generation is None:
+        # Not computed yet: a ledger from before the stored reports, until its next write or weekly summary.
+        recorded, report = count(store, ticker=ticker), None
+    else:
+        recorded, report = stored.recorded, stored.report
+        if stored.stale:
+            log.debug("track report %s is behind its writes (generation %d, computed %d)", stored.scope,
+                      stored.generation, stored.computed_generation)
+    rows = newest_with_standing(store, ticker=ticker, limit=max(recent, 0))
+    return {
+        "ticker": ticker,
+        "recorded": recorded,
+        "report": report,
+        "recent": [_recent_row(row, status) for row, status in rows],
+    }
