@@ -28,7 +28,9 @@ from jobs.keys import (
     WORKER_HEARTBEAT_TTL_S,
     worker_heartbeat_key,
 )
+from jobs.ledger import Ledger, open_ledger
 from jobs.queues import BY_PRIORITY
+from jobs.track_record import rebuild_reports
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,7 @@ def run(context: runtime.WorkerContext, *, queue_names: list[str] | None = None,
     runtime.install(context)
     if context.serves:  # a trainer (serves=False) loads a model only to evaluate, and frees it after each retrain
         context.model()
+        catch_up_track_reports(open_ledger(context.settings))
     stop = threading.Event()
     beat = threading.Thread(target=heartbeat, args=(context.conn, stop), name="worker-heartbeat", daemon=True,
                             kwargs={"every_s": heartbeat_every_s, "ttl_s": heartbeat_ttl_s})
@@ -163,6 +166,20 @@ def run(context: runtime.WorkerContext, *, queue_names: list[str] | None = None,
     finally:
         stop.set()
         context.conn.delete(worker_heartbeat_key(socket.gethostname(), os.getpid()))
+
+
+def catch_up_track_reports(store: Ledger) -> list[str]:
+    """Recompute the stored `/track` reports that are missing or stale, before the first job: a ledger from a
+    release before they were stored, a worker that died between a write and its recompute. One query when all
+    are current. Never fatal: a worker that cannot reach the ledger still serves forecasts (each is logged)."""
+    try:
+        rebuilt = rebuild_reports(store)
+    except Exception:  # noqa: BLE001
+        log.exception("could not bring the stored track reports up to date; the weekly summary tries again")
+        return []
+    if rebuilt:
+        log.info("track reports brought up to date: %s", ", ".join(rebuilt))
+    return rebuilt
 
 
 def heartbeat(conn: redis.Redis, stop: threading.Event, *, every_s: float = WORKER_HEARTBEAT_EVERY_S,

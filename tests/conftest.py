@@ -112,12 +112,16 @@ def redis(redis_server: dict) -> Iterator[redis_lib.Redis]:
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """Each test starts without the product's env vars and without a .env in its working directory; the ledger
-    engines a test opened (`jobs.ledger.open_ledger`: a SQLite file under its tmp_path) are closed after it."""
+    """Each test starts without the product's env vars (but a DATA_DIR under its tmp_path) and without a .env in its
+    working directory; the ledger engines a test opened (`jobs.ledger.open_ledger`: a SQLite file under its
+    tmp_path) are closed after it."""
     for name in list(os.environ):
         if name.startswith(_PRODUCT_ENV_PREFIXES):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    # DATA_DIR's default (.forecaster where the process runs), made absolute: a worker a test starts from the
+    # repository's root keeps its ledger in the test's tmp_path too, not in the checkout.
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / ".forecaster"))
     yield
     database = sys.modules.get("jobs.ledger.database")
     if database is not None:

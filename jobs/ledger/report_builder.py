@@ -29,11 +29,12 @@ log = logging.getLogger(__name__)
 
 # /track's interval: 1000 draws of weeks (the weekly summary draws 2000, `jobs.track_record.report`)
 TRACK_BOOTSTRAP = 1000
+UNSTORED = ("series",)  # parts of `score_report`'s dict /track does not show
 
 
 @dataclass(frozen=True)
 class ScopeReport:
-    report: dict | None  # `score_report`'s dict up to the scope's latest scored week; None before any
+    report: dict | None  # `score_report`'s dict up to the scope's latest scored week, less UNSTORED; None before any
     latest_week: str | None
     recorded: int
 
@@ -47,6 +48,9 @@ def compute(ledger: Ledger, scope: str) -> ScopeReport:
     if latest:
         week = week_from_period(latest)
         report = score_report(track_sums(ledger, latest=week, ticker=ticker), latest=week, bootstrap=TRACK_BOOTSTRAP)
+        # /track draws no chart. The week-by-week series (a point per week, growing with the record) is the weekly
+        # summary's, computed fresh there; without it the stored row, and /track's read, stay the same size.
+        report = {key: value for key, value in report.items() if key not in UNSTORED}
     return ScopeReport(report=report, latest_week=latest, recorded=count(ledger, ticker=ticker))
 
 

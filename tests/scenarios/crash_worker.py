@@ -3,7 +3,8 @@
     python -m tests.scenarios.crash_worker REDIS_URL SLACK_API_URL [MODEL_DIR MAX_NEW_TOKENS]
 
 With MODEL_DIR it serves that tiny Qwen2 through the product's Analyst, generating MAX_NEW_TOKENS real tokens
-(MODEL_MAX_NEW_TOKENS), so a forecast spends seconds in generation and can be killed there. Without it, the model
+(MODEL_MAX_NEW_TOKENS), each step slowed to a real model's pace (STEP_DELAY_S), so a forecast spends seconds in
+generation and can be killed there. Without it, the model
 hangs in generation (`HangingModel`).
 """
 
@@ -35,10 +36,24 @@ class HangingModel:
         time.sleep(600)  # killed long before this returns
 
 
+# A tiny model writes 700 tokens in about half a second; a real one takes minutes. Each decoding step here waits this
+# long first, so a forecast spends about ten seconds in generation (real tokens through the product's Analyst) and a
+# test can kill its worker there, however fast or loaded the machine is.
+STEP_DELAY_S = 0.015
+
+
 def tiny_analyst(model_dir: str):
     from engine.model import Analyst
 
-    return Analyst.load(model_dir, device="cpu")
+    analyst = Analyst.load(model_dir, device="cpu")
+    forward = analyst.model.forward
+
+    def slowed_forward(*args, **kwargs):
+        time.sleep(STEP_DELAY_S)
+        return forward(*args, **kwargs)
+
+    analyst.model.forward = slowed_forward
+    return analyst
 
 
 if __name__ == "__main__":

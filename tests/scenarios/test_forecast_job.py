@@ -207,8 +207,9 @@ def test_a_promoted_adapter_is_served_from_the_next_job_without_reloading(contex
     assert version in answers[-1]["blocks"][-1]["elements"][0]["text"]  # the answer names the adapter used
 
 
-# The crash test's figures: generation long enough to be killed in (about 10 s of real tokens on a CPU), and the
-# goal for kill → final answer (the execution heartbeat's TTL, a maintenance round, the retried forecast).
+# The crash test's figures: generation long enough to be killed in (about 10 s of real tokens, paced by
+# crash_worker.STEP_DELAY_S), and the goal for kill → final answer (the execution heartbeat's TTL, a maintenance
+# round, the retried forecast).
 CRASH_MAX_NEW_TOKENS = 700
 CRASH_RECOVERY_GOAL_S = 90
 

@@ -4,6 +4,7 @@ within the heartbeat's TTL it shows the worker lost and nobody busy, through the
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -32,7 +33,10 @@ def wait_for(predicate, what: str, timeout_s: float, child: subprocess.Popen | N
 
 
 def test_a_killed_busy_worker_is_shown_lost_within_its_heartbeat_ttl(redis, redis_server, slack):
-    job_id = JobsClient(redis).forecast(ForecastRequest(ticker="AXP", channel="C123", user="U1")).job_id
+    # Dated inside the memory market, so the job reaches the model and hangs there (a live request would fail on
+    # prices at once).
+    job_id = JobsClient(redis).forecast(ForecastRequest(ticker="AXP", channel="C123", user="U1",
+                                                        as_of=dt.date(2024, 3, 15))).job_id
     child = subprocess.Popen([sys.executable, "-m", "tests.scenarios.beating_worker", redis_server["url"],
                               slack.api_url, str(BEAT_EVERY_S), str(BEAT_TTL_S)], cwd=REPO_ROOT,
                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},

@@ -18,6 +18,7 @@ from jobs.charts import hit_rate_chart, reliability_chart
 from jobs.ledger import fields as ledger_fields
 from jobs.ledger import writes
 from tests.fakes.forecasts import distribution, forecast_json, stepped_market
+from tests.same_report import assert_same
 
 SATURDAY_NIGHT = dt.datetime(2024, 3, 24, 0, tzinfo=NEW_YORK)  # the weeks of Mar 3, 10 and 17 have closed
 
@@ -123,22 +124,6 @@ def test_the_reliability_chart_is_a_png_and_refuses_an_empty_record():
         reliability_chart(reliability([], []), title="empty")
 
 
-def _same(ours, theirs, path="report") -> None:
-    """Equal, floats to 1e-12 (sums in SQL and in numpy may round the last digit differently)."""
-    if isinstance(theirs, dict):
-        assert ours.keys() == theirs.keys(), path
-        for key in theirs:
-            _same(ours[key], theirs[key], f"{path}.{key}")
-    elif isinstance(theirs, (list, tuple)):
-        assert len(ours) == len(theirs), path
-        for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
-            _same(a, b, f"{path}[{i}]")
-    elif isinstance(theirs, float):
-        assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12), path
-    else:
-        assert ours == theirs and type(ours) is type(theirs), path
-
-
 LATE_ONE = 7
 
 
@@ -167,7 +152,7 @@ def test_the_sql_report_is_score_tracks_report_of_the_same_entries(ledger_db, ma
         for latest in ("2024-03-17 to 2024-03-24", "2024-03-10 to 2024-03-17"):
             week = week_from_period(latest)
             expected = score_track(chosen, latest=week, bootstrap=300)
-            _same(track_record.report(ledger_db, latest=week, ticker=ticker, bootstrap=300), expected)
+            assert_same(track_record.report(ledger_db, latest=week, ticker=ticker, bootstrap=300), expected)
     full = track_record.report(ledger_db, latest=week_from_period("2024-03-17 to 2024-03-24"))
     assert full["counts"]["late"] == 1 and full["counts"]["superseded"] == 1 and full["counts"]["pending"] == 1
     assert full["counts"]["unparsed"] == 2 and full["calibration"]["n"] > 0
