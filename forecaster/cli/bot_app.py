@@ -4,15 +4,14 @@ is set, then Socket Mode (development, no public URL). Light: no torch, no model
 from __future__ import annotations
 
 import signal
-import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from forecaster.cli.common import app, err, fail, load_settings, redact_url
+from forecaster.cli.common import app, err, fail, load_settings, wait_for_redis
 
 if TYPE_CHECKING:
-    import redis
+    pass
 
 REDIS_WAIT_S = 30  # at start-up Redis may still be coming up (compose starts services together)
 
@@ -35,7 +34,7 @@ def run_bot(
                 *config_problems(settings)]
     if problems:
         fail("the bot cannot start: " + "; ".join(problems))
-    conn = _wait_for_redis(fast_connection(settings.redis_url), settings.redis_url)
+    conn = wait_for_redis(fast_connection(settings.redis_url), settings.redis_url, wait_s=REDIS_WAIT_S)
     try:
         slack_app = build_app(settings, conn=conn)
     except BoltError as exc:  # auth.test refused the token, or Slack could not be reached
@@ -78,17 +77,3 @@ def run_bot(
 def _exit_quietly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
-
-def _wait_for_redis(conn: redis.Redis, url: str) -> redis.Redis:
-    import redis as redis_lib
-
-    deadline = time.monotonic() + REDIS_WAIT_S
-    while True:
-        try:
-            conn.ping()
-            return conn
-        except redis_lib.RedisError as exc:
-            if time.monotonic() >= deadline:
-                fail(f"Redis at {redact_url(url)} did not answer for {REDIS_WAIT_S}s ({type(exc).__name__}); start "
-                     "it or fix REDIS_URL")
-            time.sleep(1)

@@ -119,6 +119,27 @@ def connect_redis(settings: Settings, *, socket_timeout_s: float = 5) -> redis.R
     return conn
 
 
+def wait_for_redis(conn: redis.Redis, url: str, *, wait_s: float) -> redis.Redis:
+    """`conn` once it answers a PING, trying every second for up to `wait_s` (at start-up Redis may still be coming
+    up: compose starts services together); then a clear failure (bounded, so a wrong URL still fails soon enough to
+    read the message)."""
+    import time
+
+    import redis
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn.ping()
+            return conn
+        except redis.RedisError as exc:
+            if time.monotonic() >= deadline:
+                waited = f" for {wait_s:g} s" if wait_s else ""
+                fail(f"Redis at {redact_url(url)} did not answer{waited} ({type(exc).__name__}: {exc}). Start it or "
+                     "fix REDIS_URL.")
+            time.sleep(1)
+
+
 def connect_queue_redis(settings: Settings) -> redis.Redis | None:
     """RQ's own client in a worker: its socket timeout outlasts RQ's blocking wait for work (as RQ's CLI arranges),
     so an idle worker keeps listening instead of timing out every 5 s and backing off for up to a minute."""

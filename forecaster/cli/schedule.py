@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from forecaster.cli.common import app, err, fail, load_settings, out, redact_url
+from forecaster.cli.common import app, err, fail, load_settings, out, wait_for_redis
 
 if TYPE_CHECKING:
     import redis
@@ -97,19 +96,10 @@ def _parse_after(text: str | None) -> dt.datetime:
 
 
 def _connect(settings: Settings, *, wait_s: float) -> redis.Redis:
-    """A Redis connection that answers, waiting up to `wait_s` for it (bounded: a wrong URL still fails fast
-    enough to read the message)."""
+    """A Redis connection that answers, waiting up to `wait_s` for it (`wait_for_redis`)."""
     import redis
 
     if not settings.redis_url:
         fail("REDIS_URL is unset (the scheduler enqueues jobs in Redis), e.g. redis://localhost:6379/0")
     conn = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            conn.ping()
-            return conn
-        except redis.RedisError as exc:
-            if time.monotonic() >= deadline:
-                fail(f"Redis at {redact_url(settings.redis_url)} did not answer ({exc}). Start it or fix REDIS_URL.")
-            time.sleep(1)
+    return wait_for_redis(conn, settings.redis_url, wait_s=wait_s)
