@@ -15,7 +15,7 @@ from typing import Protocol
 from engine.inputs import ForecastInputs
 from engine.market.weeks import MoveBin
 from engine.parsing import Forecast, parse_answer
-from engine.probabilities import BinDistribution
+from engine.probabilities import BinDistribution, clear_signal
 from engine.prompts import SYSTEM_PROMPT, DroppedNews, PromptParts, build_messages, fit_to_budget
 
 
@@ -43,6 +43,7 @@ class ForecastResult:
     dropped: tuple[DroppedNews, ...]
     model_version: str
     prompt_sha256: str = ""  # of the exact chat messages generated from: the ledger's link to its prompt
+    signal_band: float = 0.0  # SIGNAL_BAND when it was made: P(up) within 0.5 ± this is "no clear signal"
 
 
 def prompt_sha256(messages: Sequence[dict[str, str]]) -> str:
@@ -67,6 +68,7 @@ def run_forecasts(
     context_tokens: int = 4096,
     max_new_tokens: int = 700,
     batch_size: int = 8,
+    signal_band: float = 0.0,
 ) -> list[ForecastResult]:
     """Forecasts for every input, in input order, generated `batch_size` at a time. Prompts of similar length
     share a batch, so little compute goes to left padding."""
@@ -86,18 +88,23 @@ def run_forecasts(
                 dropped=tuple(fitted[k][1]),
                 model_version=model.version,
                 prompt_sha256=prompt_sha256(messages[k]),
+                signal_band=signal_band,
             )
     return [results[k] for k in range(len(inputs))]
 
 
-def probabilities_json(distribution: BinDistribution | None, stated: MoveBin | None) -> dict | None:
+def probabilities_json(distribution: BinDistribution | None, stated: MoveBin | None, *,
+                       signal_band: float = 0.0) -> dict | None:
     """The model's distribution and what follows from it, for `to_json`: every bin's probability, P(up), P(down),
-    the most likely bin and its probability, the stated bin's probability (None when the answer names no bin) and
-    the expected weekly move in percent (bin midpoints). None when the backend computed no distribution."""
+    the most likely bin and its probability, the stated bin's probability (None when the answer names no bin), the
+    expected weekly move in percent (bin midpoints), and `clear_signal`: whether P(up) lies outside 0.5 ±
+    `signal_band` (`signal_band` is recorded beside it). None when the backend computed no distribution."""
     if distribution is None:
         return None
     likely = distribution.most_likely
     return {
+        "clear_signal": clear_signal(distribution.p_up, signal_band),
+        "signal_band": signal_band,
         "bins": distribution.to_json(),
         "p_up": round(distribution.p_up, 6),
         "p_down": round(distribution.p_down, 6),
@@ -122,7 +129,8 @@ def to_json(result: ForecastResult) -> dict:
             "label": move.label if move else None,
             "as_written": f.prediction,
         },
-        "probabilities": probabilities_json(distribution, move if f.parsed else None),
+        "probabilities": probabilities_json(distribution, move if f.parsed else None,
+                                            signal_band=result.signal_band),
         "positive_developments": list(f.positives),
         "potential_concerns": list(f.concerns),
         "analysis": f.analysis,

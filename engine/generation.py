@@ -14,10 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from engine.exceptions import ModelError
-from engine.probabilities import BinDistribution
+from engine.grammar import call_text
+from engine.probabilities import ALL_BINS, BinDistribution
 from engine.provenance import base_model_name
 
 Conversation = Sequence[dict[str, str]]
+
+# A constrained answer's phase 1 (the lists) leaves room for the longest written call and at least this many
+# tokens of analysis (one short sentence). Both backends.
+ANALYSIS_MIN_TOKENS = 24
 
 
 @dataclass(frozen=True)
@@ -29,10 +34,14 @@ class Generation:
     new_tokens: int
     seconds: float  # wall time of the generate call that produced it (shared by a batch)
     batch_size: int = 1
-    # The model's distribution over the 12 bins at the `Prediction:` position, when the backend computed one.
+    # The model's distribution over the 12 bins at the `Prediction:` position, as served: calibrated
+    # (engine.bin_calibration), the distribution the stated call was chosen from. None: the backend computed none.
     bin_distribution: BinDistribution | None = None
     # Wall time of scoring the bins for the batch (shared like `seconds`); None when no distribution was computed.
     bin_seconds: float | None = None
+    # The same distribution before calibration (equal to `bin_distribution` when none is set): what the
+    # evaluator fits temperatures on and compares against.
+    raw_bin_distribution: BinDistribution | None = None
 
 
 def render_chat(tokenizer: Any, conversation: Conversation) -> str:
@@ -53,6 +62,12 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
         if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
             ids.add(token_id)
     return sorted(i for i in ids if i is not None)
+
+
+def lists_budget(tokenizer: Any, max_new_tokens: int) -> int:
+    """Phase 1's max_new_tokens: what is left after the longest written call and ANALYSIS_MIN_TOKENS."""
+    longest_call = max(count_tokens(tokenizer, call_text(b.code)) for b in ALL_BINS)
+    return max(max_new_tokens - longest_call - ANALYSIS_MIN_TOKENS, 1)
 
 
 def read_lora_config(path: Path) -> dict:

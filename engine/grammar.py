@@ -95,14 +95,30 @@ BIN_TEXT: dict[str, str] = {
 }
 _BINS = "(?:Up|Down) by (?:" + "|".join(_literal(m) for m in MAGNITUDES) + ")"
 
-ANSWER_REGEX = (
+ANALYSIS_LABEL = "Analysis:"
+
+LISTS_REGEX = (
     _header(POSITIVES_HEADER) + _items(2, 4) + r"\n?"
     + _header(CONCERNS_HEADER) + _items(1, 4) + r"\n?"
     + _header(PNA_HEADER)
-    + _literal(PREDICTION_LABEL) + " " + _BINS + r"\n"
-    + "Analysis: " + _paragraphs(4)
+    + _literal(PREDICTION_LABEL)
 )
-"""The whole answer, anchored at both ends by the constraining engines (use `re.fullmatch` to test a string)."""
+"""Phase 1 of a constrained answer: the two lists, up to and including "Prediction:". Then the bin is chosen from
+the model's probabilities (engine.probabilities.choose_call) and written as `call_text`, not generated."""
+
+ANALYSIS_REGEX = " " + _paragraphs(4)
+"""Phase 2: what follows the written call's "Analysis:". It starts with the space, so the model writes " The" as
+it naturally would; forcing "Analysis: " with its space would leave it a token sequence it never saw."""
+
+ANSWER_REGEX = LISTS_REGEX + " " + _BINS + r"\n" + ANALYSIS_LABEL + ANALYSIS_REGEX
+"""The whole answer, anchored at both ends by the constraining engines (use `re.fullmatch` to test a string):
+phase 1, a call, phase 2."""
+
+
+def call_text(code: str) -> str:
+    """What is written after phase 1's "Prediction:" for the chosen bin, up to phase 2: " Up by 1-2%\nAnalysis:".
+    Tokenized as a whole by the tokenizer (its canonical encoding), never token by token under a mask."""
+    return f" {BIN_TEXT[code]}\n{ANALYSIS_LABEL}"
 
 # Where the bin is chosen: "Prediction:" at the start of a line, as the format (and the grammar) writes it.
 _PREDICTION_LINE = re.compile(r"(?m)^" + _literal(PREDICTION_LABEL))

@@ -29,21 +29,25 @@ from engine.adapters import Originals, merge_keeping_originals, remove_failed_lo
 from engine.bin_scoring import distribution, pack, plan_from_tokens, visible
 from engine.constrained import AnswerGrammar
 from engine.exceptions import ModelError
+from engine.bin_calibration import IDENTITY, BinCalibration
 from engine.generation import (
     Conversation,
     Generation,
     count_tokens,
+    lists_budget,
     model_version,
     read_lora_config,
     render_chat,
     stop_token_ids,
 )
+from engine.grammar import call_text
 from engine.placement import Placement, choose_placement, torch_dtype
-from engine.probabilities import BinDistribution
+from engine.probabilities import BinDistribution, choose_call
 
 __all__ = ["Analyst", "Conversation", "Generation", "ModelError"]
 
 log = logging.getLogger(__name__)
+
 
 
 class Analyst:
@@ -73,6 +77,9 @@ class Analyst:
         self._originals: Originals = {}  # merge only: what the merge overwrote
         self._loads = 0  # adapters loaded so far, for unique PEFT adapter names
         self._stop_ids = stop_token_ids(tokenizer)
+        # How raw bin scores become served probabilities (engine.bin_calibration); the composition root sets it
+        # from the registry for whatever adapter is served. Identity: the raw distribution.
+        self.calibration: BinCalibration = IDENTITY
         self.grammar = (AnswerGrammar.compile(tokenizer, model.config.vocab_size, self._stop_ids) if constrained
                         else None)
 
@@ -215,49 +222,150 @@ class Analyst:
         top_p: float = 0.9,
     ) -> list[Generation]:
         """One answer per conversation, in order. Greedy by default; `sample=True` with a `seed` is repeatable.
-        All conversations run as one left-padded batch: chunk them upstream to bound memory. Constrained, every
-        answer is in FinGPT's format; each answer with a "Prediction:" line carries its bin distribution."""
+        All conversations run as one left-padded batch: chunk them upstream to bound memory.
+
+        Constrained (the default), an answer is made in two phases that share one KV cache: the lists up to
+        "Prediction:" under the grammar; the 12 bins scored there and calibrated (`self.calibration`); the call
+        chosen from those probabilities (engine.probabilities.choose_call) and written in the tokenizer's own
+        encoding; then the analysis, generated after the call so it argues for what the user reads. Every answer
+        is in FinGPT's format and carries its distribution. Unconstrained, the answer is free text and its stated
+        call is whatever the model wrote (the bins are still scored where it wrote "Prediction:")."""
         if not conversations:
             return []
         texts = [self.render(c) for c in conversations]
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        batch = batch.to(self.placement.device if not self.placement.load_in_4bit else self.model.device)
-        config = GenerationConfig(
-            max_new_tokens=max_new_tokens,
-            do_sample=sample,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self._stop_ids,
-            return_dict_in_generate=True,  # for the KV cache, which scores the bins
-            **({"temperature": temperature, "top_p": top_p} if sample else {}),
-        )
-        prompt_width = batch["input_ids"].shape[1]
-        processors = LogitsProcessorList()
-        if self.grammar is not None:
-            processors.extend(self.grammar.processors(len(texts), prompt_width=prompt_width,
-                                                      max_new_tokens=max_new_tokens))
+        batch = batch.to(self._input_device)
         if sample and seed is not None:
             torch.manual_seed(seed)
+        sampling = {"do_sample": sample, **({"temperature": temperature, "top_p": top_p} if sample else {})}
+        if self.grammar is None:
+            return self._generate_free(batch, max_new_tokens, sampling)
+        return self._generate_in_two_phases(batch, max_new_tokens, sampling)
+
+    @property
+    def _input_device(self) -> Any:
+        return self.placement.device if not self.placement.load_in_4bit else self.model.device
+
+    def _config(self, max_new_tokens: int, sampling: dict) -> GenerationConfig:
+        return GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self._stop_ids,
+            return_dict_in_generate=True,  # for the KV cache, which scores the bins and carries phase 2
+            **sampling,
+        )
+
+    def _generate_free(self, batch: Any, max_new_tokens: int, sampling: dict) -> list[Generation]:
+        prompt_width = batch["input_ids"].shape[1]
         started = time.perf_counter()
         with torch.inference_mode():
-            output = self.model.generate(**batch, generation_config=config, logits_processor=processors)
+            output = self.model.generate(**batch, generation_config=self._config(max_new_tokens, sampling))
         seconds = time.perf_counter() - started
-        stops = set(self._stop_ids) | {self.tokenizer.pad_token_id}
-        answers = [_until_stop(tokens, stops) for tokens in output.sequences[:, prompt_width:].tolist()]
+        answers = [self._until_stop(tokens) for tokens in output.sequences[:, prompt_width:].tolist()]
         started = time.perf_counter()
-        bins = self._score_bins(batch, output.sequences, output.cache, answers)
+        raw = self._score_bins(batch, output.sequences, output.cache, answers)
         bin_seconds = time.perf_counter() - started
-        return [
-            Generation(
-                text=self.tokenizer.decode(new, skip_special_tokens=True).strip(),
-                prompt_tokens=int(batch["attention_mask"][row].sum()),
-                new_tokens=len(new),
-                seconds=seconds,
-                batch_size=len(conversations),
-                bin_distribution=bins[row],
-                bin_seconds=bin_seconds if bins[row] is not None else None,
-            )
-            for row, new in enumerate(answers)
-        ]
+        return [self._generation(batch, row, new, seconds, raw[row], bin_seconds) for row, new in enumerate(answers)]
+
+    def _generate_in_two_phases(self, batch: Any, max_new_tokens: int, sampling: dict) -> list[Generation]:
+        assert self.grammar is not None
+        rows, prompt_width = batch["input_ids"].shape
+        # Phase 1 leaves room for the longest call and a short analysis; its line budget ends the lists in time.
+        budget = lists_budget(self.tokenizer, max_new_tokens)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            first = self.model.generate(
+                **batch, generation_config=self._config(budget, sampling),
+                logits_processor=LogitsProcessorList(self.grammar.lists_processors(
+                    rows, prompt_width=prompt_width, max_new_tokens=budget)))
+        seconds = time.perf_counter() - started
+        lists = [self._until_stop(tokens) for tokens in first.sequences[:, prompt_width:].tolist()]
+        started = time.perf_counter()
+        raw = self._score_bins(batch, first.sequences, first.cache, lists)
+        bin_seconds = time.perf_counter() - started
+        calls = [None if r is None else choose_call(self.calibration.apply(r)) for r in raw]
+        written = [[] if call is None else self._encode(call_text(call.code)) for call in calls]
+        started = time.perf_counter()
+        analyses = (self._analyses(batch, first, lists, written, max_new_tokens, sampling)
+                    if any(calls) else [[] for _ in range(rows)])
+        seconds += time.perf_counter() - started
+        return [self._generation(batch, row, lists[row] + written[row] + analyses[row], seconds, raw[row],
+                                 bin_seconds) for row in range(rows)]
+
+    def _analyses(self, batch: Any, first: Any, lists: list[list[int]], written: list[list[int]],
+                  max_new_tokens: int, sampling: dict) -> list[list[int]]:
+        """Phase 2: each row's analysis after its written call, continuing phase 1's KV cache (no second
+        prefill). Rows end phase 1 at different lengths, so the batch continues with holes: each row's stop and
+        padding tokens are masked out, its call is right-aligned, and positions follow the mask. A row with no
+        call (its lists never reached "Prediction:") generates along but its tokens are dropped."""
+        assert self.grammar is not None
+        rows, prompt_width = batch["input_ids"].shape
+        sequences = first.sequences
+        width, call_width = sequences.shape[1], max(len(w) for w in written)
+        ids = torch.full((rows, width + call_width), self.tokenizer.pad_token_id, dtype=torch.long)
+        ids[:, :width] = sequences.cpu()
+        mask = torch.zeros((rows, width + call_width), dtype=torch.long)
+        mask[:, :prompt_width] = batch["attention_mask"].cpu()
+        for row in range(rows):
+            mask[row, prompt_width:prompt_width + len(lists[row])] = 1
+            if written[row]:
+                ids[row, width + call_width - len(written[row]):] = torch.tensor(written[row])
+                mask[row, width + call_width - len(written[row]):] = 1
+        budget = max(max_new_tokens - (width - prompt_width) - call_width, 1)
+        device = sequences.device
+        with torch.inference_mode():
+            second = self.model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), cache=first.cache,
+                generation_config=self._config(budget, sampling),
+                logits_processor=LogitsProcessorList(self.grammar.analysis_processors(
+                    rows, prompt_width=width + call_width, max_new_tokens=budget)))
+        new = second.sequences[:, width + call_width:].tolist()
+        return [self._until_stop(tokens) if written[row] else [] for row, tokens in enumerate(new)]
+
+    def _generation(self, batch: Any, row: int, new: list[int], seconds: float, raw: BinDistribution | None,
+                    bin_seconds: float) -> Generation:
+        return Generation(
+            text=self.tokenizer.decode(new, skip_special_tokens=True).strip(),
+            prompt_tokens=int(batch["attention_mask"][row].sum()),
+            new_tokens=len(new),
+            seconds=seconds,
+            batch_size=batch["input_ids"].shape[0],
+            bin_distribution=None if raw is None else self.calibration.apply(raw),
+            raw_bin_distribution=raw,
+            bin_seconds=bin_seconds if raw is not None else None,
+        )
+
+    def _until_stop(self, tokens: list[int]) -> list[int]:
+        stops = set(self._stop_ids) | {self.tokenizer.pad_token_id}
+        for i, token in enumerate(tokens):
+            if token in stops:
+                return tokens[:i]
+        return tokens
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def score_after(self, conversations: Sequence[Conversation], answer_prefix: str) -> list[BinDistribution | None]:
+        """The raw 12-bin distribution after each conversation's prompt and a fixed `answer_prefix` ending in
+        "Prediction:" (engine.scaffold): one prefill per row, no generation. For the evaluator's cheap mode and
+        the content-free prompt of contextual calibration."""
+        if not conversations:
+            return []
+        texts = [self.render(c) for c in conversations]
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        prefix = self._encode(answer_prefix)
+        rows = batch["input_ids"].shape[0]
+        device = self._input_device
+        sequences = torch.cat([batch["input_ids"], torch.tensor([prefix] * rows, dtype=torch.long)], dim=1)
+        mask = torch.cat([batch["attention_mask"], torch.ones((rows, len(prefix)), dtype=torch.long)], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        with torch.inference_mode():
+            self.model(input_ids=sequences.to(device), attention_mask=mask.to(device),
+                       position_ids=positions.to(device), cache=cache, use_cache=True)
+        return self._score_bins(batch.to(device), sequences.to(device), cache, [prefix] * rows)
 
     def _score_bins(self, batch: Any, sequences: torch.Tensor, cache: Any,
                     answers: list[list[int]]) -> list[BinDistribution | None]:
@@ -296,6 +404,7 @@ class Analyst:
             logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
                                 position_ids=positions.to(device), cache=cache, use_cache=True).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        cache.crop(-(cache.get_seq_length() - cached))  # the queries' entries: phase 2 continues from the answer
         results: list[BinDistribution | None] = []
         for row, packed in enumerate(packs):
             if packed is None:
@@ -306,9 +415,3 @@ class Analyst:
             results.append(distribution(scores))
         return results
 
-
-def _until_stop(tokens: list[int], stops: set[int]) -> list[int]:
-    for i, token in enumerate(tokens):
-        if token in stops:
-            return tokens[:i]
-    return tokens

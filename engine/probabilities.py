@@ -59,3 +59,18 @@ class BinDistribution:
 
     def to_json(self) -> dict[str, float]:
         return {code: round(p, 6) for code, p in self.probabilities.items()}
+
+
+def choose_call(distribution: BinDistribution) -> MoveBin:
+    """The bin an answer states, from the distribution the user is shown: the direction the model finds more
+    likely (P(up) ≥ 0.5 → up), then that direction's most likely bin. One rule for every backend, so the call and
+    the P(up) printed beside it never contradict each other. (Not `most_likely`: with P(up) = 0.6 spread over six
+    up bins, the single likeliest bin can still be a down one.)"""
+    direction = "up" if distribution.p_up >= 0.5 else "down"
+    return max((b for b in ALL_BINS if b.direction == direction), key=distribution.p)
+
+
+def clear_signal(p_up: float, band: float) -> bool:
+    """Whether P(up) is far enough from a coin flip to show an arrow: outside [0.5 - band, 0.5 + band].
+    `band` 0 shows an arrow for every call."""
+    return abs(p_up - 0.5) > band

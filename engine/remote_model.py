@@ -15,11 +15,13 @@ batching runs them together on the GPU. vLLM would also take one request with a 
 Per-prompt requests give exact per-answer `usage`, per-prompt retries and timeouts, and work with any
 OpenAI-compatible server.
 
-Constrained decoding and bin probabilities: with `constrained` (MODEL_CONSTRAINED, on by default) each request
-carries the answer grammar as `structured_outputs: {"regex": engine.grammar.ANSWER_REGEX}` (never a `guided_*`
-field: current vLLM drops those silently). An answer with a "Prediction:" line is then scored by a second request:
-the 12 bin continuations as token-id prompts after the prompt and the answer up to "Prediction:", with
-`prompt_logprobs` (engine.bin_scoring defines the distribution; the in-process backend computes the same one). The
+Constrained decoding and bin probabilities: with `constrained` (MODEL_CONSTRAINED, on by default) an answer takes
+three requests, as the in-process backend's two phases: the lists up to "Prediction:" under
+`structured_outputs: {"regex": engine.grammar.LISTS_REGEX}` (never a `guided_*` field: current vLLM drops those
+silently); the 12 bin continuations scored as token-id prompts after the prompt and the lists, with
+`prompt_logprobs` (engine.bin_scoring defines the distribution; the in-process backend computes the same one); and,
+after the call chosen from those probabilities (engine.probabilities.choose_call) is appended to the same assistant
+message, the analysis, a completion of the rendered prompt plus everything written, under ANALYSIS_REGEX. The
 answer prefix is re-tokenised from the returned text, which can differ from the tokens vLLM generated only where
 those were not the tokenizer's own encoding. Cost: vLLM recomputes the prefill of a prompt-logprobs request (it
 does not read the prefix cache for them), so the scoring is 12 prefills of the prompt per answer, batched in one
@@ -50,13 +52,15 @@ from engine.generation import (
     Conversation,
     Generation,
     count_tokens,
+    lists_budget,
     model_version,
     read_lora_config,
     render_chat,
     stop_token_ids,
 )
-from engine.grammar import ANSWER_REGEX
-from engine.probabilities import BinDistribution
+from engine.bin_calibration import IDENTITY, BinCalibration
+from engine.grammar import ANALYSIS_REGEX, LISTS_REGEX, call_text
+from engine.probabilities import BinDistribution, choose_call
 from engine.vllm_client import ServedModel, VllmClient
 
 log = logging.getLogger(__name__)
@@ -79,8 +83,15 @@ class _Answer:
     text: str
     prompt_tokens: int
     new_tokens: int
-    bin_distribution: BinDistribution | None = None
+    raw_bin_distribution: BinDistribution | None = None
+    bin_distribution: BinDistribution | None = None  # calibrated: what the call was chosen from
     bin_seconds: float | None = None
+
+
+def _with_grammar(params: dict[str, Any], regex: str, *, max_tokens: int) -> dict[str, Any]:
+    """`params` for one phase: its regex as `structured_outputs` (never a `guided_*` field) and its budget."""
+    return {**params, "max_tokens": max_tokens,
+            "extra_body": {**params["extra_body"], "structured_outputs": {"regex": regex}}}
 
 
 class RemoteAnalyst:
@@ -117,6 +128,8 @@ class RemoteAnalyst:
         self.name: str | None = None  # MODEL_NAME, for footers; None: named from the base's files
         self.served_name = served_base  # what `model` names in each request: the base or the adapter's name
         self._stop_ids = stop_token_ids(tokenizer)
+        # How raw bin scores become served probabilities (engine.bin_calibration), as in process.
+        self.calibration: BinCalibration = IDENTITY
 
     def __repr__(self) -> str:
         return f"RemoteAnalyst(base_url={self.server.base_url!r}, model={self.served_name!r})"
@@ -251,7 +264,6 @@ class RemoteAnalyst:
                 "stop_token_ids": self._stop_ids,
                 "repetition_penalty": self.repetition_penalty,
                 "skip_special_tokens": True,
-                **({"structured_outputs": {"regex": ANSWER_REGEX}} if self.constrained else {}),
             },
         }
         if sample:
@@ -271,18 +283,64 @@ class RemoteAnalyst:
                 raise
         seconds = time.perf_counter() - started
         return [Generation(text=a.text, prompt_tokens=a.prompt_tokens, new_tokens=a.new_tokens, seconds=seconds,
-                           batch_size=len(prompts), bin_distribution=a.bin_distribution, bin_seconds=a.bin_seconds)
+                           batch_size=len(prompts), bin_distribution=a.bin_distribution, bin_seconds=a.bin_seconds,
+                           raw_bin_distribution=a.raw_bin_distribution)
                 for a in answers]
 
     def _complete(self, model: str, prompt: str, params: dict[str, Any]) -> _Answer:
+        if not self.constrained:
+            return self._complete_free(model, prompt, params)
+        return self._complete_in_two_phases(model, prompt, params)
+
+    def _complete_free(self, model: str, prompt: str, params: dict[str, Any]) -> _Answer:
         done = self.server.complete(model, prompt, params)
-        # vLLM always reports usage; another OpenAI-compatible server might not.
-        prompt_tokens = done.prompt_tokens if done.prompt_tokens is not None else self.count_tokens(prompt)
-        new_tokens = done.completion_tokens if done.completion_tokens is not None else self.count_tokens(done.text)
         started = time.perf_counter()
-        bins = self._score_bins(model, prompt, done.text)
-        return _Answer(done.text.strip(), prompt_tokens, new_tokens, bins,
-                       time.perf_counter() - started if bins is not None else None)
+        raw = self._score_bins(model, prompt, done.text)
+        return _Answer(done.text.strip(), self._prompt_tokens(done, prompt), self._new_tokens(done, done.text),
+                       raw, self.calibration.apply(raw) if raw is not None else None,
+                       time.perf_counter() - started if raw is not None else None)
+
+    def _complete_in_two_phases(self, model: str, prompt: str, params: dict[str, Any]) -> _Answer:
+        """The lists up to "Prediction:" under LISTS_REGEX; the bins scored there; the call chosen by
+        engine.probabilities.choose_call and appended to the same assistant message; then the analysis under
+        ANALYSIS_REGEX, as a completion of the rendered prompt and everything written so far (vLLM's prefix
+        cache serves that prompt's prefill again)."""
+        max_new_tokens = params["max_tokens"]
+        first = self.server.complete(model, prompt, _with_grammar(
+            params, LISTS_REGEX, max_tokens=lists_budget(self.tokenizer, max_new_tokens)))
+        lists = first.text
+        prompt_tokens, lists_tokens = self._prompt_tokens(first, prompt), self._new_tokens(first, lists)
+        started = time.perf_counter()
+        raw = self._score_bins(model, prompt, lists)
+        bin_seconds = time.perf_counter() - started if raw is not None else None
+        if raw is None:  # the lists never reached "Prediction:" (a budget too small): no call to write
+            return _Answer(lists.strip(), prompt_tokens, lists_tokens)
+        served = self.calibration.apply(raw)
+        written = call_text(choose_call(served).code)
+        head = lists + written
+        budget = max(max_new_tokens - lists_tokens - self.count_tokens(written), 1)
+        second = self.server.complete(model, prompt + head, _with_grammar(params, ANALYSIS_REGEX,
+                                                                          max_tokens=budget))
+        return _Answer((head + second.text).strip(), prompt_tokens,
+                       lists_tokens + self.count_tokens(written) + self._new_tokens(second, second.text),
+                       raw, served, bin_seconds)
+
+    def _prompt_tokens(self, done: Any, prompt: str) -> int:
+        # vLLM always reports usage; another OpenAI-compatible server might not.
+        return done.prompt_tokens if done.prompt_tokens is not None else self.count_tokens(prompt)
+
+    def _new_tokens(self, done: Any, text: str) -> int:
+        return done.completion_tokens if done.completion_tokens is not None else self.count_tokens(text)
+
+    def score_after(self, conversations: Sequence[Conversation], answer_prefix: str) -> list[BinDistribution | None]:
+        """The raw 12-bin distribution after each prompt and a fixed `answer_prefix` ending in "Prediction:"
+        (engine.scaffold): one prompt-logprobs request per row, no generation. As in process."""
+        prompts = [self.render(c) for c in conversations]
+        if not prompts:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts)),
+                                thread_name_prefix="vllm-request") as pool:
+            return list(pool.map(lambda p: self._score_bins(self.served_name, p, answer_prefix), prompts))
 
     def _score_bins(self, model: str, prompt: str, answer: str) -> BinDistribution | None:
         """The answer's distribution over the 12 bins at its "Prediction:" (engine.bin_scoring), from the server's

@@ -95,6 +95,11 @@ class EngineSettings(BaseSettings):
         description="Generate every answer under a grammar of FinGPT's format (xgrammar in process, "
         "structured_outputs on vLLM), so it always parses. false: free generation, for comparisons.",
     )
+    signal_band: float = Field(
+        default=0.05, ge=0.0, lt=0.5,
+        description="A call whose P(up) lies within 0.5 ± this shows \"no clear signal\" instead of an arrow "
+        "(still with its bin and P(up)). 0: always an arrow. See README \"What the calls are worth\".",
+    )
     model_context_tokens: int = Field(
         default=4096, ge=512, description="Prompt + answer budget; longer prompts drop their oldest news items."
     )

@@ -58,7 +58,8 @@ def forecast(
             analyst = load_analyst(settings)
         with err.status(f"{symbol}: generating…"):
             result = run_forecasts([inputs], analyst, context_tokens=settings.model_context_tokens,
-                                   max_new_tokens=settings.model_max_new_tokens)[0]
+                                   max_new_tokens=settings.model_max_new_tokens,
+                                   signal_band=settings.signal_band)[0]
     except EngineError as exc:
         fail(str(exc))
     if as_json:

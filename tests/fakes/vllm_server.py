@@ -8,8 +8,11 @@ It answers the routes a vLLM-backed worker uses, in the JSON shapes of vLLM's `v
   is given, honouring `add_special_tokens`; the answer comes from `answer(prompt, model)` and is cut at `max_tokens`
   (finish_reason "length"). An unknown `model` is a 404, prompt + max_tokens over `max_model_len` a 400, with
   vLLM's messages.
-  - `structured_outputs: {"regex": ...}` must compile (else a 400, as vLLM), and the whole canned answer must match
-    it (else a 500 naming the mismatch: a real server could not have produced it, so the test is wrong).
+  - `structured_outputs: {"regex": ...}` must compile (else a 400, as vLLM); the answer is the longest prefix of
+    the canned answer that the regex matches whole (a constrained server stops where its grammar ends), and a 500
+    names the mismatch when there is none (a real server could not have produced it, so the test is wrong).
+  - A prompt whose assistant turn already holds text (a constrained answer's phase 2, ending "...Analysis:")
+    gets the canned answer's continuation after that last line's label.
   - Any `guided_*` field is a 400 here. Current vLLM ignores those fields silently (the answer comes back
     unconstrained), which no test would notice, so the fake refuses them loudly.
   - `prompt_logprobs`: each choice carries vLLM's `prompt_logprobs` (None, then {token id: {"logprob", "rank",
@@ -261,10 +264,13 @@ class FakeVllm:
                         f"{len(prompt_ids) + max_tokens} tokens ({len(prompt_ids)} in the messages, {max_tokens} in "
                         "the completion). Please reduce the length of the messages or completion.",
                         "BadRequestError", 400)
-                answer = self.answer(text, model)
-                if pattern is not None and not pattern.fullmatch(answer):
-                    return 500, _error("fake vLLM: the canned answer does not match the requested "
-                                       f"structured_outputs regex: {answer[:120]!r}", "InternalServerError", 500)
+                answer = _continuation(self.answer(text, model), text)
+                if pattern is not None:
+                    matched = _longest_match(answer, pattern)
+                    if matched is None:
+                        return 500, _error("fake vLLM: the canned answer does not match the requested "
+                                           f"structured_outputs regex: {answer[:120]!r}", "InternalServerError", 500)
+                    answer = matched
                 answer_ids = self._tokens(answer, add_special_tokens=False)
                 cut = answer_ids[:max_tokens]
                 choice = {"index": index, "text": self.tokenizer.decode(cut, skip_special_tokens=True),
@@ -306,6 +312,28 @@ class FakeVllm:
         with self._lock:
             self.loras[name] = path
         return 200, f"Success: LoRA adapter '{name}' added successfully."
+
+
+def _continuation(answer: str, prompt: str) -> str:
+    """The rest of the canned `answer` after what the prompt's assistant turn already holds: a request that
+    continues an answer (the constrained backends' phase 2: "...Prediction: Down by 0-1%\nAnalysis:") gets the
+    canned text after its last line label, whatever call was written before it."""
+    written = prompt.rsplit("<|im_start|>assistant\n", 1)[1] if "<|im_start|>assistant\n" in prompt else ""
+    if not written:
+        return answer
+    label = written.rsplit("\n", 1)[-1]
+    if label and label in answer:
+        return answer.split(label, 1)[1]
+    return answer
+
+
+def _longest_match(answer: str, pattern: re.Pattern) -> str | None:
+    """The longest prefix of `answer` the regex matches whole, as a constrained server stops where the grammar
+    ends (phase 1 stops after "Prediction:"); None when no prefix does."""
+    for end in range(len(answer), 0, -1):
+        if pattern.fullmatch(answer, 0, end):
+            return answer[:end]
+    return None
 
 
 def _error(message: str, kind: str, code: int, param: str | None = None) -> dict:

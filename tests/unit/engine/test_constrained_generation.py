@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from engine import constrained
-from engine.grammar import ANSWER_REGEX
+from engine.bin_calibration import IDENTITY, BinCalibration
+from engine.grammar import ANALYSIS_LABEL, ANSWER_REGEX, call_text
 from engine.model import Analyst
+from engine.probabilities import ALL_BINS, choose_call
 from engine.parsing import parse_answer
 from engine.upstream_parser import upstream_parse
 from tests.naive_bins import naive_bin_probabilities
@@ -129,7 +131,7 @@ def test_unconstrained_generation_is_the_free_generation_it_was(free_analyst):
 def test_the_grammar_is_compiled_once_per_analyst_not_per_call(analyst, monkeypatch):
     import xgrammar
 
-    compiled = analyst.grammar.compiled
+    compiled = analyst.grammar.lists, analyst.grammar.analysis
 
     def refuse(*args, **kwargs):
         raise AssertionError("compiled again")
@@ -137,6 +139,66 @@ def test_the_grammar_is_compiled_once_per_analyst_not_per_call(analyst, monkeypa
     monkeypatch.setattr(xgrammar.GrammarCompiler, "compile_regex", refuse)
     started = time.perf_counter()
     analyst.generate(CONVERSATIONS[:2], max_new_tokens=8)
-    assert analyst.grammar.compiled is compiled
+    assert (analyst.grammar.lists, analyst.grammar.analysis) == compiled
     print(f"\ncompiled once in {analyst.grammar.compile_seconds:.3f}s; an 8-token batch of 2 took "
           f"{time.perf_counter() - started:.2f}s")
+
+
+def test_every_stated_call_is_the_rule_applied_to_its_own_distribution(constrained_batch):
+    generations, _ = constrained_batch
+    for g in generations:
+        stated = parse_answer(g.text).move_bin
+        assert stated == choose_call(g.bin_distribution), (g.text[-120:], g.bin_distribution.probabilities)
+        assert g.raw_bin_distribution == g.bin_distribution  # no calibration set
+
+
+def test_the_call_follows_the_calibrated_distribution_when_one_is_served(analyst, constrained_batch):
+    """A contextual bias that makes every up bin look e^80 times likelier on a content-free prompt (random
+    weights put the down bins ~e^-27 below the up ones): after subtracting it,
+    the served P(up) falls and the written call follows the served distribution, not the raw one."""
+    generations, _ = constrained_batch
+    bias = {b.code: (80.0 if b.direction == "up" else 0.0) for b in ALL_BINS}
+    analyst.calibration = BinCalibration(bias=bias, temperature=0.5)
+    try:
+        calibrated = analyst.generate(CONVERSATIONS[:4], max_new_tokens=240)
+    finally:
+        analyst.calibration = IDENTITY
+    flipped = 0
+    for g in calibrated:
+        assert g.bin_distribution == analyst_calibrated(g.raw_bin_distribution, bias)
+        assert parse_answer(g.text).move_bin == choose_call(g.bin_distribution)
+        flipped += choose_call(g.raw_bin_distribution) != choose_call(g.bin_distribution)
+    assert flipped, "the bias was meant to move at least one call"
+
+
+def analyst_calibrated(raw, bias):
+    return BinCalibration(bias=bias, temperature=0.5).apply(raw)
+
+
+def test_the_analysis_is_generated_after_the_written_call_from_the_same_cache(analyst, constrained_batch):
+    """Phase 2 continues phase 1's KV cache across rows that stopped at different lengths. Its analysis must be
+    what the model writes from scratch, one row alone, after the prompt, the lists and the written call."""
+    generations, (batch, answers) = constrained_batch
+    tokenizer = analyst.tokenizer
+    checked = 0
+    for row in (0, 2, 5):
+        g = generations[row]
+        head, analysis = g.text.split(ANALYSIS_LABEL, 1)
+        call = parse_answer(g.text).move_bin
+        lists = answers[row]  # phase 1's tokens, up to "Prediction:"
+        assert tokenizer.decode(lists).endswith("Prediction:")
+        prompt = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
+        ids = prompt + lists + tokenizer(call_text(call.code), add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            alone = analyst.model.generate(
+                input_ids=torch.tensor([ids]), max_new_tokens=240, do_sample=False,
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=analyst._stop_ids,
+                logits_processor=analyst.grammar.analysis_processors(1, prompt_width=len(ids),
+                                                                     max_new_tokens=240 - len(ids) + len(prompt)))
+        expected = tokenizer.decode(alone[0, len(ids):], skip_special_tokens=True).strip()
+        # The batch's phase 2 has a shorter budget (the longest row's lists set it), so its last tokens close the
+        # sentence earlier: compare all but the end.
+        shared = analysis.strip()[:-12]
+        assert len(shared) > 20 and expected.startswith(shared), (analysis, expected)
+        checked += 1
+    assert checked == 3

@@ -20,8 +20,9 @@ import pytest
 
 from engine.bin_scoring import bin_continuations
 from engine.exceptions import ModelError, ModelServerError
+from engine.generation import lists_budget
 from engine.forecast import run_forecasts
-from engine.grammar import ANSWER_REGEX
+from engine.grammar import ANALYSIS_REGEX, ANSWER_REGEX, LISTS_REGEX, call_text
 from engine.inputs import Sources, gather
 from engine.market.weeks import NEW_YORK
 from engine.probabilities import ALL_BINS
@@ -86,7 +87,9 @@ def test_greedy_requests_carry_the_in_process_decoding_settings(vllm, tiny_model
     remote.generate(CONVERSATIONS[:1], max_new_tokens=33)
     [request] = vllm.completions()
     body = request.body
-    assert body["model"] == vllm.base and body["max_tokens"] == 33 and body["temperature"] == 0.0
+    # Phase 1 (the lists) gets the budget less the longest call and the analysis's minimum.
+    assert body["model"] == vllm.base and body["max_tokens"] == lists_budget(remote.tokenizer, 33)
+    assert body["temperature"] == 0.0
     assert body["add_special_tokens"] is False  # the chat template already placed them
     assert body["stop_token_ids"] == in_process._stop_ids
     assert body["repetition_penalty"] == 1.0  # the tiny checkpoint sets none
@@ -94,9 +97,10 @@ def test_greedy_requests_carry_the_in_process_decoding_settings(vllm, tiny_model
 
 
 def test_constrained_requests_carry_the_grammar_as_structured_outputs_and_no_guided_field(vllm, tiny_model_dir):
-    connect(vllm, tiny_model_dir).generate(CONVERSATIONS[:2], max_new_tokens=8)
-    for request in vllm.completions():
-        assert request.body["structured_outputs"] == {"regex": ANSWER_REGEX}
+    connect(vllm, tiny_model_dir).generate(CONVERSATIONS[:2], max_new_tokens=400)
+    requests = vllm.completions()
+    assert sorted(r.body["structured_outputs"]["regex"] for r in requests) == sorted([LISTS_REGEX, ANALYSIS_REGEX] * 2)
+    for request in requests:
         assert not [key for key in request.body if key.startswith("guided_")]
     connect(vllm, tiny_model_dir, constrained=False).generate(CONVERSATIONS[:1], max_new_tokens=8)
     assert "structured_outputs" not in vllm.completions()[-1].body
@@ -165,8 +169,8 @@ def test_seeded_sampling_is_passed_through(vllm, tiny_model_dir):
 
 
 def test_token_counts_come_from_the_servers_usage(vllm, tiny_model_dir):
-    remote = connect(vllm, tiny_model_dir)
-    generations = remote.generate(CONVERSATIONS, max_new_tokens=12)
+    remote = connect(vllm, tiny_model_dir, constrained=False)
+    generations = remote.generate(CONVERSATIONS, max_new_tokens=12)  # free: one request per answer
     for conversation, generation in zip(CONVERSATIONS, generations, strict=True):
         assert generation.prompt_tokens == remote.count_tokens(remote.render(conversation))
         assert generation.new_tokens == 12  # the canned answer is longer: cut at max_tokens, as vLLM does
@@ -330,7 +334,7 @@ def test_a_worker_started_before_the_server_waits_for_it(tiny_model_dir):
 
 
 def test_transient_server_errors_are_retried(vllm, tiny_model_dir):
-    remote = connect(vllm, tiny_model_dir, attempts=3)
+    remote = connect(vllm, tiny_model_dir, attempts=3, constrained=False)
     vllm.fail_next(503, times=2)
     [generation] = remote.generate(CONVERSATIONS[:1], max_new_tokens=4)
     assert generation.new_tokens == 4 and remote.server.retries == 2
@@ -356,7 +360,8 @@ def test_a_wrong_key_is_named_but_never_quoted(tiny_model_dir):
         with pytest.raises(ModelServerError, match="rejected VLLM_API_KEY") as caught:
             RemoteAnalyst.connect(str(tiny_model_dir), base_url=fake.base_url, api_key="sk-wrong-key-123")
         assert "sk-wrong-key-123" not in str(caught.value) and "sk-right" not in str(caught.value)
-        remote = RemoteAnalyst.connect(str(tiny_model_dir), base_url=fake.root_url, api_key="sk-right-key")
+        remote = RemoteAnalyst.connect(str(tiny_model_dir), base_url=fake.root_url, api_key="sk-right-key",
+                                       constrained=False)
         assert "sk-right-key" not in repr(remote)
         assert remote.generate(CONVERSATIONS[:1], max_new_tokens=4)[0].new_tokens == 4
 
@@ -384,7 +389,8 @@ def test_a_server_serving_another_model_is_caught_by_its_tokenizer(tiny_model_di
 
 def test_a_server_without_tokenize_is_trusted(tiny_model_dir):
     with FakeVllm(tiny_model_dir, tokenize_route=False) as fake:
-        assert connect(fake, tiny_model_dir).generate(CONVERSATIONS[:1], max_new_tokens=3)[0].new_tokens == 3
+        assert connect(fake, tiny_model_dir, constrained=False).generate(CONVERSATIONS[:1],
+                                                                         max_new_tokens=3)[0].new_tokens == 3
 
 
 def test_the_base_model_name_at_the_server(tiny_model_dir):
@@ -420,11 +426,15 @@ def test_run_forecasts_through_the_vllm_backend_parses_every_answer(tiny_model_d
     with FakeVllm(tiny_model_dir, answer=canned, latency_s=0.1) as fake:
         remote = connect(fake, tiny_model_dir, adapter=tiny_adapter_dirs[0], context_tokens=4096)
         results = run_forecasts(inputs, remote, context_tokens=4096, max_new_tokens=200, batch_size=8)
-    assert len(fake.completions()) == 3 and fake.max_in_flight == 3  # one batch, all three at once
+    # One batch, all three at once; each answer is two generation requests (the lists, then the analysis).
+    assert len(fake.completions()) == 6 and fake.max_in_flight == 3
     assert {r.body["model"] for r in fake.completions()} == {tiny_adapter_dirs[0].name}
-    got = {r.inputs.symbol: (r.forecast.parsed, r.forecast.direction, r.forecast.magnitude) for r in results}
-    assert got == {"AXP": (True, "up", "2-3%"), "KO": (True, "down", "1-2%"), "MSFT": (True, "up", "more than 5%")}
+    from engine.probabilities import choose_call
+
     for result in results:
+        # The server's lists and analysis, with the call chosen from the scored bins written between them.
+        assert result.forecast.parsed and result.forecast.move_bin == choose_call(result.generation.bin_distribution)
+        assert result.forecast.analysis == f"Invented reasoning for {result.inputs.symbol}."
         prompt = remote.render(build_messages(result.inputs.parts))
         assert result.generation.prompt_tokens == remote.count_tokens(prompt)
         assert result.model_version == f"{base_model_name(str(tiny_model_dir))} + {tiny_adapter_dirs[0].name}"
@@ -435,7 +445,7 @@ def test_the_remote_backend_needs_no_torch(tiny_model_dir):
     script = (
         "import sys; sys.modules['torch'] = None\n"  # `import torch` now fails, and transformers sees no torch
         "from engine.remote_model import RemoteAnalyst\n"
-        f"remote = RemoteAnalyst.connect({str(tiny_model_dir)!r}, base_url=sys.argv[1])\n"
+        f"remote = RemoteAnalyst.connect({str(tiny_model_dir)!r}, base_url=sys.argv[1], constrained=False)\n"
         "[g] = remote.generate([[{'role': 'user', 'content': 'hello'}]], max_new_tokens=5)\n"
         "import transformers.utils\n"
         "print(g.new_tokens, transformers.utils.is_torch_available())\n"
@@ -445,3 +455,47 @@ def test_the_remote_backend_needs_no_torch(tiny_model_dir):
                               text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-2:] == ["5", "False"]
+
+
+def test_a_constrained_answer_is_two_generation_requests_around_the_chosen_call(vllm, tiny_model_dir):
+    """The lists under LISTS_REGEX; the 12 bins scored after them; then a completion of the rendered prompt, the
+    lists and the call chosen from the served probabilities, under ANALYSIS_REGEX. The stated call is the rule's."""
+    from engine.parsing import parse_answer
+    from engine.probabilities import choose_call
+
+    remote = connect(vllm, tiny_model_dir)
+    generations = remote.generate(CONVERSATIONS[:3], max_new_tokens=400)
+    requests = vllm.completions()
+    lists = {r.body["prompt"]: r for r in requests if r.body["structured_outputs"]["regex"] == LISTS_REGEX}
+    analyses = [r for r in requests if r.body["structured_outputs"]["regex"] == ANALYSIS_REGEX]
+    assert len(lists) == len(analyses) == len(vllm.scorings()) == 3
+    for conversation, generation in zip(CONVERSATIONS[:3], generations, strict=True):
+        prompt = remote.render(conversation)
+        assert prompt in lists
+        call = choose_call(generation.bin_distribution)
+        assert parse_answer(generation.text).move_bin == call
+        assert re.fullmatch(ANSWER_REGEX, generation.text)
+        head = generation.text.split(ANSWER_LABEL_SPLIT)[0] + ANSWER_LABEL_SPLIT
+        [second] = [r for r in analyses if r.body["prompt"] == prompt + head]
+        assert second.body["prompt"].endswith(call_text(call.code))
+    # The fake's canned answer says "Up by 2-3%"; the written calls come from the probabilities instead.
+    assert {parse_answer(g.text).move_bin.code for g in generations} != {"U3"} or all(
+        choose_call(g.bin_distribution).code == "U3" for g in generations)
+
+
+ANSWER_LABEL_SPLIT = "\nAnalysis:"
+
+
+def test_the_call_follows_the_served_calibration(vllm, tiny_model_dir):
+    from engine.bin_calibration import BinCalibration
+    from engine.parsing import parse_answer
+    from engine.probabilities import choose_call
+
+    remote = connect(vllm, tiny_model_dir)
+    [raw] = remote.generate(CONVERSATIONS[:1], max_new_tokens=400)
+    against = "down" if choose_call(raw.bin_distribution).direction == "up" else "up"
+    remote.calibration = BinCalibration(bias={b.code: (0.0 if b.direction == against else 50.0) for b in ALL_BINS})
+    [calibrated] = remote.generate(CONVERSATIONS[:1], max_new_tokens=400)
+    assert calibrated.raw_bin_distribution == raw.raw_bin_distribution
+    assert parse_answer(calibrated.text).move_bin.direction == against
+    assert parse_answer(calibrated.text).move_bin == choose_call(calibrated.bin_distribution)
