@@ -92,10 +92,24 @@ def content_free_bias(content_free: BinDistribution) -> dict[str, float]:
     return {code: math.log(max(p, _FLOOR)) for code, p in content_free.probabilities.items()}
 
 
-def _nll(raw: Sequence[BinDistribution], realized: Sequence[MoveBin], bias: Mapping[str, float],
-         temperature: float) -> float:
-    return -sum(math.log(max(calibrate(d, bias, temperature).p(b), _FLOOR))
-                for d, b in zip(raw, realized, strict=True)) / len(raw)
+def _nll_function(raw: Sequence[BinDistribution], realized: Sequence[MoveBin], bias: Mapping[str, float]):
+    """NLL(T) of the realized bins, vectorised once over the rows (numpy, imported here: the bot never needs it)."""
+    import numpy as np
+
+    codes = [b.code for b in ALL_BINS]
+    index = {code: i for i, code in enumerate(codes)}
+    logits = np.log(np.maximum(np.array([[d.probabilities[c] for c in codes] for d in raw]), _FLOOR))
+    logits -= np.array([bias.get(c, 0.0) for c in codes])
+    truth = np.array([index[b.code] for b in realized])
+    picked = logits[np.arange(len(raw)), truth]
+
+    def nll(temperature: float) -> float:
+        scaled = logits / temperature
+        top = scaled.max(axis=1)
+        normaliser = top + np.log(np.exp(scaled - top[:, None]).sum(axis=1))
+        return float((normaliser - picked / temperature).mean())
+
+    return nll
 
 
 def fit_temperature(raw: Sequence[BinDistribution], realized: Sequence[MoveBin],
@@ -105,15 +119,15 @@ def fit_temperature(raw: Sequence[BinDistribution], realized: Sequence[MoveBin],
     convex). ValueError without rows."""
     if not raw or len(raw) != len(realized):
         raise ValueError(f"fitting a temperature needs rows and one realized bin each ({len(raw)}, {len(realized)})")
-    bias = bias or {}
+    nll = _nll_function(raw, realized, bias or {})
     grid = [math.exp(math.log(T_MIN) + i * (math.log(T_MAX) - math.log(T_MIN)) / 40) for i in range(41)]
-    losses = [_nll(raw, realized, bias, t) for t in grid]
+    losses = [nll(t) for t in grid]
     best = min(range(len(grid)), key=losses.__getitem__)
     lo, hi = math.log(grid[max(best - 1, 0)]), math.log(grid[min(best + 1, len(grid) - 1)])
     ratio = (math.sqrt(5) - 1) / 2
     for _ in range(40):
         a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-        if _nll(raw, realized, bias, math.exp(a)) <= _nll(raw, realized, bias, math.exp(b)):
+        if nll(math.exp(a)) <= nll(math.exp(b)):
             hi = b
         else:
             lo = a
@@ -156,6 +170,28 @@ def read_calibration(folder: Path | None) -> BinCalibration | None:
     except (ValueError, TypeError, AttributeError) as exc:
         log.error("ignoring %s: %s", path, exc)
         return None
+
+
+def base_calibration_dir(model_dir: Path) -> Path:
+    """Where the bare base's calibration lives: MODEL_DIR/base/calibration.json (an adapter's lives in its own
+    version folder, so it travels with the adapter)."""
+    return Path(model_dir) / "base"
+
+
+def served_calibration(adapter: Path | None, model_dir: Path | None, base_name: str) -> BinCalibration:
+    """The calibration to serve with `adapter` (None: the bare base): the adapter folder's `calibration.json`, or
+    for the bare base MODEL_DIR/base's when it was fitted on this base (`base_name`, engine.provenance); else the
+    identity (raw probabilities)."""
+    if adapter is not None:
+        found = read_calibration(adapter)
+    else:
+        found = read_calibration(base_calibration_dir(model_dir)) if model_dir is not None else None
+        if found is not None and found.model and found.model != base_name:
+            log.warning("ignoring the base calibration fitted on %s: the base served is %s", found.model, base_name)
+            found = None
+    if found is not None:
+        log.info("serving calibrated bin probabilities: %s", found.describe())
+    return found or IDENTITY
 
 
 def write_calibration(folder: Path, calibration: BinCalibration, **extra: object) -> Path:

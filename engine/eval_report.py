@@ -77,6 +77,47 @@ def render_calibration(report: dict, *, model_name: str = "model") -> list[str]:
     return lines
 
 
+def render_calibration_fit(report: dict) -> list[str]:
+    """The out-of-sample comparison of calibrations (engine.calibration_fit), the one chosen, the band table, and
+    whether every stated call followed the rule. Empty when the report has none of these."""
+    lines = []
+    if report.get("evidence") == "scaffold":
+        lines.append("Evidence: SCAFFOLD mode - the bins scored after fixed placeholder lists, one prefill per row, "
+                     "nothing generated; an approximation of the product's path (which scores after the lists the "
+                     "model writes).")
+    agreed = report.get("consistency")
+    if agreed:
+        verdict = "every one" if not agreed["disagree"] else f"rows {agreed['disagree'][:10]} do NOT"
+        lines.append(f"Stated call = rule on its served distribution: {agreed['agree']}/{agreed['checked']} "
+                     f"({verdict})")
+    fit = report.get("calibration_fit")
+    if not fit:
+        return lines
+    lines.append(f"Calibration of the 12-bin scores, out of sample ({fit['rows']} rows, {fit['weeks']} weeks, "
+                 f"temperature cross-fitted over {fit['folds']} folds of weeks; rule: P(up) >= 0.5 -> up):")
+    table = [("variant", "NLL(bin)", "acc [95% CI]", "calls up", "Brier", "log loss", "ECE", "mean P(up)")]
+    for name, v in fit["variants"].items():
+        ci = v["ci95_accuracy"]
+        table.append((name + (" *" if name == fit["chosen"] else ""), _num(v["nll_bins"]),
+                      _num(v["accuracy"]) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""),
+                      str(v["calls_up"]), _num(v["brier"]), _num(v["log_loss"]), _num(v["ece"]),
+                      _num(v["mean_p_up"])))
+    lines += _aligned(table)
+    served = fit["calibration"]
+    lines.append(f"* served: {fit['chosen']} (lowest out-of-sample NLL), T = {served['temperature']:.3f} refitted on "
+                 f"all {served['fitted_rows']} rows; fold temperatures " + "; ".join(
+                     f"{k} {', '.join(f'{t:.2f}' for t in ts)}" for k, ts in fit["fold_temperatures"].items()))
+    if fit.get("content_free_p_up") is not None:
+        lines.append(f"content-free prompt's raw P(up): {fit['content_free_p_up']:.3f}")
+    lines.append("'No clear signal' band (calls with |P(up) - 0.5| <= band are not shown as a direction):")
+    table = [("band", "covered", "coverage", "accuracy")]
+    for row in fit["bands"]:
+        table.append((f"±{row['band']:.2f}", str(row["covered"]), f"{100 * row['coverage']:.0f}%",
+                      _num(row["accuracy"])))
+    lines += _aligned(table)
+    return lines
+
+
 def render_report(report: dict, *, model_name: str = "model") -> list[str]:
     """The report as plain text lines: a table (model row first, baselines below, same columns), then ROUGE
     per section, parse failures and speed. Pure: print the lines, or put them in a code block."""
@@ -100,6 +141,7 @@ def render_report(report: dict, *, model_name: str = "model") -> list[str]:
             lines.append("  ".join("-" * w for w in widths))
 
     lines += render_calibration(report, model_name=model_name)
+    lines += render_calibration_fit(report)
 
     rouge = report.get("rouge")
     if rouge:
@@ -122,5 +164,7 @@ def render_report(report: dict, *, model_name: str = "model") -> list[str]:
         dropped = report["n"] - report["parsed"]
         lines.append(f"rows dropped (answer or reference unparseable): {dropped} of {report['n']}")
     if report.get("latency_s") is not None:
-        lines.append(f"latency {report['latency_s']:.2f} s/row, {report['tokens_per_s']:.1f} new tokens/s")
+        speed = (f", {report['tokens_per_s']:.1f} new tokens/s" if report.get("tokens_per_s") is not None
+                 else " (one prefill per row, nothing generated)")
+        lines.append(f"latency {report['latency_s']:.2f} s/row{speed}")
     return lines

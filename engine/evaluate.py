@@ -14,12 +14,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.baselines import BaseRates, base_rates
+from engine.bin_calibration import IDENTITY, BinCalibration
+from engine.calibration_fit import calibration_fit
 from engine.exceptions import EngineError
 from engine.fingpt_rows import EvalRow, load_eval_rows
+from engine.grammar import call_text
 from engine.metrics import score, score_fingpt_compat
+from engine.parsing import parse_answer
 from engine.predictions import RowProbability, p_up_of, probability_json
-from engine.probabilities import BinDistribution
+from engine.probabilities import BinDistribution, choose_call
 from engine.prompts import SYSTEM_PROMPT
+from engine.scaffold import SCAFFOLD
 
 
 class Generation(Protocol):
@@ -33,7 +38,13 @@ class Generation(Protocol):
 
 
 Generate = Callable[[list[list[dict]]], Sequence[Generation]]
+# Scaffold mode: batches of chat messages -> each row's raw 12-bin distribution after engine.scaffold.SCAFFOLD.
+ScoreBins = Callable[[list[list[dict]]], Sequence[BinDistribution | None]]
 Progress = Callable[[int, int, float], None]
+
+MODES = ("full", "scaffold")
+# What a scaffold-mode "answer" holds after its call: it was scored, not written.
+SCAFFOLD_ANALYSIS = " Scaffold mode scores the call alone, with no lists or analysis written."
 
 
 # ---- Base rates from training data --------------------------------------------------------------------------
@@ -74,6 +85,7 @@ def _generate_all(
 ) -> dict:
     texts: list[str] = []
     distributions: list[BinDistribution | None] = []
+    raw: list[BinDistribution | None] = []
     new_tokens = prompt_tokens = 0
     wall = 0.0
     for start in range(0, len(rows), batch_size):
@@ -85,6 +97,7 @@ def _generate_all(
             raise EngineError(f"generate returned {len(results)} results for a batch of {len(batch)} prompts.")
         texts.extend(r.text for r in results)
         distributions.extend(getattr(r, "bin_distribution", None) for r in results)
+        raw.extend(getattr(r, "raw_bin_distribution", None) or getattr(r, "bin_distribution", None) for r in results)
         new_tokens += sum(int(r.new_tokens) for r in results)
         prompt_tokens += sum(int(r.prompt_tokens) for r in results)
         if progress is not None:
@@ -92,12 +105,55 @@ def _generate_all(
     return {
         "predictions": texts,
         "row_probabilities": distributions,
+        "raw_probabilities": raw,
         "latency_s": wall / len(rows) if rows else None,  # each batch's wall time, shared by its rows
         "tokens_per_s": new_tokens / wall if wall > 0 else None,
         "new_tokens": new_tokens,
         "prompt_tokens": prompt_tokens,
         "generation_s": wall,
     }
+
+
+def _scaffold_all(rows: Sequence[EvalRow], score_bins: ScoreBins, calibration: BinCalibration, batch_size: int,
+                  progress: Progress | None, clock: Callable[[], float]) -> dict:
+    """Scaffold mode: each row's bins scored after engine.scaffold.SCAFFOLD (one prefill, nothing generated); its
+    "answer" is the scaffold with the call the serving rule takes from the calibrated distribution."""
+    texts: list[str] = []
+    served: list[BinDistribution | None] = []
+    raw: list[BinDistribution | None] = []
+    wall = 0.0
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size]
+        began = clock()
+        scored = list(score_bins([messages_for(r) for r in batch]))
+        wall += clock() - began
+        if len(scored) != len(batch):
+            raise EngineError(f"score_bins returned {len(scored)} results for a batch of {len(batch)} prompts.")
+        for distribution in scored:
+            shown = None if distribution is None else calibration.apply(distribution)
+            raw.append(distribution)
+            served.append(shown)
+            texts.append(SCAFFOLD if shown is None
+                         else SCAFFOLD + call_text(choose_call(shown).code) + SCAFFOLD_ANALYSIS)
+        if progress is not None:
+            progress(len(texts), len(rows), 0.0)
+    return {"predictions": texts, "row_probabilities": served, "raw_probabilities": raw,
+            "latency_s": wall / len(rows) if rows else None, "tokens_per_s": None, "new_tokens": 0,
+            "prompt_tokens": None, "generation_s": wall}
+
+
+def consistency(predictions: Sequence[str], served: Sequence[BinDistribution | None]) -> dict:
+    """Whether every stated call is the serving rule applied to its own served distribution: `checked` answers
+    (those with both a parsed call and a distribution), how many `agree`, and the row indices that do not."""
+    checked, disagree = 0, []
+    for i, (text, distribution) in enumerate(zip(predictions, served, strict=True)):
+        stated = parse_answer(text).move_bin
+        if stated is None or distribution is None:
+            continue
+        checked += 1
+        if stated != choose_call(distribution):
+            disagree.append(i)
+    return {"checked": checked, "agree": checked - len(disagree), "disagree": disagree}
 
 
 def evaluate(
@@ -116,6 +172,11 @@ def evaluate(
     rouge: bool = True,
     rates: BaseRates | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    mode: str = "full",
+    score_bins: ScoreBins | None = None,
+    calibration: BinCalibration = IDENTITY,
+    content_free: BinDistribution | None = None,
+    model: str = "",
 ) -> dict:
     """Score `predictions`, or generate them first with `generate` (batches of chat messages -> results with
     `.text`, `.prompt_tokens`, `.new_tokens`, `.seconds`), then score in our mode or FinGPT-compat mode.
@@ -131,18 +192,38 @@ def evaluate(
     the baselines' probabilities use `rates`, see `engine.metrics.score`); FinGPT-compat mode reproduces
     upstream, which had no probabilities, and reports `calibration` None. `probabilities` in the report holds
     each row's as `probability_json` writes it (None per row where there was none).
+
+    `mode` "scaffold" scores the bins after a fixed scaffold with `score_bins` instead of generating (one prefill
+    per row: cheap enough for every row on a CPU); its calls are the serving rule on `calibration` applied to
+    those scores. Either mode, with raw distributions at hand (generated, or scored), the report gains
+    `calibration_fit` (engine.calibration_fit: raw / contextual / temperature, cross-fitted by week, with
+    `content_free` the content-free prompt's distribution) and, when generating, `consistency` (every stated call
+    against the rule on its served distribution). `evidence` names the mode.
     """
     if not rows:
         raise EngineError("No rows to evaluate.")
     if batch_size < 1:
         raise EngineError(f"batch_size must be at least 1, got {batch_size}.")
+    if mode not in MODES:
+        raise EngineError(f"Unknown evaluation mode {mode!r}: use one of {', '.join(MODES)}.")
     timing: dict[str, Any] = dict.fromkeys(("latency_s", "tokens_per_s", "new_tokens", "prompt_tokens", "generation_s"))
-    if predictions is None:
+    raw: Sequence[BinDistribution | None] | None = None
+    evidence = {"scaffold": "scaffold", "full": "generated"}[mode] if predictions is None else "saved"
+    if mode == "scaffold":
+        if score_bins is None:
+            raise EngineError("Scaffold mode scores the bins with the model: give score_bins.")
+        timing = _scaffold_all(rows, score_bins, calibration, batch_size, progress, clock)
+        predictions = timing.pop("predictions")
+        probabilities = timing.pop("row_probabilities")
+        raw = timing.pop("raw_probabilities")
+        rouge = False  # the scaffold's placeholder lists are not the model's
+    elif predictions is None:
         if generate is None:
             raise EngineError("Give either predictions to score or a generate function to produce them.")
         timing = _generate_all(rows, generate, batch_size, progress, clock)
         predictions = timing.pop("predictions")
         probabilities = timing.pop("row_probabilities")
+        raw = timing.pop("raw_probabilities")
     elif len(predictions) != len(rows):
         raise EngineError(f"{len(predictions)} predictions for {len(rows)} rows: they must pair up one to one.")
     if probabilities is not None and len(probabilities) != len(rows):
@@ -156,4 +237,11 @@ def evaluate(
         p_up = None if probabilities is None else [p_up_of(p) for p in probabilities]
         report = score(rows, list(predictions), p_up=p_up, rates=rates, **common)
     stored = None if probabilities is None else [probability_json(p) for p in probabilities]
-    return {**report, **timing, "predictions": list(predictions), "probabilities": stored}
+    extra: dict[str, Any] = {"evidence": evidence}
+    if raw is not None and any(d is not None for d in raw):
+        extra["calibration_fit"] = calibration_fit(rows, raw, content_free=content_free, model=model,
+                                                   bootstrap=bootstrap, seed=seed)
+        if mode == "full" and probabilities is not None:
+            extra["consistency"] = consistency(predictions, [p if isinstance(p, BinDistribution) else None
+                                                             for p in probabilities])
+    return {**report, **timing, **extra, "predictions": list(predictions), "probabilities": stored}

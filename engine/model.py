@@ -26,10 +26,10 @@ from transformers import (
 )
 
 from engine.adapters import Originals, merge_keeping_originals, remove_failed_load, unmerge_exactly
+from engine.bin_calibration import IDENTITY, BinCalibration, served_calibration
 from engine.bin_scoring import distribution, pack, plan_from_tokens, visible
 from engine.constrained import AnswerGrammar
 from engine.exceptions import ModelError
-from engine.bin_calibration import IDENTITY, BinCalibration
 from engine.generation import (
     Conversation,
     Generation,
@@ -43,6 +43,7 @@ from engine.generation import (
 from engine.grammar import call_text
 from engine.placement import Placement, choose_placement, torch_dtype
 from engine.probabilities import BinDistribution, choose_call
+from engine.provenance import base_model_name
 
 __all__ = ["Analyst", "Conversation", "Generation", "ModelError"]
 
@@ -80,6 +81,7 @@ class Analyst:
         # How raw bin scores become served probabilities (engine.bin_calibration); the composition root sets it
         # from the registry for whatever adapter is served. Identity: the raw distribution.
         self.calibration: BinCalibration = IDENTITY
+        self.calibration_dir: Path | None = None  # MODEL_DIR: where the bare base's calibration is kept
         self.grammar = (AnswerGrammar.compile(tokenizer, model.config.vocab_size, self._stop_ids) if constrained
                         else None)
 
@@ -96,7 +98,10 @@ class Analyst:
         load_in_4bit: bool = False,
         merge_adapter: bool = False,
         constrained: bool = True,
+        calibration_dir: Path | None = None,
     ) -> Analyst:
+        """`calibration_dir`: MODEL_DIR, where the bare base's bin calibration is kept (engine.bin_calibration);
+        an adapter's is read from its own folder."""
         cuda = torch.cuda.is_available()
         placement = choose_placement(
             device=device, dtype=dtype, load_in_4bit=load_in_4bit, cuda_available=cuda,
@@ -137,8 +142,8 @@ class Analyst:
             tokenizer.pad_token = tokenizer.eos_token
         analyst = cls(model, tokenizer, base=base, placement=placement, merge_adapter=merge_adapter,
                       constrained=constrained)
-        if adapter is not None:
-            analyst.use_adapter(adapter)
+        analyst.calibration_dir = calibration_dir
+        analyst.use_adapter(adapter)
         log.info("loaded %s on %s (%s%s)", base, placement.device, placement.dtype,
                  ", 4-bit" if load_in_4bit else "")
         return analyst
@@ -171,6 +176,7 @@ class Analyst:
             if isinstance(self.model, PeftModel):
                 self.model = self.model.unload()  # drops every LoRA layer: the bare base, its weights untouched
             self.adapter = None
+            self.calibration = served_calibration(None, self.calibration_dir, base_model_name(self.base))
             return
         self._loads += 1
         name = f"v{self._loads}_{re.sub(r'[^0-9A-Za-z_]', '_', path.name)}"  # a module key: no dots
@@ -190,6 +196,7 @@ class Analyst:
             self.model.delete_adapter(stale)  # its LoRA weights are freed: memory stays one adapter's worth
         self.model.eval()
         self.adapter = path
+        self.calibration = served_calibration(path, self.calibration_dir, base_model_name(self.base))
         if self._merge:
             self._merge_served()
 

@@ -66,7 +66,7 @@ def choose_call(distribution: BinDistribution) -> MoveBin:
     likely (P(up) ≥ 0.5 → up), then that direction's most likely bin. One rule for every backend, so the call and
     the P(up) printed beside it never contradict each other. (Not `most_likely`: with P(up) = 0.6 spread over six
     up bins, the single likeliest bin can still be a down one.)"""
-    direction = "up" if distribution.p_up >= 0.5 else "down"
+    direction = "up" if distribution.p_up >= 0.5 - 1e-9 else "down"  # 0.5 summed in floats can read 0.4999…
     return max((b for b in ALL_BINS if b.direction == direction), key=distribution.p)
 
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from engine.bin_calibration import IDENTITY, BinCalibration, served_calibration
 from engine.bin_scoring import distribution, plan_from_text
 from engine.exceptions import ModelError, ModelServerError
 from engine.generation import (
@@ -58,9 +59,9 @@ from engine.generation import (
     render_chat,
     stop_token_ids,
 )
-from engine.bin_calibration import IDENTITY, BinCalibration
 from engine.grammar import ANALYSIS_REGEX, LISTS_REGEX, call_text
 from engine.probabilities import BinDistribution, choose_call
+from engine.provenance import base_model_name
 from engine.vllm_client import ServedModel, VllmClient
 
 log = logging.getLogger(__name__)
@@ -168,8 +169,7 @@ class RemoteAnalyst:
                       repetition_penalty=_repetition_penalty(base), model_dir=model_dir,
                       server_model_dir=server_model_dir)
         analyst._check_tokenizer()
-        if adapter is not None:
-            analyst.use_adapter(adapter)
+        analyst.use_adapter(adapter)
         log.info("serving %s through vLLM at %s", analyst.version, server.base_url)
         return analyst
 
@@ -194,12 +194,14 @@ class RemoteAnalyst:
         """Serve `path` (a PEFT LoRA directory) from now on, or the bare base with None. No restart of anything."""
         if path is None:
             self.adapter, self.served_name = None, self.served_base
+            self.calibration = served_calibration(None, self.model_dir, base_model_name(self.base))
             return
         path = Path(path)
         rank = read_lora_config(path).get("r")  # the same local check as the in-process backend
         server_path = self.server_path(path)
         name = self._loaded_name(server_path) or self._load(server_path, path.name, rank)
         self.adapter, self.served_name = path, name
+        self.calibration = served_calibration(path, self.model_dir, base_model_name(self.base))
         log.info("vLLM now answers with adapter %s (served as %r)", path, name)
 
     def server_path(self, path: Path) -> str:

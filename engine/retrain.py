@@ -14,16 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.bin_calibration import IDENTITY, BinCalibration, write_calibration
 from engine.evaluate import evaluate
 from engine.fingpt_rows import EvalRow, load_eval_rows
 from engine.provenance import base_model_name
 from engine.registry import BARE_BASE, Decision, Registry, gate
+from engine.scaffold import SCAFFOLD, content_free_conversation
 from engine.train import ProgressFn, train
 from engine.train_config import TrainConfig
 
 # Only what the gate and a reader need; the predictions and per-row failures stay out of the registry.
 SCORE_KEYS = ("n", "parsed", "parse_rate", "binary_accuracy", "binary_accuracy_all", "ci95_binary_accuracy_all",
-              "mse", "mcc", "rouge", "direction_counts", "baselines", "latency_s", "tokens_per_s")
+              "mse", "mcc", "rouge", "direction_counts", "baselines", "latency_s", "tokens_per_s",
+              "calibration_fit", "consistency")
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,15 @@ def _scores(report: dict) -> dict:
 
 def score_adapter(analyst, adapter: Path | None, rows: list[EvalRow], *, max_new_tokens: int,
                   batch_size: int, progress: Callable[[int, int, float], None] | None = None) -> dict:
-    """Scores of `adapter` (None: the bare base) on `rows`, generated with the already loaded base."""
+    """Scores of `adapter` (None: the bare base) on `rows`, generated with the already loaded base, with the
+    out-of-sample comparison of bin calibrations (engine.calibration_fit) among them."""
     analyst.use_adapter(adapter)
+    content_free = None
+    if hasattr(analyst, "score_after"):
+        [content_free] = analyst.score_after([content_free_conversation()], SCAFFOLD)
     report = evaluate(rows, generate=lambda c: analyst.generate(c, max_new_tokens=max_new_tokens),
-                      batch_size=batch_size, progress=progress)
+                      batch_size=batch_size, progress=progress, content_free=content_free,
+                      calibration=getattr(analyst, "calibration", IDENTITY), model=getattr(analyst, "version", ""))
     return _scores(report)
 
 
@@ -103,6 +111,10 @@ def retrain(
         "compared_with": {"version": current, "label": compared_with, "scores": current_scores},
     })
     registry.write(version, "decision.json", decision.to_dict())
+    fit = new_scores.get("calibration_fit")
+    if fit:  # served with the adapter from its promotion on (engine.bin_calibration.served_calibration)
+        write_calibration(registry.path(version), BinCalibration.from_json(fit["calibration"]),
+                          chosen=fit["chosen"], evidence="generated", eval_dataset=eval_dataset)
     if decision.promote:
         registry.promote(version, reason=decision.reason)
     else:

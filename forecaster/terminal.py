@@ -9,6 +9,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from engine.probabilities import clear_signal
+
 if TYPE_CHECKING:
     from engine.forecast import ForecastResult
     from engine.inputs import ForecastInputs
@@ -42,8 +44,11 @@ def forecast_panel(result: ForecastResult) -> Panel:
         arrow, style = ("▲", "bold green") if f.direction == "up" else ("▼", "bold red")
         dist = getattr(result.generation, "bin_distribution", None)  # None: the backend computed no probabilities
         note = f" · {100 * dist.p(move):.0f}% · P(up) {100 * dist.p_up:.0f}%" if dist else ""
+        call = move.prediction_text
+        if dist is not None and not clear_signal(dist.p_up, result.signal_band):
+            arrow, style, call = "◆", "bold yellow", f"No clear signal (leans {move.prediction_text})"
         body += [
-            Text.assemble((f"{arrow} {move.prediction_text}", style), note, f"  for {i.target.period}"),
+            Text.assemble((f"{arrow} {call}", style), note, f"  for {i.target.period}"),
             *([Text(f"most likely {dist.most_likely.prediction_text} ({100 * dist.p(dist.most_likely):.0f}%), "
                     f"expected move {dist.expected_move:+.2f}%", style="dim")] if dist else []),
             Text(""),

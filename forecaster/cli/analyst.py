@@ -37,6 +37,25 @@ def _write_reliability_plot(path: Path, report: dict, *, model_name: str) -> Non
     err.print(f"reliability diagram written to {path}")
 
 
+def _store_calibration(report: dict, analyst, settings) -> None:
+    """Write the calibration the evaluation chose beside the served model (its adapter folder, or MODEL_DIR/base
+    for the bare base, named by its base so another base never applies it)."""
+    from engine.bin_calibration import BinCalibration, base_calibration_dir, write_calibration
+    from engine.provenance import base_model_name
+
+    fit = report.get("calibration_fit")
+    if not fit:
+        fail("--fit-calibration needs bin probabilities from at least two weeks of rows; this evaluation had none.")
+    if analyst.adapter is not None:
+        folder, model = analyst.adapter, analyst.version
+    else:
+        folder, model = base_calibration_dir(settings.model_dir), base_model_name(analyst.base)
+    chosen = BinCalibration.from_json({**fit["calibration"], "model": model})
+    path = write_calibration(folder, chosen, chosen=fit["chosen"], evidence=report.get("evidence"),
+                             variants=fit["variants"], bands=fit["bands"])
+    err.print(f"calibration ({chosen.describe()}) written to {path}")
+
+
 @app.command()
 def forecast(
     ticker: Annotated[str, typer.Argument(help="Symbol, e.g. AXP.")],
@@ -97,10 +116,20 @@ def evaluate(
     save_predictions: Annotated[Path | None, typer.Option(
         help="Write the answers and their probabilities as JSONL, readable by --predictions.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    mode: Annotated[str, typer.Option(
+        help="full: generate every answer as /forecast does (the reference). scaffold: score the 12 bins after a "
+             "fixed placeholder answer, one prefill per row and nothing generated: cheap enough for every row on a "
+             "CPU, an approximation of the full path.")] = "full",
+    fit_calibration: Annotated[bool, typer.Option(
+        "--fit-calibration", help="Store the calibration this evaluation chose (contextual bias and/or "
+        "temperature, fitted on these rows) with the served model: in its adapter folder, or MODEL_DIR/base for "
+        "the bare base. Workers apply it from their next adapter switch or restart.")] = False,
 ) -> None:
     """Score forecasts against a FinGPT-format dataset, next to naive baselines; with probabilities, their
-    Brier score, log loss, calibration error and abstention table."""
+    Brier score, log loss, calibration error and abstention table, the out-of-sample comparison of bin
+    calibrations, and whether every stated call followed the serving rule."""
     from engine.baselines import BaseRates
+    from engine.bin_calibration import IDENTITY
     from engine.eval_report import render_report
     from engine.evaluate import evaluate as run_evaluation
     from engine.evaluate import training_rates
@@ -108,9 +137,14 @@ def evaluate(
     from engine.fingpt_rows import load_eval_rows
     from engine.predictions import load_predictions, load_probabilities
     from engine.predictions import save_predictions as write_predictions
+    from engine.scaffold import SCAFFOLD, content_free_conversation
 
     if (train_split is not None or train_dataset is not None) and train_up_rate is not None:
         fail("Give either the training data (--train-split / --train-dataset) or --train-up-rate, not both.")
+    if mode not in ("full", "scaffold"):
+        fail(f"--mode is full or scaffold, not {mode!r}.")
+    if predictions is not None and (mode == "scaffold" or fit_calibration):
+        fail("--mode scaffold and --fit-calibration score with the model; they cannot read --predictions.")
     if plot is not None and plot.suffix.lower() != ".png":
         fail(f"--plot writes a PNG: give a file name ending in .png, not {plot.name!r}.")
     settings = load_settings()
@@ -122,7 +156,9 @@ def evaluate(
         elif train_up_rate is not None:
             rates = BaseRates(up=train_up_rate, after_up=None, after_down=None, source="--train-up-rate")
         saved = saved_probabilities = None
-        generate = None
+        generate = score_bins = None
+        content_free = None
+        analyst = None
         model_name = "predictions"
         if predictions is not None:
             saved = load_predictions(predictions, column=column, expected=len(rows), allow_more=limit is not None)
@@ -136,13 +172,22 @@ def evaluate(
             def generate(conversations):
                 return analyst.generate(conversations, max_new_tokens=settings.model_max_new_tokens)
 
+            def score_bins(conversations):
+                return analyst.score_after(conversations, SCAFFOLD)
+
+            [content_free] = analyst.score_after([content_free_conversation()], SCAFFOLD)
+
         with progress_bar(len(rows), enabled=saved is None and not as_json) as progress:
             report = run_evaluation(rows, predictions=saved, probabilities=saved_probabilities, generate=generate,
                                     fingpt_compat=fingpt_compat, batch_size=settings.model_batch_size,
-                                    progress=progress, train_majority=train_majority, rates=rates)
+                                    progress=progress, train_majority=train_majority, rates=rates, mode=mode,
+                                    score_bins=score_bins, content_free=content_free, model=model_name,
+                                    calibration=analyst.calibration if analyst is not None else IDENTITY)
     except EngineError as exc:
         fail(str(exc))
     report["model"] = model_name
+    if fit_calibration:
+        _store_calibration(report, analyst, settings)
     if save_predictions is not None:
         write_predictions(save_predictions, rows, report)
         err.print(f"answers and probabilities written to {save_predictions}")

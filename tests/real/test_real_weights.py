@@ -14,6 +14,7 @@ import torch
 from engine.grammar import ANSWER_REGEX
 from engine.model import Analyst
 from engine.parsing import parse_answer
+from engine.probabilities import choose_call
 from engine.prompts import SYSTEM_PROMPT
 from engine.upstream_parser import upstream_parse
 from tests.naive_bins import naive_bin_probabilities
@@ -94,3 +95,25 @@ def test_bin_scoring_matches_twelve_naive_passes_on_the_real_tokenizer(analyst, 
     dist = generations[row].bin_distribution
     for code, p in naive_bin_probabilities(analyst, prompt, answers[row]).items():
         assert abs(dist.probabilities[code] - p) < 1e-4, code
+
+
+def test_every_stated_call_is_the_rule_on_its_own_distribution(generated):
+    """The call is chosen from the scored bins and written, then the analysis follows it: never a call that
+    contradicts the P(up) printed beside it (the grammar alone stated "Up by 1-2%" whatever the scores said)."""
+    generations, _ = generated
+    for g in generations:
+        assert parse_answer(g.text).move_bin == choose_call(g.bin_distribution), (g.text, g.bin_distribution)
+
+
+def test_scoring_after_the_scaffold_is_one_prefill_matching_twelve_naive_passes(analyst):
+    """Scaffold-mode evaluation and contextual calibration on the real tokenizer."""
+    from engine.scaffold import SCAFFOLD, content_free_conversation
+
+    [scored] = analyst.score_after([content_free_conversation()], SCAFFOLD)
+    tokenizer = analyst.tokenizer
+    prompt = tokenizer(analyst.render(content_free_conversation()), add_special_tokens=False)["input_ids"]
+    scaffold = tokenizer(SCAFFOLD, add_special_tokens=False)["input_ids"]
+    for code, p in naive_bin_probabilities(analyst, prompt, scaffold).items():
+        assert abs(scored.probabilities[code] - p) < 1e-4, code
+    print(f"\ncontent-free prompt: P(up) {scored.p_up:.3f}, bins "
+          + " ".join(f"{c}:{p:.3f}" for c, p in scored.probabilities.items()))

@@ -13,8 +13,8 @@ from engine import constrained
 from engine.bin_calibration import IDENTITY, BinCalibration
 from engine.grammar import ANALYSIS_LABEL, ANSWER_REGEX, call_text
 from engine.model import Analyst
-from engine.probabilities import ALL_BINS, choose_call
 from engine.parsing import parse_answer
+from engine.probabilities import ALL_BINS, choose_call
 from engine.upstream_parser import upstream_parse
 from tests.naive_bins import naive_bin_probabilities
 
@@ -202,3 +202,18 @@ def test_the_analysis_is_generated_after_the_written_call_from_the_same_cache(an
         assert len(shared) > 20 and expected.startswith(shared), (analysis, expected)
         checked += 1
     assert checked == 3
+
+
+def test_scoring_after_the_fixed_scaffold_matches_twelve_naive_passes(analyst):
+    """The evaluator's scaffold mode and contextual calibration: one batched prefill of prompt + scaffold, the 12
+    bins scored on its cache, equal to scoring each bin from scratch (rows of different lengths: left padding)."""
+    from engine.scaffold import SCAFFOLD, content_free_conversation
+
+    conversations = [CONVERSATIONS[0], CONVERSATIONS[5], content_free_conversation()]
+    scored = analyst.score_after(conversations, SCAFFOLD)
+    tokenizer = analyst.tokenizer
+    scaffold = tokenizer(SCAFFOLD, add_special_tokens=False)["input_ids"]
+    for conversation, dist in zip(conversations, scored, strict=True):
+        prompt = tokenizer(analyst.render(conversation), add_special_tokens=False)["input_ids"]
+        for code, p in naive_bin_probabilities(analyst, prompt, scaffold).items():
+            assert abs(dist.probabilities[code] - p) < 1e-4, code

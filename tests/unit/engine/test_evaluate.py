@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from engine.evaluate import evaluate, messages_for, training_rates
 from engine.exceptions import EngineError, PromptError
 from engine.fingpt_rows import EvalRow, load_eval_rows
 from engine.predictions import load_predictions, load_probabilities, save_predictions
+from engine.probabilities import BinDistribution
 from engine.prompts import SYSTEM_PROMPT, llama_to_messages
 from tests.fakes.forecasts import distribution
 
@@ -407,3 +409,73 @@ def test_training_rates_come_from_the_named_split(tmp_path, fingpt_test_split_di
         training_rates(str(fingpt_test_split_dir), "train", evaluated=(str(fingpt_test_split_dir), "test"))
     with pytest.raises(EngineError, match="evaluated rows themselves"):
         training_rates(str(tmp_path), "train", evaluated=(str(tmp_path), "train"))
+
+
+# ---- the stated call, scaffold mode and calibration ---------------------------------------------------------
+
+
+def test_a_stated_call_that_does_not_follow_the_rule_is_reported_by_row():
+    """ProbabilityModel always states "Up by 1-2%" (U2) while its distributions make U2 the likeliest up bin on
+    even rows (P(up) 0.8: the rule agrees) and put P(up) at 0.4 on odd rows (the rule says down): the report names
+    the odd rows."""
+    rows = _rows(4)
+    report = evaluate(rows, generate=ProbabilityModel().generate, batch_size=4, bootstrap=0, rouge=False)
+    assert report["consistency"] == {"checked": 4, "agree": 2, "disagree": [1, 3]}
+    assert "Stated call = rule on its served distribution: 2/4 (rows [1, 3] do NOT)" in "\n".join(
+        render_report(report))
+
+
+class RuleFollowingModel(FakeModel):
+    """States exactly what the rule takes from its distribution: P(up) 0.8 with U2 likeliest on even rows, 0.3 with
+    D1 likeliest on odd rows."""
+
+    def generate(self, batch):
+        results = super().generate(batch)
+        for result, messages in zip(results, batch, strict=True):
+            i = int(messages[1]["content"].split()[-1])
+            result.bin_distribution = (distribution(0.8, top="U2", p_top=0.5) if i % 2 == 0
+                                       else distribution(0.3, top="D1", p_top=0.5))
+            result.text = _answer("Up by 1-2%" if i % 2 == 0 else "Down by 0-1%")
+        return results
+
+
+def test_every_stated_call_following_the_rule_reads_so_and_the_calibration_fit_is_out_of_sample():
+    rows = _rows(6)
+    report = evaluate(rows, generate=RuleFollowingModel().generate, batch_size=4, bootstrap=0, rouge=False)
+    assert report["consistency"] == {"checked": 6, "agree": 6, "disagree": []}
+    assert "6/6 (every one)" in "\n".join(render_report(report))
+    fit = report["calibration_fit"]
+    assert fit["rows"] == 6 and fit["weeks"] == 3 and fit["folds"] == 3
+    assert set(fit["variants"]) == {"raw", "temperature"}  # no content-free prompt given: no contextual variants
+    assert fit["variants"]["raw"]["accuracy"] == 1.0 and fit["chosen"] == "temperature"
+    assert [b["band"] for b in fit["bands"]][:3] == [0.0, 0.02, 0.05]
+    assert report["evidence"] == "generated"
+
+
+def test_scaffold_mode_scores_each_row_once_and_states_the_rules_call_from_the_served_calibration():
+    from engine.bin_calibration import BinCalibration
+    from engine.parsing import parse_answer
+    from engine.probabilities import ALL_BINS, choose_call
+
+    rows, asked = _rows(6), []
+
+    def score_bins(batch):
+        asked.append(len(batch))
+        return [distribution(0.7 if int(m[1]["content"].split()[-1]) % 2 == 0 else 0.45, top="U3", p_top=0.3)
+                if int(m[1]["content"].split()[-1]) % 2 == 0 else distribution(0.45, top="D2", p_top=0.3)
+                for m in batch]
+
+    # Served with a bias that halves every up bin's odds: 0.45 up becomes ~0.29, 0.7 becomes ~0.54.
+    served = BinCalibration(bias={b.code: (math.log(2) if b.direction == "up" else 0.0) for b in ALL_BINS})
+    report = evaluate(rows, mode="scaffold", score_bins=score_bins, calibration=served, batch_size=4, bootstrap=0)
+    assert asked == [4, 2] and report["evidence"] == "scaffold" and report["rouge"] is None
+    assert "consistency" not in report  # nothing was written: the calls are the rule's by construction
+    for text, stored in zip(report["predictions"], report["probabilities"], strict=True):
+        shown = BinDistribution(stored["bin_probabilities"])
+        assert parse_answer(text).move_bin == choose_call(shown)
+    assert [parse_answer(t).direction for t in report["predictions"]] == ["up", "down"] * 3
+    assert "SCAFFOLD mode" in "\n".join(render_report(report))
+    with pytest.raises(EngineError, match="score_bins"):
+        evaluate(rows, mode="scaffold")
+    with pytest.raises(EngineError, match="Unknown evaluation mode"):
+        evaluate(rows, mode="cheap", score_bins=score_bins)
