@@ -113,6 +113,29 @@ def probability_note(data: dict) -> str:
 
 
 PROBABILITY_HELP = "the % after the prediction is the model's probability of that bin, P(up) of any rise"
+NO_SIGNAL_MARK = ":left_right_arrow:"  # in place of the arrow, in the forecast message
+NO_SIGNAL_GLYPH = "◆"  # in place of ▲/▼, in the digest table and /track
+
+
+def has_clear_signal(data: dict) -> bool:
+    """Whether a forecast is shown with its arrow: False only for a parsed answer whose `probabilities` say
+    `clear_signal: false` (P(up) within 0.5 ± SIGNAL_BAND). No probabilities, or a forecast stored before the flag
+    existed, reads as clear: shown as it always was."""
+    probabilities = data.get("probabilities")
+    return not (data["parsed"] and probabilities and probabilities.get("clear_signal") is False)
+
+
+def _band_points(band: object) -> str:
+    """0.05 → "5", 0.025 → "2.5": the band in percentage points, as the footer says it."""
+    return f"{round(100 * float(band), 1):g}"
+
+
+def no_signal_help(data: dict) -> str:
+    """The footer's few words on why there is no arrow: "no clear signal: P(up) within 50% ± 5 points"."""
+    band = (data.get("probabilities") or {}).get("signal_band")
+    if isinstance(band, int | float) and not isinstance(band, bool):
+        return f"no clear signal: P(up) within 50% ± {_band_points(band)} points"
+    return "no clear signal: P(up) too close to 50%"
 
 
 def forecast_message(data: dict) -> tuple[str, list[dict]]:
@@ -120,11 +143,16 @@ def forecast_message(data: dict) -> tuple[str, list[dict]]:
     symbol, week = data["symbol"], data["target_week"]
     prediction = data["prediction"]
     if data["parsed"]:
-        arrow = ":arrow_up:" if prediction["direction"] == "up" else ":arrow_down:"
         label = inline(prediction["label"] or "no bin")
+        capitalized = label[:1].upper() + label[1:]
         note = probability_note(data) and f" · {probability_note(data)}"
-        headline = f"{arrow} *{label[:1].upper() + label[1:]}*{note} for the week {inline(week)}"
-        text = f"{inline(symbol)}: {label}{note} for the week {inline(week)}"
+        if has_clear_signal(data):
+            arrow = ":arrow_up:" if prediction["direction"] == "up" else ":arrow_down:"
+            headline = f"{arrow} *{capitalized}*{note} for the week {inline(week)}"
+            text = f"{inline(symbol)}: {label}{note} for the week {inline(week)}"
+        else:  # the bin and P(up) still shown, but no arrow: the model barely prefers a direction
+            headline = f"{NO_SIGNAL_MARK} *No clear signal* · leans {capitalized}{note} for the week {inline(week)}"
+            text = f"{inline(symbol)}: no clear signal (leans {label}){note} for the week {inline(week)}"
         body = (sections(headline)
                 + sections(f"*Positive Developments*\n{_numbered(data['positive_developments'])}")
                 + sections(f"*Potential Concerns*\n{_numbered(data['potential_concerns'])}")
@@ -136,7 +164,8 @@ def forecast_message(data: dict) -> tuple[str, list[dict]]:
                 + sections(prose(data["raw"]).strip() or "_(empty answer)_"))
     footer = (f"{inline(data['model'])} · prices as of {inline(data['data_as_of'][:10])} · "
               f"{data['new_tokens']} tokens in {data['seconds']:.1f}s · "
-              + (f"{PROBABILITY_HELP} · " if probability_note(data) else "") + DISCLAIMER)
+              + (f"{PROBABILITY_HELP} · " if probability_note(data) else "")
+              + ("" if has_clear_signal(data) else f"{no_signal_help(data)} · ") + DISCLAIMER)
     blocks = [header(f"{plain(symbol)} weekly forecast"), *body, context(footer)]
     return _fallback(text), fit(blocks)
 
@@ -150,17 +179,21 @@ def _one_line_reason(data: dict, width: int = 90) -> str:
 
 
 def digest_headline(week: str, forecasts: list[dict], failures: dict[str, str]) -> str:
-    """"12 up, 15 down, 2 unreadable, 1 failed": answers the parser could not read are counted on their own, so a
-    digest of nothing but unreadable answers never reads as "0 up, 0 down, 0 failed"."""
+    """"12 up, 15 down, 3 no clear signal, 2 unreadable, 1 failed": answers the parser could not read are counted on
+    their own, so a digest of nothing but unreadable answers never reads as "0 up, 0 down, 0 failed"; calls without
+    a clear signal too (and only when there are some), so the counts add up."""
     unparsed = sum(1 for d in forecasts if not d["parsed"])
     failed = f"{len(failures)} failed (no data)"
     if forecasts and unparsed == len(forecasts):
         return (f"Dow30 digest for {inline(week)}: {unparsed} answer{'s' if unparsed != 1 else ''} could not be "
                 f"read as a forecast, {failed}")
-    ups = sum(1 for d in forecasts if d["parsed"] and d["prediction"]["direction"] == "up")
-    downs = sum(1 for d in forecasts if d["parsed"] and d["prediction"]["direction"] == "down")
-    return (f"Dow30 digest for {inline(week)}: {ups} up, {downs} down, {unparsed} could not be read as a "
-            f"forecast, {failed}")
+    clear = [d for d in forecasts if d["parsed"] and has_clear_signal(d)]
+    ups = sum(1 for d in clear if d["prediction"]["direction"] == "up")
+    downs = sum(1 for d in clear if d["prediction"]["direction"] == "down")
+    unclear = sum(1 for d in forecasts if not has_clear_signal(d))
+    return (f"Dow30 digest for {inline(week)}: {ups} up, {downs} down, "
+            + (f"{unclear} no clear signal, " if unclear else "")
+            + f"{unparsed} could not be read as a forecast, {failed}")
 
 
 def digest_message(week: str, forecasts: list[dict], failures: dict[str, str]) -> tuple[str, list[dict]]:
@@ -169,6 +202,8 @@ def digest_message(week: str, forecasts: list[dict], failures: dict[str, str]) -
     for data in sorted(forecasts, key=lambda d: d["symbol"]):
         label = inline(data["prediction"]["label"] or "no bin") if data["parsed"] else "unreadable"
         arrow = {"up": "▲", "down": "▼"}.get(data["prediction"]["direction"], "·") if data["parsed"] else "·"
+        if not has_clear_signal(data):
+            arrow, label = NO_SIGNAL_GLYPH, f"no clear signal ({label})"
         note = probability_note(data) and f"{probability_note(data):<16} "
         lines.append(f"{code(data['symbol'].ljust(5))} {arrow} {label:<20} {note}{_one_line_reason(data)}")
     text = digest_headline(week, forecasts, failures)

@@ -7,7 +7,7 @@ Tickers, labels and reasons come from the ledger and the price source: they go t
 
 from __future__ import annotations
 
-from bot.blocks import DISCLAIMER, SECTION_LIMIT, context, fit, header, sections
+from bot.blocks import DISCLAIMER, NO_SIGNAL_GLYPH, SECTION_LIMIT, context, fit, header, sections
 from bot.mrkdwn import clip, code, code_block, inline, plain
 
 # The report's system keys (engine.metrics' baseline names) as a table shows them; unknown keys print as they are.
@@ -146,6 +146,10 @@ def summary_message(report: dict, *, failures: dict[str, str] | None = None) -> 
 def _recent_line(row: dict) -> str:
     arrow = {"up": "▲", "down": "▼"}.get(row["direction"], "·")
     predicted = inline(row["label"].capitalize()) if row["parsed"] and row["label"] else "unparsed answer"
+    # The ledger's `clear_signal`: False when the forecast was shown without an arrow; None (no probabilities, or
+    # recorded before the flag) and True as before.
+    if row["parsed"] and row.get("clear_signal") is False:
+        arrow, predicted = NO_SIGNAL_GLYPH, f"no clear signal ({predicted})"
     if row["actual_label"] is None:
         outcome = "_pending_"
     else:

@@ -19,6 +19,7 @@ def _recent_row(entry: dict, status: str) -> dict:
         "id": entry["id"], "ticker": entry["ticker"], "target_week": entry["target_week"],
         "requested_at": entry["requested_at"], "source": entry["source"], "parsed": entry["parsed"],
         "direction": entry["direction"], "label": entry["label"], "as_written": entry["as_written"],
+        "clear_signal": entry["clear_signal"],  # False: shown without an arrow, as "no clear signal"
         "actual_label": entry["actual_label"], "realized_return": entry["realized_return"], "hit": entry["hit"],
         "counted": status == COUNTED, "why_not_counted": None if status == COUNTED else status,
     }

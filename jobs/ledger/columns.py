@@ -18,8 +18,10 @@ FIELDS: dict[str, str] = {
     "problems": "str", "model": "str", "prompt_hash": "str", "prompt_hash_of": "str",
     "latency_s": "float", "generation_s": "float?", "prompt_tokens": "int?", "new_tokens": "int?",
     # the model's probabilities (`engine.forecast.probabilities_json`); empty when its backend had none, and on
-    # entries recorded before there were any: P(up), P(stated bin), expected move in %, the 12 bins as JSON
+    # entries recorded before there were any: P(up), P(stated bin), expected move in %, the 12 bins as JSON, and
+    # whether P(up) lay outside 0.5 ± SIGNAL_BAND (False: shown as "no clear signal", without an arrow)
     "p_up": "float?", "p_stated": "float?", "expected_move": "float?", "bin_probabilities": "str?",
+    "clear_signal": "bool?",
     # the outcome, empty until the target week has closed and been scored
     "scored_at": "str?", "realized_return": "float?", "actual_label": "str?", "hit": "bool?",
     "start_close_date": "str?", "start_close": "float?", "end_close_date": "str?", "end_close": "float?",

@@ -71,6 +71,7 @@ def forecast_fields(data: dict, *, job_id: str, user: str | None, channel: str, 
         "p_up": probabilities.get("p_up"), "p_stated": stated.get("p"),
         "expected_move": probabilities.get("expected_move"),
         "bin_probabilities": json.dumps(probabilities["bins"]) if probabilities.get("bins") else None,
+        "clear_signal": probabilities.get("clear_signal"),  # None from a forecast made before the flag
         "raw": data.get("raw") or "", "details": json.dumps(details, ensure_ascii=False),
     }
 

@@ -60,6 +60,9 @@ class Forecast(Base):
     p_stated: Mapped[float | None] = mapped_column(Double)
     expected_move: Mapped[float | None] = mapped_column(Double)
     bin_probabilities: Mapped[str | None] = mapped_column(Text)  # JSON, {bin code: probability}
+    # P(up) outside 0.5 ± SIGNAL_BAND: shown with an arrow (False: "no clear signal"); None without probabilities
+    # or from before the flag (migration 0003)
+    clear_signal: Mapped[bool | None] = mapped_column(Boolean)
     scored_at: Mapped[str | None] = mapped_column(String(40))
     realized_return: Mapped[float | None] = mapped_column(Double)
     actual_label: Mapped[str | None] = mapped_column(String(32))

@@ -51,13 +51,14 @@ def answer(prediction: str | None) -> str:
 
 
 def forecast_json(sources: Sources, symbol: str, *, at: dt.datetime, prediction: str | None, weeks: int = 2,
-                  distribution: BinDistribution | None = None) -> dict:
+                  distribution: BinDistribution | None = None, signal_band: float = 0.0) -> dict:
     """The forecast a live request at `at` would produce, with the analyst predicting `prediction` (and giving
-    `distribution` as its bin probabilities)."""
+    `distribution` as its bin probabilities, judged against `signal_band` for a clear signal)."""
     inputs = gather([symbol], sources=sources, cutoff=at, now=at, weeks=weeks)[symbol]
     if isinstance(inputs, Exception):
         raise inputs
-    return to_json(run_forecasts([inputs], CannedAnalyst(answer(prediction), distribution))[0])
+    return to_json(run_forecasts([inputs], CannedAnalyst(answer(prediction), distribution),
+                                 signal_band=signal_band)[0])
 
 
 # Weekly price levels (every weekday of the week closes at its week's level), by the Sunday starting the week:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from engine.forecast import run_forecasts, to_json
 from engine.inputs import Sources, gather
 from engine.market.weeks import NEW_YORK, Week
+from engine.probabilities import BinDistribution
 from engine.track import TrackEntry, score_track
 from tests.fakes.forecasts import CannedAnalyst, stepped_market
 
@@ -40,10 +41,12 @@ def _inputs(symbol: str):
     return gather([symbol], sources=Sources(mem, mem, mem), cutoff=AT, now=AT, weeks=2)[symbol]
 
 
-def forecast(answer: str, *, symbol: str = "AXP", model: str | None = None) -> dict:
-    """The forecast dict a job would post for the model's `answer`; `symbol` and `model` then replaced as given
-    (a ticker or a model name Slack must not read as markup)."""
-    data = to_json(run_forecasts([_inputs("AXP")], CannedAnalyst(answer))[0])
+def forecast(answer: str, *, symbol: str = "AXP", model: str | None = None,
+             distribution: BinDistribution | None = None, signal_band: float = 0.0) -> dict:
+    """The forecast dict a job would post for the model's `answer` (with `distribution` as its bin probabilities,
+    judged against `signal_band`); `symbol` and `model` then replaced as given (a ticker or a model name Slack must
+    not read as markup)."""
+    data = to_json(run_forecasts([_inputs("AXP")], CannedAnalyst(answer, distribution), signal_band=signal_band)[0])
     return data | {"symbol": symbol} | ({"model": model} if model is not None else {})
 
 

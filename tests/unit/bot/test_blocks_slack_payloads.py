@@ -13,6 +13,7 @@ from bot import messages
 from bot.blocks import digest_message, failure_message, forecast_message, progress_message
 from bot.retrain_blocks import evaluation_status, retrain_result_message, training_status
 from bot.track_blocks import summary_message, track_message
+from tests.fakes.forecasts import distribution
 from tests.slack_limits import slack_problems
 from tests.unit.bot.layout_cases import LATEST, UNREADABLE_ANSWER, as_payload, fingpt_answer, forecast, track_report
 
@@ -32,8 +33,18 @@ def parsed(symbol: str = "AXP", *, items: int = 3, width: int = 80, analysis: st
                                   [f"Risk {k}: " + "y" * width for k in range(items)], analysis), symbol=symbol)
 
 
+def no_clear_signal(symbol: str = "AXP", **kwargs) -> dict:
+    """A parsed call whose P(up) (52%) lies within the 5-point band: shown as "no clear signal", without an arrow."""
+    data = forecast(fingpt_answer(["Good news"], ["Risk"], "Mixed. More."), symbol=symbol,
+                    distribution=distribution(0.52, top="U2", p_top=0.23), signal_band=0.05, **kwargs)
+    assert data["parsed"] and data["probabilities"]["clear_signal"] is False
+    return data
+
+
 FORECASTS = {
     "parsed": lambda: parsed(),
+    "parsed, no clear signal": lambda: no_clear_signal(),
+    "parsed, no clear signal, long model name": lambda: no_clear_signal(model="m" * 5_000),
     "parsed, 60 long items and a long analysis": lambda: parsed(items=60, width=400, analysis=LONG),
     "unparsed": lambda: forecast(UNREADABLE_ANSWER),
     "unparsed, empty": lambda: forecast(""),
@@ -53,6 +64,8 @@ def test_every_forecast_is_one_slack_takes(case):
 DIGESTS = {
     "30 members parsed": lambda: ([parsed(s) for s in DOW30], {}),
     "30 members unparsed": lambda: ([forecast(UNREADABLE_ANSWER, symbol=s) for s in DOW30], {}),
+    "30 members, half without a clear signal": lambda: ([no_clear_signal(s) if k % 2 else parsed(s)
+                                                         for k, s in enumerate(DOW30)], {}),
     "30 members, long analyses": lambda: ([parsed(s, analysis=LONG) for s in DOW30], {}),
     "20 members and 10 failures with long reasons": lambda: ([parsed(s) for s in DOW30[:20]],
                                                               {s: "no prices: " + LONG for s in DOW30[20:]}),
@@ -96,6 +109,9 @@ TRACKS = {
     "every ticker, many recent": {"ticker": None, "recorded": 900, "report": track_report(DOW30),
                                   "recent": [recent_row(k, long=True) for k in range(60)]},
     "nothing scored": {"ticker": "KO", "recorded": 0, "report": None, "recent": []},
+    "many recent without a clear signal": {"ticker": None, "recorded": 900, "report": track_report(DOW30),
+                                           "recent": [recent_row(k, long=True) | {"clear_signal": False}
+                                                      for k in range(60)]},
 }
 
 

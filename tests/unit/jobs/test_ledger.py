@@ -34,8 +34,8 @@ def market():
 
 
 def record(store, sources, symbol="AXP", *, job_id="forecast_AXP_live1_2wf_C1", prediction="Up by 1-2%",
-           at=FRIDAY_EVENING, bins=None, **kwargs):
-    data = forecast_json(sources, symbol, at=at, prediction=prediction, distribution=bins)
+           at=FRIDAY_EVENING, bins=None, signal_band=0.0, **kwargs):
+    data = forecast_json(sources, symbol, at=at, prediction=prediction, distribution=bins, signal_band=signal_band)
     values = {"user": "U1", "channel": "C1", "requested_at": at, "latency_s": 12.34567, "source": "forecast"}
     return writes.record_forecast(store, data, job_id=job_id, **(values | kwargs)), data
 
@@ -166,7 +166,7 @@ def test_export_refuses_other_formats_with_the_fix(ledger_db, tmp_path):
         ledger_export.export(ledger_db, tmp_path / "ledger.xlsx")
 
 
-PROBABILITY_FIELDS = ("p_up", "p_stated", "expected_move", "bin_probabilities")
+PROBABILITY_FIELDS = ("p_up", "p_stated", "expected_move", "bin_probabilities", "clear_signal")
 
 
 def test_the_probabilities_are_recorded_and_feed_the_track_entry(ledger_db, market):
@@ -209,6 +209,57 @@ def test_export_has_the_probability_columns_empty_where_there_were_none(ledger_d
     assert all(pd.isna(frame[name][1]) for name in PROBABILITY_FIELDS)
 
 
+def test_whether_a_call_had_a_clear_signal_is_recorded_and_read_back(ledger_db, market):
+    _, sources = market
+    band = 0.05
+    unclear, data = record(ledger_db, sources, job_id="job-unclear", bins=distribution(0.52, top="U2", p_top=0.23),
+                           signal_band=band)
+    assert data["probabilities"]["clear_signal"] is False
+    clear, _ = record(ledger_db, sources, "KO", job_id="job-clear", bins=distribution(0.61, top="U2", p_top=0.34),
+                      signal_band=band)
+    without, _ = record(ledger_db, sources, "KO", job_id="job-none")  # a backend without probabilities
+    old_data = forecast_json(sources, "AXP", at=FRIDAY_EVENING, prediction="Up by 1-2%",
+                             distribution=distribution(0.52, top="U2", p_top=0.23))
+    for key in ("clear_signal", "signal_band"):  # a forecast made before the flag
+        del old_data["probabilities"][key]
+    old = writes.record_forecast(ledger_db, old_data, job_id="job-old", user="U1", channel="C1",
+                                 requested_at=FRIDAY_EVENING, latency_s=1, source="forecast")
+    read = {entry_id: ledger.get_entry(ledger_db, entry_id)["clear_signal"] for entry_id in (unclear, clear, without,
+                                                                                            old)}
+    assert read == {unclear: False, clear: True, without: None, old: None}
+    assert {e["id"]: e["clear_signal"] for e in ledger.entries(ledger_db, texts=False)} == read
+
+
+def test_track_reads_carry_the_flag_and_track_shows_no_arrow_for_it(ledger_db, market):
+    from bot.track_blocks import track_message
+    from jobs.track_reads import track_record
+
+    _, sources = market
+    record(ledger_db, sources, job_id="job-unclear", bins=distribution(0.52, top="U2", p_top=0.23), signal_band=0.05)
+    record(ledger_db, sources, "KO", job_id="job-clear", bins=distribution(0.61, top="U2", p_top=0.34),
+           signal_band=0.05)
+    answer = track_record(ledger_db, recent=5)
+    assert {row["ticker"]: row["clear_signal"] for row in answer["recent"]} == {"AXP": False, "KO": True}
+    shown = "\n".join(b["text"]["text"] for b in track_message(answer)[1] if b["type"] == "section")
+    assert "*AXP* ◆ no clear signal (Up by 1-2%) → _pending_" in shown
+    assert "*KO* ▲ Up by 1-2% → _pending_" in shown
+
+
+@pytest.mark.parametrize("name", ["ledger.csv", "ledger.parquet"])
+def test_export_has_the_clear_signal_column_and_reads_back(ledger_db, market, tmp_path, name):
+    _, sources = market
+    record(ledger_db, sources, job_id="job-a", bins=distribution(0.52, top="U2", p_top=0.23), signal_band=0.05)
+    record(ledger_db, sources, "KO", job_id="job-b", bins=distribution(0.61, top="U2", p_top=0.34), signal_band=0.05,
+           requested_at=FRIDAY_EVENING + dt.timedelta(minutes=5))
+    record(ledger_db, sources, "KO", job_id="job-c", requested_at=FRIDAY_EVENING + dt.timedelta(minutes=10))
+    path = tmp_path / name
+    assert ledger_export.export(ledger_db, path) == 3
+    frame = pd.read_csv(path) if name.endswith(".csv") else pd.read_parquet(path)
+    assert list(frame.columns).index("clear_signal") == list(ledger.FIELDS).index("clear_signal")
+    assert frame["clear_signal"][0] == False and frame["clear_signal"][1] == True  # noqa: E712 (pandas booleans)
+    assert pd.isna(frame["clear_signal"][2])
+
+
 # ---- the database itself -----------------------------------------------------------------------------------------
 
 
@@ -221,6 +272,38 @@ def test_the_migrations_make_the_schema_the_model_describes(ledger_db):
     with ledger_db.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     assert database.current_revision(ledger_db.engine) == database.head_revision()
+
+
+def test_migration_0003_adds_clear_signal_to_a_filled_ledger_and_goes_back(ledger_db, market):
+    """A ledger the release before filled (schema 0002) gets the column, empty on its entries, which read as shown
+    with their arrow; the downgrade takes it away again, keeping the entries."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from jobs.track_reads import track_record
+
+    _, sources = market
+    entry_id, _ = record(ledger_db, sources, bins=distribution(0.52, top="U2", p_top=0.23), signal_band=0.05)
+
+    def columns() -> set[str]:
+        with ledger_db.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_columns("forecasts")}
+
+    def migrate(step, revision: str) -> None:
+        with ledger_db.engine.begin() as conn:
+            step(database.alembic_config(conn), revision)
+
+    try:
+        migrate(command.downgrade, "0002")
+        assert "clear_signal" not in columns() and database.current_revision(ledger_db.engine) == "0002"
+        with ledger_db.connect() as conn:
+            assert conn.exec_driver_sql("SELECT id FROM forecasts").scalars().all() == [entry_id]
+    finally:
+        migrate(command.upgrade, "head")
+    assert "clear_signal" in columns() and database.current_revision(ledger_db.engine) == "0003" == \
+        database.head_revision()
+    assert ledger.get_entry(ledger_db, entry_id)["clear_signal"] is None  # as recorded before the flag
+    assert track_record(ledger_db)["recent"][0]["clear_signal"] is None
 
 
 def test_the_default_database_is_a_sqlite_file_in_wal_mode_under_data_dir(tmp_path):

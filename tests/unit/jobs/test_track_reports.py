@@ -162,8 +162,8 @@ def _old_track_record(store, ticker: str | None, recent: int) -> dict:
     return {"ticker": ticker, "recorded": ledger.count(store, ticker=ticker), "report": result, "recent": [
         {"id": r["id"], "ticker": r["ticker"], "target_week": r["target_week"], "requested_at": r["requested_at"],
          "source": r["source"], "parsed": r["parsed"], "direction": r["direction"], "label": r["label"],
-         "as_written": r["as_written"], "actual_label": r["actual_label"], "realized_return": r["realized_return"],
-         "hit": r["hit"], "counted": statuses[r["id"]] == "counted",
+         "as_written": r["as_written"], "clear_signal": r["clear_signal"], "actual_label": r["actual_label"],
+         "realized_return": r["realized_return"], "hit": r["hit"], "counted": statuses[r["id"]] == "counted",
          "why_not_counted": None if statuses[r["id"]] == "counted" else statuses[r["id"]]} for r in rows]}
 
 
