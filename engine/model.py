@@ -50,7 +50,6 @@ __all__ = ["Analyst", "Conversation", "Generation", "ModelError"]
 log = logging.getLogger(__name__)
 
 
-
 class Analyst:
     """A loaded model + tokenizer that turns chat conversations into answers."""
 
@@ -78,8 +77,8 @@ class Analyst:
         self._originals: Originals = {}  # merge only: what the merge overwrote
         self._loads = 0  # adapters loaded so far, for unique PEFT adapter names
         self._stop_ids = stop_token_ids(tokenizer)
-        # How raw bin scores become served probabilities (engine.bin_calibration); the composition root sets it
-        # from the registry for whatever adapter is served. Identity: the raw distribution.
+        # How raw bin scores become served probabilities (engine.bin_calibration): read by `use_adapter` for
+        # whatever is served (the adapter's calibration.json, or MODEL_DIR/base's). Identity: the raw distribution.
         self.calibration: BinCalibration = IDENTITY
         self.calibration_dir: Path | None = None  # MODEL_DIR: where the bare base's calibration is kept
         self.grammar = (AnswerGrammar.compile(tokenizer, model.config.vocab_size, self._stop_ids) if constrained

@@ -12,6 +12,7 @@ from rq.serializers import JSONSerializer
 
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
+from engine.grammar import ANALYSIS_REGEX, BIN_TEXT, LISTS_REGEX
 from engine.inputs import Sources
 from engine.registry import Registry
 from engine.remote_model import RemoteAnalyst
@@ -59,13 +60,21 @@ def test_a_queued_forecast_is_answered_by_the_vllm_server_and_posted_parsed(cont
     worker.run(context, burst=True)
 
     assert isinstance(context.model(), RemoteAnalyst) and context.model_loads == 1
-    [completion] = vllm.completions()
-    assert completion.body["model"] == "qwen-test" and "potential concerns for AXP." in completion.body["prompt"]
-    assert completion.body["structured_outputs"]["regex"]  # constrained by default (MODEL_CONSTRAINED)
-    [scoring] = vllm.scorings()  # then the 12 bins scored at its "Prediction:"
+    # Constrained by default (MODEL_CONSTRAINED): the lists up to "Prediction:", the 12 bins scored there, then the
+    # analysis after the call chosen from those probabilities.
+    lists, analysis = vllm.completions()
+    assert lists.body["model"] == "qwen-test" and "potential concerns for AXP." in lists.body["prompt"]
+    assert lists.body["structured_outputs"]["regex"] == LISTS_REGEX
+    [scoring] = vllm.scorings()
     assert len(scoring.body["prompt"]) == 12 and scoring.body["model"] == "qwen-test"
+    assert analysis.body["structured_outputs"]["regex"] == ANALYSIS_REGEX
+    assert analysis.body["prompt"].startswith(lists.body["prompt"])
+    written = analysis.body["prompt"].rsplit("Prediction:", 1)[1]  # " Up by 3-4%\nAnalysis:"
+    label = written.removesuffix("\nAnalysis:").strip().lower()
+    assert label in {text.lower() for text in BIN_TEXT.values()}
     [message] = slack.messages("C123")
-    assert message["text"].startswith("AXP: up by 2-3%") and "for the week 2024-03-17 to 2024-03-24" in message["text"]
+    assert message["text"].startswith((f"AXP: {label}", f"AXP: no clear signal (leans {label})"))
+    assert "for the week 2024-03-17 to 2024-03-24" in message["text"]
     footer = message["blocks"][-1]["elements"][0]["text"]
     assert footer.startswith(context.model().version) and context.model().version.endswith("(no adapter)")
 
@@ -81,10 +90,10 @@ def test_a_promoted_adapter_is_loaded_into_vllm_and_answers_the_next_job(context
 
     assert [r.body for r in vllm.loads()] == [{"lora_name": version,
                                                "lora_path": str(registry.path(version).resolve())}]
-    assert [r.body["model"] for r in vllm.completions()] == ["qwen-test", version]
+    assert [r.body["model"] for r in vllm.completions()] == ["qwen-test"] * 2 + [version] * 2  # two phases each
     assert context.model_loads == 1
     last = slack.messages("C123")[-1]
-    assert f"(answered by {version})" in str(last["blocks"]) and last["text"].startswith("AXP: up by 2-3%")
+    assert f"(answered by {version})" in str(last["blocks"]) and last["text"].startswith("AXP: ")
 
 
 def test_a_vllm_server_gone_mid_shift_ends_in_a_message_naming_it(context, redis, slack, vllm):
