@@ -20,8 +20,8 @@ import pytest
 
 from engine.bin_scoring import bin_continuations
 from engine.exceptions import ModelError, ModelServerError
-from engine.generation import lists_budget
 from engine.forecast import run_forecasts
+from engine.generation import lists_budget
 from engine.grammar import ANALYSIS_REGEX, ANSWER_REGEX, LISTS_REGEX, call_text
 from engine.inputs import Sources, gather
 from engine.market.weeks import NEW_YORK
