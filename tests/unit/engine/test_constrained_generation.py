@@ -217,3 +217,23 @@ def test_scoring_after_the_fixed_scaffold_matches_twelve_naive_passes(analyst):
         prompt = tokenizer(analyst.render(conversation), add_special_tokens=False)["input_ids"]
         for code, p in naive_bin_probabilities(analyst, prompt, scaffold).items():
             assert abs(dist.probabilities[code] - p) < 1e-4, code
+
+
+def test_the_retrain_gate_scores_record_the_calibration_fit_and_that_every_call_followed_the_rule(analyst):
+    """engine.retrain.score_adapter, as /retrain runs it for the bare base and each new adapter: the stored scores
+    carry the out-of-sample calibration comparison (with the content-free prompt) that is written as the new
+    version's calibration.json, and the consistency of every stated call."""
+    from engine.fingpt_rows import EvalRow
+    from engine.retrain import score_adapter
+
+    weeks = ["2024-03-03 to 2024-03-10", "2024-03-10 to 2024-03-17", "2024-03-17 to 2024-03-24"]
+    rows = [EvalRow(f"S{i}", weeks[i % 3], CONVERSATIONS[i][1]["content"], "", ["up by 1-2%", "down by 0-1%"][i % 2])
+            for i in range(6)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constrained, "LINE_TOKENS", 24)
+        scores = score_adapter(analyst, None, rows, max_new_tokens=240, batch_size=6)
+    assert scores["consistency"] == {"checked": 6, "agree": 6, "disagree": []}
+    fit = scores["calibration_fit"]
+    assert fit["rows"] == 6 and set(fit["variants"]) == {"raw", "contextual", "temperature",
+                                                         "contextual+temperature"}
+    assert BinCalibration.from_json(fit["calibration"]).fitted_rows == 6
