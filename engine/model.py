@@ -368,9 +368,9 @@ class Analyst:
         from transformers import DynamicCache
 
         cache = DynamicCache(config=self.model.config)
-        with torch.inference_mode():
+        with torch.inference_mode():  # only the cache is wanted: logits for the last position alone
             self.model(input_ids=sequences.to(device), attention_mask=mask.to(device),
-                       position_ids=positions.to(device), cache=cache, use_cache=True)
+                       position_ids=positions.to(device), cache=cache, use_cache=True, logits_to_keep=1)
         return self._score_bins(batch.to(device), sequences.to(device), cache, [prefix] * rows)
 
     def _score_bins(self, batch: Any, sequences: torch.Tensor, cache: Any,
