@@ -12,7 +12,8 @@ without that row's week (engine.bin_calibration.cross_fitted):
 For each: the 12-bin log loss of the realized bin, the direction accuracy of the serving rule (P(up) ≥ 0.5 → up)
 with its week-bootstrap interval, and Brier / log loss / ECE of P(up). The calibration to serve is the fitted
 variant with the lowest out-of-sample 12-bin log loss, refitted on every row; `bands` is its accuracy and
-coverage when calls within 0.5 ± band are shown as "no clear signal" (how SIGNAL_BAND is chosen).
+coverage when calls within 0.5 ± band are shown as "no clear signal" (how SIGNAL_BAND is chosen), and
+`bands_by_variant` the same for every variant (the raw one is what a model without a calibration.json serves).
 """
 
 from __future__ import annotations
@@ -93,5 +94,6 @@ def calibration_fit(rows: Sequence[EvalRow], raw: Sequence[BinDistribution | Non
         "rows": len(dists), "weeks": len(set(weeks)), "folds": min(folds, len(set(weeks))),
         "variants": scores, "fold_temperatures": fold_temperatures, "chosen": chosen,
         "calibration": served.to_json(), "bands": band_table(variants[chosen], rows_kept),
+        "bands_by_variant": {name: band_table(ds, rows_kept) for name, ds in variants.items()},
         "content_free_p_up": None if content_free is None else content_free.p_up,
     }

@@ -109,11 +109,13 @@ def render_calibration_fit(report: dict) -> list[str]:
                      f"{k} {', '.join(f'{t:.2f}' for t in ts)}" for k, ts in fit["fold_temperatures"].items()))
     if fit.get("content_free_p_up") is not None:
         lines.append(f"content-free prompt's raw P(up): {fit['content_free_p_up']:.3f}")
-    lines.append("'No clear signal' band (calls with |P(up) - 0.5| <= band are not shown as a direction):")
-    table = [("band", "covered", "coverage", "accuracy")]
-    for row in fit["bands"]:
-        table.append((f"±{row['band']:.2f}", str(row["covered"]), f"{100 * row['coverage']:.0f}%",
-                      _num(row["accuracy"])))
+    lines.append("'No clear signal' band (calls with |P(up) - 0.5| <= band are not shown as a direction): "
+                 "covered / accuracy of the calls still shown")
+    by_variant = fit.get("bands_by_variant") or {fit["chosen"]: fit["bands"]}
+    table = [("band", *by_variant)]
+    for i, row in enumerate(fit["bands"]):
+        table.append((f"±{row['band']:.2f}", *(f"{bands[i]['covered']} / {_num(bands[i]['accuracy'])}"
+                                               for bands in by_variant.values())))
     lines += _aligned(table)
     return lines
 
