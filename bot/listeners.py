@@ -39,7 +39,7 @@ from bot.commands import (
 )
 from bot.track_blocks import track_message
 from engine.market.weeks import NEW_YORK, cutoff_for_date, forecast_week
-from jobs.client import ForecastRequest, JobsClient, NotQueued, QueueFull, QueueingUnconfirmed
+from jobs.client import ForecastRequest, JobsClient, NotQueued, QueueFull, QueueingUnconfirmed, TooManyPending
 from jobs.gates import claim_digest_slot, release_digest_slot
 from jobs.keys import digest_job_id
 from jobs.ledger import open_ledger
@@ -94,7 +94,8 @@ class Commands:
                 "/forecast-status": self.status, "/track": self.track}
 
     def _jobs(self) -> JobsClient:
-        return JobsClient(self.conn, now=self.now(), max_depth=self.settings.bot_queue_max_depth)
+        return JobsClient(self.conn, now=self.now(), max_depth=self.settings.bot_queue_max_depth,
+                          max_pending_per_user=self.settings.bot_user_max_pending)
 
     def _workers_alive(self) -> int | None:
         """Registered workers, re-read at most every WORKERS_TTL_S: workers come and go over minutes, and a burst
@@ -135,10 +136,13 @@ class Commands:
         cutoff = cutoff_for_date(args.as_of) if args.as_of else self.now()
         week = forecast_week(cutoff).period
         try:
-            # A request that failed before (a crash, a timeout) is asked again: run it again.
-            outcome = self._jobs().forecast(request, replace_failed=True, delivery=inv.trigger_id)
+            # Asked again after it ended without an answer (it failed, or its data did): it runs again.
+            outcome = self._jobs().forecast(request, again=True, delivery=inv.trigger_id)
         except QueueFull:
             return messages.queue_full(queue="forecast", limit=self.settings.bot_queue_max_depth)
+        except TooManyPending as exc:
+            log.info("/forecast by %s refused: %s", inv.user, exc)
+            return messages.too_many_pending(pending=exc.pending, limit=exc.limit)
         except NotQueued as exc:
             self._log_redis_failure(inv, exc)
             return messages.queue_unreachable()
@@ -181,7 +185,7 @@ class Commands:
         if wait_s:
             return messages.digest_cooling_down(wait_s=wait_s, cooldown_s=cooldown, now=self.now())
         try:
-            outcome = self._jobs().digest(channel=inv.channel, as_of=as_of, delivery=inv.trigger_id)
+            outcome = self._jobs().digest(channel=inv.channel, as_of=as_of, again=True, delivery=inv.trigger_id)
         except QueueFull:
             self._release_digest_slot(inv.channel)
             return messages.queue_full(queue="batch", limit=self.settings.bot_queue_max_depth)

@@ -197,6 +197,13 @@ def queue_full(*, queue: str, limit: int) -> dict:
                    "in a few minutes; `/forecast-status` shows the queues.")
 
 
+def too_many_pending(*, pending: int, limit: int) -> dict:
+    """The requester already has their share of forecasts pending (BOT_USER_MAX_PENDING): nothing was queued."""
+    return payload(f":no_entry: You already have {pending} forecasts waiting or being written (one person can have "
+                   f"{limit} at a time), so nothing was queued. Ask again once one of them is answered; "
+                   "`/forecast-status` lists yours.")
+
+
 def queue_unreachable() -> dict:
     """Redis failed before anything that could queue the job was sent: nothing was queued, for sure."""
     return payload(":x: Could not queue your request: the job queue (Redis) is not answering. Nothing was "

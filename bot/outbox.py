@@ -51,3 +51,6 @@ class SlackOutbox(SlackPort):
         if not isinstance(exc, SlackApiError):
             return None
         return (exc.response.get("error") if exc.response is not None else None) or "unknown error"
+
+    def message_gone(self, exc: BaseException) -> bool:
+        return self.api_error(exc) in slack_ops.MESSAGE_GONE

@@ -49,6 +49,12 @@ class BotSettings(BaseSettings):
         description="A /forecast is refused (\"queue full, try later\") when this many jobs already wait in its "
         "queue.",
     )
+    bot_user_max_pending: int = Field(
+        default=5, ge=1,
+        description="A /forecast is refused (\"you already have N waiting\") when its requester already has this "
+        "many forecasts queued or running, so one person cannot fill the queue everyone shares. The same request "
+        "asked again is never refused.",
+    )
     bot_digest_cooldown_s: int = Field(
         default=3600, ge=0, description="On-demand digests (/digest, /forecast dow30): at most one per channel "
         "per this many seconds.",

@@ -21,6 +21,8 @@ TOKEN_REFUSALS = frozenset({"invalid_auth", "not_authed", "account_inactive", "t
 PAYLOAD_REFUSALS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "msg_blocks_too_long",
                               "no_text", "invalid_arguments", "too_many_attachments"})
 PERMANENT_REFUSALS = CHANNEL_REFUSALS | TOKEN_REFUSALS | PAYLOAD_REFUSALS
+# An edit or delete named a message that is no longer there (someone deleted it): post a new one instead.
+MESSAGE_GONE = frozenset({"message_not_found"})
 
 
 def permanent_refusal(exc: BaseException) -> str | None:

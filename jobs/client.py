@@ -26,6 +26,8 @@ from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from jobs.attempts import may_run_again
+from jobs.gates import admit
 from jobs.keys import DELIVERY_TTL_S, delivery_key, digest_job_id, forecast_job_id, retrain_job_id, summary_job_id
 from jobs.queues import BATCH, BY_PRIORITY, INTERACTIVE, TRAINING, QueueSpec
 
@@ -65,6 +67,15 @@ class QueueFull(Exception):
     """The queue already holds as many waiting jobs as the client allows; `str(e)` says which and how many."""
 
 
+class TooManyPending(Exception):
+    """The requester already has `pending` requests queued or running, the most one person may (`limit`): nothing
+    was queued."""
+
+    def __init__(self, pending: int, limit: int) -> None:
+        super().__init__(f"{pending} requests of this person pending (limit {limit})")
+        self.pending, self.limit = pending, limit
+
+
 class NotQueued(redis.RedisError):
     """Redis failed before anything that could create the job was sent: nothing was queued, asking again is safe."""
 
@@ -87,6 +98,8 @@ class Enqueued:
     status: Literal["queued", "duplicate"]
     ahead: int | None  # jobs before it in its queue (0 when it is next or already running/done); None: not known
     job_status: str  # RQ's status of the job now: queued, started, finished, failed...; "unknown": not read
+    # A duplicate whose attempt ended without an answer (jobs/attempts.py): asked again, it runs again.
+    may_run_again: bool = False
 
 
 def queue(conn: redis.Redis, spec: QueueSpec) -> Queue:
@@ -130,37 +143,50 @@ def _failed_write(job_id: str | None, exc: redis.RedisError) -> redis.RedisError
 
 
 class JobsClient:
-    def __init__(self, conn: redis.Redis, *, now: dt.datetime | None = None, max_depth: int | None = None) -> None:
-        """`max_depth`: refuse (QueueFull) a new job when that many already wait in its queue; None: no limit."""
+    def __init__(self, conn: redis.Redis, *, now: dt.datetime | None = None, max_depth: int | None = None,
+                 max_pending_per_user: int | None = None) -> None:
+        """`max_depth`: refuse (QueueFull) a new job when that many already wait in its queue; None: no limit.
+        `max_pending_per_user`: refuse (TooManyPending) a new forecast when its requester already has that many
+        pending; None: no limit."""
         self._conn = conn
         self._now = now
         self._max_depth = max_depth
+        self._max_pending_per_user = max_pending_per_user
 
-    def forecast(self, request: ForecastRequest, *, replace_failed: bool = False,
-                 delivery: str | None = None) -> Enqueued:
-        """`replace_failed`: when the same request failed earlier (and is kept as failed for FAILURE_TTL_S), drop
-        that failed job and queue the request again, instead of answering "duplicate". `delivery`: the Slack
-        command's trigger_id, remembered with the job id (see `delivered`)."""
+    def forecast(self, request: ForecastRequest, *, again: bool = False, delivery: str | None = None) -> Enqueued:
+        """`again`: a person asked (jobs/attempts.py): when the same request ended without an answer (it failed,
+        or its data did), it runs again as a new attempt instead of being answered as a duplicate. `delivery`:
+        the Slack command's trigger_id, remembered with the job id (see `delivered`)."""
         now = self._now or dt.datetime.now(dt.UTC)
         job_id = forecast_job_id(ticker=request.ticker, as_of=request.as_of, weeks=request.weeks,
                                  financials=request.financials, channel=request.channel, now=now)
-        kwargs = {"request": request.to_json()}
-        outcome = self._enqueue(INTERACTIVE, FORECAST_TASK, job_id, kwargs, delivery=delivery)
-        if replace_failed and outcome.status == "duplicate" and outcome.job_status == "failed":
+        return self._ask(INTERACTIVE, FORECAST_TASK, job_id, {"request": request.to_json()}, again=again,
+                         delivery=delivery, owner=request.user if self._max_pending_per_user else None)
+
+    def digest(self, *, channel: str, as_of: dt.date, weeks: int = 3, again: bool = False,
+               delivery: str | None = None) -> Enqueued:
+        """The Dow30 digest for the week after `as_of`, once per channel and date. `again`: as for `forecast` (the
+        scheduler does not ask again: a restart never re-runs a scheduled digest that failed)."""
+        job_id = digest_job_id(channel=channel, as_of=as_of)
+        return self._ask(BATCH, DIGEST_TASK, job_id, {"channel": channel, "as_of": as_of.isoformat(), "weeks": weeks},
+                         again=again, delivery=delivery)
+
+    def _ask(self, spec: QueueSpec, task: str, job_id: str, kwargs: dict, *, again: bool, delivery: str | None,
+             owner: str | None = None) -> Enqueued:
+        """The request's job, queued once; asked again after it ended without an answer, a new attempt replaces it
+        (jobs/attempts.py). Two people re-asking the same ended request at the same moment may each replace it: one
+        job remains."""
+        outcome = self._enqueue(spec, task, job_id, kwargs, delivery=delivery, owner=owner)
+        if again and outcome.status == "duplicate" and outcome.may_run_again:
             try:
                 Job.fetch(job_id, connection=self._conn, serializer=JSONSerializer).delete()
             except NoSuchJobError:
                 pass  # it lapsed meanwhile: nothing to replace
             except redis.RedisError as exc:
                 raise _failed_write(job_id, exc) from exc
-            outcome = self._enqueue(INTERACTIVE, FORECAST_TASK, job_id, kwargs, delivery=delivery)
+            log.info("%s asked again after it ended without an answer: a new attempt", job_id)
+            outcome = self._enqueue(spec, task, job_id, kwargs, delivery=delivery, owner=owner)
         return outcome
-
-    def digest(self, *, channel: str, as_of: dt.date, weeks: int = 3, delivery: str | None = None) -> Enqueued:
-        """The Dow30 digest for the week after `as_of`, once per channel and date."""
-        job_id = digest_job_id(channel=channel, as_of=as_of)
-        return self._enqueue(BATCH, DIGEST_TASK, job_id,
-                             {"channel": channel, "as_of": as_of.isoformat(), "weeks": weeks}, delivery=delivery)
 
     def delivered(self, delivery: str) -> Enqueued | None:
         """What an earlier delivery of the same Slack command (same trigger_id) queued, if it queued anything and
@@ -202,14 +228,17 @@ class JobsClient:
     def active_retrain(self) -> str | None:
         """The id of a retrain job that is queued or running, if any."""
         q = queue(self._conn, TRAINING)
-        ids = list(q.started_job_registry.get_job_ids()) + list(q.get_job_ids())
+        # Without RQ's cleanup: it would fail a crashed retrain here, without our handlers (nobody would be told);
+        # the trainer's own maintenance does it with them (jobs.failures).
+        ids = list(q.started_job_registry.get_job_ids(cleanup=False)) + list(q.get_job_ids())
         return ids[0] if ids else None
 
     def _enqueue(self, spec: QueueSpec, task: str, job_id: str, kwargs: dict, *,
-                 delivery: str | None = None) -> Enqueued:
+                 delivery: str | None = None, owner: str | None = None) -> Enqueued:
         """Two round trips on the way in: the unique enqueue (RQ's Lua script), then one pipeline with RQ's
-        queue registration, the job's place in line and the delivery. Every round trip counts when a burst
-        of commands waits on one bot process (tests/bench/test_ack_latency.py).
+        queue registration, the job's place in line, the delivery and, for a new job with an `owner` (the person
+        who asked), their admission (`jobs.gates.admit`). Every round trip counts when a burst of commands waits
+        on one bot process (tests/bench/test_ack_latency.py).
 
         Raises `NotQueued` / `QueueingUnconfirmed` (see the module's docstring) when the enqueue itself fails. Once
         the script has answered, the job's fate is known: a later failure (its place in line, the duplicate's
@@ -233,32 +262,46 @@ class JobsClient:
             status = "duplicate"
         except redis.RedisError as exc:
             raise _failed_write(job_id, exc) from exc
+        admitting = status == "queued" and owner is not None and self._max_pending_per_user is not None
         try:
             if job is None:
                 job = Job.fetch(job_id, connection=self._conn, serializer=JSONSerializer)
             pipe.lpos(q.key, job.id)
             if delivery:
                 pipe.set(delivery_key(delivery), job.id, ex=DELIVERY_TTL_S)
-            position = pipe.execute()[-2 if delivery else -1]
+            if admitting:
+                admit(pipe, owner, job.id, limit=self._max_pending_per_user)
+            answers = pipe.execute()
+            position = answers[-2 - admitting if delivery else -1 - admitting]
+            refused_by = answers[-1] if admitting and answers[-1] >= 0 else None
         except NoSuchJobError:  # the duplicate lapsed since the script saw it: a rare race, answered as queued-or-not
             raise QueueingUnconfirmed(job_id, redis.RedisError("the duplicate job vanished")) from None
         except redis.RedisError as exc:
             log.warning("%s %s, but its place in line is not known: Redis did not answer (%s)", job_id, status,
                         type(exc).__name__)
             return Enqueued(job_id, status, None, "queued" if status == "queued" else "unknown")
-        # The depth limit, checked after the fact (no extra round trip when there is room): a new job that found
-        # `max_depth` jobs ahead of it is taken back, unless a worker already took it (then the queue moves).
-        if status == "queued" and self._max_depth is not None and (position or 0) >= self._max_depth:
-            try:
-                taken_back = self._conn.lrem(q.key, 1, job.id)
-                if taken_back:
-                    job.delete(remove_from_queue=False)
-            except redis.RedisError as exc:
-                raise QueueingUnconfirmed(job_id, exc) from exc
-            if taken_back:
-                raise QueueFull(f"the {spec.name} queue already holds {position} jobs (limit {self._max_depth})")
+        # The limits, checked after the fact (no extra round trip when there is room): a new job that found
+        # `max_depth` jobs ahead of it, or whose requester already had their share pending, is taken back, unless a
+        # worker already took it (then it runs).
+        full = status == "queued" and self._max_depth is not None and (position or 0) >= self._max_depth
+        if (full or refused_by is not None) and self._take_back(q, job):
+            if refused_by is not None:
+                raise TooManyPending(refused_by, self._max_pending_per_user)
+            raise QueueFull(f"the {spec.name} queue already holds {position} jobs (limit {self._max_depth})")
         # A job just enqueued is "queued"; a duplicate's status was read by the fetch above, a moment ago.
-        return Enqueued(job.id, status, position or 0, _status(job, refresh=False))
+        job_status = _status(job, refresh=False)
+        return Enqueued(job.id, status, position or 0, job_status,
+                        may_run_again=status == "duplicate" and may_run_again(job_status, job.meta))
+
+    def _take_back(self, q: Queue, job: Job) -> bool:
+        """Remove a job just queued, unless a worker already took it: True when it was taken back."""
+        try:
+            taken_back = self._conn.lrem(q.key, 1, job.id)
+            if taken_back:
+                job.delete(remove_from_queue=False)
+        except redis.RedisError as exc:
+            raise QueueingUnconfirmed(job.id, exc) from exc
+        return bool(taken_back)
 
 
 def _status(job: Job, *, refresh: bool = True) -> str:

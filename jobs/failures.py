@@ -20,6 +20,7 @@ from rq.timeouts import JobTimeoutException
 
 from engine.exceptions import EngineError
 from jobs import runtime
+from jobs.attempts import attempt_of
 from jobs.replies import Reply, SlackRefused, route_of
 from jobs.slack_port import JobLayouts, Refusal, SlackPort
 
@@ -114,7 +115,7 @@ def tell_the_requester(job: Any, exc_type: type[BaseException] | None, exc_value
         route = route_of(job)
         if route is None:
             return True
-        reply = Reply(ctx, job.id, route)
+        reply = Reply(ctx, attempt_of(job), route)
         if reply.delivered():
             return True
         reason = describe(job, exc_type, exc_value, slack=ctx.slack)
@@ -139,6 +140,6 @@ def _tell_privately(ctx: runtime.WorkerContext, job: Any, refusal: Refusal, chan
     fix = layouts.refusal_fix(refusal.error, channel or route.channel)
     text, blocks = layouts.failure_message(f"{_subject(job)} could not be posted", f"Slack said {refusal.error}",
                                            hint=fix)
-    told = Reply(ctx, job.id, route).tell_privately(text, blocks, user=_requester(job))
+    told = Reply(ctx, attempt_of(job), route).tell_privately(text, blocks, user=_requester(job))
     log.info("%s: requester %s: %s", job.id, f"told through the {told}" if told else "not told (Slack let us "
              "reach nobody)", fix)

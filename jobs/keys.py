@@ -4,6 +4,7 @@ Job ids are the dedupe mechanism: the same request gets the same id, and RQ's un
 check) refuses a second job with an id that exists. A live forecast's id carries a 10-minute bucket, so asking
 again a minute later returns the running job or its result, while asking next hour forecasts afresh; a dated
 forecast reads fixed data, so its id has no bucket. Slack's own retries carry the same request, hence the same id.
+What asking again does to a request that ended, and why delivery state is keyed by attempt: jobs/attempts.py.
 """
 
 from __future__ import annotations
@@ -67,25 +68,29 @@ def last_run_key(kind: str) -> str:
     return f"{PREFIX}:last:{kind}"
 
 
-def progress_marker(job_id: str) -> str:
-    """The channel and ts of a job's progress message, so a retried job edits the same message."""
-    return f"{PREFIX}:progress:{job_id}"
+# -- an attempt's delivery state: keyed by the attempt (`jobs.attempts.attempt_of`), never by the request, so a
+# new attempt of the same request starts with none of it (jobs/attempts.py has the state machine) -------------------
 
 
-def response_url_uses(job_id: str) -> str:
-    """How many times a request's response_url was used (Slack allows 5 within 30 minutes)."""
-    return f"{PREFIX}:response-url:{job_id}"
+def progress_marker(attempt: str) -> str:
+    """The ts of an attempt's progress message in its channel, so a retry of it edits the same message."""
+    return f"{PREFIX}:progress:{attempt}"
 
 
-def posted_marker(job_id: str, message: str) -> str:
-    """Claimed before a job posts `message` and kept after, so a retried job never posts it twice."""
-    return f"{PREFIX}:posted:{job_id}:{message}"
+def response_url_uses(attempt: str) -> str:
+    """How many times an attempt used its request's response_url (Slack allows 5 within 30 minutes)."""
+    return f"{PREFIX}:response-url:{attempt}"
 
 
-def answer_key(job_id: str) -> str:
-    """A job's generated answer, kept until it is posted, so a retry after a Slack failure posts it again instead
-    of running the model again."""
-    return f"{PREFIX}:answer:{job_id}"
+def posted_marker(attempt: str, message: str) -> str:
+    """Claimed before an attempt posts `message` and kept after, so a retry of it never posts it twice."""
+    return f"{PREFIX}:posted:{attempt}:{message}"
+
+
+def answer_key(attempt: str) -> str:
+    """An attempt's generated answer, kept until it is posted, so a retry after a Slack failure posts it again
+    instead of running the model again."""
+    return f"{PREFIX}:answer:{attempt}"
 
 
 def channel_pace_key(channel: str) -> str:
@@ -102,6 +107,12 @@ DELIVERY_TTL_S = 30 * 60
 def delivery_key(trigger_id: str) -> str:
     """The job one slash-command delivery queued, so a redelivery is answered from it and enqueues nothing."""
     return f"{PREFIX}:delivery:{_safe(trigger_id)}"
+
+
+def user_pending_key(user: str) -> str:
+    """Sorted set of the job ids one person's requests run under, scored by when each was admitted (ms): what the
+    per-person cap counts (`jobs.gates.admit`); ids whose job is no longer pending are dropped as it counts."""
+    return f"{PREFIX}:pending:{_safe(user)}"
 
 
 def on_demand_digest_key(channel: str) -> str:

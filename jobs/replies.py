@@ -9,7 +9,12 @@ Exactly one final answer. Slack has no idempotency key for a post, so the answer
 (chat.update) of the job's own channel message, whose ts is in Redis before any answer is sent: the progress
 message, or, where progress went to the requester's note (or there was none: a summary, a verdict), a placeholder
 posted first. A retry after a crash anywhere in the final step, even after Slack took the answer but before the
-"delivered" marker was written, edits the same message again instead of posting a second one.
+"delivered" marker was written, edits the same message again instead of posting a second one. All of this state
+belongs to the attempt (`jobs.attempts`): RQ's retries of a job share it, a request asked again starts afresh.
+
+A message someone deleted in Slack (`message_not_found` on the edit) is not the end of the conversation: the next
+progress note is posted as a new message, and the answer is posted afresh the same way as above (a placeholder
+whose ts is recorded first, then edited), once per send.
 
 What is left (both need a process death, or Slack's reply lost, in the milliseconds around one call):
 - a crash after Slack took the *placeholder* but before its ts was written leaves that placeholder behind (finding
@@ -104,18 +109,18 @@ def _pace(ctx: runtime.WorkerContext, channel: str) -> None:
     RedisRateLimiter(ctx.conn, key=channel_pace_key(channel), limits=[Limit(1, 1.0)]).acquire()
 
 
-def post_once(ctx: runtime.WorkerContext, job_id: str, name: str, *, channel: str, text: str, blocks: list[dict],
+def post_once(ctx: runtime.WorkerContext, attempt: str, name: str, *, channel: str, text: str, blocks: list[dict],
               thread_ts: str | None = None) -> str | None:
-    """Post unless this job already posted this message (its marker holds the message ts).
+    """Post unless this attempt already posted this message (its marker holds the message ts).
 
-    A job id runs in one worker at a time, so a "pending" marker can only be left by an attempt that died while
+    An attempt runs in one worker at a time, so a "pending" marker can only be left by a try that died while
     posting; the retry posts then. A duplicate needs a crash in the milliseconds between Slack accepting the post
     and the marker being written; a lost answer needs nothing less than Slack losing it.
     """
-    key = posted_marker(job_id, name)
+    key = posted_marker(attempt, name)
     existing = ctx.conn.get(key)
     if existing is not None and existing != b"pending":
-        log.info("%s: %s already posted (ts %s); not posting again", job_id, name, existing.decode())
+        log.info("%s: %s already posted (ts %s); not posting again", attempt, name, existing.decode())
         return None
     ctx.conn.set(key, "pending", ex=CLAIM_TTL_S)
     _pace(ctx, channel)
@@ -128,22 +133,23 @@ def post_once(ctx: runtime.WorkerContext, job_id: str, name: str, *, channel: st
     return ts
 
 
-def posted_ts(ctx: runtime.WorkerContext, job_id: str, name: str) -> str | None:
-    raw = ctx.conn.get(posted_marker(job_id, name))
+def posted_ts(ctx: runtime.WorkerContext, attempt: str, name: str) -> str | None:
+    raw = ctx.conn.get(posted_marker(attempt, name))
     return None if raw is None or raw == b"pending" else raw.decode()
 
 
 class Reply:
     """The conversation of one job with its requester."""
 
-    def __init__(self, ctx: runtime.WorkerContext, job_id: str, route: Route, *, now: dt.datetime | None = None):
-        self.ctx, self.job_id, self.route = ctx, job_id, route
+    def __init__(self, ctx: runtime.WorkerContext, attempt: str, route: Route, *, now: dt.datetime | None = None):
+        """`attempt`: whose delivery state this is (`jobs.attempts.attempt_of`: the job's retries share it)."""
+        self.ctx, self.attempt, self.route = ctx, attempt, route
         self._now = now
 
     # -- state -------------------------------------------------------------------------------------------------
 
     def _final_marker(self) -> bytes | None:
-        return self.ctx.conn.get(posted_marker(self.job_id, FINAL))
+        return self.ctx.conn.get(posted_marker(self.attempt, FINAL))
 
     def delivered(self) -> bool:
         """The final answer already went out (a retry after a crash at the very end): nothing more to do."""
@@ -164,7 +170,7 @@ class Reply:
         now = self._now or dt.datetime.now(dt.UTC)
         if issued is not None and now - issued.replace(tzinfo=issued.tzinfo or dt.UTC) > RESPONSE_URL_MAX_AGE:
             return False
-        key = response_url_uses(self.job_id)
+        key = response_url_uses(self.attempt)
         return int(self.ctx.conn.get(key) or 0) < RESPONSE_URL_MAX_USES
 
     def _use_hook(self, *, text: str, blocks: list[dict], in_channel: bool, replace_original: bool) -> bool:
@@ -172,14 +178,14 @@ class Reply:
             return self._send_to_hook(text=text, blocks=blocks, in_channel=in_channel,
                                       replace_original=replace_original)
         except Exception as exc:  # noqa: BLE001 — an unusable hook only means "use the Web API"
-            log.warning("%s: response_url send failed (%s); using chat.postMessage", self.job_id,
+            log.warning("%s: response_url send failed (%s); using chat.postMessage", self.attempt,
                         type(exc).__name__)
             return False
 
     def _send_to_hook(self, *, text: str, blocks: list[dict], in_channel: bool, replace_original: bool) -> bool:
         """One counted use of the response_url: True shown, False refused (certainly not shown); raises when
         nobody knows (a timeout, a 5xx)."""
-        key = response_url_uses(self.job_id)
+        key = response_url_uses(self.attempt)
         uses = self.ctx.conn.incr(key)
         self.ctx.conn.expire(key, 1800)
         if uses > RESPONSE_URL_MAX_USES:
@@ -198,34 +204,42 @@ class Reply:
             if self._hook_usable():
                 if self._use_hook(text=text, blocks=blocks, in_channel=False, replace_original=True):
                     return
-            marker = self.ctx.conn.get(progress_marker(self.job_id))
-            if marker is None:
-                _pace(self.ctx, self.route.channel)
-                ts = self.ctx.slack.post_message(channel=self.route.channel, text=text, blocks=blocks,
-                                                 thread_ts=self.route.thread_ts)
-                self.ctx.conn.set(progress_marker(self.job_id), ts, ex=FAILURE_TTL_S)
-            else:
-                self.ctx.slack.update_message(channel=self.route.channel, ts=marker.decode(), text=text,
-                                              blocks=blocks)
+            marker = self.ctx.conn.get(progress_marker(self.attempt))
+            if marker is not None:
+                try:
+                    self.ctx.slack.update_message(channel=self.route.channel, ts=marker.decode(), text=text,
+                                                  blocks=blocks)
+                    return
+                except Exception as exc:
+                    if not self.ctx.slack.message_gone(exc):
+                        raise
+                    # Someone deleted it: the next note (and the answer) goes into a new message.
+                    log.info("%s: the progress message %s is gone; posting a new one", self.attempt,
+                             marker.decode())
+                    self.ctx.conn.delete(progress_marker(self.attempt))
+            _pace(self.ctx, self.route.channel)
+            ts = self.ctx.slack.post_message(channel=self.route.channel, text=text, blocks=blocks,
+                                             thread_ts=self.route.thread_ts)
+            self.ctx.conn.set(progress_marker(self.attempt), ts, ex=FAILURE_TTL_S)
         except Exception as exc:  # noqa: BLE001
             refusal = self.ctx.slack.refusal(exc)
             if refusal is not None and refusal.closed and not self._hook_usable():
                 raise SlackRefused(refusal, self.route.channel) from exc
             # Anything else may pass (a timeout, a 5xx) or spares the answer: a payload refusal is this note's
             # own, and the response_url still reaches a channel the bot is not in, with no token at all.
-            log.warning("%s: progress update failed: %s", self.job_id, exc)
+            log.warning("%s: progress update failed: %s", self.attempt, exc)
 
     def final(self, text: str, blocks: list[dict]) -> str | None:
         """The answer, exactly once: an edit of the job's own channel message (see the module docstring), so a
         retry edits again instead of posting again. Returns its ts (None where it went through a response_url)."""
         if self.delivered():
-            log.info("%s: final answer already delivered; not sending again", self.job_id)
+            log.info("%s: final answer already delivered; not sending again", self.attempt)
             return self._delivered_ts()
         try:
             marker = self._send_final(text, blocks)
         except Exception as exc:
             raise _refused(self.ctx.slack, exc, self.route.channel) from exc
-        self.ctx.conn.set(posted_marker(self.job_id, FINAL), marker, ex=FAILURE_TTL_S)
+        self.ctx.conn.set(posted_marker(self.attempt, FINAL), marker, ex=FAILURE_TTL_S)
         return self._delivered_ts()
 
     def final_privately(self, text: str, blocks: list[dict], *, user: str | None) -> None:
@@ -233,9 +247,9 @@ class Reply:
         none of it). A progress note the job had posted in the channel is removed. Without a way to reach the
         requester privately (no response_url left, no user), the answer goes where `final` sends it."""
         if self.delivered():
-            log.info("%s: final answer already delivered; not sending again", self.job_id)
+            log.info("%s: final answer already delivered; not sending again", self.attempt)
             return
-        key = posted_marker(self.job_id, FINAL)
+        key = posted_marker(self.attempt, FINAL)
         self.ctx.conn.set(key, "pending", ex=CLAIM_TTL_S)
         try:
             where = self._send_privately(text, blocks, user=user)
@@ -256,7 +270,7 @@ class Reply:
             return self._send_privately(text, blocks, user=user)
         except Exception as exc:  # noqa: BLE001 — the caller logs the reason anyway
             refusal = self.ctx.slack.refusal(exc)
-            log.warning("%s: could not tell the requester privately: %s", self.job_id,
+            log.warning("%s: could not tell the requester privately: %s", self.attempt,
                         refusal.error if refusal else type(exc).__name__)
             return None
 
@@ -271,14 +285,16 @@ class Reply:
         return None
 
     def _drop_progress_message(self) -> None:
-        progress_ts = self.ctx.conn.get(progress_marker(self.job_id))
+        progress_ts = self.ctx.conn.get(progress_marker(self.attempt))
         if progress_ts is None:
             return
         try:
             self.ctx.slack.delete_message(channel=self.route.channel, ts=progress_ts.decode())
-            self.ctx.conn.delete(progress_marker(self.job_id))
         except Exception as exc:  # noqa: BLE001 — a stale "fetching…" note is untidy, not wrong
-            log.warning("%s: could not remove the progress message: %s", self.job_id, exc)
+            if not self.ctx.slack.message_gone(exc):
+                log.warning("%s: could not remove the progress message: %s", self.attempt, exc)
+                return
+        self.ctx.conn.delete(progress_marker(self.attempt))
 
     def _send_final(self, text: str, blocks: list[dict]) -> str:
         """Send the answer; returns the final marker: the message's ts, or how it went out otherwise. Every step
@@ -291,17 +307,29 @@ class Reply:
             if not refused.refusal.closed or not self._hook_usable():
                 raise
             # The bot may not post here, but the response_url still reaches the channel.
-            log.info("%s: Slack refused the placeholder (%s); answering through the response_url", self.job_id,
+            log.info("%s: Slack refused the placeholder (%s); answering through the response_url", self.attempt,
                      refused.error)
             return self._final_through_hook(text, blocks, refused)
-        self.ctx.slack.update_message(channel=self.route.channel, ts=ts, text=text, blocks=blocks)
+        try:
+            self.ctx.slack.update_message(channel=self.route.channel, ts=ts, text=text, blocks=blocks)
+        except Exception as exc:
+            if not self.ctx.slack.message_gone(exc):
+                raise
+            # Someone deleted the message the answer was to be written into. The answer is posted afresh, the same
+            # way: into a new placeholder whose ts is recorded first. Once: if that one is gone too, this raises
+            # and RQ's retry starts over from the new message.
+            log.warning("%s: the message %s the answer was to replace is gone (deleted in Slack); posting the "
+                        "answer afresh", self.attempt, ts)
+            self.ctx.conn.delete(progress_marker(self.attempt))
+            ts = self._channel_message_ts()
+            self.ctx.slack.update_message(channel=self.route.channel, ts=ts, text=text, blocks=blocks)
         self._point_note_at_answer()
         return ts
 
     def _channel_message_ts(self) -> str:
         """The ts of the message the answer will be written into, recorded before any answer is sent: the
         progress message, else a placeholder posted now (`SlackRefused` when Slack will never take it)."""
-        existing = self.ctx.conn.get(progress_marker(self.job_id))
+        existing = self.ctx.conn.get(progress_marker(self.attempt))
         if existing is not None:
             return existing.decode()
         text, blocks = self.ctx.slack.layouts.progress_message(PLACEHOLDER_STATUS)
@@ -311,7 +339,7 @@ class Reply:
                                              thread_ts=self.route.thread_ts)
         except Exception as exc:
             raise _refused(self.ctx.slack, exc, self.route.channel) from exc
-        self.ctx.conn.set(progress_marker(self.job_id), ts, ex=FAILURE_TTL_S)
+        self.ctx.conn.set(progress_marker(self.attempt), ts, ex=FAILURE_TTL_S)
         return ts
 
     def _point_note_at_answer(self) -> None:
@@ -324,7 +352,7 @@ class Reply:
     def _final_through_hook(self, text: str, blocks: list[dict], refused: SlackRefused) -> str:
         """The answer in_channel through the response_url: the one send that no retry can repeat safely, so its
         claim is written first and kept unless Slack certainly refused it."""
-        key = posted_marker(self.job_id, FINAL)
+        key = posted_marker(self.attempt, FINAL)
         self.ctx.conn.set(key, HOOK_CLAIM, ex=FAILURE_TTL_S)
         if not self._send_to_hook(text=text, blocks=blocks, in_channel=True, replace_original=False):
             self.ctx.conn.delete(key)  # refused: not shown, and nothing else reaches this channel
@@ -337,10 +365,10 @@ class Reply:
         reply was lost). Slack may be showing it in the channel; posting it there again could double it. The
         requester's own note becomes the answer instead (a replace, so repeating it is harmless)."""
         log.warning("%s: an earlier attempt may have posted the answer through the response_url; showing it to "
-                    "the requester instead of posting it in the channel again", self.job_id)
+                    "the requester instead of posting it in the channel again", self.attempt)
         private = self.ctx.slack.layouts.with_note(blocks, UNCERTAIN_NOTE)
         if self._hook_usable() and self._use_hook(text=text, blocks=private, in_channel=False,
                                                   replace_original=True):
             return "response_url-private"
-        log.warning("%s: the response_url is no longer usable; the answer may not have reached anyone", self.job_id)
+        log.warning("%s: the response_url is no longer usable; the answer may not have reached anyone", self.attempt)
         return "response_url-unknown"

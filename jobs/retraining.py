@@ -21,6 +21,7 @@ from engine.provenance import base_model_name
 from engine.registry import Registry
 from engine.train_config import TrainConfig
 from jobs import runtime
+from jobs.attempts import attempt_of
 from jobs.replies import Reply, Route, post_once
 from jobs.retrain_progress import ProgressPublisher
 
@@ -61,8 +62,9 @@ def retrain_job(channel: str, user: str, epochs: float | None = None, force: boo
     ctx = runtime.current()
     job = get_current_job()
     job_id = job.id if job else f"adhoc-retrain-{time.time_ns()}"
+    attempt = attempt_of(job) if job else job_id  # whose delivery state (jobs/attempts.py)
     settings, layouts = ctx.settings, ctx.slack.layouts
-    reply = Reply(ctx, job_id, Route(channel, thread_ts))
+    reply = Reply(ctx, attempt, Route(channel, thread_ts))
     if reply.delivered():
         return {"status": "done", "note": "verdict already posted by an earlier attempt"}
 
@@ -138,7 +140,7 @@ def _run(ctx, reply: Reply, status: _Throttled, publish: ProgressPublisher, *, j
                f"{decision.decided_by}); {current_version or 'the base model'} stays served.")
     head_text, head_blocks = layouts.progress_message(f"{verdict} Details in the thread.")
     head_ts = reply.final(head_text, head_blocks)
-    post_once(ctx, job_id, "verdict", channel=channel, text=text, blocks=blocks, thread_ts=head_ts or thread_ts)
+    post_once(ctx, reply.attempt, "verdict", channel=channel, text=text, blocks=blocks, thread_ts=head_ts or thread_ts)
     log.info("%s: retrain → %s %s (%s)", job_id, outcome.version, "promoted" if decision.promote else "refused",
              decision.reason)
     return {"status": "done", "version": outcome.version, "promoted": decision.promote, "reason": decision.reason}

@@ -5,7 +5,8 @@ puts one in `runtime.WorkerContext.slack`.
 Three things, nothing more:
 - the sends: post, edit, delete, an ephemeral note, a file upload, a slash command's response_url;
 - how a failed send is to be read: a `Refusal` no retry can change (the channel or token is closed to us, or Slack
-  refused the payload we built), or any answer from Slack at all (`api_error`), as opposed to a network failure;
+  refused the payload we built), a message someone deleted (`message_gone`), or any answer from Slack at all
+  (`api_error`), as opposed to a network failure;
 - the layouts: the messages a job sends, built by the Slack surface (mrkdwn, Block Kit, Slack's limits).
 
 A message is `(text, blocks)`: the notification text and the Block Kit blocks, as Slack takes them.
@@ -102,4 +103,8 @@ class SlackPort(Protocol):
 
     def api_error(self, exc: BaseException) -> str | None:
         """Slack's error code when `exc` is any answer from Slack refusing a call; None when Slack never answered."""
+        ...
+
+    def message_gone(self, exc: BaseException) -> bool:
+        """Whether `exc` is Slack saying the message an edit or delete named no longer exists (someone deleted it)."""
         ...

@@ -18,6 +18,7 @@ from rq import get_current_job
 from engine.market.weeks import NEW_YORK
 from engine.track import last_closed_week
 from jobs import runtime, track_record
+from jobs.attempts import attempt_of
 from jobs.keys import FAILURE_TTL_S, last_run_key, posted_marker
 from jobs.ledger import open_ledger
 from jobs.replies import CLAIM_TTL_S, Reply, Route, post_once
@@ -27,15 +28,15 @@ CHART_FILENAME = "track-record.png"
 RELIABILITY_FILENAME = "reliability.png"
 
 
-def _upload_once(ctx: runtime.WorkerContext, job_id: str, *, channel: str, png: bytes, title: str,
+def _upload_once(ctx: runtime.WorkerContext, attempt: str, *, channel: str, png: bytes, title: str,
                  thread_ts: str | None, what: str = "chart", filename: str = CHART_FILENAME) -> str | None:
     """Upload a chart unless this job already did (the marker, one per `what`, holds the file id). Same
     claim-then-post rule as `post_once`: a "pending" marker is only left by an attempt that died while uploading,
     so the retry uploads."""
-    key = posted_marker(job_id, what)
+    key = posted_marker(attempt, what)
     existing = ctx.conn.get(key)
     if existing is not None and existing != b"pending":
-        log.info("%s: %s already uploaded (%s); not uploading again", job_id, what, existing.decode())
+        log.info("%s: %s already uploaded (%s); not uploading again", attempt, what, existing.decode())
         return None
     ctx.conn.set(key, "pending", ex=CLAIM_TTL_S)
     try:
@@ -54,6 +55,7 @@ def summary_job(channel: str, week_ending: str) -> dict:
     ctx = runtime.current()
     job = get_current_job()
     job_id = job.id if job else f"adhoc-summary-{time.time_ns()}"
+    attempt = attempt_of(job) if job else job_id  # whose delivery state (jobs/attempts.py)
     day = dt.date.fromisoformat(week_ending)
     now = dt.datetime.now(dt.UTC)
     latest = last_closed_week(day)
@@ -68,7 +70,7 @@ def summary_job(channel: str, week_ending: str) -> dict:
     text, blocks = ctx.slack.layouts.summary_message(report, failures=failures)
     # The job's final answer, sent once (a retry gets the ts back); a "retrying" note left by the failure handler
     # is edited into it, so the channel ends with one message in its final state.
-    summary_ts = Reply(ctx, job_id, Route(channel)).final(text, blocks)
+    summary_ts = Reply(ctx, attempt, Route(channel)).final(text, blocks)
 
     chart = reliability = None
     if report["series"]:
@@ -78,12 +80,12 @@ def summary_job(channel: str, week_ending: str) -> dict:
         png = hit_rate_chart(report["series"], title=title)
         calibrated = report.get("calibration")
         try:
-            chart = _upload_once(ctx, job_id, channel=channel, png=png, title=title, thread_ts=summary_ts)
+            chart = _upload_once(ctx, attempt, channel=channel, png=png, title=title, thread_ts=summary_ts)
             if calibrated and calibrated["enough"]:
                 title = f"Reliability of the model's P(up), through the week {latest.period}"
                 summary = f"Brier {calibrated['brier']:.3f} · ECE {calibrated['ece']:.3f} · n {calibrated['n']}"
                 png = reliability_chart(calibrated["reliability"], title=title, summary=summary)
-                reliability = _upload_once(ctx, job_id, channel=channel, png=png, title=title, thread_ts=summary_ts,
+                reliability = _upload_once(ctx, attempt, channel=channel, png=png, title=title, thread_ts=summary_ts,
                                            what="reliability", filename=RELIABILITY_FILENAME)
         except Exception as exc:
             # Slack said no (a missing scope, a channel the app cannot post files to): retrying will not help, and
@@ -95,7 +97,7 @@ def summary_job(channel: str, week_ending: str) -> dict:
             said = ctx.slack.layouts.code(error)
             note = (f":warning: The chart could not be uploaded (Slack said {said}). The app needs the "
                     "`files:write` scope (reinstall it after adding the scope) and access to this channel.")
-            post_once(ctx, job_id, "chart-refused", channel=channel, text=note, thread_ts=summary_ts,
+            post_once(ctx, attempt, "chart-refused", channel=channel, text=note, thread_ts=summary_ts,
                       blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": note}}])
     ctx.conn.set(last_run_key("summary"), now.isoformat(timespec="seconds"))
     log.info("%s: summary to %s: %d newly scored, %d counted, chart %s, reliability chart %s", job_id,

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from rq import get_current_job
 
@@ -17,6 +18,7 @@ from engine.market.dow30 import members
 from engine.market.weeks import cutoff_for_date
 from engine.sources.snapshot import recorded_clock
 from jobs import runtime
+from jobs.attempts import ANSWERED, TOLD, attempt_of, conclude
 from jobs.client import ForecastRequest
 from jobs.failures import without_server_paths
 from jobs.keys import answer_key, last_run_key
@@ -32,16 +34,20 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class _JobInfo:
     id: str
-    enqueued_at: dt.datetime | None  # this attempt's (a retry is enqueued again)
-    requested_at: dt.datetime  # when it was asked for: the first enqueue, the same across retries
+    attempt: str  # whose delivery state this run uses (jobs.attempts): RQ's retries of the job share it
+    enqueued_at: dt.datetime | None  # this try's (a retry is enqueued again)
+    requested_at: dt.datetime  # when this attempt was asked for: its job's creation, the same across retries
+    rq_job: Any = None  # RQ's job, where the attempt's outcome is written (None when called directly)
 
 
 def _job() -> _JobInfo:
     job = get_current_job()
     if job is None:  # called directly (tests, a REPL): still idempotent per call
-        return _JobInfo(f"adhoc-{time.time_ns()}", None, dt.datetime.now(dt.UTC))
+        adhoc = f"adhoc-{time.time_ns()}"
+        return _JobInfo(adhoc, adhoc, None, dt.datetime.now(dt.UTC))
     created = job.created_at or dt.datetime.now(dt.UTC)
-    return _JobInfo(job.id, job.enqueued_at, created if created.tzinfo else created.replace(tzinfo=dt.UTC))
+    return _JobInfo(job.id, attempt_of(job), job.enqueued_at,
+                    created if created.tzinfo else created.replace(tzinfo=dt.UTC), job)
 
 
 def _record(ctx: runtime.WorkerContext, data: dict, *, job: _JobInfo, user: str | None, channel: str,
@@ -61,21 +67,21 @@ def _record(ctx: runtime.WorkerContext, data: dict, *, job: _JobInfo, user: str 
 ANSWER_TTL_S = 3600
 
 
-def _stored_answer(ctx: runtime.WorkerContext, job_id: str) -> dict | None:
-    """What an earlier attempt of this job generated but did not get posted (Slack failed): posted as it is, since
+def _stored_answer(ctx: runtime.WorkerContext, attempt: str) -> dict | None:
+    """What an earlier try of this attempt generated but did not get posted (Slack failed): posted as it is, since
     generating it again costs the model time and could even say something else."""
-    raw = ctx.conn.get(answer_key(job_id))
+    raw = ctx.conn.get(answer_key(attempt))
     if raw is None:
         return None
-    log.info("%s: posting the answer an earlier attempt generated; not running the model again", job_id)
+    log.info("%s: posting the answer an earlier try generated; not running the model again", attempt)
     return json.loads(raw)
 
 
-def _store_answer(ctx: runtime.WorkerContext, job_id: str, answer: dict) -> None:
+def _store_answer(ctx: runtime.WorkerContext, attempt: str, answer: dict) -> None:
     try:
-        ctx.conn.set(answer_key(job_id), json.dumps(answer), ex=ANSWER_TTL_S)
+        ctx.conn.set(answer_key(attempt), json.dumps(answer), ex=ANSWER_TTL_S)
     except Exception:  # noqa: BLE001 — without it a retry only costs a second generation
-        log.exception("%s: could not keep the generated answer for a retry", job_id)
+        log.exception("%s: could not keep the generated answer for a retry", attempt)
 
 
 def _deliver_forecast(ctx: runtime.WorkerContext, reply: Reply, job: _JobInfo, req: ForecastRequest,
@@ -85,7 +91,8 @@ def _deliver_forecast(ctx: runtime.WorkerContext, reply: Reply, job: _JobInfo, r
         _record(ctx, data, job=job, user=req.user, channel=req.channel, source="forecast")
         text, blocks = ctx.slack.layouts.forecast_message(data)
         reply.final(text, blocks)
-    ctx.conn.delete(answer_key(job.id))
+    ctx.conn.delete(answer_key(job.attempt))
+    conclude(job.rq_job, ANSWERED)
     return {"status": "done", "forecast": {k: v for k, v in data.items() if k != "raw"}}
 
 
@@ -95,10 +102,12 @@ def forecast_job(request: dict) -> dict:
     job = _job()
     job_id = job.id
     req = ForecastRequest.from_json(request)
-    reply = Reply(ctx, job_id, Route(req.channel, req.thread_ts, req.response_url, job.enqueued_at))
+    reply = Reply(ctx, job.attempt, Route(req.channel, req.thread_ts, req.response_url, job.enqueued_at))
     if reply.delivered():
-        return {"status": "done", "note": "answer already posted by an earlier attempt"}
-    stored = _stored_answer(ctx, job_id)
+        # A retry after a crash at the very end; this attempt's outcome may not have been written yet.
+        conclude(job.rq_job, ANSWERED)
+        return {"status": "done", "note": "answer already posted by an earlier try"}
+    stored = _stored_answer(ctx, job.attempt)
     if stored is not None:
         return _deliver_forecast(ctx, reply, job, req, stored)
     settings = ctx.settings
@@ -121,7 +130,8 @@ def forecast_job(request: dict) -> dict:
         reply.progress(f":brain: *{req.ticker}*: writing the analysis for the week {inputs.target.period} "
                        f"with {ctx.slack.layouts.inline(model.version)}…")
         result = run_forecasts([inputs], model, context_tokens=settings.model_context_tokens,
-                               max_new_tokens=settings.model_max_new_tokens)[0]
+                               max_new_tokens=settings.model_max_new_tokens,
+                               signal_band=settings.signal_band)[0]
     except ModelServerError:
         raise  # the model server is down or busy: RQ retries, and the requester is told if it stays down
     except EngineError as exc:
@@ -131,9 +141,10 @@ def forecast_job(request: dict) -> dict:
         text, blocks = ctx.slack.layouts.failure_message(f"No forecast for {req.ticker}", reason,
                                                          hint="Check the ticker and date, then run `/forecast` again.")
         reply.final_privately(text, blocks, user=req.user)
+        conclude(job.rq_job, TOLD)  # asked again, it runs again (jobs/attempts.py)
         return {"status": "failed", "error": reason}
     data = to_json(result)
-    _store_answer(ctx, job_id, data)
+    _store_answer(ctx, job.attempt, data)
     log.info("%s: %s generated in %.1fs (data %.1fs, generation %.1fs, %d new tokens)", job_id, req.ticker,
              time.perf_counter() - started, fetched - started, data["seconds"], data["new_tokens"])
     return _deliver_forecast(ctx, reply, job, req, data)
@@ -145,12 +156,12 @@ def digest_job(channel: str, as_of: str, weeks: int = 3) -> dict:
     ctx = runtime.current()
     job = _job()
     job_id = job.id
-    reply = Reply(ctx, job_id, Route(channel))
+    reply = Reply(ctx, job.attempt, Route(channel))
     settings = ctx.settings
     day = dt.date.fromisoformat(as_of)
     now = dt.datetime.now(dt.UTC)
     symbols = members(day)
-    stored = _stored_answer(ctx, job_id)  # an earlier attempt generated it; posting failed or stopped half-way
+    stored = _stored_answer(ctx, job.attempt)  # an earlier try generated it; posting failed or stopped half-way
     if stored is None:
         if not reply.delivered():
             reply.progress(f":hourglass_flowing_sand: Dow30 digest: fetching data for {len(symbols)} companies…")
@@ -167,9 +178,10 @@ def digest_job(channel: str, as_of: str, weeks: int = 3) -> dict:
             reply.progress(f":brain: Dow30 digest: writing {len(ready)} analyses with "
                            f"{ctx.slack.layouts.inline(model.version)}…")
         results = run_forecasts(ready, model, context_tokens=settings.model_context_tokens,
-                                max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size)
+                                max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size,
+                                signal_band=settings.signal_band)
         stored = {"forecasts": [to_json(r) for r in results], "failures": failures}
-        _store_answer(ctx, job_id, stored)
+        _store_answer(ctx, job.attempt, stored)
     forecasts, failures = stored["forecasts"], stored["failures"]
     # The track reports of the digest's tickers and of all: recomputed once, after the digest is out.
     with batched_reports():
@@ -180,9 +192,10 @@ def digest_job(channel: str, as_of: str, weeks: int = 3) -> dict:
         summary_ts = reply.final(text, blocks)
         for data in sorted(forecasts, key=lambda d: d["symbol"]):
             item_text, item_blocks = ctx.slack.layouts.forecast_message(data)
-            post_once(ctx, job_id, f"thread-{data['symbol']}", channel=channel, text=item_text, blocks=item_blocks,
-                      thread_ts=summary_ts)
+            post_once(ctx, job.attempt, f"thread-{data['symbol']}", channel=channel, text=item_text,
+                      blocks=item_blocks, thread_ts=summary_ts)
     ctx.conn.set(last_run_key("digest"), dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    ctx.conn.delete(answer_key(job_id))
+    ctx.conn.delete(answer_key(job.attempt))
+    conclude(job.rq_job, ANSWERED)
     return {"status": "done", "forecasts": len(forecasts), "failed": failures, "summary_ts": summary_ts,
-            "thread": [posted_ts(ctx, job_id, f"thread-{d['symbol']}") for d in forecasts]}
+            "thread": [posted_ts(ctx, job.attempt, f"thread-{d['symbol']}") for d in forecasts]}

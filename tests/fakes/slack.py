@@ -13,6 +13,9 @@ It refuses what Slack would refuse, the way Slack does:
   response_url is not bound by channel membership, so `refuse_channel` leaves it alone.
 Refused calls are kept in `refused` (with their `error`), apart from `calls`, which Slack accepted.
 
+`delete(ts)` is a person deleting a message in Slack: it leaves `messages()`, and chat.update or chat.delete of it
+answer `message_not_found`, as Slack's do (so does a message the bot deleted itself).
+
 `lose_answer_after_accepting(method, when=..., kill_pgid=...)` opens the window between Slack taking a message and
 the sender learning it did: the call is accepted (in `calls`, shown in `messages()`), then the sender never gets
 the answer: its process group is SIGKILLed first (a worker dying right there), or it gets HTTP 500.
@@ -83,6 +86,12 @@ class FakeSlack:
         self.refused: list[SlackCall] = []
         self._uploads: dict[str, UploadedFile] = {}
         self._lost_answers: list[tuple[str, Callable[[dict[str, Any]], bool], int | None]] = []
+        self.deleted: set[str] = set()  # ts of messages gone from Slack (`delete`, or chat.delete)
+
+    def delete(self, ts: str) -> None:
+        """A person deletes the message `ts` in Slack's own UI (no API call of ours): from now on it is gone."""
+        with self._lock:
+            self.deleted.add(ts)
 
     def lose_answer_after_accepting(self, method: str, *, when: Callable[[dict[str, Any]], bool] = lambda body: True,
                                     kill_pgid: int | None = None) -> None:
@@ -141,7 +150,8 @@ class FakeSlack:
                     shown[call.body["ts"]] = {**shown[call.body["ts"]], **call.body}
                 elif call.method == "chat.delete":
                     shown.pop(call.body.get("ts"), None)
-        return [m for m in shown.values() if channel is None or m.get("channel") == channel]
+            return [m for ts, m in shown.items()
+                    if ts not in self.deleted and (channel is None or m.get("channel") == channel)]
 
     def uploads(self) -> list[UploadedFile]:
         """Files whose upload was completed (all three steps), in order."""
@@ -227,6 +237,8 @@ class FakeSlack:
                     ts = body["ts"] if method in ("chat.update", "chat.delete") and body.get("ts") \
                         else f"{self._ts}.000100"
                     self.calls.append(SlackCall(method, body, token, time.monotonic(), ts))
+                    if method == "chat.delete":
+                        self.deleted.add(ts)
                     lost = self._take_lost_answer(method, body)
                     answer = {"ok": True, "channel": body.get("channel"), "ts": ts}
                     if method == "chat.postEphemeral":
@@ -282,6 +294,8 @@ class FakeSlack:
         channel_arg = CHANNEL_METHODS.get(method)
         if channel_arg and body.get(channel_arg) in self.channel_errors:
             return self.channel_errors[body[channel_arg]]
+        if method in ("chat.update", "chat.delete") and body.get("ts") in self.deleted:
+            return "message_not_found"
         problems = self._problems(method, body)
         return problems[0].split(": ", 1)[0] if problems else None
 

@@ -26,6 +26,7 @@ from bot.slack_ops import build_client
 from engine.inputs import Sources
 from forecaster.settings import Settings
 from jobs import runtime, worker
+from jobs.attempts import attempt_of
 from jobs.client import FORECAST_TASK, ForecastRequest, queue
 from jobs.keys import posted_marker
 from jobs.queues import INTERACTIVE
@@ -91,7 +92,8 @@ def test_a_worker_killed_after_slack_took_the_answer_is_retried_into_the_same_me
             os.killpg(child.pid, signal.SIGKILL)
     killed_at = time.monotonic()
     [shown] = slack.messages("C123")
-    assert is_answer(shown) and redis.get(posted_marker(job_id, FINAL)) is None  # in the window, exactly
+    attempt = attempt_of(Job.fetch(job_id, connection=redis, serializer=JSONSerializer))
+    assert is_answer(shown) and redis.get(posted_marker(attempt, FINAL)) is None  # in the window, exactly
 
     # RQ's own recovery, in real time: the dead attempt's registry entry lapses, maintenance retries the job.
     deadline = killed_at + JOB_TIMEOUT_S + 60 + 60

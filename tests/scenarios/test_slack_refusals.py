@@ -24,6 +24,7 @@ from engine.model import Analyst
 from engine.sources.snapshot import SnapshotSource
 from forecaster.settings import Settings
 from jobs import runtime, worker
+from jobs.attempts import attempt_of
 from jobs.client import FORECAST_TASK, ForecastRequest, JobsClient, queue
 from jobs.keys import answer_key
 from jobs.queues import INTERACTIVE
@@ -74,6 +75,11 @@ def status_of(redis, job_id: str) -> str:
     return Job.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status()
 
 
+def attempt(redis, job_id: str) -> str:
+    """Whose delivery state the job's tries share (jobs/attempts.py)."""
+    return attempt_of(Job.fetch(job_id, connection=redis, serializer=JSONSerializer))
+
+
 PERMANENT = [("not_in_channel", "channel", "/invite @forecaster"),
              ("channel_not_found", "channel", "/invite @forecaster"),
              ("is_archived", "channel", "is archived"),
@@ -104,7 +110,7 @@ def test_a_permanent_refusal_after_the_answer_ends_the_job_at_once_with_one_gene
     shown = told["text"] + str(told["blocks"])
     assert "Your forecast for AXP could not be posted" in shown and error in shown and fix in shown
     assert f"ended without retrying: Slack refused to post ({error})" in caplog.text
-    assert redis.get(answer_key(outcome.job_id)) is not None  # kept (an hour) should anyone retry it by hand
+    assert redis.get(answer_key(attempt(redis, outcome.job_id))) is not None  # kept (an hour), should RQ retry it
 
 
 @pytest.mark.parametrize("error", ["not_in_channel", "is_archived", "invalid_auth"])
@@ -150,7 +156,7 @@ def test_a_passing_slack_failure_is_retried_and_posts_the_answer_already_generat
     assert status_of(redis, job_id) == "finished"
     [message] = slack.messages("C123")  # the progress message, edited into the answer
     assert message["blocks"][0]["text"]["text"] == "AXP weekly forecast"
-    assert redis.get(answer_key(job_id)) is None  # posted: the stored answer is gone
+    assert redis.get(answer_key(attempt(redis, job_id))) is None  # posted: the stored answer is gone
 
 
 def test_a_payload_slack_refuses_fails_the_job_without_a_retry_and_says_so_in_the_channel(context, redis, slack,

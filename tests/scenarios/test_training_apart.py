@@ -127,12 +127,13 @@ def start_both_and_a_retrain(stack, slack, redis, bot):
 
 
 def ask_forecasts(bot, slack: FakeSlack) -> dict[str, float]:
-    """Ten `/forecast AXP`, each from its own channel (its own job) with its own response_url: channel → when
-    asked."""
+    """Ten `/forecast AXP`, each by its own person in its own channel (its own job) with its own response_url:
+    channel → when asked."""
     asked = {}
     for n in range(FORECASTS):
         channel = f"CF{n}"
-        ack = slash(bot, "/forecast", "AXP", channel=channel, response_url=slack.hook_url(f"T1/{channel}/x"))
+        ack = slash(bot, "/forecast", "AXP", channel=channel, user=f"UF{n}",
+                    response_url=slack.hook_url(f"T1/{channel}/x"))
         assert ack.status == 200 and ack.text.startswith(":hourglass_flowing_sand: Queued *AXP*"), ack.body
         asked[channel] = time.monotonic()
     return asked

@@ -168,6 +168,7 @@ SAMPLES = {  # the first value is the default for the others' turns
     "admins_configured": [True, False],
     "queue": ["interactive"],
     "limit": [200],
+    "pending": [5, 12],
     "what": ["*AXP* for the week " + WEEK, "w" * 3_000],
     "reference": ["d2a6c4ba"],
 }

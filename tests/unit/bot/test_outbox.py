@@ -83,6 +83,16 @@ def test_a_passing_failure_is_no_refusal_but_still_an_answer_from_slack_and_a_lo
     assert outbox.refusal(ConnectionError("refused")) is None and outbox.api_error(ConnectionError("x")) is None
 
 
+def test_a_message_someone_deleted_is_gone_not_a_refusal(slack, outbox):
+    ts = outbox.post_message(channel="C1", text="working…", blocks=SECTION)
+    slack.delete(ts)  # by a person, in Slack
+    for call in (lambda: outbox.update_message(channel="C1", ts=ts, text="done", blocks=SECTION),
+                 lambda: outbox.delete_message(channel="C1", ts=ts)):
+        gone = _raised(call)
+        assert outbox.message_gone(gone) and outbox.refusal(gone) is None
+    assert not outbox.message_gone(ConnectionError("refused")) and slack.messages("C1") == []
+
+
 def test_each_refusal_gets_its_fix_in_the_requesters_words():
     assert "`/invite @forecaster`" in job_layouts.refusal_fix("not_in_channel", "C1")
     assert "<#C1>" in job_layouts.refusal_fix("is_archived", "C1")

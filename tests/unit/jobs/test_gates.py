@@ -1,18 +1,27 @@
 """The bot's admission checks on a real Redis: on-demand digests paced per channel, and the job client's queue-depth
-limit, re-run of a failed request and memory of Slack deliveries."""
+limit and per-person cap, re-run of a request that ended without an answer, and memory of Slack deliveries."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 
 import pytest
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from jobs.client import ForecastRequest, JobsClient, QueueFull, queue
+from jobs.attempts import ANSWERED, TOLD, attempt_of, conclude
+from jobs.client import ForecastRequest, JobsClient, QueueFull, TooManyPending, queue
 from jobs.gates import claim_digest_slot, release_digest_slot
-from jobs.keys import DELIVERY_TTL_S, delivery_key, digest_job_id, forecast_job_id, on_demand_digest_key
+from jobs.keys import (
+    DELIVERY_TTL_S,
+    delivery_key,
+    digest_job_id,
+    forecast_job_id,
+    on_demand_digest_key,
+    user_pending_key,
+)
 from jobs.queues import INTERACTIVE
 
 NOW = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.UTC)
@@ -29,8 +38,8 @@ def test_one_on_demand_digest_per_channel_per_cooldown(redis):
     assert redis.ttl(on_demand_digest_key("C1")) > 0  # the slot lapses by itself
 
 
-def request(ticker: str) -> ForecastRequest:
-    return ForecastRequest(ticker=ticker, channel="C123", user="U1")
+def request(ticker: str, *, user: str = "U1") -> ForecastRequest:
+    return ForecastRequest(ticker=ticker, channel="C123", user=user)
 
 
 def test_a_full_queue_refuses_new_jobs_but_answers_duplicates(redis):
@@ -50,10 +59,73 @@ def test_asking_again_after_a_failure_runs_the_request_again_when_asked_to(redis
     job = Job.fetch(first.job_id, connection=redis, serializer=JSONSerializer)
     queue(redis, INTERACTIVE).remove(job)
     job.set_status("failed")
-    assert client.forecast(request("AXP")).job_status == "failed"  # default: the failed job answers
-    again = client.forecast(request("AXP"), replace_failed=True)
+    assert client.forecast(request("AXP")).job_status == "failed"  # default (the scheduler): the failed job answers
+    again = client.forecast(request("AXP"), again=True)
     assert (again.status, again.job_status, again.job_id) == ("queued", "queued", first.job_id)
     assert queue(redis, INTERACTIVE).count == 1
+    assert attempt_of(Job.fetch(first.job_id, connection=redis, serializer=JSONSerializer)) != attempt_of(job)
+
+
+@pytest.mark.parametrize(("status", "outcome", "runs_again"), [
+    ("queued", None, False), ("started", None, False), ("scheduled", None, False),
+    ("finished", ANSWERED, False), ("finished", None, False),  # answered (a job from before outcomes: answered)
+    ("finished", TOLD, True), ("failed", None, True), ("stopped", None, True), ("canceled", None, True),
+])
+def test_only_a_request_that_ended_without_an_answer_runs_again_when_asked_again(redis, status, outcome,
+                                                                                 runs_again):
+    client = JobsClient(redis, now=NOW)
+    first = client.forecast(request("AXP"))
+    job = Job.fetch(first.job_id, connection=redis, serializer=JSONSerializer)
+    if status != "queued":
+        queue(redis, INTERACTIVE).remove(job)
+        job.set_status(status)
+    if outcome:
+        conclude(job, outcome)
+    again = client.forecast(request("AXP"), again=True)
+    assert again.status == ("queued" if runs_again else "duplicate")
+    assert again.job_status == ("queued" if runs_again else status)
+
+
+def test_one_person_may_have_only_so_many_requests_pending_and_a_duplicate_is_never_refused(redis):
+    client = JobsClient(redis, now=NOW, max_pending_per_user=2)
+    mine = [client.forecast(request(ticker, user="U1")) for ticker in ("AXP", "KO")]
+    with pytest.raises(TooManyPending) as refused:
+        client.forecast(request("MSFT", user="U1"))
+    assert (refused.value.pending, refused.value.limit) == (2, 2)
+    assert client.forecast(request("AXP", user="U1")).status == "duplicate"
+    assert client.forecast(request("MSFT", user="U2")).status == "queued"  # per person
+    assert queue(redis, INTERACTIVE).count == 3  # the refused one was taken back
+
+    done = Job.fetch(mine[0].job_id, connection=redis, serializer=JSONSerializer)
+    queue(redis, INTERACTIVE).remove(done)
+    done.set_status("finished")  # answered: no longer theirs to count
+    assert client.forecast(request("MSFT", user="U1")).status == "duplicate"  # U2's request, the same one
+    assert client.forecast(request("JPM", user="U1")).status == "queued"
+    assert {m.decode() for m in redis.smembers(user_pending_key("U1"))} == {mine[1].job_id, forecast_job_id(
+        ticker="JPM", as_of=None, weeks=3, financials=True, channel="C123", now=NOW)}  # the ended one dropped
+
+
+def test_many_requests_of_one_person_at_once_admit_exactly_their_share(redis):
+    tickers = ["AXP", "KO", "MSFT", "JPM", "IBM", "MMM", "CAT", "HD", "V", "WMT"]
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def ask(ticker: str) -> None:
+        try:
+            JobsClient(redis, now=NOW, max_pending_per_user=3).forecast(request(ticker, user="U1"))
+            said = "queued"
+        except TooManyPending:
+            said = "refused"
+        with lock:
+            outcomes.append(said)
+
+    threads = [threading.Thread(target=ask, args=(t,)) for t in tickers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["queued"] * 3 + ["refused"] * 7
+    assert queue(redis, INTERACTIVE).count == 3
 
 
 def test_a_delivery_is_remembered_with_its_job_so_a_redelivery_finds_it(redis):
