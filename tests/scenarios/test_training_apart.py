@@ -214,6 +214,8 @@ def test_a_trainer_killed_mid_retrain_ends_it_in_a_final_message_and_leaves_the_
           + f"; the requester's final message {ended_s:.1f} s after the kill")
     [final] = slack.messages(ADMIN_CHANNEL)  # the progress message, edited into its final state
     assert "stopped unexpectedly" in final["text"], final
-    assert retrain_job(redis, job_id).get_status(refresh=True) == "failed"
+    # The final message is posted from RQ's failure handling, which moves the job to failed right after it.
+    wait_for(lambda: retrain_job(redis, job_id).get_status(refresh=True) == "failed", "the job marked failed", 30,
+             stack.logs)
     assert (stack.registry.current_version(), stack.registry.versions()) == before == ("v0001", ["v0001"])
     assert "a retrain running" not in json.dumps(status.json()["blocks"])  # a dead trainer's record is not shown
