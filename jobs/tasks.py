@@ -155,7 +155,6 @@ def digest_job(channel: str, as_of: str, weeks: int = 3) -> dict:
     thread. A ticker whose data fails is listed, not fatal."""
     ctx = runtime.current()
     job = _job()
-    job_id = job.id
     reply = Reply(ctx, job.attempt, Route(channel))
     settings = ctx.settings
     day = dt.date.fromisoformat(as_of)
