@@ -24,7 +24,8 @@ FinGPT's `upstream_parse` (tests/unit/engine/test_grammar.py generates strings f
 - no '<', so no text can open or close a `<think>` block;
 - no control characters or Unicode line separators, which `str.splitlines` would treat as line breaks;
 - every item and paragraph starts with a visible character that is not markdown emphasis, so none is empty once
-  the parser strips markup; an item does not start with a dot (no "1. ..." placeholders copied from the prompt).
+  the parser strips markup; an item does not start with a dot or a colon (no "1. ..." placeholders copied from the
+  prompt, no "1. :").
 
 Repeats are unrolled (`a b (c (d)?)?`), never bounded (`{2,4}`): xgrammar compiles bounded repeats of a large
 character class in seconds, the unrolled form in a fraction of one. Lengths are not bounded here for the same
@@ -43,8 +44,9 @@ from engine.parsing import MAGNITUDES
 _NEVER = r"\x00-\x1f\x7f-\x9f\u2028\u2029\[\]<"
 # Unicode spaces that str.split() collapses: a text starting with one could be blank to the parser.
 _SPACES = r" \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
-# Nor a dot: base models copy the system prompt's "1. ..." placeholder, which parses but says nothing.
-_ITEM_FIRST = rf"[^{_NEVER}{_SPACES}*_.\u2026]"
+# Nor a dot: base models copy the system prompt's "1. ..." placeholder, which parses but says nothing. Nor a colon:
+# real Qwen2.5 weights on a short prompt wrote "1. :" for every item (make test-real, 2026-12-05).
+_ITEM_FIRST = rf"[^{_NEVER}{_SPACES}*_.\u2026:]"
 _ITEM_REST = rf"[^{_NEVER}]*"
 _PARA_FIRST = rf"[^{_NEVER}{_SPACES}*_:]"
 _PARA_REST = rf"[^{_NEVER}:]*"
