@@ -80,6 +80,20 @@ def messages_for(row: EvalRow) -> list[dict]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": row.user_prompt}]
 
 
+def _timed_batches(rows: Sequence[EvalRow], call: Callable, batch_size: int, clock: Callable[[], float],
+                   name: str):
+    """`call` on the rows' chats, `batch_size` at a time: yields each batch's results (one per row, checked) and the
+    seconds it took."""
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size]
+        began = clock()
+        results = list(call([messages_for(r) for r in batch]))
+        seconds = clock() - began
+        if len(results) != len(batch):
+            raise EngineError(f"{name} returned {len(results)} results for a batch of {len(batch)} prompts.")
+        yield results, seconds
+
+
 def _generate_all(
     rows: Sequence[EvalRow], generate: Generate, batch_size: int, progress: Progress | None, clock: Callable[[], float]
 ) -> dict:
@@ -88,13 +102,8 @@ def _generate_all(
     raw: list[BinDistribution | None] = []
     new_tokens = prompt_tokens = 0
     wall = 0.0
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start:start + batch_size]
-        began = clock()
-        results = list(generate([messages_for(r) for r in batch]))
-        wall += clock() - began
-        if len(results) != len(batch):
-            raise EngineError(f"generate returned {len(results)} results for a batch of {len(batch)} prompts.")
+    for results, seconds in _timed_batches(rows, generate, batch_size, clock, "generate"):
+        wall += seconds
         texts.extend(r.text for r in results)
         distributions.extend(getattr(r, "bin_distribution", None) for r in results)
         raw.extend(getattr(r, "raw_bin_distribution", None) or getattr(r, "bin_distribution", None) for r in results)
@@ -122,13 +131,8 @@ def _scaffold_all(rows: Sequence[EvalRow], score_bins: ScoreBins, calibration: B
     served: list[BinDistribution | None] = []
     raw: list[BinDistribution | None] = []
     wall = 0.0
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start:start + batch_size]
-        began = clock()
-        scored = list(score_bins([messages_for(r) for r in batch]))
-        wall += clock() - began
-        if len(scored) != len(batch):
-            raise EngineError(f"score_bins returned {len(scored)} results for a batch of {len(batch)} prompts.")
+    for scored, seconds in _timed_batches(rows, score_bins, batch_size, clock, "score_bins"):
+        wall += seconds
         for distribution in scored:
             shown = None if distribution is None else calibration.apply(distribution)
             raw.append(distribution)
