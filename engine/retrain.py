@@ -5,10 +5,17 @@ with the served adapter or, when none is served, with the bare base (scored here
 with the best naive baseline on those rows (`engine.registry.gate`). Every outcome is written next to the new
 adapter: `evaluation.json` (both score sets) and `decision.json` (the gate's verdict and which comparison decided),
 so a refused adapter stays inspectable and can still be promoted by hand.
+
+Scores are measured once per set of conditions and kept: the bare base's in MODEL_DIR/base-evaluation.json, an
+adapter's in its `evaluation.json` (as a new adapter) and `gate-scores.json` (as the served one, measured again).
+Kept scores are reused only under exactly the conditions they were measured under (`scoring_conditions`: the rows,
+the base, MODEL_CONSTRAINED, MODEL_MAX_NEW_TOKENS, the batch size, the backend and its numerics, the calibration
+served with the adapter, how the scores are computed); under any other, the model is scored again.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +34,10 @@ from engine.train_config import TrainConfig
 SCORE_KEYS = ("n", "parsed", "parse_rate", "binary_accuracy", "binary_accuracy_all", "ci95_binary_accuracy_all",
               "mse", "mcc", "rouge", "direction_counts", "baselines", "latency_s", "tokens_per_s",
               "calibration_fit", "consistency")
+# Bump when scoring changes what a score means (a new metric, another rule): scores kept from before are then
+# measured again instead of being compared with new ones.
+SCORING_VERSION = 2
+GATE_SCORES = "gate-scores.json"  # a served adapter's scores, measured again under later conditions
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,34 @@ def score_adapter(analyst, adapter: Path | None, rows: list[EvalRow], *, max_new
     """Scores of `adapter` (None: the bare base) on `rows`, generated with the already loaded base, with the
     out-of-sample comparison of bin calibrations (engine.calibration_fit) among them."""
     analyst.use_adapter(adapter)
+    return _score_served(analyst, rows, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+
+
+def _constrained(analyst) -> bool | None:
+    if hasattr(analyst, "grammar"):  # in process: the compiled grammar, None when MODEL_CONSTRAINED=false
+        return analyst.grammar is not None
+    return getattr(analyst, "constrained", None)  # vLLM: whether the grammar goes with each request
+
+
+def scoring_conditions(analyst, *, base_model: str, base_path: str, eval_dataset: str, eval_limit: int | None,
+                       max_new_tokens: int, batch_size: int) -> dict:
+    """Everything that changes the scores of what `analyst` serves now (after `use_adapter`: its calibration
+    follows the adapter), as plain JSON: kept scores are reused only when these are equal (see the module)."""
+    placement = getattr(analyst, "placement", None)
+    calibration = getattr(analyst, "calibration", IDENTITY)
+    return json.loads(json.dumps({
+        "scoring": SCORING_VERSION, "mode": "generate", "score_keys": list(SCORE_KEYS),
+        "base_model": base_model, "base_path": base_path, "eval_dataset": eval_dataset, "eval_limit": eval_limit,
+        "constrained": _constrained(analyst), "max_new_tokens": max_new_tokens, "batch_size": batch_size,
+        "backend": type(analyst).__name__, "dtype": getattr(placement, "dtype", None),
+        "load_in_4bit": getattr(placement, "load_in_4bit", None), "merged": getattr(analyst, "merged", None),
+        "repetition_penalty": getattr(analyst, "repetition_penalty", None),
+        "calibration": {"bias": calibration.to_json()["bias"], "temperature": calibration.temperature},
+    }, sort_keys=True))
+
+
+def _score_served(analyst, rows: list[EvalRow], *, max_new_tokens: int, batch_size: int,
+                  progress: Callable[[int, int, float], None] | None) -> dict:
     content_free = None
     if hasattr(analyst, "score_after"):
         [content_free] = analyst.score_after([content_free_conversation()], SCAFFOLD)
@@ -84,31 +123,41 @@ def retrain(
 
     analyst = load_analyst()
 
-    def scores_of(adapter: Path | None) -> dict:
-        return score_adapter(analyst, adapter, rows, max_new_tokens=max_new_tokens, batch_size=batch_size,
+    def serve(adapter: Path | None) -> dict:
+        """Serve `adapter` (None: the bare base) and say under which conditions its scores are measured now."""
+        analyst.use_adapter(adapter)
+        return scoring_conditions(analyst, base_model=base_name, base_path=cfg.base, eval_dataset=eval_dataset,
+                                  eval_limit=eval_limit, max_new_tokens=max_new_tokens, batch_size=batch_size)
+
+    def measure() -> dict:
+        return _score_served(analyst, rows, max_new_tokens=max_new_tokens, batch_size=batch_size,
                              progress=eval_progress)
 
     current = registry.current_version()
     if current is not None:
         compared_with = f"served {current}"
-        stored = registry.read(current, "evaluation.json") or {}
-        same_rows = stored.get("eval_dataset") == eval_dataset and stored.get("eval_limit") == eval_limit
-        current_scores = (stored.get("scores") if same_rows else None) or scores_of(registry.path(current))
+        conditions = serve(registry.path(current))
+        current_scores = _kept_scores(registry, current, conditions)
+        if current_scores is None:
+            current_scores = measure()
+            registry.write(current, GATE_SCORES, {"conditions": conditions, "scores": current_scores})
     else:
         # Nothing served: the bare base answers today, so the new adapter must do at least as well as it does.
         compared_with = BARE_BASE
-        key = {"base_model": base_name, "base_path": cfg.base, "eval_dataset": eval_dataset, "eval_limit": eval_limit,
-               "max_new_tokens": max_new_tokens}
-        current_scores = registry.base_scores(**key)
+        conditions = serve(None)
+        current_scores = registry.base_scores(**conditions)
         if current_scores is None:
-            current_scores = scores_of(None)
-            registry.write_base_scores(current_scores, **key)
-    new_scores = scores_of(registry.path(version))
+            current_scores = measure()
+            registry.write_base_scores(current_scores, **conditions)
+    new_conditions = serve(registry.path(version))
+    new_scores = measure()
 
     decision = gate(new_scores, current_scores, compared_with=compared_with, metric=metric, force=force)
     registry.write(version, "evaluation.json", {
         "eval_dataset": eval_dataset, "eval_limit": eval_limit, "scores": new_scores, "base_model": base_name,
-        "compared_with": {"version": current, "label": compared_with, "scores": current_scores},
+        "conditions": new_conditions,
+        "compared_with": {"version": current, "label": compared_with, "scores": current_scores,
+                          "conditions": conditions},
     })
     registry.write(version, "decision.json", decision.to_dict())
     fit = new_scores.get("calibration_fit")
@@ -121,3 +170,13 @@ def retrain(
         registry.refuse(version, reason=decision.reason)
     return RetrainOutcome(version, decision, new_scores, current_scores, result.record, compared_version=current,
                           base_model=base_name)
+
+
+def _kept_scores(registry: Registry, version: str, conditions: dict) -> dict | None:
+    """`version`'s scores measured under exactly `conditions`, if kept: as a new adapter (evaluation.json) or as
+    the served one (GATE_SCORES). Scores kept without their conditions (an older release's) are never reused."""
+    for name in ("evaluation.json", GATE_SCORES):
+        kept = registry.read(version, name) or {}
+        if kept.get("conditions") == conditions and kept.get("scores"):
+            return kept["scores"]
+    return None
