@@ -41,13 +41,25 @@ from engine.generation import (
     stop_token_ids,
 )
 from engine.grammar import call_text
-from engine.placement import Placement, choose_placement, torch_dtype
+from engine.placement import Placement, choose_placement, read_cpu_flags, torch_dtype
 from engine.probabilities import BinDistribution, choose_call
 from engine.provenance import base_model_name
 
 __all__ = ["Analyst", "Conversation", "Generation", "ModelError"]
 
 log = logging.getLogger(__name__)
+
+
+def _int8_weight_only() -> Any:
+    """transformers' config for torchao's weight-only int8 (per-row scales). Imported only when asked for:
+    torchao takes seconds to import and is an optional extra."""
+    from transformers import TorchAoConfig
+
+    try:
+        from torchao.quantization import Int8WeightOnlyConfig
+    except ImportError:
+        raise ModelError("MODEL_QUANTIZE=int8 needs torchao (in the model extra): pip install torchao") from None
+    return TorchAoConfig(quant_type=Int8WeightOnlyConfig())
 
 
 class Analyst:
@@ -70,7 +82,8 @@ class Analyst:
         self.tokenizer = tokenizer
         self.base = base
         self.placement = placement
-        self._merge = merge_adapter and not placement.load_in_4bit  # merging into 4-bit weights is lossy
+        # Merging into quantized weights is lossy, and the base could not be restored bit for bit.
+        self._merge = merge_adapter and not placement.load_in_4bit and placement.quantize == "none"
         self.adapter: Path | None = None
         self.name: str | None = None  # MODEL_NAME, for footers; None: named from the base's files
         self._merged = False
@@ -95,16 +108,20 @@ class Analyst:
         device: str = "auto",
         dtype: str = "auto",
         load_in_4bit: bool = False,
+        quantize: str = "none",
         merge_adapter: bool = False,
         constrained: bool = True,
         calibration_dir: Path | None = None,
     ) -> Analyst:
         """`calibration_dir`: MODEL_DIR, where the bare base's bin calibration is kept (engine.bin_calibration);
-        an adapter's is read from its own folder."""
+        an adapter's is read from its own folder. `quantize="int8"`: the linear layers' weights in int8 (torchao's
+        weight-only int8, which PEFT's LoRA layers wrap), computed in the placement's dtype; adapters stay
+        unmerged."""
         cuda = torch.cuda.is_available()
         placement = choose_placement(
             device=device, dtype=dtype, load_in_4bit=load_in_4bit, cuda_available=cuda,
-            cuda_capability=torch.cuda.get_device_capability() if cuda else None,
+            cuda_capability=torch.cuda.get_device_capability() if cuda else None, cpu_flags=read_cpu_flags(),
+            quantize=quantize,
         )
         if Path(base).expanduser().exists():
             base = str(Path(base).expanduser())
@@ -121,6 +138,8 @@ class Analyst:
                 bnb_4bit_compute_dtype=torch_dtype(placement.dtype),
             )
             kwargs["device_map"] = placement.device
+        if placement.quantize == "int8":
+            kwargs["quantization_config"] = _int8_weight_only()
         try:
             tokenizer = AutoTokenizer.from_pretrained(base)
             model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
@@ -143,8 +162,9 @@ class Analyst:
                       constrained=constrained)
         analyst.calibration_dir = calibration_dir
         analyst.use_adapter(adapter)
-        log.info("loaded %s on %s (%s%s)", base, placement.device, placement.dtype,
-                 ", 4-bit" if load_in_4bit else "")
+        quantized = ", 4-bit NF4 weights" if load_in_4bit else ", int8 weights" if placement.quantize == "int8" else ""
+        log.info("loaded %s on %s in %s (%s)%s, %d torch threads", base, placement.device, placement.dtype,
+                 placement.reason, quantized, torch.get_num_threads())
         return analyst
 
     @property

@@ -123,13 +123,16 @@ class ServingEstimate:
 
 
 def serving_estimate(shape: ModelShape, *, dtype: str, load_in_4bit: bool, batch: int, context_tokens: int,
-                     on_gpu: bool) -> ServingEstimate:
-    """Memory to serve `batch` prompts of up to `context_tokens` tokens at `dtype` (the compute dtype when 4-bit)."""
+                     on_gpu: bool, quantize: str = "none") -> ServingEstimate:
+    """Memory to serve `batch` prompts of up to `context_tokens` tokens at `dtype` (the compute dtype when 4-bit or
+    int8: `quantize="int8"` stores the linear layers' weights in one byte each)."""
     if dtype not in BYTES_PER_ELEMENT:
         raise ValueError(f"unknown dtype {dtype!r}; one of {', '.join(BYTES_PER_ELEMENT)}")
     width = BYTES_PER_ELEMENT[dtype]
     if load_in_4bit:
         weights = int(shape.linear_params * NF4_BYTES_PER_PARAM) + shape.other_params * width
+    elif quantize == "int8":
+        weights = shape.linear_params + shape.other_params * width
     else:
         weights = shape.params * width
     return ServingEstimate(

@@ -203,7 +203,8 @@ def _load_base(settings: Settings):
     from engine.model import Analyst
 
     return Analyst.load(settings.model_base, device=settings.model_device, dtype=settings.model_dtype,
-                        load_in_4bit=settings.model_load_in_4bit, merge_adapter=settings.model_merge_adapter,
+                        load_in_4bit=settings.model_load_in_4bit, quantize=settings.model_quantize,
+                        merge_adapter=settings.model_merge_adapter,
                         constrained=settings.model_constrained)
 
 

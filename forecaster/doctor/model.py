@@ -140,12 +140,13 @@ def probe_device(settings: Settings) -> tuple[Device, str]:
     Imports torch: only for the full doctor, on a host with the model extra."""
     import torch
 
-    from engine.placement import choose_placement
+    from engine.placement import choose_placement, read_cpu_flags
 
     cuda = torch.cuda.is_available()
     placement = choose_placement(device=settings.model_device, dtype=settings.model_dtype,
                                  load_in_4bit=settings.model_load_in_4bit, cuda_available=cuda,
-                                 cuda_capability=torch.cuda.get_device_capability() if cuda else None)
+                                 cuda_capability=torch.cuda.get_device_capability() if cuda else None,
+                                 cpu_flags=read_cpu_flags(), quantize=settings.model_quantize)
     if placement.device.startswith("cuda"):
         index = int(placement.device.partition(":")[2] or 0)
         props = torch.cuda.get_device_properties(index)
@@ -206,8 +207,10 @@ def memory_verdict(settings: Settings, shape: ModelShape, device: Device, dtype:
 
     on_gpu = device.kind == "cuda"
     sizing = {"batch": settings.model_batch_size, "context_tokens": settings.model_context_tokens, "on_gpu": on_gpu}
-    estimate = serving_estimate(shape, dtype=dtype, load_in_4bit=settings.model_load_in_4bit, **sizing)
-    precision = f"{dtype}{' + 4-bit NF4' if settings.model_load_in_4bit else ''}"
+    estimate = serving_estimate(shape, dtype=dtype, load_in_4bit=settings.model_load_in_4bit,
+                                quantize=settings.model_quantize, **sizing)
+    precision = (f"{dtype}{' + 4-bit NF4' if settings.model_load_in_4bit else ''}"
+                 f"{' + int8 weights' if settings.model_quantize == 'int8' else ''}")
     what = (f"{settings.model_base} ({shape.params / 1e9:.2f}B) in {precision} on {device.name}: needs about "
             f"{estimate.describe()} of {device.memory_bytes / GB:.1f} GB")
     if settings.model_load_in_4bit and importlib.util.find_spec("bitsandbytes") is None:

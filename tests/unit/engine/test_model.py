@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.model import Analyst, ModelError
-from engine.placement import choose_placement
+from engine.placement import CPU_BF16_FLAGS, choose_placement, parse_cpu_flags, read_cpu_flags
 
 CONVERSATIONS = [
     [{"role": "system", "content": "You are a seasoned stock market analyst."},
@@ -29,6 +29,16 @@ def analyst(tiny_model_dir) -> Analyst:
         (dict(cuda_available=True, cuda_capability=(7, 5)), ("cuda", "float16")),  # T4: bf16 only emulated
         (dict(cuda_available=True, cuda_capability=(8, 6), device="cpu"), ("cpu", "float32")),
         (dict(cuda_available=False, cuda_capability=None, dtype="bfloat16"), ("cpu", "bfloat16")),
+        # CPUs: bf16 only where it is native (AMX or AVX-512 BF16); emulated bf16 is 35-50x slower than fp32.
+        (dict(cuda_available=False, cuda_capability=None, cpu_flags=frozenset({"avx2", "avx512f"})),
+         ("cpu", "float32")),
+        (dict(cuda_available=False, cuda_capability=None, cpu_flags=frozenset({"avx512f", "avx512_bf16"})),
+         ("cpu", "bfloat16")),
+        (dict(cuda_available=False, cuda_capability=None, cpu_flags=frozenset({"amx_tile", "amx_bf16"})),
+         ("cpu", "bfloat16")),
+        (dict(cuda_available=False, cuda_capability=None, cpu_flags=frozenset({"amx_bf16"}), dtype="float32"),
+         ("cpu", "float32")),
+        (dict(cuda_available=True, cuda_capability=(7, 5), cpu_flags=frozenset({"amx_bf16"})), ("cuda", "float16")),
     ],
 )
 def test_placement_rules(kwargs, expected):
@@ -36,13 +46,22 @@ def test_placement_rules(kwargs, expected):
     assert (placement.device, placement.dtype) == expected
 
 
+def test_cpu_flags_come_from_the_first_flags_line(tmp_path):
+    cpuinfo = "processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+    assert parse_cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
+    assert parse_cpu_flags("no flags here") == frozenset()
+    assert read_cpu_flags(tmp_path / "absent") == frozenset()  # not Linux: no flags, so fp32
+
+
 def test_asking_for_cuda_without_cuda_is_a_clear_error():
     with pytest.raises(ModelError, match="CUDA is not available"):
         choose_placement(device="cuda", cuda_available=False, cuda_capability=None)
 
 
-def test_loads_in_fp32_on_cpu_with_sdpa_and_left_padding(analyst):
-    assert analyst.model.dtype == torch.float32
+def test_loads_on_cpu_at_the_dtype_its_flags_allow_with_sdpa_and_left_padding(analyst):
+    native_bf16 = bool(set(CPU_BF16_FLAGS) & read_cpu_flags())
+    assert analyst.model.dtype == (torch.bfloat16 if native_bf16 else torch.float32)
+    assert analyst.placement.reason.startswith("CPU ")
     assert analyst.model.config._attn_implementation == "sdpa"
     assert analyst.tokenizer.padding_side == "left"
     assert analyst.version.endswith("(no adapter)")
@@ -107,11 +126,15 @@ def test_adapters_are_served_unmerged_by_default(tiny_model_dir, tiny_adapter_di
     assert analyst.model.active_adapter in analyst.model.peft_config
 
 
-def test_merged_and_unmerged_adapters_give_the_same_logits(tiny_model_dir, tiny_adapter_dirs):
-    merged = Analyst.load(str(tiny_model_dir), device="cpu", adapter=tiny_adapter_dirs[0], merge_adapter=True)
-    unmerged = Analyst.load(str(tiny_model_dir), device="cpu", adapter=tiny_adapter_dirs[0], merge_adapter=False)
+@pytest.mark.parametrize(("dtype", "atol"), [("float32", 1e-4), ("bfloat16", 3e-2)])
+def test_merged_and_unmerged_adapters_give_the_same_logits(tiny_model_dir, tiny_adapter_dirs, dtype, atol):
+    """Equal to fp32 rounding; in bf16 a merge rounds W + BA to bf16, so equal to bf16's precision."""
+    merged = Analyst.load(str(tiny_model_dir), device="cpu", dtype=dtype, adapter=tiny_adapter_dirs[0],
+                          merge_adapter=True)
+    unmerged = Analyst.load(str(tiny_model_dir), device="cpu", dtype=dtype, adapter=tiny_adapter_dirs[0],
+                            merge_adapter=False)
     assert merged.merged and not unmerged.merged
-    assert torch.allclose(_logits(merged), _logits(unmerged), atol=1e-4)
+    assert torch.allclose(_logits(merged), _logits(unmerged), atol=atol)
 
 
 def test_an_adapter_for_another_base_is_refused(tiny_model_dir, tmp_path):
@@ -144,3 +167,41 @@ def test_4bit_nf4_load_quantizes_the_linears_and_keeps_the_adapter_unmerged(tiny
     assert analyst.merged is False  # merging into 4-bit weights is lossy, even when asked
     [answer] = analyst.generate(CONVERSATIONS[:1], max_new_tokens=4)
     assert answer.new_tokens <= 4 and answer.prompt_tokens > 10
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_int8_weights_serve_adapters_unmerged_constrained_with_scored_bins(tiny_model_dir, tiny_adapter_dirs, dtype):
+    """MODEL_QUANTIZE=int8 (torchao weight-only): every linear's weight is int8, PEFT's LoRA wraps it unmerged (a
+    merge is refused, as into 4-bit), adapters switch and the bare base comes back exactly, and answers keep the
+    grammar and a bin distribution scored on the int8 model."""
+    from peft.tuners.lora.torchao import TorchaoLoraLinear
+    from torchao.quantization import Int8Tensor
+
+    from engine.grammar import ANSWER_REGEX
+
+    analyst = Analyst.load(str(tiny_model_dir), device="cpu", dtype=dtype, quantize="int8", merge_adapter=True)
+    assert analyst.placement.quantize == "int8"
+    assert isinstance(analyst.model.model.layers[0].mlp.down_proj.weight, Int8Tensor)
+    base = _logits(analyst)
+    analyst.use_adapter(tiny_adapter_dirs[0])
+    layer = analyst.model.base_model.model.model.layers[0].self_attn.q_proj
+    assert isinstance(layer, TorchaoLoraLinear) and analyst.merged is False
+    with_first = _logits(analyst)
+    assert not torch.allclose(base, with_first, atol=1e-3)
+    analyst.use_adapter(tiny_adapter_dirs[1])
+    assert not torch.allclose(with_first, _logits(analyst), atol=1e-3)
+    analyst.use_adapter(None)
+    assert torch.equal(base, _logits(analyst))
+
+    import re
+
+    answers = analyst.generate(CONVERSATIONS[:2], max_new_tokens=160)
+    for answer in answers:
+        assert re.fullmatch(ANSWER_REGEX, answer.text, flags=re.DOTALL), answer.text
+        assert answer.bin_distribution is not None
+        assert abs(sum(answer.bin_distribution.probabilities.values()) - 1) < 1e-9
+
+
+def test_int8_and_4bit_together_is_a_clear_error():
+    with pytest.raises(ModelError, match="choose one"):
+        choose_placement(cuda_available=False, cuda_capability=None, quantize="int8", load_in_4bit=True)
