@@ -37,6 +37,17 @@ class JobsSettings(BaseSettings):
         description="The forecast ledger's database (SQLAlchemy URL; it may hold a password), e.g. "
         "postgresql+psycopg://forecaster:secret@postgres:5432/forecaster. Unset: a SQLite file under DATA_DIR.",
     )
+    database_connect_timeout_s: int = Field(
+        default=5, ge=2, le=300,
+        description="Seconds to wait for the ledger's database to accept a connection (also for a free connection "
+        "in the pool). The bot's /track waits at most 2 s whatever this says: it answers inside Slack's 3 s.",
+    )
+    database_statement_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="A statement on the ledger's database running longer is cancelled (PostgreSQL's "
+        "statement_timeout; on SQLite, the wait for another process's write lock, at most 10 s). Migrations are "
+        "not bound by it. The bot's /track reads: at most 2 s.",
+    )
     digest_schedule: str = Field(
         default="mon 08:00",
         description='When the Dow30 digest is posted: a day name and a 24-hour New York time, e.g. "mon 08:00". '
