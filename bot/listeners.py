@@ -2,7 +2,8 @@
 wiring table, shared by HTTP mode and Socket Mode.
 
 Nothing slow happens before the ack: parsing is pure, and Redis (a client with a ~1 s timeout) is reached only
-through `jobs` (enqueue, admission checks, status reads), never a model or a data source. An exception never
+through `jobs` (enqueue, admission checks, status reads), never a model or a data source. `/track` reads the
+ledger's SQL within a 2 s deadline and never migrates it (`bot.ledger_reads`). An exception never
 escapes a handler: the user gets a message saying what happened, and the log gets the traceback.
 
 What the user is told when Redis fails is what is known: "nothing was queued, try again" only when nothing that
@@ -37,16 +38,16 @@ from bot.commands import (
     parse_status,
     parse_track,
 )
+from bot.ledger_reads import LedgerReads, LedgerUnavailable
 from bot.track_blocks import track_message
 from engine.market.weeks import NEW_YORK, cutoff_for_date, forecast_week
 from jobs.client import ForecastRequest, JobsClient, NotQueued, QueueFull, QueueingUnconfirmed, TooManyPending
 from jobs.gates import claim_digest_slot, release_digest_slot
 from jobs.keys import digest_job_id
-from jobs.ledger import open_ledger
+from jobs.ledger import LedgerNotReady
 from jobs.queues import TRAINING
 from jobs.slots import digest_as_of
 from jobs.status import read_status, workers_alive
-from jobs.track_reads import track_record
 
 if TYPE_CHECKING:
     from bot.settings import BotSettings
@@ -87,6 +88,7 @@ class Commands:
         self.settings = settings
         self.now = now
         self._workers: tuple[float, int] | None = None  # (monotonic time read, count)
+        self.ledger_reads = LedgerReads(settings)
 
     def table(self) -> dict[str, Callable[[Invocation], Answer]]:
         """Command name → handler: what `register_listeners` wires and bot/manifest.json declares."""
@@ -252,8 +254,16 @@ class Commands:
             return messages.usage_error("/track", str(exc))
         if isinstance(args, Help):
             return messages.help_for("/track")
-        # Stored outcomes only (the Saturday summary fetches prices): no network inside the ack.
-        text, blocks = track_message(track_record(open_ledger(self.settings), ticker=args.ticker, recent=5))
+        # Stored outcomes only (the Saturday summary fetches prices), read within a deadline, never migrating.
+        try:
+            record = self.ledger_reads.track_record(args.ticker, recent=5)
+        except LedgerNotReady as exc:
+            log.warning("/track by %s: the ledger is not ready: %s", inv.user, exc)
+            return messages.track_not_ready()
+        except LedgerUnavailable as exc:
+            log.warning("/track by %s: the ledger's database is unavailable: %s", inv.user, exc)
+            return messages.track_unavailable()
+        text, blocks = track_message(record)
         return messages.payload(text, blocks)
 
 

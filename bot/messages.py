@@ -224,6 +224,19 @@ def redis_unreachable() -> dict:
                    "again in a minute; if it keeps failing, tell the operator.")
 
 
+def track_not_ready() -> dict:
+    """/track found no ledger schema (or an older one): nothing has set the database up yet."""
+    return payload(":hourglass_flowing_sand: The track record is not set up yet: its database has not been prepared. "
+                   "Ask an admin to run `forecaster ledger migrate` (starting a worker, or `forecaster up`, does it "
+                   "too), then try again.")
+
+
+def track_unavailable() -> dict:
+    """/track's read of the ledger did not answer in time, or the database refused the connection."""
+    return payload(":x: The track record is unavailable right now: its database is not answering. Try again in a "
+                   "minute; if it keeps failing, tell the operator.")
+
+
 def internal_error(reference: str) -> dict:
     return payload(f":x: Something went wrong on our side and nothing was queued. Try again; if it keeps failing, "
                    f"tell the operator (reference `{reference}` in the bot log).")

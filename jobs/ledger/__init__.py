@@ -1,7 +1,8 @@
 """The forecast ledger: every forecast the product makes, kept for good in SQL, with its outcome once known.
 
 SQLite by default (`DATA_DIR/ledger.sqlite3`, WAL mode), PostgreSQL by DATABASE_URL; the schema is Alembic's
-(`jobs/ledger/migrations`), applied on first use. Redis stays the queue, cache and limiter; a ledger kept in Redis
+(`jobs/ledger/migrations`), applied on first use by the worker, the CLI and `forecaster up`, never by the bot
+(`database.LedgerNotReady` until then). Redis stays the queue, cache and limiter; a ledger kept in Redis
 by earlier releases is copied over once by `forecaster ledger migrate`.
 
 - `columns`: what an entry records (constants); `fields`: the entry a forecast becomes (pure); `models`: the
@@ -18,8 +19,8 @@ the worker imports them from `jobs.ledger.writes` (and `export`, `fields`) by na
 """
 
 from jobs.ledger.columns import EXPORT_FORMATS, FIELDS, LONG_FIELDS, SOURCES
-from jobs.ledger.database import Ledger, ledger_url, open_ledger
+from jobs.ledger.database import Ledger, LedgerNotReady, ledger_url, open_ledger
 from jobs.ledger.store import awaiting_outcome, count, entries, get_entry
 
-__all__ = ["EXPORT_FORMATS", "FIELDS", "LONG_FIELDS", "SOURCES", "Ledger", "awaiting_outcome", "count", "entries",
-           "get_entry", "ledger_url", "open_ledger"]
+__all__ = ["EXPORT_FORMATS", "FIELDS", "LONG_FIELDS", "SOURCES", "Ledger", "LedgerNotReady", "awaiting_outcome",
+           "count", "entries", "get_entry", "ledger_url", "open_ledger"]
