@@ -207,6 +207,7 @@ def test_with_redis_down_the_user_hears_could_not_queue_within_a_second_or_so(sl
 
 def test_with_redis_gone_every_command_answers_the_user_alone_and_names_no_server_path(slack, tmp_path, caplog):
     socket_path = f"{tmp_path}/no-redis.sock"  # redis-py's error names it: the log may, the user must not
+    ledger.open_ledger(Settings(_env_file=None)).migrate()  # as a worker's start does: the bot never migrates
     with serve_bot(bot_settings(slack, f"unix://{socket_path}")) as server:
         replies = {text: slash(server, command, text, user=ADMIN)
                    for command, text in [("/forecast", "AXP"), ("/forecast", "dow30"), ("/digest", ""),
@@ -320,5 +321,6 @@ def test_track_answers_from_the_ledger_for_one_ticker_or_all(server, redis):
 
 
 def test_track_before_anything_was_scored_says_so(server):
+    ledger.open_ledger(Settings(_env_file=None)).migrate()  # as a worker's start does: the bot never migrates
     answer = slash(server, "/track", "KO").json()
     assert answer["text"] == "Track record for KO: nothing scored yet"
