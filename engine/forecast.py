@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -69,9 +69,12 @@ def run_forecasts(
     max_new_tokens: int = 700,
     batch_size: int = 8,
     signal_band: float = 0.0,
+    on_text: Callable[[int, str], None] | None = None,
+    on_done: Callable[[int, int], None] | None = None,
 ) -> list[ForecastResult]:
     """Forecasts for every input, in input order, generated `batch_size` at a time. Prompts of similar length
-    share a batch, so little compute goes to left padding."""
+    share a batch, so little compute goes to left padding. `on_text(k, text)`: input k's answer as far as it is
+    written (engine.streaming reads it; the model must take `on_text`); `on_done(done, total)`: after each batch."""
     fitted = [fit_prompt(i.parts, model, context_tokens=context_tokens, max_new_tokens=max_new_tokens)
               for i in inputs]
     messages = [build_messages(parts) for parts, _ in fitted]
@@ -79,7 +82,9 @@ def run_forecasts(
     results: dict[int, ForecastResult] = {}
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        generations = model.generate([messages[k] for k in chunk], max_new_tokens=max_new_tokens)
+        streaming = {} if on_text is None else {
+            "on_text": lambda row, text, chunk=chunk: on_text(chunk[row], text)}
+        generations = model.generate([messages[k] for k in chunk], max_new_tokens=max_new_tokens, **streaming)
         for k, generation in zip(chunk, generations, strict=True):
             results[k] = ForecastResult(
                 inputs=inputs[k],
@@ -90,6 +95,8 @@ def run_forecasts(
                 prompt_sha256=prompt_sha256(messages[k]),
                 signal_band=signal_band,
             )
+        if on_done is not None:
+            on_done(len(results), len(inputs))
     return [results[k] for k in range(len(inputs))]
 
 

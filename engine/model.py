@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from transformers import (
     LogitsProcessorList,
     PreTrainedTokenizerBase,
 )
+from transformers.generation.streamers import BaseStreamer
 
 from engine.adapters import Originals, merge_keeping_originals, remove_failed_load, unmerge_exactly
 from engine.bin_calibration import IDENTITY, BinCalibration, served_calibration
@@ -48,6 +49,45 @@ from engine.provenance import base_model_name
 __all__ = ["Analyst", "Conversation", "Generation", "ModelError"]
 
 log = logging.getLogger(__name__)
+
+OnText = Callable[[int, str], None]  # (row in the batch, the answer as far as it is written)
+STREAM_EVERY_S = 1.0  # how often a batch's partial answers are decoded and handed to `on_text`
+
+
+class _AnswerStreamer(BaseStreamer):
+    """Hands each row's answer so far to `on_text` while `generate` runs: at most every STREAM_EVERY_S, and once
+    more at the end. transformers' streamer receives the prompt first, then each step's tokens for the whole
+    batch; rows that stopped keep receiving padding, which `until_stop` cuts. `before[row]` is what the row had
+    written before this call (phase 2 continues phase 1's text); None: the row generates along but is not shown."""
+
+    def __init__(self, on_text: OnText, decode: Callable[[list[int]], str], before: list[str | None]) -> None:
+        self.on_text, self.decode, self.before = on_text, decode, before
+        self.tokens: list[list[int]] = [[] for _ in before]
+        self.prompt_seen = False
+        self.last = time.monotonic()
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # the first call carries the prompt (or phase 2's input ids)
+            self.prompt_seen = True
+            return
+        for row, token in enumerate(value.reshape(-1).tolist()):
+            self.tokens[row].append(token)
+        if time.monotonic() - self.last >= STREAM_EVERY_S:
+            self._report()
+
+    def end(self) -> None:
+        self._report()
+
+    def _report(self) -> None:
+        self.last = time.monotonic()
+        for row, tokens in enumerate(self.tokens):
+            shown = self.before[row]
+            if shown is None:
+                continue
+            try:
+                self.on_text(row, shown + self.decode(tokens))
+            except Exception:  # noqa: BLE001 — showing progress must never break the answer
+                log.exception("on_text failed for row %d; generation goes on", row)
 
 
 def _int8_weight_only() -> Any:
@@ -246,9 +286,11 @@ class Analyst:
         seed: int | None = None,
         temperature: float = 0.7,
         top_p: float = 0.9,
+        on_text: OnText | None = None,
     ) -> list[Generation]:
         """One answer per conversation, in order. Greedy by default; `sample=True` with a `seed` is repeatable.
-        All conversations run as one left-padded batch: chunk them upstream to bound memory.
+        All conversations run as one left-padded batch: chunk them upstream to bound memory. `on_text(row, text)`
+        is told each answer as far as it is written, about every STREAM_EVERY_S (engine.streaming reads it).
 
         Constrained (the default), an answer is made in two phases that share one KV cache: the lists up to
         "Prediction:" under the grammar; the 12 bins scored there and calibrated (`self.calibration`); the call
@@ -265,8 +307,14 @@ class Analyst:
             torch.manual_seed(seed)
         sampling = {"do_sample": sample, **({"temperature": temperature, "top_p": top_p} if sample else {})}
         if self.grammar is None:
-            return self._generate_free(batch, max_new_tokens, sampling)
-        return self._generate_in_two_phases(batch, max_new_tokens, sampling)
+            return self._generate_free(batch, max_new_tokens, sampling, on_text)
+        return self._generate_in_two_phases(batch, max_new_tokens, sampling, on_text)
+
+    def _streamer(self, on_text: OnText | None, before: list[str | None]) -> _AnswerStreamer | None:
+        if on_text is None:
+            return None
+        return _AnswerStreamer(on_text, lambda tokens: self.tokenizer.decode(self._until_stop(tokens),
+                                                                             skip_special_tokens=True), before)
 
     @property
     def _input_device(self) -> Any:
@@ -281,11 +329,13 @@ class Analyst:
             **sampling,
         )
 
-    def _generate_free(self, batch: Any, max_new_tokens: int, sampling: dict) -> list[Generation]:
+    def _generate_free(self, batch: Any, max_new_tokens: int, sampling: dict,
+                       on_text: OnText | None) -> list[Generation]:
         prompt_width = batch["input_ids"].shape[1]
         started = time.perf_counter()
         with torch.inference_mode():
-            output = self.model.generate(**batch, generation_config=self._config(max_new_tokens, sampling))
+            output = self.model.generate(**batch, generation_config=self._config(max_new_tokens, sampling),
+                                         streamer=self._streamer(on_text, [""] * len(batch["input_ids"])))
         seconds = time.perf_counter() - started
         answers = [self._until_stop(tokens) for tokens in output.sequences[:, prompt_width:].tolist()]
         started = time.perf_counter()
@@ -293,7 +343,8 @@ class Analyst:
         bin_seconds = time.perf_counter() - started
         return [self._generation(batch, row, new, seconds, raw[row], bin_seconds) for row, new in enumerate(answers)]
 
-    def _generate_in_two_phases(self, batch: Any, max_new_tokens: int, sampling: dict) -> list[Generation]:
+    def _generate_in_two_phases(self, batch: Any, max_new_tokens: int, sampling: dict,
+                                on_text: OnText | None) -> list[Generation]:
         assert self.grammar is not None
         rows, prompt_width = batch["input_ids"].shape
         # Phase 1 leaves room for the longest call and a short analysis; its line budget ends the lists in time.
@@ -303,7 +354,8 @@ class Analyst:
             first = self.model.generate(
                 **batch, generation_config=self._config(budget, sampling),
                 logits_processor=LogitsProcessorList(self.grammar.lists_processors(
-                    rows, prompt_width=prompt_width, max_new_tokens=budget)))
+                    rows, prompt_width=prompt_width, max_new_tokens=budget)),
+                streamer=self._streamer(on_text, [""] * rows))
         seconds = time.perf_counter() - started
         lists = [self._until_stop(tokens) for tokens in first.sequences[:, prompt_width:].tolist()]
         started = time.perf_counter()
@@ -312,14 +364,17 @@ class Analyst:
         calls = [None if r is None else choose_call(self.calibration.apply(r)) for r in raw]
         written = [[] if call is None else self._encode(call_text(call.code)) for call in calls]
         started = time.perf_counter()
-        analyses = (self._analyses(batch, first, lists, written, max_new_tokens, sampling)
+        before = [self.tokenizer.decode(lists[row] + written[row], skip_special_tokens=True) if written[row] else None
+                  for row in range(rows)]
+        analyses = (self._analyses(batch, first, lists, written, max_new_tokens, sampling,
+                                   self._streamer(on_text, before))
                     if any(calls) else [[] for _ in range(rows)])
         seconds += time.perf_counter() - started
         return [self._generation(batch, row, lists[row] + written[row] + analyses[row], seconds, raw[row],
                                  bin_seconds) for row in range(rows)]
 
     def _analyses(self, batch: Any, first: Any, lists: list[list[int]], written: list[list[int]],
-                  max_new_tokens: int, sampling: dict) -> list[list[int]]:
+                  max_new_tokens: int, sampling: dict, streamer: _AnswerStreamer | None) -> list[list[int]]:
         """Phase 2: each row's analysis after its written call, continuing phase 1's KV cache (no second
         prefill). Rows end phase 1 at different lengths, so the batch continues with holes: each row's stop and
         padding tokens are masked out, its call is right-aligned, and positions follow the mask. A row with no
@@ -344,7 +399,8 @@ class Analyst:
                 input_ids=ids.to(device), attention_mask=mask.to(device), cache=first.cache,
                 generation_config=self._config(budget, sampling),
                 logits_processor=LogitsProcessorList(self.grammar.analysis_processors(
-                    rows, prompt_width=width + call_width, max_new_tokens=budget)))
+                    rows, prompt_width=width + call_width, max_new_tokens=budget)),
+                streamer=streamer)
         new = second.sequences[:, width + call_width:].tolist()
         return [self._until_stop(tokens) if written[row] else [] for row, tokens in enumerate(new)]
 

@@ -39,8 +39,9 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -252,9 +253,12 @@ class RemoteAnalyst:
         seed: int | None = None,
         temperature: float = 0.7,
         top_p: float = 0.9,
+        on_text: Callable[[int, str], None] | None = None,
     ) -> list[Generation]:
         """One answer per conversation, in order. Greedy by default; `sample=True` with a `seed` is repeatable.
-        Every conversation is one request, at most `concurrency` in flight, batched on the GPU by vLLM."""
+        Every conversation is one request, at most `concurrency` in flight, batched on the GPU by vLLM.
+        `on_text(row, text)` is told each answer as far as it is written: the lists, then the call, then the whole
+        answer (each request completes at once), from the request threads, one row at a time."""
         if not conversations:
             return []
         prompts = [self.render(c) for c in conversations]
@@ -276,7 +280,21 @@ class RemoteAnalyst:
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts)),
                                 thread_name_prefix="vllm-request") as pool:
-            futures = [pool.submit(self._complete, model, prompt, params) for prompt in prompts]
+            told = threading.Lock()
+
+            def teller(row: int) -> Callable[[str], None]:
+                def tell(text: str) -> None:
+                    if on_text is None:
+                        return
+                    with told:
+                        try:
+                            on_text(row, text)
+                        except Exception:  # noqa: BLE001 — showing progress must never break the answer
+                            log.exception("on_text failed for row %d; generation goes on", row)
+                return tell
+
+            futures = [pool.submit(self._complete, model, prompt, params, teller(row))
+                       for row, prompt in enumerate(prompts)]
             try:
                 answers = [future.result() for future in futures]
             except BaseException:
@@ -289,20 +307,23 @@ class RemoteAnalyst:
                            raw_bin_distribution=a.raw_bin_distribution)
                 for a in answers]
 
-    def _complete(self, model: str, prompt: str, params: dict[str, Any]) -> _Answer:
+    def _complete(self, model: str, prompt: str, params: dict[str, Any], tell: Callable[[str], None]) -> _Answer:
         if not self.constrained:
-            return self._complete_free(model, prompt, params)
-        return self._complete_in_two_phases(model, prompt, params)
+            return self._complete_free(model, prompt, params, tell)
+        return self._complete_in_two_phases(model, prompt, params, tell)
 
-    def _complete_free(self, model: str, prompt: str, params: dict[str, Any]) -> _Answer:
+    def _complete_free(self, model: str, prompt: str, params: dict[str, Any],
+                       tell: Callable[[str], None]) -> _Answer:
         done = self.server.complete(model, prompt, params)
+        tell(done.text)
         started = time.perf_counter()
         raw = self._score_bins(model, prompt, done.text)
         return _Answer(done.text.strip(), self._prompt_tokens(done, prompt), self._new_tokens(done, done.text),
                        raw, self.calibration.apply(raw) if raw is not None else None,
                        time.perf_counter() - started if raw is not None else None)
 
-    def _complete_in_two_phases(self, model: str, prompt: str, params: dict[str, Any]) -> _Answer:
+    def _complete_in_two_phases(self, model: str, prompt: str, params: dict[str, Any],
+                                tell: Callable[[str], None]) -> _Answer:
         """The lists up to "Prediction:" under LISTS_REGEX; the bins scored there; the call chosen by
         engine.probabilities.choose_call and appended to the same assistant message; then the analysis under
         ANALYSIS_REGEX, as a completion of the rendered prompt and everything written so far (vLLM's prefix
@@ -311,6 +332,7 @@ class RemoteAnalyst:
         first = self.server.complete(model, prompt, _with_grammar(
             params, LISTS_REGEX, max_tokens=lists_budget(self.tokenizer, max_new_tokens)))
         lists = first.text
+        tell(lists)
         prompt_tokens, lists_tokens = self._prompt_tokens(first, prompt), self._new_tokens(first, lists)
         started = time.perf_counter()
         raw = self._score_bins(model, prompt, lists)
@@ -320,9 +342,11 @@ class RemoteAnalyst:
         served = self.calibration.apply(raw)
         written = call_text(choose_call(served).code)
         head = lists + written
+        tell(head)
         budget = max(max_new_tokens - lists_tokens - self.count_tokens(written), 1)
         second = self.server.complete(model, prompt + head, _with_grammar(params, ANALYSIS_REGEX,
                                                                           max_tokens=budget))
+        tell(head + second.text)
         return _Answer((head + second.text).strip(), prompt_tokens,
                        lists_tokens + self.count_tokens(written) + self._new_tokens(second, second.text),
                        raw, served, bin_seconds)

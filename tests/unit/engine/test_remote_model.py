@@ -147,6 +147,19 @@ def test_bin_probabilities_come_from_prompt_logprobs_of_the_twelve_continuations
         assert dist.probabilities[code] == pytest.approx(math.exp(value - top) / total, abs=1e-9)
 
 
+def test_each_answer_is_told_as_it_is_written_lists_then_call_then_the_whole(vllm, tiny_model_dir):
+    from engine.streaming import written_so_far
+
+    remote = connect(vllm, tiny_model_dir)
+    told: dict[int, list[str]] = {0: [], 1: []}
+    generations = remote.generate(CONVERSATIONS[:2], max_new_tokens=400,
+                                  on_text=lambda row, text: told[row].append(text))
+    for row, generation in enumerate(generations):
+        sections = [written_so_far(text).sections for text in told[row]]
+        assert sections == [2, 3, 3]  # the lists (up to "Prediction:"), + the call, + the analysis
+        assert told[row][-1].strip() == generation.text
+
+
 def test_an_answer_cut_before_its_prediction_is_not_scored(vllm, tiny_model_dir):
     [generation] = connect(vllm, tiny_model_dir).generate(CONVERSATIONS[:1], max_new_tokens=8)
     assert generation.bin_distribution is None and vllm.scorings() == []
