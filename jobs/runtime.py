@@ -7,6 +7,11 @@ no restart and no reload of the base weights. The switch attaches the new adapte
 the old (engine.model), so the base weights stay bit-identical however often the registry moves; a switch that
 fails (an adapter for another base) leaves the previous adapter serving and is tried again at the next job.
 
+What the worker says it serves is what the model says it loaded (`model.adapter`), never a second read of the
+registry: the loader reads the registry once and loads that version, and a promotion that lands while the base
+loads (seconds to minutes) is only a registry that moved since. It is followed the way every promotion is: by the
+switch, in the same `model()` call, before the first job is answered.
+
 A trainer (`forecaster trainer`) holds the same context with `serves=False`: it loads a model only to evaluate a
 new adapter, releases it after each retrain, and never claims to be what `/forecast` is served by.
 """
@@ -58,24 +63,30 @@ class WorkerContext:
         if self._model is None:
             self._model = self.load_model()
             self.model_loads += 1
-            self._applied = self.adapter_for() if self.adapter_for else None
+            # What it loaded, as the model says: the loader read the registry once, and the registry may have moved
+            # since (a promotion during the load). Followed just below, like any promotion.
+            self._applied = getattr(self._model, "adapter", None)
             self._publish()
-        elif self.adapter_for is not None:
-            wanted = self.adapter_for()
-            if wanted != self._applied:
-                log.info("switching adapter: %s → %s", _name(self._applied), _name(wanted))
-                try:
-                    self._model.use_adapter(wanted)
-                except ModelError as exc:
-                    # The model still serves the previous adapter, unchanged: answer with it, say so in the log
-                    # (and in the footers' version), and try the switch again at the next job.
-                    log.error("cannot switch to adapter %s, still serving %s: %s", _name(wanted),
-                              _name(self._applied), exc)
-                else:
-                    self._applied = wanted
-                    self._publish()
+        if self.adapter_for is not None:
+            self._follow_registry()
         self.last_load_s = time.perf_counter() - started
         return self._model
+
+    def _follow_registry(self) -> None:
+        """Switch in place to the adapter that should be served now, when it is not the one served."""
+        wanted = self.adapter_for()
+        if wanted == self._applied:
+            return
+        log.info("switching adapter: %s → %s", _name(self._applied), _name(wanted))
+        try:
+            self._model.use_adapter(wanted)
+        except ModelError as exc:
+            # The model still serves the previous adapter, unchanged: answer with it, say so in the log (and in the
+            # footers' version), and try the switch again at the next job.
+            log.error("cannot switch to adapter %s, still serving %s: %s", _name(wanted), _name(self._applied), exc)
+        else:
+            self._applied = wanted
+            self._publish()
 
     def forget_adapter(self) -> None:
         """Something (an evaluation) switched the model's adapter behind our back: re-apply on the next job."""

@@ -238,14 +238,17 @@ def served_adapter(settings: Settings) -> Path | None:
 
 
 def load_analyst(settings: Settings):
-    """The configured model, loaded once for this process: in it (transformers), or behind a vLLM server."""
+    """The configured model, loaded once for this process: in it (transformers), or behind a vLLM server. The
+    adapter is read once (MODEL_ADAPTER, else the registry) and that one is loaded: the model's `adapter` says which,
+    and a worker records exactly that (jobs.runtime), whatever the registry says by the time the load ends."""
+    adapter = served_adapter(settings)
     if settings.model_backend == "vllm":
         from engine.remote_model import RemoteAnalyst
 
         key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
         remote = RemoteAnalyst.connect(
             settings.model_base, base_url=settings.vllm_base_url, api_key=key, served_model=settings.vllm_model,
-            adapter=served_adapter(settings), timeout_s=settings.vllm_timeout_s, wait_s=settings.vllm_wait_s,
+            adapter=adapter, timeout_s=settings.vllm_timeout_s, wait_s=settings.vllm_wait_s,
             context_tokens=settings.model_context_tokens, concurrency=settings.model_batch_size,
             model_dir=settings.model_dir, server_model_dir=settings.vllm_model_dir,
             constrained=settings.model_constrained)
@@ -253,7 +256,7 @@ def load_analyst(settings: Settings):
         return remote
     from engine.model import Analyst
 
-    analyst = Analyst.load(settings.model_base, adapter=served_adapter(settings), device=settings.model_device,
+    analyst = Analyst.load(settings.model_base, adapter=adapter, device=settings.model_device,
                            dtype=settings.model_dtype, load_in_4bit=settings.model_load_in_4bit,
                            merge_adapter=settings.model_merge_adapter, constrained=settings.model_constrained,
                            calibration_dir=settings.model_dir)
