@@ -18,7 +18,7 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.worker import WorkerStatus
 
-from jobs import runtime
+from jobs import abandoned, runtime
 from jobs.client import queue
 from jobs.failures import tell_the_requester
 from jobs.keys import (
@@ -57,27 +57,38 @@ class KeptAliveWorker(SimpleWorker):
 
     SimpleWorker books an execution for the job's whole timeout + 60 s and never refreshes it, so after a crash RQ's
     registry cleanup saw the job abandoned only that long after (17 min for a forecast, 2 h for a digest). Here the
-    booking lapses within EXECUTION_HEARTBEAT_TTL_S of the process dying, and the next maintenance of any waiting
-    worker (every MAINTENANCE_INTERVAL_S) marks the job abandoned and retries it. The thread beats with RQ's own
-    `maintain_heartbeats`, as RQ's forking Worker does for its work horse."""
+    booking lapses within EXECUTION_HEARTBEAT_TTL_S of the process dying, and the next maintenance of any worker
+    (every MAINTENANCE_INTERVAL_S, busy or waiting, whatever queues it listens to: jobs.abandoned) marks the job
+    abandoned and retries it. The thread beats with RQ's own `maintain_heartbeats`, as RQ's forking Worker does for
+    its work horse."""
 
     execution_beat_every_s: float = EXECUTION_HEARTBEAT_EVERY_S
     execution_ttl_s: int = EXECUTION_HEARTBEAT_TTL_S
+    # While a job runs, other workers' abandoned jobs are looked for this often (jobs.abandoned).
+    abandoned_every_s: float = MAINTENANCE_INTERVAL_S
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return self.execution_ttl_s
+
+    def clean_registries(self) -> None:
+        super().clean_registries()
+        abandoned.end_abandoned(self, abandoned.others(self))  # e.g. a dead trainer's retrain (jobs.abandoned)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
         stop = threading.Event()
         beat = threading.Thread(target=self._beat_while_running, args=(job, execution, stop),
                                 name="execution-heartbeat", daemon=True)
+        reaper = threading.Thread(target=abandoned.while_running, args=(self, stop, self.abandoned_every_s),
+                                  name="abandoned-jobs", daemon=True)
         beat.start()
+        reaper.start()
         try:
             self.perform_job(job, queue, execution)
         finally:
             stop.set()
             beat.join()
+            reaper.join()
         self.set_state(WorkerStatus.IDLE)
 
     def stop_scheduler(self) -> None:
@@ -113,7 +124,8 @@ class KeptAliveWorker(SimpleWorker):
 
 def retry_abandoned_at_once(job: Job, exc_type: type[BaseException] | None, exc_value: BaseException | None,
                             traceback: object) -> bool:
-    """RQ exception handler: a job abandoned by a dead worker is retried now, not after its queue's backoff.
+    """RQ exception handler: a job abandoned by a dead worker is retried now, at the front of its queue, not after
+    its queue's backoff.
 
     The backoff lets a passing fault pass; a dead worker is not one (another is waiting), and a backoff retry also
     waits for RQ's scheduler, whose lock the dead worker may have held for another minute. RQ reads this attempt's
@@ -122,6 +134,7 @@ def retry_abandoned_at_once(job: Job, exc_type: type[BaseException] | None, exc_
         intervals = list(job.retry_intervals)
         intervals[max(len(intervals) - job.retries_left, 0)] = 0  # the index rq's Job.get_retry_interval reads
         job.retry_intervals = intervals
+        job.enqueue_at_front_on_retry = True  # it was taken once: not behind everything queued since
     return True
 
 
