@@ -25,10 +25,20 @@ from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.utils import current_timestamp
 
 from jobs.attempts import may_run_again
 from jobs.gates import admit
-from jobs.keys import DELIVERY_TTL_S, delivery_key, digest_job_id, forecast_job_id, retrain_job_id, summary_job_id
+from jobs.keys import (
+    DELIVERY_TTL_S,
+    LIVE_DEDUPE_WINDOW_S,
+    delivery_key,
+    digest_job_id,
+    forecast_job_id,
+    live_window_key,
+    retrain_job_id,
+    summary_job_id,
+)
 from jobs.queues import BATCH, BY_PRIORITY, INTERACTIVE, TRAINING, QueueSpec
 
 FORECAST_TASK = "jobs.tasks.forecast_job"
@@ -37,6 +47,15 @@ SUMMARY_TASK = "jobs.summary.summary_job"
 RETRAIN_TASK = "jobs.retraining.retrain_job"
 
 log = logging.getLogger(__name__)
+
+# A live request's dedupe window (jobs.keys.live_window_key): the id of the window open, else this ask's id, which
+# opens one for ARGV[2] ms. Atomic, so two asks at once get one id.
+_LIVE_WINDOW = """
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""
 
 
 @dataclass(frozen=True)
@@ -51,16 +70,21 @@ class ForecastRequest:
     financials: bool = True
     response_url: str | None = None
     thread_ts: str | None = None
+    # When it was asked (aware): with `as_of`, what the forecast may know and so which week it is for
+    # (engine.market.weeks.request_week), the same for the acknowledgement and the answer. None: when the job runs.
+    asked_at: dt.datetime | None = None
 
     def to_json(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}  # flat: asdict's deep copy is not needed
         data["as_of"] = self.as_of.isoformat() if self.as_of else None
+        data["asked_at"] = self.asked_at.isoformat() if self.asked_at else None
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> ForecastRequest:
         as_of = dt.date.fromisoformat(data["as_of"]) if data.get("as_of") else None
-        return cls(**{**data, "as_of": as_of})
+        asked_at = dt.datetime.fromisoformat(data["asked_at"]) if data.get("asked_at") else None
+        return cls(**{**data, "as_of": as_of, "asked_at": asked_at})
 
 
 class QueueFull(Exception):
@@ -144,14 +168,16 @@ def _failed_write(job_id: str | None, exc: redis.RedisError) -> redis.RedisError
 
 class JobsClient:
     def __init__(self, conn: redis.Redis, *, now: dt.datetime | None = None, max_depth: int | None = None,
-                 max_pending_per_user: int | None = None) -> None:
+                 max_pending_per_user: int | None = None, live_window_s: float = LIVE_DEDUPE_WINDOW_S) -> None:
         """`max_depth`: refuse (QueueFull) a new job when that many already wait in its queue; None: no limit.
         `max_pending_per_user`: refuse (TooManyPending) a new forecast when its requester already has that many
-        pending; None: no limit."""
+        pending; None: no limit. `live_window_s`: how long the same live forecast asked again is the same job
+        (jobs.keys)."""
         self._conn = conn
         self._now = now
         self._max_depth = max_depth
         self._max_pending_per_user = max_pending_per_user
+        self._live_window_ms = int(live_window_s * 1000)
 
     def forecast(self, request: ForecastRequest, *, again: bool = False, delivery: str | None = None) -> Enqueued:
         """`again`: a person asked (jobs/attempts.py): when the same request ended without an answer (it failed,
@@ -160,16 +186,21 @@ class JobsClient:
         now = self._now or dt.datetime.now(dt.UTC)
         job_id = forecast_job_id(ticker=request.ticker, as_of=request.as_of, weeks=request.weeks,
                                  financials=request.financials, channel=request.channel, now=now)
+        if request.as_of is None:
+            job_id = self._live_window(request, job_id)
         return self._ask(INTERACTIVE, FORECAST_TASK, job_id, {"request": request.to_json()}, again=again,
                          delivery=delivery, owner=request.user if self._max_pending_per_user else None)
 
     def digest(self, *, channel: str, as_of: dt.date, weeks: int = 3, again: bool = False,
-               delivery: str | None = None) -> Enqueued:
+               delivery: str | None = None, asked_at: dt.datetime | None = None) -> Enqueued:
         """The Dow30 digest for the week after `as_of`, once per channel and date. `again`: as for `forecast` (the
-        scheduler does not ask again: a restart never re-runs a scheduled digest that failed)."""
+        scheduler does not ask again: a restart never re-runs a scheduled digest that failed). `asked_at`: when a
+        person asked (the week it is for depends on it when `as_of` is today: engine.market.weeks.request_week)."""
         job_id = digest_job_id(channel=channel, as_of=as_of)
-        return self._ask(BATCH, DIGEST_TASK, job_id, {"channel": channel, "as_of": as_of.isoformat(), "weeks": weeks},
-                         again=again, delivery=delivery)
+        kwargs = {"channel": channel, "as_of": as_of.isoformat(), "weeks": weeks}
+        if asked_at is not None:
+            kwargs["asked_at"] = asked_at.isoformat()
+        return self._ask(BATCH, DIGEST_TASK, job_id, kwargs, again=again, delivery=delivery)
 
     def _ask(self, spec: QueueSpec, task: str, job_id: str, kwargs: dict, *, again: bool, delivery: str | None,
              owner: str | None = None) -> Enqueued:
@@ -187,6 +218,17 @@ class JobsClient:
             log.info("%s asked again after it ended without an answer: a new attempt", job_id)
             outcome = self._enqueue(spec, task, job_id, kwargs, delivery=delivery, owner=owner)
         return outcome
+
+    def _live_window(self, request: ForecastRequest, job_id: str) -> str:
+        """The job id of the live request's open dedupe window, or `job_id`, opening one (jobs.keys). One round
+        trip, before anything that could create a job: a failure here queued nothing."""
+        key = live_window_key(ticker=request.ticker, weeks=request.weeks, financials=request.financials,
+                              channel=request.channel)
+        try:
+            held = self._conn.eval(_LIVE_WINDOW, 1, key, job_id, self._live_window_ms)
+        except redis.RedisError as exc:
+            raise NotQueued(job_id, exc) from exc
+        return held.decode() if isinstance(held, bytes) else held
 
     def delivered(self, delivery: str) -> Enqueued | None:
         """What an earlier delivery of the same Slack command (same trigger_id) queued, if it queued anything and
@@ -226,11 +268,10 @@ class JobsClient:
                               "thread_ts": thread_ts}, delivery=delivery)
 
     def active_retrain(self) -> str | None:
-        """The id of a retrain job that is queued or running, if any."""
+        """The id of a retrain job that is queued or running, if any. A retrain whose trainer died is not: its
+        booking has lapsed, and any worker's maintenance ends it and tells its requester (jobs.abandoned)."""
         q = queue(self._conn, TRAINING)
-        # Without RQ's cleanup: it would fail a crashed retrain here, without our handlers (nobody would be told);
-        # the trainer's own maintenance does it with them (jobs.failures).
-        ids = list(q.started_job_registry.get_job_ids(cleanup=False)) + list(q.get_job_ids())
+        ids = running_job_ids(self._conn, TRAINING) + list(q.get_job_ids())
         return ids[0] if ids else None
 
     def _enqueue(self, spec: QueueSpec, task: str, job_id: str, kwargs: dict, *,
@@ -302,6 +343,16 @@ class JobsClient:
         except redis.RedisError as exc:
             raise QueueingUnconfirmed(job.id, exc) from exc
         return bool(taken_back)
+
+
+def running_job_ids(conn: redis.Redis, spec: QueueSpec) -> list[str]:
+    """The ids of `spec`'s jobs that a live worker runs: booked in RQ's started registry, the booking not lapsed
+    (a worker beats it while the job runs; jobs.worker.KeptAliveWorker). Read only: RQ's cleanup would end a dead
+    worker's job here, without our handlers (nobody would be told); a worker's maintenance does (jobs.abandoned)."""
+    registry = queue(conn, spec).started_job_registry
+    # Lapsed as RQ's cleanup counts it (an expiry at or before this whole second: rq's get_expired_job_ids).
+    entries = conn.zrangebyscore(registry.key, f"({current_timestamp()}", "+inf")
+    return list(dict.fromkeys(registry.parse_job_id(entry) for entry in entries))
 
 
 def _status(job: Job, *, refresh: bool = True) -> str:

@@ -1,9 +1,11 @@
 """Every Redis key, job id and TTL the jobs layer uses, in one place.
 
 Job ids are the dedupe mechanism: the same request gets the same id, and RQ's unique enqueue (an atomic Lua
-check) refuses a second job with an id that exists. A live forecast's id carries a 10-minute bucket, so asking
-again a minute later returns the running job or its result, while asking next hour forecasts afresh; a dated
-forecast reads fixed data, so its id has no bucket. Slack's own retries carry the same request, hence the same id.
+check) refuses a second job with an id that exists. A live forecast's id names the moment its dedupe window opened:
+the first ask opens a window of LIVE_DEDUPE_WINDOW_S (`live_window_key`, held in Redis), and the same live request
+asked while it is open gets the same id, so asking again a minute later returns the running job or its result,
+wherever the clock's 10-minute marks fall, while asking next hour forecasts afresh; a dated forecast reads fixed
+data, so its id has no window. Slack's own retries carry the same request, hence the same id.
 What asking again does to a request that ended, and why delivery state is keyed by attempt: jobs/attempts.py.
 """
 
@@ -27,10 +29,17 @@ def _safe(part: str) -> str:
 
 def forecast_job_id(*, ticker: str, as_of: dt.date | None, weeks: int, financials: bool, channel: str,
                     now: dt.datetime) -> str:
-    """One id per (ticker, date or live 10-minute bucket, options, channel)."""
-    when = as_of.isoformat() if as_of else f"live{int(now.timestamp()) // LIVE_DEDUPE_WINDOW_S}"
+    """One id per (ticker, date, options, channel); a live request's names `now`, the moment its dedupe window
+    opened (the job client reads the open window's id from `live_window_key`)."""
+    when = as_of.isoformat() if as_of else f"live{int(now.timestamp() * 1000)}"
     options = f"{weeks}w{'f' if financials else 'nf'}"
     return "_".join(("forecast", _safe(ticker), _safe(when), options, _safe(channel)))
+
+
+def live_window_key(*, ticker: str, weeks: int, financials: bool, channel: str) -> str:
+    """Held LIVE_DEDUPE_WINDOW_S from a live request's first ask, holding the job id its asks get meanwhile."""
+    options = f"{weeks}w{'f' if financials else 'nf'}"
+    return f"{PREFIX}:live:" + "_".join((_safe(ticker), options, _safe(channel)))
 
 
 def digest_job_id(*, channel: str, as_of: dt.date) -> str:
@@ -49,8 +58,9 @@ def summary_job_id(*, channel: str, week_ending: dt.date) -> str:
 
 
 def retrain_job_id(*, now: dt.datetime) -> str:
-    """A retrain per minute at most; a second `/retrain` while one runs is refused by the client, not by the id."""
-    return f"retrain_{now.strftime('%Y%m%dT%H%M')}"
+    """A retrain per second at most (two clicks at once are one); a second `/retrain` while one runs is refused by
+    the client, not by the id, so a retrain asked for after a dead trainer's, the same minute, is a new job."""
+    return f"retrain_{now.strftime('%Y%m%dT%H%M%S')}"
 
 
 def served_model_key() -> str:

@@ -20,7 +20,7 @@ from rq import Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from jobs.client import DIGEST_TASK, FORECAST_TASK, RETRAIN_TASK, SUMMARY_TASK, queue
+from jobs.client import DIGEST_TASK, FORECAST_TASK, RETRAIN_TASK, SUMMARY_TASK, queue, running_job_ids
 from jobs.keys import last_run_key, served_model_key, worker_heartbeat_key
 from jobs.queues import BY_PRIORITY, INTERACTIVE, TRAINING
 from jobs.retrain_progress import read_progress
@@ -159,9 +159,8 @@ def read_status(conn: redis.Redis, *, user: str) -> Status:
 
 def _running_retrain(conn: redis.Redis) -> dict[str, str] | None:
     """The published progress, if its job is still running: a killed trainer's last record is not a retrain in
-    progress (its job leaves the started registry once RQ, or the failure handler, notices)."""
+    progress (its booking lapses half a minute after the trainer dies; jobs.client.running_job_ids)."""
     progress = read_progress(conn)
     if progress is None:
         return None
-    running = queue(conn, TRAINING).started_job_registry.get_job_ids(cleanup=False)
-    return progress if progress.get("job_id") in running else None
+    return progress if progress.get("job_id") in running_job_ids(conn, TRAINING) else None

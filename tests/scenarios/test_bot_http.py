@@ -228,7 +228,8 @@ def test_a_redis_stall_longer_than_the_bots_timeout_is_acked_as_unconfirmed_and_
     slash(server, "/forecast", "KO")  # the bot has served a command: its Redis connection is open
     with busy(redis_server["url"], seconds=2.5):  # the bot gives up after 1 s; Redis runs the enqueue at 2.5 s
         started = time.perf_counter()
-        first = slash(server, "/forecast", "AXP")
+        # Dated: the enqueue is the first write (a live request's dedupe window comes first: tests/unit/jobs).
+        first = slash(server, "/forecast", "AXP 2024-03-15")
         took = time.perf_counter() - started
     assert first.status == 200 and first.json()["response_type"] == "ephemeral"
     assert first.text.startswith(":grey_question: I could not confirm that *AXP* for the week ")
@@ -238,7 +239,7 @@ def test_a_redis_stall_longer_than_the_bots_timeout_is_acked_as_unconfirmed_and_
     axp = [job_id for job_id in queue(redis, INTERACTIVE).get_job_ids() if job_id.startswith("forecast_AXP_")]
     assert len(axp) == 1  # it was queued after all, once the stall ended
 
-    retry = slash(server, "/forecast", "AXP")
+    retry = slash(server, "/forecast", "AXP 2024-03-15")
     assert retry.text.startswith(":hourglass_flowing_sand: *AXP* for the week ")
     assert "is already queued in this channel (1 ahead of you)" in retry.text
     assert [j for j in queue(redis, INTERACTIVE).get_job_ids() if j.startswith("forecast_AXP_")] == axp

@@ -26,7 +26,7 @@ from jobs.client import (
     queue,
     sent_nothing,
 )
-from jobs.keys import LIVE_DEDUPE_WINDOW_S, forecast_job_id
+from jobs.keys import LIVE_DEDUPE_WINDOW_S, forecast_job_id, live_window_key
 from jobs.queues import INTERACTIVE
 from tests.redis_stall import busy, paused
 
@@ -66,12 +66,24 @@ def test_jobs_are_json_on_the_wire_and_name_the_task_by_path(redis):
 
 
 def test_live_requests_dedupe_within_the_window_and_not_after(redis):
-    first = JobsClient(redis, now=NOW).forecast(request())
-    later = NOW + dt.timedelta(seconds=LIVE_DEDUPE_WINDOW_S)
-    assert JobsClient(redis, now=NOW + dt.timedelta(seconds=30)).forecast(request()).status == "duplicate"
-    again = JobsClient(redis, now=later).forecast(request())
+    """The window is Redis's, from the first ask: real time, at a test's scale (1 s for 10 minutes)."""
+    first = JobsClient(redis, live_window_s=1).forecast(request())
+    assert JobsClient(redis, live_window_s=1).forecast(request()).status == "duplicate"
+    time.sleep(1.1)
+    again = JobsClient(redis, live_window_s=1).forecast(request())
     assert again.status == "queued" and again.job_id != first.job_id
     assert again.ahead == 1  # behind the first one
+
+
+def test_the_same_live_request_two_seconds_apart_across_a_ten_minute_mark_is_one_job(redis):
+    before, after = dt.datetime(2026, 11, 25, 15, 9, 59, tzinfo=dt.UTC), dt.datetime(2026, 11, 25, 15, 10, 1,
+                                                                                      tzinfo=dt.UTC)
+    first = JobsClient(redis, now=before).forecast(request())
+    again = JobsClient(redis, now=after).forecast(request())
+    assert (again.status, again.job_id) == ("duplicate", first.job_id)
+    assert queue(redis, INTERACTIVE).count == 1
+    assert 0 < redis.pttl(live_window_key(ticker="AXP", weeks=3, financials=True, channel="C123")) \
+        <= LIVE_DEDUPE_WINDOW_S * 1000
 
 
 def test_different_options_or_channels_are_different_jobs():
@@ -113,19 +125,20 @@ def test_a_stall_after_the_enqueue_was_sent_is_unconfirmed_and_the_busy_server_q
                                                                                                redis_server):
     conn = fast_connection(redis_server["url"], timeout_s=TIMEOUT_S)
     client = JobsClient(conn, now=NOW)
-    client.forecast(request(ticker="KO"))  # a bot that has served a command: its connection is open
+    day = dt.date(2024, 3, 8)  # dated: the enqueue is the first write (a live one's window comes first, below)
+    client.forecast(request(ticker="KO", as_of=day))  # a bot that has served a command: its connection is open
     with busy(redis_server["url"], seconds=STALL_S):
         started = time.perf_counter()
         with pytest.raises(QueueingUnconfirmed):
-            client.forecast(request())
+            client.forecast(request(as_of=day))
         gave_up_s = time.perf_counter() - started
     assert gave_up_s < TIMEOUT_S + 0.5
     # The server ran the enqueue when it caught up: "not queued" would have been false.
-    job_id = forecast_job_id(ticker="AXP", as_of=None, weeks=3, financials=True, channel="C123", now=NOW)
-    assert queue(redis, INTERACTIVE).get_job_ids() == [forecast_job_id(ticker="KO", as_of=None, weeks=3,
+    job_id = forecast_job_id(ticker="AXP", as_of=day, weeks=3, financials=True, channel="C123", now=NOW)
+    assert queue(redis, INTERACTIVE).get_job_ids() == [forecast_job_id(ticker="KO", as_of=day, weeks=3,
                                                                        financials=True, channel="C123", now=NOW),
                                                        job_id]
-    again = client.forecast(request())  # the user asks again: answered from that job, no second one
+    again = client.forecast(request(as_of=day))  # the user asks again: answered from that job, no second one
     assert (again.job_id, again.status, again.job_status, again.ahead) == (job_id, "duplicate", "queued", 1)
     assert queue(redis, INTERACTIVE).count == 2
     conn.close()
@@ -135,14 +148,28 @@ def test_a_paused_redis_drops_the_write_of_a_client_that_gave_up_so_unconfirmed_
         redis, redis_server):
     conn = fast_connection(redis_server["url"], timeout_s=TIMEOUT_S)
     client = JobsClient(conn, now=NOW)
-    client.forecast(request(ticker="KO"))
+    day = dt.date(2024, 3, 8)
+    client.forecast(request(ticker="KO", as_of=day))
     with paused(redis, seconds=STALL_S):
         with pytest.raises(QueueingUnconfirmed):
-            client.forecast(request())
+            client.forecast(request(as_of=day))
     assert queue(redis, INTERACTIVE).count == 1  # only KO: the paused server dropped it when the client closed
-    again = client.forecast(request())
+    again = client.forecast(request(as_of=day))
     assert (again.status, again.job_status) == ("queued", "queued")
     assert queue(redis, INTERACTIVE).count == 2
+    conn.close()
+
+
+def test_a_stall_on_a_live_requests_window_queues_nothing_and_the_next_ask_queues_it(redis, redis_server):
+    conn = fast_connection(redis_server["url"], timeout_s=TIMEOUT_S)
+    client = JobsClient(conn, now=NOW)
+    client.forecast(request(ticker="KO"))
+    with busy(redis_server["url"], seconds=STALL_S):
+        with pytest.raises(NotQueued):  # only the window was asked for: no job can come of it
+            client.forecast(request())
+    assert queue(redis, INTERACTIVE).count == 1
+    again = client.forecast(request())
+    assert (again.status, again.ahead) == ("queued", 1)
     conn.close()
 
 
