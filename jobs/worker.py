@@ -49,6 +49,8 @@ QUEUE_SOCKET_TIMEOUT_S = WORKER_TTL_S - 15 + 10
 # lost (see KeptAliveWorker.stop_scheduler) and is sent again.
 SCHEDULER_STOP_WAIT_S = 2.0
 SCHEDULER_STOP_TRIES = 5
+# How long RQ's command subscription waits per read (KeptAliveWorker.subscribe): what a worker's exit waits at most.
+PUBSUB_POLL_S = 1.0
 
 
 class KeptAliveWorker(SimpleWorker):
@@ -69,6 +71,16 @@ class KeptAliveWorker(SimpleWorker):
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return self.execution_ttl_s
+
+    def subscribe(self) -> None:
+        """RQ's own subscription (commands such as stop-job), polled every PUBSUB_POLL_S instead of RQ's 60 s:
+        redis-py 8's `PubSubWorkerThread.stop()` waits for the poll under way to end, so with RQ's poll every
+        worker's exit (a restart, `forecaster up` stopping, a burst run) took up to a minute."""
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=PUBSUB_POLL_S, daemon=True,
+                                                       exception_handler=self._pubsub_exception_handler)
 
     def clean_registries(self) -> None:
         super().clean_registries()
