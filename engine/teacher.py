@@ -342,10 +342,13 @@ def _build_row(
     answer_attempts: int, summary: BuildSummary,
 ) -> dict:
     week, symbol = example.week, example.symbol
-    # gather's cutoff is inclusive (news at or before it): one microsecond before the open, so "everything known
-    # before Monday 09:30" and the target is this week, not the next.
+    # gather's cutoff is inclusive (news at or before it): one microsecond before the week's first session opens,
+    # so "everything known before Monday 09:30" (Tuesday's, after a Monday holiday) and the target is this week.
+    opens = week.opens
+    if opens is None:
+        raise _ExampleFailed("data", f"the exchange did not trade in the week {week.period}")
     try:
-        inputs = gather([symbol], sources=sources, cutoff=week.monday_open - dt.timedelta(microseconds=1), now=now,
+        inputs = gather([symbol], sources=sources, cutoff=opens - dt.timedelta(microseconds=1), now=now,
                         weeks=weeks, seed=seed)[symbol]
         if isinstance(inputs, DataError):
             raise inputs
@@ -376,7 +379,7 @@ def _build_row(
                 "symbol": symbol,
                 "period": week.period,
                 "label": example.label,
-                "cutoff": week.monday_open.isoformat(),
+                "cutoff": opens.isoformat(),
                 "teacher_model": teacher.model,
             }
         log.info("%s: unusable teacher answer (attempt %d of %d): %s", example.key, attempt, answer_attempts, reason)

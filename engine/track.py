@@ -63,9 +63,13 @@ def week_from_period(period: str) -> Week:
 
 
 def closed_at(week: Week) -> dt.datetime:
-    """When a week counts as closed for scoring: Saturday 00:00 New York, eight hours after Friday's close, so a
-    price source that lags a little still has the final close."""
-    return dt.datetime.combine(week.end - dt.timedelta(days=1), dt.time(0), tzinfo=NEW_YORK)
+    """When a week counts as closed for scoring: eight hours after its last session's close (Saturday 00:00 New
+    York after a Friday 16:00 close; Friday 00:00 in a Good-Friday week), so a price source that lags a little still
+    has the final close. A week without a session: its Saturday 00:00."""
+    closes = week.closes
+    if closes is None:
+        return dt.datetime.combine(week.end - dt.timedelta(days=1), dt.time(0), tzinfo=NEW_YORK)
+    return closes + dt.timedelta(hours=8)
 
 
 def has_closed(week: Week, moment: dt.datetime) -> bool:
@@ -161,7 +165,8 @@ def select_counted(entries: Sequence[TrackEntry]) -> tuple[list[TrackEntry], dic
     excluded: dict[str, str] = {}
     standing: dict[tuple[str, Week], TrackEntry] = {}
     for entry in sorted(entries, key=lambda e: (e.requested_at, e.entry_id)):
-        if entry.requested_at >= entry.week.monday_open:
+        opens = entry.week.opens
+        if opens is None or entry.requested_at >= opens:
             excluded[entry.entry_id] = LATE
             continue
         earlier = standing.get((entry.symbol, entry.week))

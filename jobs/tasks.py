@@ -15,7 +15,7 @@ from engine.exceptions import EngineError, ModelServerError
 from engine.forecast import run_forecasts, to_json
 from engine.inputs import gather
 from engine.market.dow30 import members
-from engine.market.weeks import cutoff_for_date
+from engine.market.weeks import request_cutoff
 from engine.sources.snapshot import recorded_clock
 from jobs import runtime
 from jobs.attempts import ANSWERED, TOLD, attempt_of, conclude
@@ -112,7 +112,8 @@ def forecast_job(request: dict) -> dict:
         return _deliver_forecast(ctx, reply, job, req, stored)
     settings = ctx.settings
     now = dt.datetime.now(dt.UTC)
-    cutoff = cutoff_for_date(req.as_of) if req.as_of else now
+    # What the request may know, and so its week: from the moment it was asked, as its acknowledgement did.
+    cutoff = request_cutoff(req.as_of, req.asked_at or now)
     if settings.data_snapshot_dir is not None and req.as_of is None:  # replaying: "now" is when it was recorded
         cutoff, now = recorded_clock(settings.data_snapshot_dir)
     started = time.perf_counter()
@@ -150,9 +151,9 @@ def forecast_job(request: dict) -> dict:
     return _deliver_forecast(ctx, reply, job, req, data)
 
 
-def digest_job(channel: str, as_of: str, weeks: int = 3) -> dict:
+def digest_job(channel: str, as_of: str, weeks: int = 3, asked_at: str | None = None) -> dict:
     """All Dow30 members of that date in ONE batched generation; one summary message, each full analysis in its
-    thread. A ticker whose data fails is listed, not fatal."""
+    thread. A ticker whose data fails is listed, not fatal. `asked_at`: when a person asked (None: scheduled)."""
     ctx = runtime.current()
     job = _job()
     reply = Reply(ctx, job.attempt, Route(channel))
@@ -168,7 +169,8 @@ def digest_job(channel: str, as_of: str, weeks: int = 3) -> dict:
             if not reply.delivered():
                 reply.progress(f":hourglass_flowing_sand: Dow30 digest: {text}…")
 
-        gathered = gather(symbols, sources=ctx.sources, cutoff=cutoff_for_date(day), now=now, weeks=weeks,
+        cutoff = request_cutoff(day, dt.datetime.fromisoformat(asked_at) if asked_at else now)
+        gathered = gather(symbols, sources=ctx.sources, cutoff=cutoff, now=now, weeks=weeks,
                           financials_lag_days=settings.financials_lag_days, progress=note)
         failures = {s: without_server_paths(str(r)) for s, r in gathered.items() if isinstance(r, EngineError)}
         ready = [r for r in gathered.values() if not isinstance(r, EngineError)]

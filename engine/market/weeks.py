@@ -4,9 +4,14 @@ Conventions (see shared/reference/MARKET_DATA.md §3 and FINGPT_FORMAT.md §3):
 - A week is written the way the training data writes it: Sunday to the next Sunday ("2024-02-25 to 2024-03-03").
   Its close is the last daily close on or before the end Sunday (normally Friday's; Thursday's in a Good-Friday
   week), exactly what FinGPT's `resample('W').last()` gave.
+- Which days trade, and when, is the NYSE's calendar (`engine.market.sessions`: holidays, closures, early closes).
+  A week opens with its first session (Tuesday's, when Monday is Memorial Day) and the week to forecast is the
+  first one whose first session is still ahead. One function (`request_week`) names it for a request, so the bot's
+  acknowledgement and the worker's answer name the same week.
 - A week's return is its close over the previous week's close, minus one.
 - News for a past week is everything published after the previous week's last close and up to this week's last
-  close (16:00 New York time on the last trading day present in the prices), so every article lands in exactly
+  close (the close of the last trading day present in the prices: 16:00 New York, 13:00 on an early-close day such
+  as the day after Thanksgiving), so every article lands in exactly
   one week and matches the close-to-close return. Articles after the latest close and before the cutoff join the
   most recent week.
 """
@@ -21,11 +26,10 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from engine.exceptions import BadDate, NoPriceData
+from engine.market.sessions import REGULAR_CLOSE, Session, session, sessions
 from engine.records import DailyClose
 
 NEW_YORK = ZoneInfo("America/New_York")
-MARKET_OPEN = dt.time(9, 30)
-MARKET_CLOSE = dt.time(16, 0)
 ONE_WEEK = dt.timedelta(days=7)
 
 
@@ -55,27 +59,58 @@ class Week:
         return f"{self.start.isoformat()} to {self.end.isoformat()}"
 
     @property
-    def monday_open(self) -> dt.datetime:
-        """When trading in this week begins (the Monday 09:30 New York open, holidays ignored)."""
-        return dt.datetime.combine(self.start + dt.timedelta(days=1), MARKET_OPEN, tzinfo=NEW_YORK)
+    def sessions(self) -> list[Session]:
+        """Its trading sessions, Monday to Saturday (none on Sunday), in order; four in a holiday week."""
+        return sessions(self.start + dt.timedelta(days=1), self.end - dt.timedelta(days=1))
+
+    @property
+    def opens(self) -> dt.datetime | None:
+        """When trading in this week begins: its first session's open (Monday 09:30 New York; Tuesday's when
+        Monday is a holiday). None for a week in which the exchange never opened."""
+        found = self.sessions
+        return found[0].opens if found else None
+
+    @property
+    def closes(self) -> dt.datetime | None:
+        """When its last session closes (Friday 16:00; Thursday's in a Good-Friday week, 13:00 on the day after
+        Thanksgiving). None for a week in which the exchange never opened."""
+        found = self.sessions
+        return found[-1].closes if found else None
 
     def previous(self, n: int = 1) -> Week:
         return Week(self.start - n * ONE_WEEK, self.end - n * ONE_WEEK)
 
 
 def forecast_week(cutoff: dt.datetime) -> Week:
-    """The week to predict given everything known at `cutoff` (aware): the first week whose Monday open is
-    still ahead. Saturday, Sunday or Monday 08:00 → the week starting that weekend; Tuesday → next week."""
+    """The week to predict given everything known at `cutoff` (aware): the first week whose first session is
+    still ahead. Saturday, Sunday or Monday 08:00 → the week starting that weekend; Tuesday → next week; Memorial
+    Day (or any Monday holiday), all day → the week starting that weekend, whose first session is Tuesday's."""
     if cutoff.tzinfo is None:
         raise ValueError("cutoff must be timezone-aware")
-    local = cutoff.astimezone(NEW_YORK)
-    week = Week.containing(local.date())
-    return week if cutoff < week.monday_open else week.previous(-1)
+    week = Week.containing(cutoff.astimezone(NEW_YORK).date())
+    while (opens := week.opens) is None or opens <= cutoff:  # opened already, or never opens (no session at all)
+        week = week.previous(-1)
+    return week
 
 
 def cutoff_for_date(day: dt.date) -> dt.datetime:
     """A date given by a user means "as of the end of that day" in New York."""
     return dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=NEW_YORK)
+
+
+def request_cutoff(as_of: dt.date | None, asked_at: dt.datetime) -> dt.datetime:
+    """What a request may know: a live one everything up to the moment it was asked; a dated one everything up
+    to the end of that New York day, and never more than was known when it was asked (asked for today, the rest of
+    today is still ahead)."""
+    if asked_at.tzinfo is None:
+        raise ValueError("asked_at must be timezone-aware")
+    return asked_at if as_of is None else min(cutoff_for_date(as_of), asked_at)
+
+
+def request_week(as_of: dt.date | None, asked_at: dt.datetime) -> Week:
+    """The week a request forecasts: what the acknowledgement names (bot) and what the answer is for (jobs), from
+    the same two values (the request's date, and when it was asked)."""
+    return forecast_week(request_cutoff(as_of, asked_at))
 
 
 def past_weeks(target: Week, n: int) -> list[Week]:
@@ -115,8 +150,10 @@ def week_close(closes: Sequence[DailyClose], week: Week, *, symbol: str) -> Dail
 
 
 def close_time(day: dt.date) -> dt.datetime:
-    """16:00 New York on `day`: when that day's close is struck (early closes at 13:00 are ignored)."""
-    return dt.datetime.combine(day, MARKET_CLOSE, tzinfo=NEW_YORK)
+    """When `day`'s close is struck: its session's close in New York (16:00; 13:00 on an early-close day). A price
+    dated a day the exchange did not trade is taken as struck at 16:00."""
+    found = session(day)
+    return found.closes if found else dt.datetime.combine(day, REGULAR_CLOSE, tzinfo=NEW_YORK)
 
 
 @dataclass(frozen=True)

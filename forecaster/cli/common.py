@@ -158,12 +158,12 @@ def parse_tickers(raw: list[str]) -> list[str]:
 
 def resolve_cutoff(date: str | None, now: dt.datetime) -> dt.datetime:
     from engine.exceptions import BadDate
-    from engine.market.weeks import NEW_YORK, cutoff_for_date, parse_day
+    from engine.market.weeks import NEW_YORK, parse_day, request_cutoff
 
     if date is None:
         return now
     try:
-        return cutoff_for_date(parse_day(date, today=now.astimezone(NEW_YORK).date()))
+        return request_cutoff(parse_day(date, today=now.astimezone(NEW_YORK).date()), now)
     except BadDate as exc:
         fail(str(exc))
 

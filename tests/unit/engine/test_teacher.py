@@ -135,8 +135,10 @@ def test_every_complete_week_becomes_a_row_with_its_realized_label(mem, fake, sl
     for row in rows:
         start = dt.date.fromisoformat(row["period"][:10])
         cutoff = dt.datetime.fromisoformat(row["cutoff"])
-        assert cutoff == ny(start + dt.timedelta(days=1), 9, 30)  # the Monday open, EST or EDT (2024-03-10)
-        assert cutoff.utcoffset() == ny(start + dt.timedelta(days=1), 9, 30).utcoffset()
+        # The week's first open, EST or EDT (2024-03-10): Monday's, Tuesday's after Presidents' Day (2024-02-19).
+        first_day = start + dt.timedelta(days=2 if start == dt.date(2024, 2, 18) else 1)
+        assert cutoff == ny(first_day, 9, 30)
+        assert cutoff.utcoffset() == ny(first_day, 9, 30).utcoffset()
         assert row["key"] == f"{row['symbol']}|{row['period']}"
         assert row["prompt"][0] == {"role": "system", "content": SYSTEM_PROMPT}
         assert row["teacher_model"] == "teacher-model"
