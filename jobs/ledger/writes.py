@@ -35,7 +35,7 @@ def _epochs(fields: dict) -> dict:
     """The instants the reads sort and compare on (see `jobs.ledger.models`), and the `late` flag they decide."""
     week = week_from_period(fields["target_week"])
     epochs = {"requested_epoch": dt.datetime.fromisoformat(fields["requested_at"]).timestamp(),
-              "week_opens_epoch": week.monday_open.timestamp(), "week_closes_epoch": closed_at(week).timestamp()}
+              "week_opens_epoch": week.opens.timestamp(), "week_closes_epoch": closed_at(week).timestamp()}
     return epochs | {"late": is_late(epochs)}
 
 
