@@ -40,7 +40,7 @@ from bot.commands import (
 )
 from bot.ledger_reads import LedgerReads, LedgerUnavailable
 from bot.track_blocks import track_message
-from engine.market.weeks import NEW_YORK, cutoff_for_date, forecast_week
+from engine.market.weeks import NEW_YORK, request_week
 from jobs.client import ForecastRequest, JobsClient, NotQueued, QueueFull, QueueingUnconfirmed, TooManyPending
 from jobs.gates import claim_digest_slot, release_digest_slot
 from jobs.keys import digest_job_id
@@ -133,10 +133,11 @@ class Commands:
             return messages.help_for("/forecast")
         if isinstance(args, DigestArgs):
             return self._digest(inv, args)
+        asked_at = self.now()  # the ack and the answer name the week from it (engine.market.weeks.request_week)
         request = ForecastRequest(ticker=args.ticker, channel=inv.channel, user=inv.user, as_of=args.as_of,
-                                  weeks=args.weeks, financials=args.financials, response_url=inv.response_url)
-        cutoff = cutoff_for_date(args.as_of) if args.as_of else self.now()
-        week = forecast_week(cutoff).period
+                                  weeks=args.weeks, financials=args.financials, response_url=inv.response_url,
+                                  asked_at=asked_at)
+        week = request_week(args.as_of, asked_at).period
         try:
             # Asked again after it ended without an answer (it failed, or its data did): it runs again.
             outcome = self._jobs().forecast(request, again=True, delivery=inv.trigger_id)
@@ -176,8 +177,9 @@ class Commands:
     def _digest(self, inv: Invocation, args: DigestArgs) -> Answer:
         cooldown = self.settings.bot_digest_cooldown_s
         # Live: the same data date as the scheduled Monday digest (so they share a job id), never past the open.
-        as_of = args.as_of or digest_as_of(self.now())
-        week = forecast_week(cutoff_for_date(as_of)).period
+        asked_at = self.now()
+        as_of = args.as_of or digest_as_of(asked_at)
+        week = request_week(as_of, asked_at).period
         try:
             wait_s = claim_digest_slot(self.conn, inv.channel, cooldown_s=cooldown,
                                        for_job=digest_job_id(channel=inv.channel, as_of=as_of))
@@ -187,7 +189,8 @@ class Commands:
         if wait_s:
             return messages.digest_cooling_down(wait_s=wait_s, cooldown_s=cooldown, now=self.now())
         try:
-            outcome = self._jobs().digest(channel=inv.channel, as_of=as_of, again=True, delivery=inv.trigger_id)
+            outcome = self._jobs().digest(channel=inv.channel, as_of=as_of, again=True, delivery=inv.trigger_id,
+                                          asked_at=asked_at)
         except QueueFull:
             self._release_digest_slot(inv.channel)
             return messages.queue_full(queue="batch", limit=self.settings.bot_queue_max_depth)
