@@ -28,6 +28,10 @@ from jobs.queues import BY_PRIORITY
 
 log = logging.getLogger(__name__)
 
+# RQ's maintenance lock, taken here for this long at most (RQ takes it for 899 s): this runs every few seconds in
+# every busy worker, and a worker killed while holding it must not keep dead workers' jobs unnoticed for 15 minutes.
+LOCK_S = 60
+
 
 def end_abandoned(worker: BaseWorker, queues: Iterable[Queue]) -> None:
     """RQ's abandoned-job handling for `queues`, with `worker`'s exception handlers, each under its queue's
@@ -35,7 +39,7 @@ def end_abandoned(worker: BaseWorker, queues: Iterable[Queue]) -> None:
     for the next round."""
     for q in queues:
         try:
-            if not q.acquire_maintenance_lock():
+            if not q.connection.set(q.registry_cleaning_key, 1, nx=True, ex=LOCK_S):
                 continue
             try:
                 StartedJobRegistry(q.name, connection=q.connection, job_class=q.job_class,
