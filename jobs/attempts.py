@@ -1,8 +1,9 @@
 """A request, its attempts, and what each attempt delivered: the one state machine behind "the same request twice is
 one answer" and "asking again always works".
 
-**Request.** What someone asked for, named by its dedupe id, the RQ job id (`jobs.keys`: ticker, date or live
-10-minute bucket, options and channel; a digest's date and channel). The same request asked twice is one request.
+**Request.** What someone asked for, named by its dedupe id, the RQ job id (`jobs.keys`: ticker, date or the
+moment a live request's 10-minute window opened, options and channel; a digest's date and channel). The same
+request asked twice is one request.
 
 **Attempt.** One RQ job object under that id: created when the request is accepted, replaced (same id, a new job)
 when it is accepted again. RQ's own retries of a job (a crash, a Slack 5xx, a model server down) are the same
@@ -26,8 +27,8 @@ new one, and nothing has to be deleted or outlive anything else.
 **Asking again** (`JobsClient.forecast` and `.digest` with `again=True`, what the bot's commands pass):
 
     pending   → "already queued" / "being written": nothing new
-    answered  → "answered in this channel: scroll up" (until the job lapses; a live request's id changes every
-                10 minutes anyway)
+    answered  → "answered in this channel: scroll up" (until the job lapses; a live request is a new one 10
+                minutes after its first ask)
     told, failed, stopped, canceled → a new attempt replaces the job: the request runs again
     gone      → a new attempt (RQ's unique enqueue finds no job)
 
