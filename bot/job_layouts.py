@@ -36,8 +36,8 @@ def refusal_fix(error: str, channel: str) -> str:
     if error in CHANNEL_REFUSALS:
         return f"Slack does not let me post in <#{channel}>. A workspace admin can allow it."
     if error == "missing_scope":
-        return "The app lacks a permission Slack needs for this: an admin must reinstall it with the scopes in " \
-               "`bot/manifest.json`."
+        return "The app lacks a permission Slack needs for this: an admin must add it and reinstall the app (the " \
+               "worker log names it)."
     if error in TOKEN_REFUSALS:
         return "Slack no longer accepts my token: an admin must reinstall the app or update `SLACK_BOT_TOKEN` on " \
                "the worker."

@@ -139,6 +139,7 @@ def summary_message(report: dict, *, failures: dict[str, str] | None = None) -> 
     if failures:
         missing = "\n".join(f"• {inline(ticker)}: {clip(inline(why), 300)}" for ticker, why in sorted(failures.items()))
         blocks += sections(f"*No outcome yet for:*\n{missing}")
+        blocks.append(context("These stay pending, and are tried again at the next summary."))
     blocks.append(context(DISCLAIMER))
     return clip(text, 3000), fit(blocks)
 

@@ -2,7 +2,12 @@
 still gets a final state: an RQ exception handler turns the failure into a message, or into a "retrying" note
 while RQ still has retries left.
 
-Handled failures (bad ticker, no data) never get here: the job tells those to its requester itself and finishes.
+Handled failures (bad ticker, no data) never get here: the job tells those to its requester itself and finishes,
+in the words `for_user` gives.
+
+What a user reads is never an exception's own text: that is written for the operator (a provider's error, a
+server's URL, a path, a setting to change) and is in the worker log. `for_user` chooses the words by the kind of
+failure.
 
 A permanent refusal from Slack (`SlackRefused`: the bot is not in the channel, the channel is archived or gone, the
 token is dead) ends the job at once, with no retry: a retry would run the model again for an answer Slack refuses
@@ -18,7 +23,8 @@ from typing import Any
 from rq.exceptions import AbandonedJobError
 from rq.timeouts import JobTimeoutException
 
-from engine.exceptions import EngineError
+from engine.exceptions import DataError, EngineError, ModelError, ModelServerError, PromptError, PromptTooLong
+from engine.sources.notices import Told, told
 from jobs import runtime
 from jobs.attempts import attempt_of
 from jobs.replies import Reply, SlackRefused, route_of
@@ -42,6 +48,25 @@ def without_server_paths(text: str) -> str:
     """`text` with every server path cut to its last part (`/srv/data/snap/AXP.json` → `AXP.json`), for reasons
     shown in Slack."""
     return _SERVER_PATH.sub(lambda m: re.split(r"[/\\]", m.group(0).rstrip("/\\"))[-1], text)
+
+
+def for_user(exc: BaseException, *, job_id: str | None = None) -> Told:
+    """An engine failure (`EngineError`) in words for the person who asked: what happened and what to do. Market
+    data's are `engine.sources.notices.told`; the operator's message (`str(exc)`) is for the log only."""
+    where = f" (the team can find it in the worker log under job `{job_id}`)" if job_id else ""
+    if isinstance(exc, DataError):
+        return told(exc)
+    if isinstance(exc, ModelServerError):
+        return Told("the model server did not answer, or refused the request",
+                    f"If it keeps failing, tell an admin{where}.")
+    if isinstance(exc, PromptTooLong):
+        return Told("the news and financials for it do not fit the model's input, even with news left out",
+                    "Ask for fewer weeks (weeks=1) or add no-financials.")
+    if isinstance(exc, PromptError):
+        return Told("its data could not be put into the model's prompt", f"Please tell an admin{where}.")
+    if isinstance(exc, ModelError):
+        return Told("the model is not set up correctly on the worker", f"Please tell an admin{where}.")
+    return Told("it could not be done on the worker", f"If it keeps failing, tell an admin{where}.")
 
 
 def _refusal(slack: SlackPort, exc_value: BaseException | None) -> tuple[Refusal, str | None] | None:
@@ -68,9 +93,8 @@ def describe(job: Any, exc_type: type[BaseException] | None, exc_value: BaseExce
         return f"it ran longer than its {limit} limit and was stopped"
     if exc_type is not None and issubclass(exc_type, AbandonedJobError):
         return "the worker running it stopped unexpectedly (restarted or out of memory)"
-    if exc_type is not None and issubclass(exc_type, EngineError):
-        # Written for users, secrets already redacted (e.g. the model server is down); paths are for operators.
-        return without_server_paths(str(exc_value))
+    if isinstance(exc_value, EngineError):
+        return for_user(exc_value, job_id=job.id).what  # its own text is the operator's, in the log
     name = exc_type.__name__ if exc_type else "an unknown error"
     return f"an internal error ({name}); the team can find it in the worker log under job `{job.id}`"
 

@@ -49,6 +49,43 @@ def _upload_once(ctx: runtime.WorkerContext, attempt: str, *, channel: str, png:
     return file_id
 
 
+def _chart_refused(ctx: runtime.WorkerContext, attempt: str, exc: Exception, *, channel: str, thread_ts: str | None,
+                   job_id: str) -> bool:
+    """Whether a chart upload that failed after the summary was posted is handled here (True) or is to be raised
+    (False). Slack's refusal for good (`missing_scope`, `not_in_channel`, `channel_not_found`, a dead token, a
+    payload it rejects): the operator's log says what to fix and the summary's thread says, in plain words, that the
+    chart is missing; no retry, which would only be refused again. Anything else (a rate limit that outlasted the
+    client's own retries, a 5xx, the network) is raised: RQ runs the job again after the queue's backoff, and the
+    retry posts nothing twice (`post_once`, `_upload_once`)."""
+    refusal = ctx.slack.refusal(exc)
+    if refusal is None:
+        log.warning("%s: chart upload failed (%s), the job will be retried: %s", job_id,
+                    ctx.slack.api_error(exc) or type(exc).__name__, exc)
+        return False
+    # Slack's answer names the scope needed and the scopes granted (never the token).
+    log.error("%s: Slack refused the chart upload for good (%s), not retrying. %s Slack said: %s", job_id,
+              refusal.error, _OPERATOR_FIX.get(refusal.error, _OPERATOR_FIX_DEFAULT), exc)
+    note = f":warning: The chart could not be attached. {ctx.slack.layouts.refusal_fix(refusal.error, channel)}"
+    try:
+        post_once(ctx, attempt, "chart-refused", channel=channel, text=note, thread_ts=thread_ts,
+                  blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": note}}])
+    except Exception as note_exc:
+        if ctx.slack.refusal(note_exc) is None:
+            raise
+        log.error("%s: the note about the chart was refused too (%s)", job_id, ctx.slack.refusal(note_exc).error)
+    return True
+
+
+_OPERATOR_FIX = {
+    "missing_scope": "Add the files:write bot scope (api.slack.com/apps, OAuth & Permissions) and reinstall the app.",
+    "no_permission": "Add the files:write bot scope (api.slack.com/apps, OAuth & Permissions) and reinstall the app.",
+    "not_in_channel": "Invite the app to the channel (/invite @forecaster), or take it out of DIGEST_CHANNELS.",
+    "channel_not_found": "The channel is gone or private without the app: fix DIGEST_CHANNELS or invite the app.",
+    "is_archived": "The channel is archived: take it out of DIGEST_CHANNELS.",
+}
+_OPERATOR_FIX_DEFAULT = "See Slack's error code; a token error needs SLACK_BOT_TOKEN updated on the worker."
+
+
 def summary_job(channel: str, week_ending: str) -> dict:
     """Score, post the summary of the track record up to the week that closed by `week_ending` (ISO date, the
     Saturday after the week's close normally), and upload the chart into its thread."""
@@ -88,17 +125,8 @@ def summary_job(channel: str, week_ending: str) -> dict:
                 reliability = _upload_once(ctx, attempt, channel=channel, png=png, title=title, thread_ts=summary_ts,
                                            what="reliability", filename=RELIABILITY_FILENAME)
         except Exception as exc:
-            # Slack said no (a missing scope, a channel the app cannot post files to): retrying will not help, and
-            # the summary is already out, so say so under it. Connection errors still raise, and RQ retries.
-            error = ctx.slack.api_error(exc)
-            if error is None:
+            if not _chart_refused(ctx, attempt, exc, channel=channel, thread_ts=summary_ts, job_id=job_id):
                 raise
-            log.warning("%s: chart upload refused by Slack: %s", job_id, error)
-            said = ctx.slack.layouts.code(error)
-            note = (f":warning: The chart could not be uploaded (Slack said {said}). The app needs the "
-                    "`files:write` scope (reinstall it after adding the scope) and access to this channel.")
-            post_once(ctx, attempt, "chart-refused", channel=channel, text=note, thread_ts=summary_ts,
-                      blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": note}}])
     ctx.conn.set(last_run_key("summary"), now.isoformat(timespec="seconds"))
     log.info("%s: summary to %s: %d newly scored, %d counted, chart %s, reliability chart %s", job_id,
              latest.period, scored_now, report["counts"]["scored"], chart or "none", reliability or "none")
