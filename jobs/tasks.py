@@ -20,7 +20,7 @@ from engine.sources.snapshot import recorded_clock
 from jobs import runtime
 from jobs.attempts import ANSWERED, TOLD, attempt_of, conclude
 from jobs.client import ForecastRequest
-from jobs.failures import without_server_paths
+from jobs.failures import for_user
 from jobs.keys import answer_key, last_run_key
 from jobs.ledger import open_ledger
 from jobs.ledger.writes import batched_reports, record_forecast
@@ -137,13 +137,13 @@ def forecast_job(request: dict) -> dict:
         raise  # the model server is down or busy: RQ retries, and the requester is told if it stays down
     except EngineError as exc:
         # A user-actionable failure is a final state the user sees, not a retry; theirs alone, since the
-        # channel has no use for a mistyped ticker, and without the server paths an operator's message may hold.
-        reason = without_server_paths(str(exc))
-        text, blocks = ctx.slack.layouts.failure_message(f"No forecast for {req.ticker}", reason,
-                                                         hint="Check the ticker and date, then run `/forecast` again.")
+        # channel has no use for a mistyped ticker. Told in plain words; the exception's own text is the log's.
+        told = for_user(exc, job_id=job_id)
+        log.warning("%s: no forecast for %s: %s", job_id, req.ticker, exc)
+        text, blocks = ctx.slack.layouts.failure_message(f"No forecast for {req.ticker}", told.what, hint=told.do)
         reply.final_privately(text, blocks, user=req.user)
         conclude(job.rq_job, TOLD)  # asked again, it runs again (jobs/attempts.py)
-        return {"status": "failed", "error": reason}
+        return {"status": "failed", "error": told.what}
     data = to_json(result)
     _store_answer(ctx, job.attempt, data)
     log.info("%s: %s generated in %.1fs (data %.1fs, generation %.1fs, %d new tokens)", job_id, req.ticker,
@@ -172,7 +172,10 @@ def digest_job(channel: str, as_of: str, weeks: int = 3, asked_at: str | None = 
         cutoff = request_cutoff(day, dt.datetime.fromisoformat(asked_at) if asked_at else now)
         gathered = gather(symbols, sources=ctx.sources, cutoff=cutoff, now=now, weeks=weeks,
                           financials_lag_days=settings.financials_lag_days, progress=note)
-        failures = {s: without_server_paths(str(r)) for s, r in gathered.items() if isinstance(r, EngineError)}
+        failures = {s: for_user(r).what for s, r in gathered.items() if isinstance(r, EngineError)}
+        for symbol, error in gathered.items():
+            if isinstance(error, EngineError):
+                log.warning("%s: no forecast for %s in the digest: %s", job.id, symbol, error)
         ready = [r for r in gathered.values() if not isinstance(r, EngineError)]
         model = ctx.model()
         if not reply.delivered():
