@@ -15,6 +15,7 @@ from collections import defaultdict
 from engine.exceptions import DataError
 from engine.market.weeks import NEW_YORK, Week
 from engine.sources.base import PriceSource
+from engine.sources.notices import told
 from engine.track import price_window, realized_outcome, week_from_period
 from jobs import ledger
 from jobs.ledger import Ledger, report_builder, writes
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 def refresh_outcomes(store: Ledger, prices: PriceSource, *, closed_by: dt.datetime,
                      scored_at: dt.datetime) -> tuple[int, dict[str, str]]:
     """Score every entry whose target week had closed by `closed_by`: one price call for all their tickers (one
-    per ticker if that fails). Returns (entries scored, {ticker: why not}); an entry that could not be scored
+    per ticker if that fails). Returns (entries scored, {ticker: why not, in words for the channel: see
+    `engine.sources.notices.told`}); the log has the sources' own messages. An entry that could not be scored
     stays pending and is tried again next time. The stored reports of the scored tickers, and of all, are
     recomputed once, at the end."""
     waiting = ledger.awaiting_outcome(store, closed_by=closed_by)
@@ -38,7 +40,7 @@ def refresh_outcomes(store: Ledger, prices: PriceSource, *, closed_by: dt.dateti
         by_ticker[entry["ticker"]].append(entry)
     start, end = price_window([week_from_period(e["target_week"]) for e in waiting])
     end = min(end, closed_by.astimezone(NEW_YORK).date())
-    failures: dict[str, str] = {}
+    failures: dict[str, DataError] = {}
     try:
         closes = prices.daily_closes(sorted(by_ticker), start, end)
     except DataError:
@@ -48,7 +50,7 @@ def refresh_outcomes(store: Ledger, prices: PriceSource, *, closed_by: dt.dateti
             try:
                 closes.update(prices.daily_closes([ticker], start, end))
             except DataError as exc:
-                failures[ticker] = str(exc)
+                failures[ticker] = exc
     stored = 0
     with writes.batched_reports():
         for ticker, ticker_entries in by_ticker.items():
@@ -58,12 +60,12 @@ def refresh_outcomes(store: Ledger, prices: PriceSource, *, closed_by: dt.dateti
                 try:
                     outcome = realized_outcome(closes[ticker], week_from_period(entry["target_week"]), symbol=ticker)
                 except DataError as exc:
-                    failures[ticker] = str(exc)
+                    failures[ticker] = exc
                     continue
                 stored += writes.store_outcome(store, entry["id"], outcome, scored_at=scored_at)
     if failures:
         log.warning("no outcome yet for %s", "; ".join(f"{t}: {why}" for t, why in sorted(failures.items())))
-    return stored, failures
+    return stored, {ticker: told(exc).what for ticker, exc in failures.items()}
 
 
 def report(store: Ledger, *, latest: Week, ticker: str | None = None, bootstrap: int = 2000) -> dict:
