@@ -10,7 +10,8 @@ It refuses what Slack would refuse, the way Slack does:
   `not_in_channel`, `channel_not_found`, `is_archived`... for a channel told to refuse (`refuse_channel`);
   `invalid_auth`, `token_revoked`, `account_inactive`... for a token told to (`refuse_token`, `invalid_tokens`);
 - a response_url post answers HTTP 400 with the error as plain text (`invalid_blocks`), as Slack's hooks do. A
-  response_url is not bound by channel membership, so `refuse_channel` leaves it alone.
+  response_url is not bound by channel membership, so `refuse_channel` leaves it alone. It takes HOOK_MAX_USES
+  posts, as Slack's do (5): later ones answer HTTP 404 `used_url`.
 Refused calls are kept in `refused` (with their `error`), apart from `calls`, which Slack accepted.
 
 `delete(ts)` is a person deleting a message in Slack: it leaves `messages()`, and chat.update or chat.delete of it
@@ -46,6 +47,8 @@ MESSAGE_METHODS = {"chat.postMessage": (), "chat.update": (), "chat.postEphemera
 # The methods that act on a channel, so a channel told to refuse refuses them (with the argument naming it).
 CHANNEL_METHODS = {"chat.postMessage": "channel", "chat.update": "channel", "chat.postEphemeral": "channel",
                    "chat.delete": "channel", "files.completeUploadExternal": "channel_id"}
+# How many posts a response_url takes (Slack: 5 within 30 minutes).
+HOOK_MAX_USES = 5
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class SlackCall:
     token: str | None
     at: float  # time.monotonic() on arrival
     ts: str | None = None  # the ts the fake answered with
-    error: str | None = None  # why the fake refused it (calls in `FakeSlack.refused` only)
+    error: str | None = None  # why the fake refused or failed it (calls in `FakeSlack.refused` and `.failed` only)
 
 
 @dataclass
@@ -84,6 +87,7 @@ class FakeSlack:
         self.token_errors: dict[str, str] = {}  # token → the error every call with it gets (refuse_token)
         self.channel_errors: dict[str, str] = {}  # channel → the error calls on it get (refuse_channel)
         self.refused: list[SlackCall] = []
+        self.failed: list[SlackCall] = []  # calls answered with a failure armed by `fail_next`
         self._uploads: dict[str, UploadedFile] = {}
         self._lost_answers: list[tuple[str, Callable[[dict[str, Any]], bool], int | None]] = []
         self.deleted: set[str] = set()  # ts of messages gone from Slack (`delete`, or chat.delete)
@@ -130,9 +134,12 @@ class FakeSlack:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/hooks/{name}"
 
-    def fail_next(self, method: str, status: int, *, times: int = 1, headers: dict[str, str] | None = None) -> None:
+    def fail_next(self, method: str, status: int, *, times: int = 1, headers: dict[str, str] | None = None,
+                  error: str | None = None, **fields: str) -> None:
+        """The next `times` calls of `method` answer HTTP `status` with `error` (by default `ratelimited` for a
+        429, else `fatal_error`) and any other `fields` (Slack's `needed` and `provided` for a missing_scope)."""
         with self._lock:
-            self._failures.append([method, status, times, headers or {}])
+            self._failures.append([method, status, times, headers or {}, error, fields])
 
     def posted(self, method: str = "chat.postMessage") -> list[dict[str, Any]]:
         with self._lock:
@@ -220,7 +227,9 @@ class FakeSlack:
                 if failure[0] == method and failure[2] > 0:
                     failure[2] -= 1
                     status, headers = failure[1], failure[3]
-                    answer = {"ok": False, "error": "ratelimited" if status == 429 else "fatal_error"}
+                    answer = {"ok": False, "error": failure[4] or ("ratelimited" if status == 429 else "fatal_error"),
+                              **failure[5]}
+                    self.failed.append(SlackCall(method, body, token, time.monotonic(), error=answer["error"]))
                     break
             else:
                 error = self._refusal(method, body, token)
@@ -230,7 +239,8 @@ class FakeSlack:
                     if error in ("invalid_blocks", "msg_blocks_too_long"):  # Slack says which block, as here
                         answer["errors"] = self._problems(method, body)
                     if method.startswith("hooks/"):
-                        status = 400  # Slack's hooks answer an HTTP error with the code as plain text
+                        # Slack's hooks answer an HTTP error with the code as plain text
+                        status = 404 if error == "used_url" else 400
                 else:
                     self._ts += 1
                     # chat.update answers with the edited message's own ts, like Slack.
@@ -251,7 +261,7 @@ class FakeSlack:
             answer.update(user="forecaster", user_id="U0BOT", team="Fake Workspace", team_id="T0FAKE")
         if self.scopes is not None:
             headers = {**headers, "x-oauth-scopes": self.scopes}
-        if status == 400 and method.startswith("hooks/"):
+        if method.startswith("hooks/") and (status == 400 or answer.get("error") == "used_url"):
             _reply_text(req, status, answer["error"], headers)
         else:
             reply_json(req, status, answer, headers)
@@ -286,6 +296,8 @@ class FakeSlack:
     def _refusal(self, method: str, body: dict[str, Any], token: str | None) -> str | None:
         """The error Slack would answer this call with, in Slack's order: the token, the channel, the payload.
         Called with the lock held."""
+        if method.startswith("hooks/") and sum(c.method == method for c in self.calls) >= HOOK_MAX_USES:
+            return "used_url"
         if not method.startswith(("hooks/", "upload/")):
             if token in self.invalid_tokens:
                 return "invalid_auth"
