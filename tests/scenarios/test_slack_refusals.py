@@ -189,7 +189,7 @@ def test_a_bad_request_is_told_to_the_requester_alone_without_server_paths(conte
 
     *progress, told = slack.hooks()
     assert told["response_type"] == "ephemeral" and told["replace_original"] is True  # the user's note, replaced
-    assert "No forecast for ZZZZ" in told["text"] and "snapshot 2024-03-15 has no prices for ZZZZ" in told["text"]
+    assert "No forecast for ZZZZ" in told["text"] and "the recording has nothing for this ticker" in told["text"]
     assert str(tmp_path) not in str(told) and "/srv/" not in str(told)
     assert all(h["response_type"] == "ephemeral" for h in progress)
     assert slack.posted() == [] and slack.messages() == []  # nothing in the channel

@@ -159,7 +159,7 @@ def test_a_ticker_without_prices_stays_pending_and_is_listed(context, redis, sla
     worker.run(context, burst=True)
     [message] = slack.messages()
     assert "model hit rate 100% (3/3)" in message["text"]
-    assert "No outcome yet for:*\n• KO: no prices for KO" in shown(message["blocks"])
+    assert "No outcome yet for:*\n• KO: no prices were found for this ticker in that period" in shown(message["blocks"])
     assert "3 scored · 4 pending" in shown(message["blocks"])
     assert ledger.get_entry(ledger.open_ledger(Settings(_env_file=None)), "forecast_KO_15:KO")["scored_at"] is None
 
@@ -180,13 +180,13 @@ def test_a_retried_summary_posts_and_uploads_nothing_twice(context, redis, slack
 
 def test_a_chart_slack_refuses_is_explained_under_the_summary(context, redis, slack):
     record(redis, context.sources)
-    slack.fail_next("files.getUploadURLExternal", 400)  # e.g. the app lacks files:write
+    slack.fail_next("files.getUploadURLExternal", 200, error="missing_scope", needed="files:write")
     outcome = JobsClient(redis).summary(channel="C555", week_ending=SATURDAY)
     worker.run(context, burst=True)
     summary, note = slack.messages()
     assert summary["text"].startswith("Track record to 2024-03-17 to 2024-03-24: model hit rate 50%")
     assert note["thread_ts"] == next(c.ts for c in slack.calls if c.method == "chat.postMessage")
-    assert "could not be uploaded" in note["text"] and "`files:write`" in note["text"]
+    assert "could not be attached" in note["text"] and "lacks a permission" in note["text"]
     assert slack.uploads() == []
     assert Job.fetch(outcome.job_id, connection=redis, serializer=JSONSerializer).get_status() == "finished"
 

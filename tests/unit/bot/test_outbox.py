@@ -97,7 +97,7 @@ def test_each_refusal_gets_its_fix_in_the_requesters_words():
     assert "`/invite @forecaster`" in job_layouts.refusal_fix("not_in_channel", "C1")
     assert "<#C1>" in job_layouts.refusal_fix("is_archived", "C1")
     assert "SLACK_BOT_TOKEN" in job_layouts.refusal_fix("token_revoked", "C1")
-    assert "bot/manifest.json" in job_layouts.refusal_fix("missing_scope", "C1")
+    assert "reinstall the app" in job_layouts.refusal_fix("missing_scope", "C1")  # no repository path for users
     assert "our bug" in job_layouts.refusal_fix("invalid_blocks", "C1")
 
 

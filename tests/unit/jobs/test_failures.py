@@ -52,11 +52,14 @@ def test_server_paths_are_cut_from_reasons_but_urls_commands_and_ratios_are_left
         assert without_server_paths(kept) == kept
 
 
-def test_a_data_error_quoting_a_path_is_described_without_it():
-    from engine.exceptions import SnapshotMissing
+def test_an_engine_error_is_described_in_plain_words_never_in_its_operators_text():
+    from engine.exceptions import ModelServerError, SnapshotMissing
 
-    said = describe(JOB, SnapshotMissing, SnapshotMissing("snapshot /var/lib/forecaster/snap has no prices for AXP"))
-    assert said == "snapshot snap has no prices for AXP"
+    said = describe(JOB, SnapshotMissing, SnapshotMissing("snapshot /var/lib/forecaster/snap has no prices for AXP; "
+                                                          "record it with `forecaster data snapshot AXP …`"))
+    assert said == "this bot answers from recorded market data, and the recording has nothing for this ticker and date"
+    down = ModelServerError("The vLLM server at http://gpu-host:8000/v1 did not answer (ConnectTimeout)")
+    assert describe(JOB, ModelServerError, down) == "the model server did not answer, or refused the request"
 
 
 def test_slack_refusals_are_described_as_slacks_not_as_internal_errors():
