@@ -98,7 +98,7 @@ def test_a_data_error_ends_in_a_message_only_the_requester_sees(context, redis, 
     JobsClient(redis).forecast(request(ticker="ZZZZ"))
     worker.run(context, burst=True)
     [told] = slack.ephemerals(user="U1")
-    assert "No forecast for ZZZZ" in told["text"] and "no prices for ZZZZ" in told["text"]
+    assert "No forecast for ZZZZ" in told["text"] and "no prices were found for this ticker" in told["text"]
     assert told["channel"] == "C123"
     assert slack.messages() == []  # the "fetching…" note it had posted in the channel is gone, nothing replaced it
 
