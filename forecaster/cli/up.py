@@ -21,6 +21,26 @@ def child_argv(command: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "forecaster.cli", command, *args]
 
 
+def migrate_ledger(settings) -> None:
+    """Bring the ledger's schema to this release's before the bot starts: the bot never migrates, and the worker
+    does only after loading its model. A database that cannot be reached is said, not fatal: the worker tries again
+    when it starts, and /track says the track record is not set up until then."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from jobs.ledger import open_ledger
+
+    store = open_ledger(settings)
+    try:
+        store.migrate()
+    except SQLAlchemyError as exc:
+        err.print(f"up: could not migrate the ledger {store!r} ({str(exc).splitlines()[0]}); the worker tries again "
+                  "when it starts", highlight=False, markup=False)
+        return
+    finally:
+        store.dispose()  # the children open their own
+    err.print(f"up: ledger {store!r} at the newest schema", highlight=False, markup=False)
+
+
 @app.command()
 def up(
     with_worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Run a worker here (the GPU host). "
@@ -65,6 +85,7 @@ def up(
             fail(f"not starting: {len(failed)} check(s) failed (fix them, or --skip-checks). "
                  "`forecaster doctor` runs every check, including the network ones.")
 
+        migrate_ledger(settings)
         children = [Child("bot", child_argv("bot"), stop_grace_s=10)]
         if with_scheduler and not settings.digest_channels:
             err.print("up: no DIGEST_CHANNELS, so no scheduler (no weekly digest or summary); set it to post them",
