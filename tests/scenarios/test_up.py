@@ -70,9 +70,12 @@ def test_up_answers_a_slash_command_and_ctrl_c_leaves_no_process_behind(tmp_path
                               stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: "HTTP mode on" in log.read_text(), "the bot", log, 60)
+        bot = type("Bot", (), {"host": "127.0.0.1", "port": port})()
+        # `up` migrated the ledger before starting the bot (which never does): /track answers before the worker has
+        # loaded its model.
+        assert slash(bot, "/track", "AXP").text == "Track record for AXP: nothing scored yet"
         wait_for(lambda: "Listening on interactive" in log.read_text(), "the worker", log, 120)
         wait_for(lambda: re.search(r"scheduler: digest every .* next", log.read_text()), "the scheduler", log, 60)
-        bot = type("Bot", (), {"host": "127.0.0.1", "port": port})()
         ack = slash(bot, "/forecast", "AXP", response_url=slack.hook_url(), channel="C123")
         assert ack.status == 200, ack.body
 
