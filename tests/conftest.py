@@ -190,12 +190,13 @@ def postgres_ledger(postgres_database: str):
     from sqlalchemy import delete
 
     from jobs.ledger import Ledger
-    from jobs.ledger.models import Forecast, TrackReport
+    from jobs.ledger.models import Forecast, TrackReport, WatchlistEntry
 
     store = Ledger(postgres_database)
     with store.begin() as conn:  # migrates on the first test; later ones start from an empty table
         conn.execute(delete(Forecast))
         conn.execute(delete(TrackReport))  # no foreign key to forecasts: a scope outlives its entries
+        conn.execute(delete(WatchlistEntry))
     yield store
     store.dispose()
 

@@ -13,6 +13,9 @@ transaction. The summary and the stored reports sum its columns; they never read
 
 `TrackReport` is what `/track` reads: the finished report of each scope (all tickers, or one), computed by the
 writer after every write that changes it (`jobs.ledger.report_builder`), so the bot's read is one row.
+
+`WatchlistEntry` is one ticker on one channel's watchlist (`/watch`, `jobs.ledger.watchlists`): the names that
+channel's digest covers instead of the Dow30.
 """
 
 from __future__ import annotations
@@ -156,3 +159,14 @@ class TrackReport(Base):
     recorded: Mapped[int | None] = mapped_column(Integer)  # the scope's entries, counted with the report
     report: Mapped[str | None] = mapped_column(Text)  # JSON: `score_report`'s dict, or null before anything scored
     computed_at: Mapped[str | None] = mapped_column(String(40))  # ISO 8601, UTC
+
+
+class WatchlistEntry(Base):
+    """One ticker on one channel's watchlist, as its data sources spell it in our canonical form (BRK.B)."""
+
+    __tablename__ = "watchlists"
+
+    channel: Mapped[str] = mapped_column(String(64), primary_key=True)  # the Slack channel id (C0123ABCD)
+    ticker: Mapped[str] = mapped_column(String(16), primary_key=True)
+    added_by: Mapped[str | None] = mapped_column(String(64))  # the Slack user who added it
+    added_at: Mapped[str] = mapped_column(String(40))  # ISO 8601, UTC: the list is shown in the order added
