@@ -1,5 +1,8 @@
 """The ledger as a file: every entry, oldest first, as CSV or Parquet (`forecaster ledger export`). Apart from the
 readers in `store` because it needs pandas, which the bot (a reader too) must not load.
+
+After the entry's own fields come `votes_up` and `votes_down`: the 👍 and 👎 people gave it in Slack
+(`jobs.ledger.votes`), the feedback a later training run can weigh.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from jobs.ledger.columns import EXPORT_FORMATS, FIELDS
 from jobs.ledger.database import Ledger
 from jobs.ledger.models import Forecast
 from jobs.ledger.store import columns_of, rows_of
+from jobs.ledger.votes import counts
+
+VOTE_COLUMNS = ("votes_up", "votes_down")
 
 
 def export(ledger: Ledger, path: Path) -> int:
@@ -29,6 +35,9 @@ def export(ledger: Ledger, path: Path) -> int:
     frame = pd.DataFrame(rows_of(ledger, query), columns=list(FIELDS))
     dtypes = {"float": "Float64", "int": "Int64", "bool": "boolean", "str": "string"}
     frame = frame.astype({name: dtypes[kind.rstrip("?")] for name, kind in FIELDS.items()})
+    voted = counts(ledger)
+    for index, column in enumerate(VOTE_COLUMNS):
+        frame[column] = pd.array([voted.get(entry, (0, 0))[index] for entry in frame["id"]], dtype="Int64")
     if suffix == ".csv":
         frame.to_csv(path, index=False)
     else:

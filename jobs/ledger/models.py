@@ -16,6 +16,9 @@ writer after every write that changes it (`jobs.ledger.report_builder`), so the 
 
 `WatchlistEntry` is one ticker on one channel's watchlist (`/watch`, `jobs.ledger.watchlists`): the names that
 channel's digest covers instead of the Dow30.
+
+`Vote` is one person's 👍 or 👎 on one forecast (the buttons under each answer, `jobs.ledger.votes`): at most one per
+user and forecast, replaced when they click the other, gone when they click theirs again.
 """
 
 from __future__ import annotations
@@ -170,3 +173,17 @@ class WatchlistEntry(Base):
     ticker: Mapped[str] = mapped_column(String(16), primary_key=True)
     added_by: Mapped[str | None] = mapped_column(String(64))  # the Slack user who added it
     added_at: Mapped[str] = mapped_column(String(40))  # ISO 8601, UTC: the list is shown in the order added
+
+
+class Vote(Base):
+    """One user's feedback on one recorded forecast: "up" (👍, useful) or "down" (👎, wrong)."""
+
+    __tablename__ = "votes"
+
+    # the forecast voted on; its votes go with it (PostgreSQL enforces this; SQLite runs without foreign keys)
+    forecast_id: Mapped[str] = mapped_column(String(200), ForeignKey("forecasts.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    user: Mapped[str] = mapped_column(String(64), primary_key=True)  # the Slack user who clicked
+    vote: Mapped[str] = mapped_column(String(8))  # "up" or "down"
+    channel: Mapped[str | None] = mapped_column(String(64))  # where the button was clicked
+    voted_at: Mapped[str] = mapped_column(String(40))  # ISO 8601, UTC: the latest click that set it

@@ -153,7 +153,7 @@ def test_export_writes_every_entry_oldest_first_and_reads_back(ledger_db, market
     path = tmp_path / name
     assert ledger_export.export(ledger_db, path) == 2
     frame = pd.read_csv(path) if name.endswith(".csv") else pd.read_parquet(path)
-    assert list(frame.columns) == list(ledger.FIELDS)
+    assert list(frame.columns) == [*ledger.FIELDS, *ledger_export.VOTE_COLUMNS]
     assert list(frame["id"]) == ["job-a:AXP", "job-b:KO"]
     assert list(frame["parsed"]) == [True, False]
     assert frame["realized_return"][0] == pytest.approx(0.03) and pd.isna(frame["realized_return"][1])
