@@ -5,6 +5,13 @@ Where the answer goes (a `Route`):
   or the 5th use). Progress edits the user's own "queued" note in place (ephemeral, nobody else is disturbed);
 - otherwise the Web API: one progress message is posted in the channel (or thread) and edited as the work goes.
 
+The response_url's uses are a budget, counted in Redis per attempt (its tries share it, and a request asked again
+comes with a new response_url): progress notes may take all but the last, which is kept for the final note
+(`Done: the answer is posted in the channel.`, or a failure told privately). A progress note that would take it is
+skipped: the requester's note keeps its last step until the final one replaces it. So a try that crashed after
+spending three uses (fetching, writing, "retrying…") still ends with "Done" after its retry. Where the response_url
+is spent or expired, the final note goes to the requester as chat.postEphemeral instead.
+
 Exactly one final answer. Slack has no idempotency key for a post, so the answer is never *posted*: it is an edit
 (chat.update) of the job's own channel message, whose ts is in Redis before any answer is sent: the progress
 message, or, where progress went to the requester's note (or there was none: a summary, a verdict), a placeholder
@@ -49,7 +56,18 @@ from jobs.slack_port import Refusal, SlackPort
 log = logging.getLogger(__name__)
 
 RESPONSE_URL_MAX_USES = 5
+# Uses kept for the final note: progress notes may take the others (see the module docstring).
+RESPONSE_URL_FINAL_USES = 1
 RESPONSE_URL_MAX_AGE = dt.timedelta(minutes=25)  # Slack honours 30; leave room for a slow final send
+# One use of the response_url, taken only while fewer than ARGV[1] were: the count never passes the limit, so a note
+# refused for want of budget spends nothing. Returns the use's number, or 0 when none was left.
+_TAKE_USE = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used >= tonumber(ARGV[1]) then return 0 end
+used = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return used
+"""
 # How long a "pending" marker lives if its attempt dies mid-post (a retry overwrites it anyway).
 CLAIM_TTL_S = 120
 FINAL = "final"
@@ -91,6 +109,7 @@ class Route:
     thread_ts: str | None = None
     response_url: str | None = None
     requested_at: dt.datetime | None = None  # when the response_url was issued (the job's enqueue time)
+    user: str | None = None  # who asked: the final note reaches them by chat.postEphemeral once the response_url can't
 
 
 def route_of(job: Any) -> Route | None:
@@ -101,7 +120,7 @@ def route_of(job: Any) -> Route | None:
     if not channel:
         return None
     return Route(channel=channel, thread_ts=source.get("thread_ts"), response_url=source.get("response_url"),
-                 requested_at=job.enqueued_at)
+                 requested_at=job.enqueued_at, user=source.get("user"))
 
 
 def _pace(ctx: runtime.WorkerContext, channel: str) -> None:
@@ -163,32 +182,37 @@ class Reply:
             return None
         return marker.decode()
 
-    def _hook_usable(self) -> bool:
+    def _hook_uses_left(self) -> int:
+        """How many more times the response_url may be used: 0 without one, in a thread (a response_url cannot
+        answer there), once it is too old, or once its uses are spent."""
         url, issued = self.route.response_url, self.route.requested_at
-        if not url or self.route.thread_ts:  # a response_url cannot answer inside a thread
-            return False
+        if not url or self.route.thread_ts:
+            return 0
         now = self._now or dt.datetime.now(dt.UTC)
         if issued is not None and now - issued.replace(tzinfo=issued.tzinfo or dt.UTC) > RESPONSE_URL_MAX_AGE:
-            return False
-        key = response_url_uses(self.attempt)
-        return int(self.ctx.conn.get(key) or 0) < RESPONSE_URL_MAX_USES
+            return 0
+        return max(RESPONSE_URL_MAX_USES - int(self.ctx.conn.get(response_url_uses(self.attempt)) or 0), 0)
 
-    def _use_hook(self, *, text: str, blocks: list[dict], in_channel: bool, replace_original: bool) -> bool:
+    def _hook_usable(self, *, final: bool) -> bool:
+        """Whether a note may use the response_url now: a final one while any use is left, progress only while
+        more than the final note's are."""
+        return self._hook_uses_left() > (0 if final else RESPONSE_URL_FINAL_USES)
+
+    def _use_hook(self, *, text: str, blocks: list[dict], in_channel: bool, replace_original: bool,
+                  final: bool) -> bool:
         try:
             return self._send_to_hook(text=text, blocks=blocks, in_channel=in_channel,
-                                      replace_original=replace_original)
+                                      replace_original=replace_original, final=final)
         except Exception as exc:  # noqa: BLE001 — an unusable hook only means "use the Web API"
-            log.warning("%s: response_url send failed (%s); using chat.postMessage", self.attempt,
-                        type(exc).__name__)
+            log.warning("%s: response_url send failed (%s); using the Web API", self.attempt, type(exc).__name__)
             return False
 
-    def _send_to_hook(self, *, text: str, blocks: list[dict], in_channel: bool, replace_original: bool) -> bool:
-        """One counted use of the response_url: True shown, False refused (certainly not shown); raises when
-        nobody knows (a timeout, a 5xx)."""
-        key = response_url_uses(self.attempt)
-        uses = self.ctx.conn.incr(key)
-        self.ctx.conn.expire(key, 1800)
-        if uses > RESPONSE_URL_MAX_USES:
+    def _send_to_hook(self, *, text: str, blocks: list[dict], in_channel: bool, replace_original: bool,
+                      final: bool) -> bool:
+        """One counted use of the response_url: True shown, False refused (certainly not shown, or no use left for
+        a note of this kind); raises when nobody knows (a timeout, a 5xx)."""
+        limit = RESPONSE_URL_MAX_USES - (0 if final else RESPONSE_URL_FINAL_USES)
+        if not self.ctx.conn.eval(_TAKE_USE, 1, response_url_uses(self.attempt), limit, 1800):
             return False
         return self.ctx.slack.send_to_response_url(self.route.response_url, text=text, blocks=blocks,
                                                    in_channel=in_channel, replace_original=replace_original)
@@ -201,9 +225,16 @@ class Reply:
         is dead), which ends the job before the model runs for an answer nobody can be shown."""
         text, blocks = self.ctx.slack.layouts.progress_message(status)
         try:
-            if self._hook_usable():
-                if self._use_hook(text=text, blocks=blocks, in_channel=False, replace_original=True):
+            left = self._hook_uses_left()
+            if left > RESPONSE_URL_FINAL_USES:
+                if self._use_hook(text=text, blocks=blocks, in_channel=False, replace_original=True, final=False):
                     return
+            elif left:
+                # The requester's note has only the final note's use left: this step is not shown (their note
+                # keeps the last one), and no message is posted in the channel for it either.
+                log.info("%s: progress note skipped, the response_url's last use is kept for the final note",
+                         self.attempt)
+                return
             marker = self.ctx.conn.get(progress_marker(self.attempt))
             if marker is not None:
                 try:
@@ -223,7 +254,7 @@ class Reply:
             self.ctx.conn.set(progress_marker(self.attempt), ts, ex=FAILURE_TTL_S)
         except Exception as exc:  # noqa: BLE001
             refusal = self.ctx.slack.refusal(exc)
-            if refusal is not None and refusal.closed and not self._hook_usable():
+            if refusal is not None and refusal.closed and not self._hook_usable(final=True):
                 raise SlackRefused(refusal, self.route.channel) from exc
             # Anything else may pass (a timeout, a 5xx) or spares the answer: a payload refusal is this note's
             # own, and the response_url still reaches a channel the bot is not in, with no token at all.
@@ -276,7 +307,8 @@ class Reply:
 
     def _send_privately(self, text: str, blocks: list[dict], *, user: str | None) -> str | None:
         # replace_original: the user's own "queued" note (or its progress) turns into the answer.
-        if self._hook_usable() and self._use_hook(text=text, blocks=blocks, in_channel=False, replace_original=True):
+        if self._hook_usable(final=True) and self._use_hook(text=text, blocks=blocks, in_channel=False,
+                                                            replace_original=True, final=True):
             return "response_url"
         if user:
             self.ctx.slack.post_ephemeral(channel=self.route.channel, user=user, text=text, blocks=blocks,
@@ -304,7 +336,7 @@ class Reply:
         try:
             ts = self._channel_message_ts()
         except SlackRefused as refused:
-            if not refused.refusal.closed or not self._hook_usable():
+            if not refused.refusal.closed or not self._hook_usable(final=True):
                 raise
             # The bot may not post here, but the response_url still reaches the channel.
             log.info("%s: Slack refused the placeholder (%s); answering through the response_url", self.attempt,
@@ -343,18 +375,32 @@ class Reply:
         return ts
 
     def _point_note_at_answer(self) -> None:
-        # The requester's ephemeral note still shows the last progress step. Replacing it is idempotent, so a
-        # retry may do it again; harmless if it fails.
-        if self._hook_usable():
-            done_text, done_blocks = self.ctx.slack.layouts.progress_message(ANSWER_POSTED_STATUS)
-            self._use_hook(text=done_text, blocks=done_blocks, in_channel=False, replace_original=True)
+        """The requester's own note (the slash command's, which showed the progress) says the answer is out: replaced
+        through the response_url (its use kept for this, see the module docstring), else, spent or expired, told
+        by chat.postEphemeral. Best effort: the answer itself is out. A retry may do it again (a replace repeats
+        harmlessly; an ephemeral note would show twice, after a crash in the milliseconds around it)."""
+        if not self.route.response_url:
+            return  # no note of theirs to update (a scheduled post, a thread)
+        done_text, done_blocks = self.ctx.slack.layouts.progress_message(ANSWER_POSTED_STATUS)
+        if self._hook_usable(final=True) and self._use_hook(text=done_text, blocks=done_blocks, in_channel=False,
+                                                            replace_original=True, final=True):
+            return
+        if not self.route.user:
+            return
+        try:
+            self.ctx.slack.post_ephemeral(channel=self.route.channel, user=self.route.user, text=done_text,
+                                          blocks=done_blocks, thread_ts=self.route.thread_ts)
+        except Exception as exc:  # noqa: BLE001 — the answer is out; this note only says so
+            refusal = self.ctx.slack.refusal(exc)
+            log.warning("%s: could not tell the requester the answer is out: %s", self.attempt,
+                        refusal.error if refusal else type(exc).__name__)
 
     def _final_through_hook(self, text: str, blocks: list[dict], refused: SlackRefused) -> str:
         """The answer in_channel through the response_url: the one send that no retry can repeat safely, so its
         claim is written first and kept unless Slack certainly refused it."""
         key = posted_marker(self.attempt, FINAL)
         self.ctx.conn.set(key, HOOK_CLAIM, ex=FAILURE_TTL_S)
-        if not self._send_to_hook(text=text, blocks=blocks, in_channel=True, replace_original=False):
+        if not self._send_to_hook(text=text, blocks=blocks, in_channel=True, replace_original=False, final=True):
             self.ctx.conn.delete(key)  # refused: not shown, and nothing else reaches this channel
             raise refused
         self._point_note_at_answer()
@@ -367,8 +413,8 @@ class Reply:
         log.warning("%s: an earlier attempt may have posted the answer through the response_url; showing it to "
                     "the requester instead of posting it in the channel again", self.attempt)
         private = self.ctx.slack.layouts.with_note(blocks, UNCERTAIN_NOTE)
-        if self._hook_usable() and self._use_hook(text=text, blocks=private, in_channel=False,
-                                                  replace_original=True):
+        if self._hook_usable(final=True) and self._use_hook(text=text, blocks=private, in_channel=False,
+                                                            replace_original=True, final=True):
             return "response_url-private"
         log.warning("%s: the response_url is no longer usable; the answer may not have reached anyone", self.attempt)
         return "response_url-unknown"

@@ -102,7 +102,7 @@ def forecast_job(request: dict) -> dict:
     job = _job()
     job_id = job.id
     req = ForecastRequest.from_json(request)
-    reply = Reply(ctx, job.attempt, Route(req.channel, req.thread_ts, req.response_url, job.enqueued_at))
+    reply = Reply(ctx, job.attempt, Route(req.channel, req.thread_ts, req.response_url, job.enqueued_at, req.user))
     if reply.delivered():
         # A retry after a crash at the very end; this attempt's outcome may not have been written yet.
         conclude(job.rq_job, ANSWERED)
