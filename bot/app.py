@@ -19,6 +19,7 @@ from slack_sdk import WebClient
 
 from bot.listeners import Commands, register_listeners
 from bot.slack_ops import build_client
+from bot.watch import register_home
 
 if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -73,6 +74,7 @@ def build_app(settings: BotSettings, *, conn: redis.Redis, client: WebClient | N
     )
     commands = Commands(conn=conn, settings=settings, **({"now": now} if now else {}))
     register_listeners(app, commands)
+    register_home(app, commands)
     return app
 
 

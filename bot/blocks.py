@@ -178,26 +178,28 @@ def _one_line_reason(data: dict, width: int = 90) -> str:
     return clip(inline(first), width)
 
 
-def digest_headline(week: str, forecasts: list[dict], failures: dict[str, str]) -> str:
+def digest_headline(week: str, forecasts: list[dict], failures: dict[str, str], *, title: str = "Dow30 digest") -> str:
     """"12 up, 15 down, 3 no clear signal, 2 unreadable, 1 failed": answers the parser could not read are counted on
     their own, so a digest of nothing but unreadable answers never reads as "0 up, 0 down, 0 failed"; calls without
     a clear signal too (and only when there are some), so the counts add up."""
     unparsed = sum(1 for d in forecasts if not d["parsed"])
     failed = f"{len(failures)} failed (no data)"
     if forecasts and unparsed == len(forecasts):
-        return (f"Dow30 digest for {inline(week)}: {unparsed} answer{'s' if unparsed != 1 else ''} could not be "
+        return (f"{title} for {inline(week)}: {unparsed} answer{'s' if unparsed != 1 else ''} could not be "
                 f"read as a forecast, {failed}")
     clear = [d for d in forecasts if d["parsed"] and has_clear_signal(d)]
     ups = sum(1 for d in clear if d["prediction"]["direction"] == "up")
     downs = sum(1 for d in clear if d["prediction"]["direction"] == "down")
     unclear = sum(1 for d in forecasts if not has_clear_signal(d))
-    return (f"Dow30 digest for {inline(week)}: {ups} up, {downs} down, "
+    return (f"{title} for {inline(week)}: {ups} up, {downs} down, "
             + (f"{unclear} no clear signal, " if unclear else "")
             + f"{unparsed} could not be read as a forecast, {failed}")
 
 
-def digest_message(week: str, forecasts: list[dict], failures: dict[str, str]) -> tuple[str, list[dict]]:
-    """(fallback text, blocks) for the Dow30 digest: one table line per ticker; full analyses go in the thread."""
+def digest_message(week: str, forecasts: list[dict], failures: dict[str, str], *,
+                   watchlist: list[str] | None = None) -> tuple[str, list[dict]]:
+    """(fallback text, blocks) for the digest: one table line per ticker; full analyses go in the thread. The title
+    says which list it covers: the channel's `watchlist` (its names, as the job was given them), else the Dow30."""
     lines = []
     for data in sorted(forecasts, key=lambda d: d["symbol"]):
         label = inline(data["prediction"]["label"] or "no bin") if data["parsed"] else "unreadable"
@@ -206,8 +208,12 @@ def digest_message(week: str, forecasts: list[dict], failures: dict[str, str]) -
             arrow, label = NO_SIGNAL_GLYPH, f"no clear signal ({label})"
         note = probability_note(data) and f"{probability_note(data):<16} "
         lines.append(f"{code(data['symbol'].ljust(5))} {arrow} {label:<20} {note}{_one_line_reason(data)}")
-    text = digest_headline(week, forecasts, failures)
-    blocks: list[dict] = [header(f"Dow30 digest: {plain(week)}")]
+    title = "Watchlist digest" if watchlist else "Dow30 digest"
+    text = digest_headline(week, forecasts, failures, title=title)
+    blocks: list[dict] = [header(f"{title}: {plain(week)}")]
+    if watchlist:
+        blocks.append(context(clip(f"This channel's watchlist, {len(watchlist)} name(s): "
+                                   + ", ".join(inline(s) for s in watchlist), 1000) + " (`/watch` changes it)"))
     blocks += sections("\n".join(lines) or "_(no forecasts)_")
     if failures:
         blocks += sections("*No forecast for:*\n" + "\n".join(f"• {inline(s)}: {clip(inline(why), 300)}"

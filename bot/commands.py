@@ -23,6 +23,7 @@ from bot.mrkdwn import escape
 from engine.exceptions import BadDate
 from engine.market.dow30 import memberships
 from engine.market.weeks import parse_day
+from engine.sources.symbols import finnhub_symbol
 
 TICKER_RE = re.compile(r"^[A-Z]{1,5}(?:[.-][A-Z]{1,2})?$")
 HELP_WORDS = frozenset({"help", "-h", "--help", "?"})  # case-insensitive; `$HELP` is the ticker
@@ -65,6 +66,15 @@ class RetrainArgs:
 @dataclass(frozen=True)
 class TrackArgs:
     ticker: str | None = None  # None: every ticker
+
+
+WATCH_ACTIONS = ("add", "remove")
+
+
+@dataclass(frozen=True)
+class WatchArgs:
+    action: str = "list"  # "list", "add" or "remove"
+    tickers: tuple[str, ...] = ()  # canonical (BRK.B), in the order typed, each once
 
 
 def quote(token: str, width: int = ECHO_WIDTH) -> str:
@@ -210,3 +220,27 @@ def parse_track(text: str | None) -> TrackArgs | Help:
     if len(tokens) > 1:
         raise UsageError(f"one ticker at most (got {len(tokens)} words)")
     return TrackArgs(ticker=parse_ticker(tokens[0]) if tokens else None)
+
+
+def canonical_ticker(symbol: str) -> str:
+    """One spelling per listing: a share class with a dot, as Finnhub and the ledger write it (BRK-B → BRK.B)."""
+    return finnhub_symbol(symbol)
+
+
+def parse_watch(text: str | None, *, max_names: int) -> WatchArgs | Help:
+    """`` (the list), `add TICKER…`, `remove TICKER…` (also `rm`, `del`); tickers separated by spaces or commas.
+    `max_names`: the most one command may name (the cap of a whole list)."""
+    tokens = (text or "").replace(",", " ").split()
+    if not tokens or tokens[0].lower() == "list" and len(tokens) == 1:
+        return WatchArgs()
+    if _is_help(tokens):
+        return Help()
+    action = {"add": "add", "remove": "remove", "rm": "remove", "del": "remove"}.get(tokens[0].lower())
+    if action is None:
+        raise UsageError(f"{quote(tokens[0])} is not a /watch action: use `add`, `remove` or nothing (the list)")
+    if len(tokens) == 1:
+        raise UsageError(f"which tickers? e.g. `/watch {action} NVDA AMD`")
+    if len(tokens) - 1 > max_names:
+        raise UsageError(f"{len(tokens) - 1} tickers in one command; a watchlist holds at most {max_names}")
+    return WatchArgs(action=action, tickers=tuple(dict.fromkeys(canonical_ticker(parse_ticker(t))
+                                                                   for t in tokens[1:])))

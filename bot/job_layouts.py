@@ -10,10 +10,11 @@ from bot.mrkdwn import code, inline
 from bot.retrain_blocks import evaluation_status, retrain_result_message, training_status
 from bot.slack_ops import CHANNEL_REFUSALS, TOKEN_REFUSALS
 from bot.track_blocks import summary_message
+from bot.watch_blocks import watch_added_message
 
 __all__ = ["BOT_HANDLE", "code", "digest_message", "evaluation_status", "failure_message", "forecast_message",
            "inline", "progress_message", "refusal_fix", "retrain_result_message", "summary_message",
-           "training_status", "with_note"]
+           "training_status", "watch_added_message", "with_note"]
 
 BOT_HANDLE = "@forecaster"  # features.bot_user.display_name in bot/manifest.json
 

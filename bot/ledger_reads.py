@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
-from jobs.ledger import Ledger, open_ledger
+from jobs.ledger import Ledger, open_ledger, watchlists
 from jobs.track_reads import track_record
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,36 @@ class LedgerReads:
         """`jobs.track_reads.track_record`, within the deadline. Raises `LedgerNotReady` (no schema yet) or
         `LedgerUnavailable`."""
         return self._within_deadline(lambda: track_record(self.ledger(), ticker=ticker, recent=recent))
+
+    def watchlist(self, channel: str) -> tuple[list[str], dict[str, dict]]:
+        """`channel`'s watchlist and each name's last call, within the deadline (raises as `track_record`)."""
+        def read() -> tuple[list[str], dict[str, dict]]:
+            tickers = watchlists.tickers_of(self.ledger(), channel)
+            return tickers, watchlists.last_calls(self.ledger(), tickers)
+
+        return self._within_deadline(read)
+
+    def watchlist_names(self, channel: str) -> list[str]:
+        """`channel`'s watchlist alone (what `/digest` runs), within the deadline."""
+        return self._within_deadline(lambda: watchlists.tickers_of(self.ledger(), channel))
+
+    def unwatch(self, channel: str, tickers: list[str]) -> tuple[list[str], list[str], int]:
+        """Take `tickers` off `channel`'s list: (removed, not on it, names left), within the deadline. A
+        `LedgerUnavailable` here may come after the database did it: the caller says it could not confirm."""
+        def write() -> tuple[list[str], list[str], int]:
+            removed, missing = watchlists.remove(self.ledger(), channel, tickers)
+            return removed, missing, len(watchlists.tickers_of(self.ledger(), channel))
+
+        return self._within_deadline(write)
+
+    def home(self, *, recent: int = 10) -> tuple[dict[str, list[str]], dict[str, dict], dict]:
+        """What the Home tab shows: every channel's watchlist, their names' last calls, the track record."""
+        def read() -> tuple[dict[str, list[str]], dict[str, dict], dict]:
+            lists = watchlists.all_watchlists(self.ledger())
+            names = list(dict.fromkeys(t for tickers in lists.values() for t in tickers))
+            return lists, watchlists.last_calls(self.ledger(), names), track_record(self.ledger(), recent=recent)
+
+        return self._within_deadline(read)
 
     def _within_deadline(self, read: Callable[[], T]) -> T:
         if not self._slots.acquire(blocking=False):

@@ -37,9 +37,11 @@ from bot.commands import (
     parse_retrain,
     parse_status,
     parse_track,
+    parse_watch,
 )
 from bot.ledger_reads import LedgerReads, LedgerUnavailable
 from bot.track_blocks import track_message
+from bot.watch import watch_command
 from engine.market.weeks import NEW_YORK, request_week
 from jobs.client import ForecastRequest, JobsClient, NotQueued, QueueFull, QueueingUnconfirmed, TooManyPending
 from jobs.gates import claim_digest_slot, release_digest_slot
@@ -93,7 +95,7 @@ class Commands:
     def table(self) -> dict[str, Callable[[Invocation], Answer]]:
         """Command name → handler: what `register_listeners` wires and bot/manifest.json declares."""
         return {"/forecast": self.forecast, "/digest": self.digest, "/retrain": self.retrain,
-                "/forecast-status": self.status, "/track": self.track}
+                "/forecast-status": self.status, "/track": self.track, "/watch": self.watch}
 
     def _jobs(self) -> JobsClient:
         return JobsClient(self.conn, now=self.now(), max_depth=self.settings.bot_queue_max_depth,
@@ -180,9 +182,12 @@ class Commands:
         asked_at = self.now()
         as_of = args.as_of or digest_as_of(asked_at)
         week = request_week(as_of, asked_at).period
+        symbols = self._watchlist_of(inv)  # the channel's watchlist; None: the Dow30
+        if symbols is False:
+            return messages.watchlist_unavailable()
         try:
             wait_s = claim_digest_slot(self.conn, inv.channel, cooldown_s=cooldown,
-                                       for_job=digest_job_id(channel=inv.channel, as_of=as_of))
+                                       for_job=digest_job_id(channel=inv.channel, as_of=as_of, symbols=symbols))
         except redis.RedisError as exc:  # no job was sent; a slot claimed without a job is taken over later
             self._log_redis_failure(inv, exc)
             return messages.queue_unreachable()
@@ -190,7 +195,7 @@ class Commands:
             return messages.digest_cooling_down(wait_s=wait_s, cooldown_s=cooldown, now=self.now())
         try:
             outcome = self._jobs().digest(channel=inv.channel, as_of=as_of, again=True, delivery=inv.trigger_id,
-                                          asked_at=asked_at)
+                                          asked_at=asked_at, symbols=symbols)
         except QueueFull:
             self._release_digest_slot(inv.channel)
             return messages.queue_full(queue="batch", limit=self.settings.bot_queue_max_depth)
@@ -200,11 +205,33 @@ class Commands:
             return messages.queue_unreachable()
         except QueueingUnconfirmed as exc:  # the slot stays: the digest may be running
             self._log_redis_failure(inv, exc)
-            return messages.queueing_unconfirmed(messages.digest_what(week=week, as_of=as_of))
+            return messages.queueing_unconfirmed(messages.digest_what(week=week, as_of=as_of, watchlist=symbols))
         if outcome.status == "duplicate":  # nothing new was queued: the slot is not used up
             self._release_digest_slot(inv.channel)
         return messages.digest_ack(week=week, as_of=as_of, status=outcome.status, job_status=outcome.job_status,
-                                   ahead=outcome.ahead, workers=self._workers_alive())
+                                   ahead=outcome.ahead, workers=self._workers_alive(), watchlist=symbols)
+
+    def _watchlist_of(self, inv: Invocation) -> list[str] | None | bool:
+        """The channel's watchlist for its digest: None when it has none (the Dow30), False when it could not be
+        read (the digest is not run on a list that may be the wrong one)."""
+        try:
+            return self.ledger_reads.watchlist_names(inv.channel) or None
+        except LedgerNotReady:
+            return None  # no watchlists table yet: nobody can have made one
+        except LedgerUnavailable as exc:
+            log.warning("%s by %s: the watchlist could not be read: %s", inv.command, inv.user, exc)
+            return False
+
+    # -- /watch ------------------------------------------------------------------------------------------------
+
+    def watch(self, inv: Invocation) -> Answer:
+        try:
+            args = parse_watch(inv.text, max_names=getattr(self.settings, "watchlist_max", 50))
+        except UsageError as exc:
+            return messages.usage_error("/watch", str(exc))
+        if isinstance(args, Help):
+            return messages.help_for("/watch")
+        return watch_command(self, inv, args)
 
     # -- /retrain (behind the admin gate) ----------------------------------------------------------------------
 

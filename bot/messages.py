@@ -25,6 +25,7 @@ USAGE = {
     "/retrain": "/retrain [epochs=N] [force]",
     "/forecast-status": "/forecast-status",
     "/track": "/track [TICKER]",
+    "/watch": "/watch [add|remove TICKER…]",
 }
 
 HELP = {
@@ -55,6 +56,13 @@ HELP = {
     "/track": (
         "*/track* — the track record: how past forecasts did against what the market did, next to naive "
         "baselines.\n`/track [TICKER]` (default: every ticker)."
+    ),
+    "/watch": (
+        "*/watch* — this channel's watchlist: the names its weekly digest and `/digest` cover instead of the Dow30.\n"
+        "• `/watch`: the list, each name with its last call\n"
+        "• `/watch add NVDA AMD BRK.B`: checked with the market data sources, then added (unknown ones are refused "
+        "with the reason)\n"
+        "• `/watch remove NVDA`: taken off; an empty list means the Dow30 again"
     ),
 }
 
@@ -102,9 +110,10 @@ def forecast_what(ticker: str, *, week: str, as_of: dt.date | None) -> str:
     return f"*{ticker}* for the week {week} ({f'as of {as_of}' if as_of else 'live data'})"
 
 
-def digest_what(*, week: str, as_of: dt.date) -> str:
-    """How an ack names a digest request."""
-    return f"the Dow30 digest for the week {week} (as of {as_of})"
+def digest_what(*, week: str, as_of: dt.date, watchlist: list[str] | None = None) -> str:
+    """How an ack names a digest request: of the channel's `watchlist`, else the Dow30."""
+    covers = f"this channel's watchlist digest ({len(watchlist)} names)" if watchlist else "the Dow30 digest"
+    return f"{covers} for the week {week} (as of {as_of})"
 
 
 def forecast_ack(ticker: str, *, week: str, as_of: dt.date | None, status: str, job_status: str,
@@ -138,10 +147,11 @@ def forecast_ack(ticker: str, *, week: str, as_of: dt.date | None, status: str, 
 
 
 def digest_ack(*, week: str, as_of: dt.date, status: str, job_status: str, ahead: int | None,
-               workers: int | None) -> dict:
-    what = digest_what(week=week, as_of=as_of)
+               workers: int | None, watchlist: list[str] | None = None) -> dict:
+    what = digest_what(week=week, as_of=as_of, watchlist=watchlist)
+    every = f"All {len(watchlist)} names" if watchlist else "All 30 members"
     if status == "queued":
-        text = (f":hourglass_flowing_sand: Queued {what}: {_ahead(ahead)}. All 30 members run in one batch; the "
+        text = (f":hourglass_flowing_sand: Queued {what}: {_ahead(ahead)}. {every} run in one batch; the "
                 "summary will be posted in this channel, each analysis in its thread.")
     elif job_status == "finished":
         text = f":white_check_mark: This channel already got {what}: scroll up (analyses in its thread)."
@@ -229,6 +239,12 @@ def track_not_ready() -> dict:
     return payload(":hourglass_flowing_sand: The track record is not set up yet: its database has not been prepared. "
                    "Ask an admin to run `forecaster ledger migrate` (starting a worker, or `forecaster up`, does it "
                    "too), then try again.")
+
+
+def watchlist_unavailable() -> dict:
+    """The channel's watchlist could not be read in time: nothing was run or changed."""
+    return payload(":x: This channel's watchlist is unavailable right now: its database is not answering. Nothing "
+                   "was queued or changed; try again in a minute. If it keeps failing, tell the operator.")
 
 
 def track_unavailable() -> dict:

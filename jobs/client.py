@@ -38,6 +38,7 @@ from jobs.keys import (
     live_window_key,
     retrain_job_id,
     summary_job_id,
+    watch_job_id,
 )
 from jobs.queues import BATCH, BY_PRIORITY, INTERACTIVE, TRAINING, QueueSpec
 
@@ -45,6 +46,7 @@ FORECAST_TASK = "jobs.tasks.forecast_job"
 DIGEST_TASK = "jobs.tasks.digest_job"
 SUMMARY_TASK = "jobs.summary.summary_job"
 RETRAIN_TASK = "jobs.retraining.retrain_job"
+WATCH_TASK = "jobs.watch.watch_add_job"
 
 log = logging.getLogger(__name__)
 
@@ -192,15 +194,28 @@ class JobsClient:
                          delivery=delivery, owner=request.user if self._max_pending_per_user else None)
 
     def digest(self, *, channel: str, as_of: dt.date, weeks: int = 3, again: bool = False,
-               delivery: str | None = None, asked_at: dt.datetime | None = None) -> Enqueued:
-        """The Dow30 digest for the week after `as_of`, once per channel and date. `again`: as for `forecast` (the
-        scheduler does not ask again: a restart never re-runs a scheduled digest that failed). `asked_at`: when a
-        person asked (the week it is for depends on it when `as_of` is today: engine.market.weeks.request_week)."""
-        job_id = digest_job_id(channel=channel, as_of=as_of)
-        kwargs = {"channel": channel, "as_of": as_of.isoformat(), "weeks": weeks}
+               delivery: str | None = None, asked_at: dt.datetime | None = None,
+               symbols: list[str] | None = None) -> Enqueued:
+        """The digest for the week after `as_of`, once per channel and date: of the channel's watchlist
+        `symbols`, or the Dow30 when None. `again`: as for `forecast` (the scheduler does not ask again: a restart
+        never re-runs a scheduled digest that failed). `asked_at`: when a person asked (the week it is for depends
+        on it when `as_of` is today: engine.market.weeks.request_week)."""
+        job_id = digest_job_id(channel=channel, as_of=as_of, symbols=symbols)
+        kwargs: dict = {"channel": channel, "as_of": as_of.isoformat(), "weeks": weeks}
         if asked_at is not None:
             kwargs["asked_at"] = asked_at.isoformat()
+        if symbols:
+            kwargs["symbols"] = list(symbols)
         return self._ask(BATCH, DIGEST_TASK, job_id, kwargs, again=again, delivery=delivery)
+
+    def watch_add(self, *, channel: str, user: str, tickers: list[str], response_url: str | None,
+                  delivery: str | None = None) -> Enqueued:
+        """Check `tickers` with the market data sources and add the known ones to `channel`'s watchlist; the
+        requester is told privately which were added and why any were not (jobs.watch)."""
+        now = self._now or dt.datetime.now(dt.UTC)
+        kwargs = {"channel": channel, "user": user, "tickers": list(tickers), "response_url": response_url}
+        return self._enqueue(INTERACTIVE, WATCH_TASK, watch_job_id(channel=channel, user=user, now=now), kwargs,
+                             delivery=delivery)
 
     def _ask(self, spec: QueueSpec, task: str, job_id: str, kwargs: dict, *, again: bool, delivery: str | None,
              owner: str | None = None) -> Enqueued:

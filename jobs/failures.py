@@ -41,6 +41,7 @@ WHAT = {
     "jobs.tasks.digest_job": "The Dow30 digest",
     "jobs.summary.summary_job": "The weekly evaluation summary",
     "jobs.retraining.retrain_job": "The retrain",
+    "jobs.watch.watch_add_job": "Your /watch add",
 }
 
 

@@ -12,6 +12,7 @@ What asking again does to a request that ended, and why delivery state is keyed 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 
 PREFIX = "fc"
@@ -42,8 +43,18 @@ def live_window_key(*, ticker: str, weeks: int, financials: bool, channel: str) 
     return f"{PREFIX}:live:" + "_".join((_safe(ticker), options, _safe(channel)))
 
 
-def digest_job_id(*, channel: str, as_of: dt.date) -> str:
-    return "_".join(("digest", as_of.isoformat(), _safe(channel)))
+def digest_job_id(*, channel: str, as_of: dt.date, symbols: list[str] | tuple[str, ...] | None = None) -> str:
+    """One digest per channel and date; a watchlist's (`symbols`) is named by its names too, so a list changed
+    since gets a new digest while the same list asked again is the same job."""
+    parts = ["digest", as_of.isoformat(), _safe(channel)]
+    if symbols:
+        parts.append("w" + hashlib.sha256(",".join(symbols).encode()).hexdigest()[:10])
+    return "_".join(parts)
+
+
+def watch_job_id(*, channel: str, user: str, now: dt.datetime) -> str:
+    """One `/watch add` (each ask is its own request: adding a name twice only says it is already there)."""
+    return "_".join(("watch", _safe(channel), _safe(user), str(int(now.timestamp() * 1_000_000))))
 
 
 def iso_week_tag(day: dt.date) -> str:

@@ -1,4 +1,5 @@
-"""The weekly rhythm: the Dow30 digest (Monday 08:00) and the evaluation summary (Saturday 10:00), New York time.
+"""The weekly rhythm: the digest (Monday 08:00; a channel's watchlist, else the Dow30) and the evaluation summary
+(Saturday 10:00), New York time.
 
 APScheduler only decides *when*. Each scheduled function enqueues RQ jobs whose ids come from the scheduled slot
 (the digest's date, the summary's ISO week) and the channel, through `jobs.client` with RQ's unique enqueue. So a
@@ -21,7 +22,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import redis
@@ -35,6 +36,7 @@ from engine.market.weekly_time import WeeklyTime, parse_weekly_time
 from engine.market.weeks import NEW_YORK
 from jobs.client import Enqueued, JobsClient
 from jobs.keys import SCHEDULER_HEARTBEAT_EVERY_S, SCHEDULER_HEARTBEAT_TTL_S, scheduler_heartbeat_key
+from jobs.ledger.watchlists import WatchlistUnreadable, watchlist_reader
 from jobs.slots import digest_as_of, summary_week_ending
 
 if TYPE_CHECKING:
@@ -61,12 +63,15 @@ class Plan:
     summary: WeeklyTime
     channels: tuple[str, ...]
     misfire_grace_s: int
+    # channel → its watchlist, read when its digest is enqueued ([]: the Dow30); None: every channel the Dow30
+    watchlists: Callable[[str], list[str]] | None = field(default=None, compare=False)
 
     @classmethod
     def from_settings(cls, settings: JobsSettings) -> Plan:
         return cls(digest=parse_weekly_time(settings.digest_schedule),
                    summary=parse_weekly_time(settings.summary_schedule),
-                   channels=tuple(settings.digest_channels), misfire_grace_s=settings.scheduler_misfire_grace_s)
+                   channels=tuple(settings.digest_channels), misfire_grace_s=settings.scheduler_misfire_grace_s,
+                   watchlists=watchlist_reader(settings))
 
     def schedule(self, kind: Kind) -> WeeklyTime:
         return self.digest if kind == "digest" else self.summary
@@ -105,15 +110,18 @@ def latest_fire_time(when: WeeklyTime, *, now: dt.datetime) -> dt.datetime:
 
 
 def enqueue_slot(conn: redis.Redis, kind: Kind, *, channels: Sequence[str], fire_time: dt.datetime,
-                 sleep: Callable[[float], None] = time.sleep) -> dict[str, Enqueued | None]:
+                 sleep: Callable[[float], None] = time.sleep,
+                 watchlists: Callable[[str], list[str]] | None = None) -> dict[str, Enqueued | None]:
     """Enqueue `kind` for every channel for the slot `fire_time`; logs each outcome. Returns channel → outcome
-    (None where Redis kept failing: logged as an error, the other channels still get theirs)."""
+    (None where Redis, or the watchlist's database, kept failing: logged as an error, the other channels still get
+    theirs). A digest covers the channel's watchlist (`watchlists`), the Dow30 when it has none."""
     client = JobsClient(conn)
     if kind == "digest":
         as_of = digest_as_of(fire_time)
 
         def enqueue(channel: str) -> Enqueued:
-            return client.digest(channel=channel, as_of=as_of)
+            return client.digest(channel=channel, as_of=as_of,
+                                 symbols=(watchlists(channel) if watchlists else None) or None)
 
         what = f"digest (data as of {as_of})"
     else:
@@ -131,7 +139,7 @@ def enqueue_slot(conn: redis.Redis, kind: Kind, *, channels: Sequence[str], fire
             try:
                 outcome = enqueue(channel)
                 break
-            except redis.RedisError as exc:
+            except (redis.RedisError, WatchlistUnreadable) as exc:
                 if pause is None:
                     log.error("%s for %s, slot %s: NOT enqueued, Redis failed %d times (%s). Once Redis is back, "
                               "run `forecaster scheduler --fire %s` to enqueue it.", what, channel, slot,
@@ -150,7 +158,8 @@ def fire(conn: redis.Redis, kind: Kind, *, plan: Plan, now: Clock = _utcnow,
          sleep: Callable[[float], None] = time.sleep) -> dict[str, Enqueued | None]:
     """What a scheduled run does: enqueue the jobs of the slot this moment belongs to."""
     fire_time = latest_fire_time(plan.schedule(kind), now=now())
-    return enqueue_slot(conn, kind, channels=plan.channels, fire_time=fire_time, sleep=sleep)
+    return enqueue_slot(conn, kind, channels=plan.channels, fire_time=fire_time, sleep=sleep,
+                        watchlists=plan.watchlists)
 
 
 def missed_slot(when: WeeklyTime, *, now: dt.datetime, grace_s: int) -> dt.datetime | None:
@@ -170,7 +179,7 @@ def catch_up(conn: redis.Redis, *, plan: Plan, now: Clock = _utcnow,
             continue
         log.info("scheduler: %s slot %s passed %s ago, within the %d s grace: catching up", kind,
                  f"{slot.astimezone(NEW_YORK):%a %Y-%m-%d %H:%M %Z}", now() - slot, plan.misfire_grace_s)
-        enqueue_slot(conn, kind, channels=plan.channels, fire_time=slot, sleep=sleep)
+        enqueue_slot(conn, kind, channels=plan.channels, fire_time=slot, sleep=sleep, watchlists=plan.watchlists)
         caught[kind] = slot
     return caught
 

@@ -50,7 +50,8 @@ class JobsSettings(BaseSettings):
     )
     digest_schedule: str = Field(
         default="mon 08:00",
-        description='When the Dow30 digest is posted: a day name and a 24-hour New York time, e.g. "mon 08:00". '
+        description="When the weekly digest (a channel's watchlist, else the Dow30) is posted: a day name and a "
+        '24-hour New York time, e.g. "mon 08:00". '
         "It forecasts the week that opens next, from data up to the end of the day before.",
     )
     summary_schedule: str = Field(
@@ -59,7 +60,12 @@ class JobsSettings(BaseSettings):
     )
     digest_channels: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated Slack channel ids (C0123ABCD) that get the digest and the summary.",
+        description="Comma-separated Slack channel ids (C0123ABCD) that get the digest and the summary. A channel "
+        "with a watchlist (/watch) gets a digest of its names, the others the Dow30.",
+    )
+    watchlist_max: int = Field(
+        default=50, ge=1, le=500,
+        description="The most tickers one channel's watchlist (/watch) may hold; its digest runs them in one batch.",
     )
     scheduler_misfire_grace_s: int = Field(
         default=3 * 3600, ge=60, le=24 * 3600,

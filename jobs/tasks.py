@@ -151,23 +151,27 @@ def forecast_job(request: dict) -> dict:
     return _deliver_forecast(ctx, reply, job, req, data)
 
 
-def digest_job(channel: str, as_of: str, weeks: int = 3, asked_at: str | None = None) -> dict:
-    """All Dow30 members of that date in ONE batched generation; one summary message, each full analysis in its
-    thread. A ticker whose data fails is listed, not fatal. `asked_at`: when a person asked (None: scheduled)."""
+def digest_job(channel: str, as_of: str, weeks: int = 3, asked_at: str | None = None,
+               symbols: list[str] | None = None) -> dict:
+    """The channel's watchlist (`symbols`, read when the digest was asked for), else all Dow30 members of that date,
+    in ONE batched generation; one summary message, each full analysis in its thread. A ticker whose data fails is
+    listed, not fatal. `asked_at`: when a person asked (None: scheduled)."""
     ctx = runtime.current()
     job = _job()
     reply = Reply(ctx, job.attempt, Route(channel))
     settings = ctx.settings
     day = dt.date.fromisoformat(as_of)
     now = dt.datetime.now(dt.UTC)
-    symbols = members(day)
+    watchlist = list(symbols) if symbols else None
+    symbols = watchlist or members(day)
+    title = "Watchlist digest" if watchlist else "Dow30 digest"
     stored = _stored_answer(ctx, job.attempt)  # an earlier try generated it; posting failed or stopped half-way
     if stored is None:
         if not reply.delivered():
-            reply.progress(f":hourglass_flowing_sand: Dow30 digest: fetching data for {len(symbols)} companies…")
+            reply.progress(f":hourglass_flowing_sand: {title}: fetching data for {len(symbols)} companies…")
         def note(text: str) -> None:  # a source's word while it waits, e.g. on Finnhub's rate limit
             if not reply.delivered():
-                reply.progress(f":hourglass_flowing_sand: Dow30 digest: {text}…")
+                reply.progress(f":hourglass_flowing_sand: {title}: {text}…")
 
         cutoff = request_cutoff(day, dt.datetime.fromisoformat(asked_at) if asked_at else now)
         gathered = gather(symbols, sources=ctx.sources, cutoff=cutoff, now=now, weeks=weeks,
@@ -179,7 +183,7 @@ def digest_job(channel: str, as_of: str, weeks: int = 3, asked_at: str | None = 
         ready = [r for r in gathered.values() if not isinstance(r, EngineError)]
         model = ctx.model()
         if not reply.delivered():
-            reply.progress(f":brain: Dow30 digest: writing {len(ready)} analyses with "
+            reply.progress(f":brain: {title}: writing {len(ready)} analyses with "
                            f"{ctx.slack.layouts.inline(model.version)}…")
         results = run_forecasts(ready, model, context_tokens=settings.model_context_tokens,
                                 max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size,
@@ -192,7 +196,7 @@ def digest_job(channel: str, as_of: str, weeks: int = 3, asked_at: str | None = 
         for data in forecasts:
             _record(ctx, data, job=job, user=None, channel=channel, source="digest")
         week = forecasts[0]["target_week"] if forecasts else f"the week after {day}"
-        text, blocks = ctx.slack.layouts.digest_message(week, forecasts, failures)
+        text, blocks = ctx.slack.layouts.digest_message(week, forecasts, failures, watchlist=watchlist)
         summary_ts = reply.final(text, blocks)
         for data in sorted(forecasts, key=lambda d: d["symbol"]):
             item_text, item_blocks = ctx.slack.layouts.forecast_message(data)

@@ -8,11 +8,14 @@ watchlists inside its ack. Tickers are stored as given here: callers pass them v
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import delete, func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
-from jobs.ledger.database import Ledger, dialect_insert
+from jobs.ledger.database import Ledger, LedgerNotReady, dialect_insert, open_ledger
 from jobs.ledger.models import Forecast, WatchlistEntry
 
 
@@ -108,3 +111,22 @@ def last_calls(ledger: Ledger, tickers: list[str]) -> dict[str, dict]:
     query = select(*[ranked.c[name] for name in LAST_CALL_FIELDS]).where(ranked.c.rank == 1)
     with ledger.connect() as conn:
         return {row.ticker: dict(row._mapping) for row in conn.execute(query)}
+
+
+class WatchlistUnreadable(Exception):
+    """A channel's watchlist could not be read (the database refused or timed out); the message is for the log."""
+
+
+def watchlist_reader(settings: Any) -> Callable[[str], list[str]]:
+    """channel → its watchlist, for the scheduler: reads without migrating (a schema from before watchlists, or
+    none, means no channel has one: []); raises `WatchlistUnreadable` when the database fails. Connects on first
+    call, not here."""
+    def read(channel: str) -> list[str]:
+        try:
+            return tickers_of(open_ledger(settings, migrate=False), channel)
+        except LedgerNotReady:
+            return []
+        except SQLAlchemyError as exc:
+            raise WatchlistUnreadable(f"{type(exc).__name__}: {str(getattr(exc, 'orig', exc)).strip()[:200]}") from exc
+
+    return read

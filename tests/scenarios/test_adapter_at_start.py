@@ -44,7 +44,10 @@ def worker_context(redis, slack, settings, load_model) -> runtime.WorkerContext:
 
 
 def footer(message: dict) -> str:
-    return message["blocks"][-1]["elements"][0]["text"]
+    """The answer's footer: its context block naming the model and the data date."""
+    [text] = [e["text"] for b in message["blocks"] if b["type"] == "context" for e in b["elements"]
+              if "prices as of" in e.get("text", "")]
+    return text
 
 
 def test_a_promotion_during_the_load_is_recorded_as_it_is_served_then_followed(redis, slack, registry,
@@ -76,7 +79,7 @@ def test_a_promotion_during_the_load_is_recorded_as_it_is_served_then_followed(r
     model = context.model()
     assert model.adapter == registry.path(second) and context.model_loads == 1  # switched in place, no reload
     assert f"switching adapter: {first} → {second}" in caplog.text
-    [answer] = slack.messages("C123")
+    [answer] = [m for m in slack.messages("C123") if "weekly forecast" in str(m.get("blocks", [{}])[0])]
     assert second in footer(answer)  # the answer names the adapter that wrote it
 
 

@@ -29,6 +29,13 @@ HOLIDAYS_2024 = [dt.date(2024, m, d) for m, d in ((1, 1), (1, 15), (2, 19), (3, 
 WEEK = re.compile(r"the week (\d{4}-\d{2}-\d{2} to \d{4}-\d{2}-\d{2})")
 
 
+def footer(message: dict) -> str:
+    """The answer's footer: its context block naming the model and the data date."""
+    [text] = [e["text"] for b in message["blocks"] if b["type"] == "context" for e in b["elements"]
+              if "prices as of" in e.get("text", "")]
+    return text
+
+
 def ny(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=NEW_YORK)
 
@@ -76,7 +83,7 @@ def test_the_forecast_answers_for_the_week_its_acknowledgement_named(slack, redi
 
     [message] = slack.messages("C123")
     assert WEEK.search(message["text"].replace("`", ""))[1] == week, message["text"]
-    assert f"prices as of {prices_as_of}" in message["blocks"][-1]["elements"][0]["text"]
+    assert f"prices as of {prices_as_of}" in footer(message)
     [entry] = ledger.entries(ledger.open_ledger(Settings(_env_file=None)))
     assert entry["target_week"] == week
 

@@ -47,3 +47,14 @@ def test_the_manifest_asks_for_the_scopes_the_product_uses_and_nothing_more():
         assert command["url"].endswith("/slack/events") and command["should_escape"] is False
         assert len(command["description"]) <= 100 and len(command["usage_hint"]) <= 100  # Slack's limits
     assert MANIFEST["settings"]["socket_mode_enabled"] is False  # HTTP mode, the production default
+
+
+def test_the_manifest_subscribes_to_the_home_tab_the_app_publishes(app):
+    """app_home_opened on the same signed endpoint (no scope needed for it, nor for views.publish)."""
+    from tests.fakes.slack_events import event_body, signed_event_headers
+
+    assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is True
+    events = MANIFEST["settings"]["event_subscriptions"]
+    assert events["request_url"].endswith("/slack/events") and "app_home_opened" in events["bot_events"]
+    body = event_body({"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home"})
+    assert app.dispatch(BoltRequest(body=body, headers=signed_event_headers(body))).status == 200

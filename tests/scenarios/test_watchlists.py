@@ -1,0 +1,194 @@
+"""Each channel's watchlist (issue 22): `/watch add` checks names with the data sources and refuses unknown ones with
+the reason, the cap holds, the weekly digest and `/digest` of a channel with a watchlist cover its names only, and
+the App Home tab is published within Slack's limits.
+
+As deployed: signed slash commands and events over HTTP to the Bolt app (waitress on 127.0.0.1), a real Redis, a
+real RQ worker in burst mode with a canned analyst and an in-memory market, the ledger in a real SQLite file and a
+real PostgreSQL, the fake Slack recording what users see.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+import pytest
+from slack_sdk.models.views import View
+
+from bot.outbox import SlackOutbox
+from bot.slack_ops import build_client
+from engine.inputs import Sources
+from engine.market.dow30 import members
+from engine.market.weeks import NEW_YORK
+from forecaster.settings import Settings
+from jobs import runtime, worker
+from jobs.client import queue
+from jobs.ledger import open_ledger, watchlists
+from jobs.queues import BATCH, INTERACTIVE
+from jobs.scheduler import Plan, fire
+from tests.fakes.forecasts import CannedAnalyst, answer
+from tests.fakes.slack_events import event_body, signed_event_headers
+from tests.fakes.sources import synthetic_profile, weekday_closes
+from tests.scenarios.bot_harness import bot_settings, request, serve_bot, slash
+from tests.scenarios.market_fixture import memory_market
+
+KNOWN = ("NVDA", "AMD", "BRK.B")
+MONDAY_8AM = dt.datetime(2024, 3, 18, 8, 0, 1, tzinfo=NEW_YORK)  # the digest slot: the week of Mar 17
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request, monkeypatch):
+    """The ledger the bot and the worker share (DATABASE_URL as deployed), migrated as a worker's start does."""
+    if request.param == "postgres":
+        from sqlalchemy import delete
+
+        from jobs.ledger.models import Forecast, TrackReport, TrackWeek, WatchlistEntry
+
+        monkeypatch.setenv("DATABASE_URL", request.getfixturevalue("postgres_database"))
+        with open_ledger(Settings(_env_file=None)).begin() as conn:
+            for model in (TrackWeek, Forecast, TrackReport, WatchlistEntry):
+                conn.execute(delete(model))
+    ledger = open_ledger(Settings(_env_file=None))
+    ledger.migrate()
+    return ledger
+
+
+@pytest.fixture
+def market():
+    mem = memory_market()
+    for symbol in (*KNOWN, *members(MONDAY_8AM.date())):  # trading now (the add's check) and in March 2024
+        mem.profiles.setdefault(symbol, synthetic_profile(symbol))
+        mem.closes.setdefault(symbol, weekday_closes(dt.date(2024, 1, 1), dt.date.today()))
+    return mem
+
+
+@pytest.fixture
+def context(redis, slack, market, database):
+    ctx = runtime.WorkerContext(
+        settings=Settings(_env_file=None, watchlist_max=3), conn=redis, sources=Sources(market, market, market),
+        slack=SlackOutbox(build_client("xoxb-test", base_url=slack.api_url)),
+        load_model=lambda: CannedAnalyst(answer("Up by 1-2%")),
+    )
+    yield ctx
+    runtime.install(None)
+
+
+@pytest.fixture
+def server(slack, redis, redis_server, database):
+    with serve_bot(bot_settings(slack, redis_server["url"], watchlist_max=3, bot_digest_cooldown_s=0)) as running:
+        yield running
+
+
+def told_privately(slack) -> str:
+    """Everything the requester was shown on the response_url, joined (the ack's note is replaced in place)."""
+    return "\n".join(json.dumps(hook) for hook in slack.hooks())
+
+
+def test_an_unknown_ticker_is_refused_at_add_with_the_reason_and_the_known_ones_are_added(server, slack, context,
+                                                                                        database):
+    asked = slash(server, "/watch", "add NVDA ZZZZQ brk-b", user="U1", channel="C1", response_url=slack.hook_url())
+    assert asked.text.startswith(":mag: Checking *NVDA*, *ZZZZQ*, *BRK.B*"), asked.text  # BRK-B is BRK.B
+    assert watchlists.tickers_of(database, "C1") == []  # nothing added before the check
+    worker.run(context, burst=True)
+
+    [note] = slack.hooks()
+    assert note["response_type"] == "ephemeral" and note["replace_original"] is True
+    assert "Added to <#C1>'s watchlist: *NVDA*, *BRK.B*" in note["text"]
+    assert "*ZZZZQ* not added: no company is listed under this ticker" in note["text"]
+    assert slack.messages() == []  # the channel saw nothing of it
+    assert watchlists.tickers_of(database, "C1") == ["NVDA", "BRK.B"]
+
+    listed = slash(server, "/watch", "", user="U2", channel="C1")
+    assert "*NVDA* · _no call yet_" in json.dumps(listed.json()["blocks"], ensure_ascii=False)
+    assert slash(server, "/watch", "", channel="C2").text.startswith("This channel has no watchlist")
+    removed = slash(server, "/watch", "remove NVDA TSLA", channel="C1").text
+    assert removed.startswith(":wastebasket: Removed *NVDA*") and "not on it: *TSLA*" in removed
+    assert watchlists.tickers_of(database, "C1") == ["BRK.B"]
+
+
+def test_markup_in_a_ticker_is_refused_as_text(server):
+    refused = slash(server, "/watch", "add <!channel>", channel="C1").text
+    assert refused.startswith(":warning: '&lt;!channel&gt;' is not a ticker")
+
+
+def test_the_cap_refuses_at_once_with_a_clear_message_and_queues_nothing(server, slack, context, redis, database):
+    slash(server, "/watch", "add NVDA AMD", channel="C1", response_url=slack.hook_url())
+    worker.run(context, burst=True)
+    assert watchlists.tickers_of(database, "C1") == ["NVDA", "AMD"]
+
+    refused = slash(server, "/watch", "add BRK.B AXP", channel="C1").text  # 2 + 2 > WATCHLIST_MAX=3
+    assert refused.startswith(":no_entry: This channel's watchlist has 2 of 3 names; adding *BRK.B*, *AXP* (2) "
+                              "would pass the cap of 3 (`WATCHLIST_MAX`)"), refused
+    assert queue(redis, INTERACTIVE).count == 0
+    assert slash(server, "/watch", "add NVDA", channel="C1").text.startswith(":information_source: Already on")
+
+
+def test_the_cap_holds_when_two_adds_race_past_the_bots_check(server, slack, context, database):
+    """Both acks saw room (2 names, cap 3); the worker adds what fits and says what did not."""
+    slash(server, "/watch", "add NVDA AMD", channel="C1", response_url=slack.hook_url("T1/B1/a"))
+    worker.run(context, burst=True)
+    slash(server, "/watch", "add BRK.B", channel="C1", user="U1", response_url=slack.hook_url("T1/B1/b"))
+    slash(server, "/watch", "add MSFT", channel="C1", user="U2", response_url=slack.hook_url("T1/B1/c"))
+    worker.run(context, burst=True)
+    assert watchlists.tickers_of(database, "C1") == ["NVDA", "AMD", "BRK.B"]
+    [full] = [h for h in slack.hooks() if "MSFT" in h["text"]]
+    assert "Not added, the list is full (3 names, `WATCHLIST_MAX`): *MSFT*" in full["text"]
+
+
+def test_the_scheduled_digest_covers_each_channels_watchlist_and_the_dow30_elsewhere(context, redis, slack,
+                                                                                      database):
+    watchlists.add(database, "C0WATCH", ["BRK.B", "NVDA"], user="U1", cap=3)
+    plan = Plan.from_settings(Settings(_env_file=None, digest_channels="C0WATCH,C0DOW30"))
+    outcomes = fire(redis, "digest", plan=plan, now=lambda: MONDAY_8AM)
+    assert {c: o.status for c, o in outcomes.items()} == {"C0WATCH": "queued", "C0DOW30": "queued"}
+    [c1_job] = [j for j in queue(redis, BATCH).get_jobs() if j.kwargs["channel"] == "C0WATCH"]
+    assert c1_job.kwargs["symbols"] == ["BRK.B", "NVDA"]  # the list travels in the job
+    worker.run(context, burst=True)
+
+    summary, *thread = slack.messages("C0WATCH")
+    assert summary["blocks"][0]["text"]["text"] == "Watchlist digest: 2024-03-17 to 2024-03-24"
+    assert summary["text"].startswith("Watchlist digest for 2024-03-17 to 2024-03-24: 2 up")
+    table = summary["blocks"][2]["text"]["text"]
+    assert [line.split("`")[1].strip() for line in table.splitlines()] == ["BRK.B", "NVDA"]  # its names only
+    assert sorted(t["blocks"][0]["text"]["text"] for t in thread) == ["BRK.B weekly forecast", "NVDA weekly forecast"]
+    dow, *dow_thread = slack.messages("C0DOW30")
+    assert dow["blocks"][0]["text"]["text"] == "Dow30 digest: 2024-03-17 to 2024-03-24" and len(dow_thread) == 30
+
+
+def test_digest_on_demand_in_a_channel_with_a_watchlist_runs_that_list(server, context, slack, database):
+    watchlists.add(database, "C1", ["AMD"], user="U1", cap=3)
+    asked = slash(server, "/digest", "2024-03-15", channel="C1").text
+    assert asked.startswith(":hourglass_flowing_sand: Queued this channel's watchlist digest (1 names) for the week "
+                            "2024-03-17 to 2024-03-24"), asked
+    worker.run(context, burst=True)
+    summary, item = slack.messages("C1")
+    assert summary["blocks"][0]["text"]["text"].startswith("Watchlist digest")
+    assert item["blocks"][0]["text"]["text"] == "AMD weekly forecast"
+
+
+def test_app_home_is_published_within_slacks_limits(server, context, slack, database):
+    for n in range(30):  # more than the tab can show: it says how many more
+        watchlists.add(database, f"C{n:03d}", [*KNOWN], user="U1", cap=3)
+    slash(server, "/digest", "2024-03-15", channel="C000")
+    worker.run(context, burst=True)  # so the names have calls and the track record has entries
+
+    body = event_body({"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home"})
+    opened = request(server, "POST", "/slack/events", body, signed_event_headers(body))
+    assert opened.status == 200
+    deadline = time.monotonic() + 10  # published after the ack (a lazy listener)
+    while not slack.posted("views.publish") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [published] = slack.posted("views.publish")
+    assert published["user_id"] == "U1"
+    view = published["view"] if isinstance(published["view"], dict) else json.loads(published["view"])
+    View(**view).validate_json()  # slack_sdk: at most 100 blocks, each block's own limits
+    text = json.dumps(view, ensure_ascii=False)
+    assert view["type"] == "home" and len(view["blocks"]) <= 100
+    assert "<#C000>" in text and "*NVDA* ▲ Up by 1-2%" in text and "more channel(s) with a watchlist" in text
+    assert "Track record: all tickers" in text and "Latest" in text
+
+    messages_tab = event_body({"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "messages"})
+    assert request(server, "POST", "/slack/events", messages_tab, signed_event_headers(messages_tab)).status == 200
+    time.sleep(0.3)
+    assert len(slack.posted("views.publish")) == 1  # the Messages tab publishes nothing
