@@ -63,18 +63,19 @@ def _size(block: dict) -> int:
     return len(json.dumps(block, ensure_ascii=False))
 
 
-def fit(blocks: list[dict]) -> list[dict]:
+def fit(blocks: list[dict], *, budget: int = BLOCKS_BUDGET, max_blocks: int = MAX_BLOCKS) -> list[dict]:
     """At most 50 blocks and BLOCKS_BUDGET characters: keep the first block (the header) and the last (the
-    context), keep the middle in order while it fits, cut the first section that does not, and say so."""
-    if len(blocks) < 3 or (len(blocks) <= MAX_BLOCKS
-                           and len(json.dumps(blocks, ensure_ascii=False)) <= BLOCKS_BUDGET):
+    context), keep the middle in order while it fits, cut the first section that does not, and say so. Smaller
+    `budget` and `max_blocks`: room kept for blocks added after (the 👍/👎 buttons, `bot.vote_blocks`)."""
+    if len(blocks) < 3 or (len(blocks) <= max_blocks
+                           and len(json.dumps(blocks, ensure_ascii=False)) <= budget):
         return blocks  # two blocks of at most 3,000 characters always fit
     first, middle, last = blocks[0], blocks[1:-1], blocks[-1]
     note = sections(SHORTENED)[0]
-    room = BLOCKS_BUDGET - _size(first) - _size(last) - _size(note) - 2 * 4
+    room = budget - _size(first) - _size(last) - _size(note) - 2 * 4
     kept: list[dict] = []
     for block in middle:
-        if len(kept) == MAX_BLOCKS - 3:
+        if len(kept) == max_blocks - 3:
             break
         size = _size(block) + 2
         if size <= room:

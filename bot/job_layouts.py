@@ -5,6 +5,7 @@ the words for Slack's refusals, and a note under an answer."""
 
 from __future__ import annotations
 
+from bot import vote_blocks
 from bot.blocks import context, digest_message, failure_message, fit, forecast_message, progress_message
 from bot.mrkdwn import code, inline
 from bot.retrain_blocks import evaluation_status, retrain_result_message, training_status
@@ -22,6 +23,11 @@ BOT_HANDLE = "@forecaster"  # features.bot_user.display_name in bot/manifest.jso
 def with_note(blocks: list[dict], note: str) -> list[dict]:
     """`blocks` with `note` (our mrkdwn) in small print under them, fitted to one message again."""
     return fit([*blocks, context(note)])
+
+
+def with_votes(blocks: list[dict], forecast_id: str) -> list[dict]:
+    """`blocks` with the 👍/👎 buttons under them for the ledger's forecast `forecast_id` (bot.vote_blocks)."""
+    return vote_blocks.with_votes(blocks, forecast_id)
 
 
 def refusal_fix(error: str, channel: str) -> str:

@@ -127,8 +127,7 @@ def test_with_the_response_url_expired_the_final_note_is_an_ephemeral_message(re
         slash(bot, "/forecast", "AXP 2024-03-15 weeks=2", user="U1", channel="C123", response_url=slack.hook_url())
     worker.run(context, burst=True)
 
-    [message] = slack.messages("C123")  # progress went to a channel message, edited into the answer
-    assert is_answer(message)
+    [message] = answers(slack)  # progress went to a channel message, edited into the answer
     [done] = slack.ephemerals(user="U1")
     assert done["text"] == ANSWER_POSTED_STATUS and done["channel"] == "C123"
 
