@@ -18,7 +18,9 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.listeners import Commands, register_listeners
+from bot.mentions import register_mentions
 from bot.slack_ops import build_client
+from bot.votes import register_votes
 from bot.watch import register_home
 
 if TYPE_CHECKING:
@@ -74,6 +76,8 @@ def build_app(settings: BotSettings, *, conn: redis.Redis, client: WebClient | N
     )
     commands = Commands(conn=conn, settings=settings, **({"now": now} if now else {}))
     register_listeners(app, commands)
+    register_votes(app, commands.ledger_reads)  # the 👍/👎 buttons (block actions)
+    register_mentions(app, commands)  # @forecaster AXP, and direct messages (events)
     register_home(app, commands)
     return app
 

@@ -55,6 +55,11 @@ class LedgerReads:
         `LedgerUnavailable`."""
         return self._within_deadline(lambda: track_record(self.ledger(), ticker=ticker, recent=recent))
 
+    def within_deadline(self, work: Callable[[Ledger], T]) -> T:
+        """`work(ledger)` (a read, or a small write such as a vote), within the deadline, on the bot's Ledger.
+        Raises `LedgerNotReady` or `LedgerUnavailable` like the reads."""
+        return self._within_deadline(lambda: work(self.ledger()))
+
     def watchlist(self, channel: str) -> tuple[list[str], dict[str, dict]]:
         """`channel`'s watchlist and each name's last call, within the deadline (raises as `track_record`)."""
         def read() -> tuple[list[str], dict[str, dict]]:

@@ -69,7 +69,8 @@ class Invocation:
     user: str
     channel: str
     response_url: str | None = None
-    trigger_id: str | None = None
+    trigger_id: str | None = None  # a slash command's; for a mention, the message's own id (bot.mentions)
+    thread_ts: str | None = None  # a mention in a thread: the answer goes into that thread
 
     @classmethod
     def from_body(cls, body: dict) -> Invocation:
@@ -138,7 +139,7 @@ class Commands:
         asked_at = self.now()  # the ack and the answer name the week from it (engine.market.weeks.request_week)
         request = ForecastRequest(ticker=args.ticker, channel=inv.channel, user=inv.user, as_of=args.as_of,
                                   weeks=args.weeks, financials=args.financials, response_url=inv.response_url,
-                                  asked_at=asked_at)
+                                  thread_ts=inv.thread_ts, asked_at=asked_at)
         week = request_week(args.as_of, asked_at).period
         try:
             # Asked again after it ended without an answer (it failed, or its data did): it runs again.
@@ -301,11 +302,12 @@ class Commands:
 
 
 def answer(commands: Commands, handle: Callable[[Invocation], Answer], body: dict, *,
-           redelivery: bool = False) -> Answer:
+           redelivery: bool = False, inv: Invocation | None = None) -> Answer:
     """Run `handle` and turn every failure into a message for the user. A redelivery (Slack retrying after a
     timeout) of a command that queued a job is answered from that job, without enqueueing again; one that queued
-    nothing (help, a usage error, a status) is simply answered again."""
-    inv = Invocation.from_body(body)
+    nothing (help, a usage error, a status) is simply answered again. `inv`: the invocation when `body` is not a
+    slash command's (a mention)."""
+    inv = inv or Invocation.from_body(body)
     if not inv.user or not inv.channel:
         return messages.payload(":warning: This command must be run by a user in a channel or DM.")
     try:

@@ -103,6 +103,19 @@ def _calibration_blocks(calibration: dict | None) -> list[dict]:
                     f"{calibration['log_loss']:.3f}. The reliability diagram is in the thread.")
 
 
+def feedback_line(feedback: dict | None) -> str:
+    """"Feedback: 👍 5 · 👎 2 from 3 people on 4 forecast(s); on scored calls, 👍 3/4 hit, 👎 0/1 hit": the votes
+    people gave (`jobs.ledger.votes.tally`; "3/4": of the 4 👍 on calls already scored, 3 were on calls that hit);
+    "" when nobody voted. Numbers only: nothing to escape."""
+    if not feedback or not (feedback["up"] or feedback["down"]):
+        return ""
+    line = (f"*Feedback:* :+1: {feedback['up']} · :-1: {feedback['down']} from {feedback['voters']} "
+            f"{'person' if feedback['voters'] == 1 else 'people'} on {feedback['forecasts']} forecast(s)")
+    scored = [f"{emoji} {feedback[f'{vote}_hits']}/{feedback[f'{vote}_scored']} hit"
+              for vote, emoji in (("up", ":+1:"), ("down", ":-1:")) if feedback[f"{vote}_scored"]]
+    return line + (f"; on scored calls, {', '.join(scored)}" if scored else "")
+
+
 def summary_message(report: dict, *, failures: dict[str, str] | None = None) -> tuple[str, list[dict]]:
     """(fallback text, blocks) for the weekly evaluation summary of `score_track`'s report. With nothing scored
     yet, a plain "nothing to score yet" note with what is pending."""
@@ -130,6 +143,8 @@ def summary_message(report: dict, *, failures: dict[str, str] | None = None) -> 
         blocks.append(context(f"{HOW_SCORED} 95% CI: bootstrap over weeks ({report['bootstrap']['draws']} draws). "
                                "The chart is in the thread."))
     blocks.append(context(_counts_line(counts)))
+    if feedback := feedback_line(report.get("feedback")):
+        blocks.append(context(feedback))
     if report["unparsed"]:
         shown = ", ".join(f"{inline(u['symbol'])} ({inline(u['period'][:10])})"
                           for u in report["unparsed"][:MAX_LISTED])
@@ -159,6 +174,8 @@ def _recent_line(row: dict) -> str:
     line = f"{code(row['target_week'])} *{inline(row['ticker'])}* {arrow} {predicted} → {outcome}"
     if not row["counted"]:
         line += f" _(not counted: {inline(str(row['why_not_counted']))})_"
+    if row.get("votes_up") or row.get("votes_down"):
+        line += f" · :+1: {row['votes_up']} :-1: {row['votes_down']}"
     return line
 
 
@@ -190,5 +207,7 @@ def track_message(record: dict) -> tuple[str, list[dict]]:
     if record["recent"]:
         lines = "\n".join(_recent_line(row) for row in record["recent"])
         blocks += sections(f"*Latest {len(record['recent'])} forecast(s)*\n{lines}")
+    if feedback := feedback_line(record.get("feedback")):
+        blocks.append(context(feedback))
     blocks.append(context(DISCLAIMER))
     return clip(text, 3000), fit(blocks)

@@ -20,7 +20,7 @@ from engine.track import last_closed_week
 from jobs import runtime, track_record
 from jobs.attempts import attempt_of
 from jobs.keys import FAILURE_TTL_S, last_run_key, posted_marker
-from jobs.ledger import open_ledger
+from jobs.ledger import open_ledger, votes
 from jobs.replies import CLAIM_TTL_S, Reply, Route, post_once
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def summary_job(channel: str, week_ending: str) -> dict:
     scored_now, failures = track_record.refresh_outcomes(store, ctx.sources.prices, closed_by=closed_by,
                                                          scored_at=now)
     track_record.rebuild_reports(store)  # weekly, heals a /track report a crash left behind its writes
-    report = track_record.report(store, latest=latest)
+    report = track_record.report(store, latest=latest) | {"feedback": votes.tally(store)}  # the 👍/👎 so far
     text, blocks = ctx.slack.layouts.summary_message(report, failures=failures)
     # The job's final answer, sent once (a retry gets the ts back); a "retrying" note left by the failure handler
     # is edited into it, so the channel ends with one message in its final state.

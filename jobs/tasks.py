@@ -51,15 +51,17 @@ def _job() -> _JobInfo:
 
 
 def _record(ctx: runtime.WorkerContext, data: dict, *, job: _JobInfo, user: str | None, channel: str,
-            source: str) -> None:
+            source: str) -> str | None:
     """Into the ledger, before posting: a forecast that reached the user is always on the record. A ledger
-    failure is logged, never allowed to cost the user the answer."""
+    failure is logged, never allowed to cost the user the answer. Returns the entry's id (None: not recorded, so
+    the answer goes out without the 👍/👎 buttons, which would have nothing to vote on)."""
     try:
         latency = (dt.datetime.now(dt.UTC) - job.requested_at).total_seconds()
-        record_forecast(open_ledger(ctx.settings), data, job_id=job.id, user=user, channel=channel,
-                        requested_at=job.requested_at, latency_s=latency, source=source)
+        return record_forecast(open_ledger(ctx.settings), data, job_id=job.id, user=user, channel=channel,
+                               requested_at=job.requested_at, latency_s=latency, source=source)
     except Exception:  # noqa: BLE001
         log.exception("%s: could not record %s in the ledger", job.id, data.get("symbol"))
+        return None
 
 
 # A generated answer waits in Redis until it is posted, for the retries after a Slack failure (RQ's backoff is at most
@@ -88,8 +90,10 @@ def _deliver_forecast(ctx: runtime.WorkerContext, reply: Reply, job: _JobInfo, r
                       data: dict) -> dict:
     # The track reports the entry changes are recomputed once the answer is out: the requester never waits on them.
     with batched_reports():
-        _record(ctx, data, job=job, user=req.user, channel=req.channel, source="forecast")
+        entry = _record(ctx, data, job=job, user=req.user, channel=req.channel, source="forecast")
         text, blocks = ctx.slack.layouts.forecast_message(data)
+        if entry is not None:
+            blocks = ctx.slack.layouts.with_votes(blocks, entry)
         reply.final(text, blocks)
     ctx.conn.delete(answer_key(job.attempt))
     conclude(job.rq_job, ANSWERED)
@@ -193,13 +197,15 @@ def digest_job(channel: str, as_of: str, weeks: int = 3, asked_at: str | None = 
     forecasts, failures = stored["forecasts"], stored["failures"]
     # The track reports of the digest's tickers and of all: recomputed once, after the digest is out.
     with batched_reports():
-        for data in forecasts:
-            _record(ctx, data, job=job, user=None, channel=channel, source="digest")
+        entries = {data["symbol"]: _record(ctx, data, job=job, user=None, channel=channel, source="digest")
+                   for data in forecasts}
         week = forecasts[0]["target_week"] if forecasts else f"the week after {day}"
         text, blocks = ctx.slack.layouts.digest_message(week, forecasts, failures, watchlist=watchlist)
         summary_ts = reply.final(text, blocks)
         for data in sorted(forecasts, key=lambda d: d["symbol"]):
             item_text, item_blocks = ctx.slack.layouts.forecast_message(data)
+            if entries[data["symbol"]] is not None:  # each digest line's analysis takes its 👍/👎 in the thread
+                item_blocks = ctx.slack.layouts.with_votes(item_blocks, entries[data["symbol"]])
             post_once(ctx, job.attempt, f"thread-{data['symbol']}", channel=channel, text=item_text,
                       blocks=item_blocks, thread_ts=summary_ts)
     ctx.conn.set(last_run_key("digest"), dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))

@@ -1,13 +1,14 @@
-"""What `/track [TICKER]` shows, as the bot reads it: the scope's stored report and the newest forecasts, in two
-indexed queries whatever the ledger's size. No market data, no numpy: the writers did the scoring
-(`jobs.ledger.report_builder`), and `jobs.track_record` is the worker's side.
+"""What `/track [TICKER]` shows, as the bot reads it: the scope's stored report, the newest forecasts and the
+feedback people gave (👍/👎: two small queries on the votes table), in indexed queries whatever the ledger's size.
+No market data, no numpy: the writers did the scoring (`jobs.ledger.report_builder`), and `jobs.track_record` is
+the worker's side.
 """
 
 from __future__ import annotations
 
 import logging
 
-from jobs.ledger import Ledger, count, reports
+from jobs.ledger import Ledger, count, reports, votes
 from jobs.ledger.columns import COUNTED
 from jobs.ledger.store import newest_with_standing
 
@@ -40,9 +41,13 @@ def track_record(store: Ledger, ticker: str | None = None, recent: int = 5) -> d
             log.debug("track report %s is behind its writes (generation %d, computed %d)", stored.scope,
                       stored.generation, stored.computed_generation)
     rows = newest_with_standing(store, ticker=ticker, limit=max(recent, 0))
+    voted = votes.counts(store, [row["id"] for row, _ in rows])
     return {
         "ticker": ticker,
         "recorded": recorded,
         "report": report,
-        "recent": [_recent_row(row, status) for row, status in rows],
+        "recent": [_recent_row(row, status) | dict(zip(("votes_up", "votes_down"), voted.get(row["id"], (0, 0)),
+                                                       strict=True))
+                   for row, status in rows],
+        "feedback": votes.tally(store, ticker=ticker),  # the 👍/👎 people gave (jobs.ledger.votes)
     }

@@ -35,7 +35,8 @@ TEXT_OBJECT_KEYS = {"plain_text": {"type", "text", "emoji"}, "mrkdwn": {"type", 
 # The payload keys of chat.postMessage / chat.update / a response_url / a slash command's ack that we may send.
 PAYLOAD_KEYS = {"text", "blocks", "channel", "ts", "thread_ts", "response_type", "replace_original",
                 "delete_original", "mrkdwn", "unfurl_links", "unfurl_media", "reply_broadcast", "as_user",
-                "attachments", "metadata", "parse", "link_names", "icon_emoji", "icon_url", "username", "token"}
+                "attachments", "metadata", "parse", "link_names", "icon_emoji", "icon_url", "username", "token",
+                "team_id"}  # Bolt's per-request client names the workspace (org-wide apps need it; Slack takes it)
 
 
 def _text_object_problems(where: str, obj: Any, *, only: str | None = None, limit: int = TEXT_OBJECT_MAX) -> list[str]:
