@@ -56,10 +56,6 @@ class JobLayouts(Protocol):
         """`blocks` with the 👍/👎 buttons under them, voting on the ledger's forecast `forecast_id`."""
         ...
 
-    def with_votes(self, blocks: list[dict], forecast_id: str) -> list[dict]:
-        """`blocks` with the 👍/👎 buttons under them, voting on the ledger's forecast `forecast_id`."""
-        ...
-
     def training_status(self, *, requested_by: str, step: int, max_steps: int, epoch: float, loss: float | None,
                         eta_s: float | None) -> str: ...
 
