@@ -31,8 +31,8 @@ class Model(Protocol):
     def version(self) -> str: ...
     def render(self, conversation: Sequence[dict[str, str]]) -> str: ...
     def count_tokens(self, text: str) -> int: ...
-    def generate(self, conversations: Sequence[Sequence[dict[str, str]]], *,
-                 max_new_tokens: int) -> list[GenerationLike]: ...
+    def generate(self, conversations: Sequence[Sequence[dict[str, str]]], *, max_new_tokens: int,
+                 on_text: Callable[[int, str], None] | None = None) -> list[GenerationLike]: ...
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,8 @@ def run_forecasts(
     results: dict[int, ForecastResult] = {}
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        streaming = {} if on_text is None else {
-            "on_text": lambda row, text, chunk=chunk: on_text(chunk[row], text)}
-        generations = model.generate([messages[k] for k in chunk], max_new_tokens=max_new_tokens, **streaming)
+        told = None if on_text is None else (lambda row, text, chunk=chunk: on_text(chunk[row], text))
+        generations = model.generate([messages[k] for k in chunk], max_new_tokens=max_new_tokens, on_text=told)
         for k, generation in zip(chunk, generations, strict=True):
             results[k] = ForecastResult(
                 inputs=inputs[k],

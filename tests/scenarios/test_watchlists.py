@@ -57,9 +57,9 @@ def database(request, monkeypatch):
 @pytest.fixture
 def market():
     mem = memory_market()
-    for symbol in (*KNOWN, *members(MONDAY_8AM.date())):  # trading now (the add's check) and in March 2024
-        mem.profiles.setdefault(symbol, synthetic_profile(symbol))
-        mem.closes.setdefault(symbol, weekday_closes(dt.date(2024, 1, 1), dt.date.today()))
+    for symbol in (*KNOWN, "TSLA"):  # trading now (the add's check) and in March 2024; of the Dow30, AXP alone
+        mem.profiles[symbol] = synthetic_profile(symbol)
+        mem.closes[symbol] = weekday_closes(dt.date(2024, 1, 1), dt.date.today())
     return mem
 
 
@@ -129,11 +129,11 @@ def test_the_cap_holds_when_two_adds_race_past_the_bots_check(server, slack, con
     slash(server, "/watch", "add NVDA AMD", channel="C1", response_url=slack.hook_url("T1/B1/a"))
     worker.run(context, burst=True)
     slash(server, "/watch", "add BRK.B", channel="C1", user="U1", response_url=slack.hook_url("T1/B1/b"))
-    slash(server, "/watch", "add MSFT", channel="C1", user="U2", response_url=slack.hook_url("T1/B1/c"))
+    slash(server, "/watch", "add TSLA", channel="C1", user="U2", response_url=slack.hook_url("T1/B1/c"))
     worker.run(context, burst=True)
     assert watchlists.tickers_of(database, "C1") == ["NVDA", "AMD", "BRK.B"]
-    [full] = [h for h in slack.hooks() if "MSFT" in h["text"]]
-    assert "Not added, the list is full (3 names, `WATCHLIST_MAX`): *MSFT*" in full["text"]
+    [full] = [h for h in slack.hooks() if "TSLA" in h["text"]]
+    assert "Not added, the list is full (3 names, `WATCHLIST_MAX`): *TSLA*" in full["text"]
 
 
 def test_the_scheduled_digest_covers_each_channels_watchlist_and_the_dow30_elsewhere(context, redis, slack,
@@ -152,8 +152,10 @@ def test_the_scheduled_digest_covers_each_channels_watchlist_and_the_dow30_elsew
     table = summary["blocks"][2]["text"]["text"]
     assert [line.split("`")[1].strip() for line in table.splitlines()] == ["BRK.B", "NVDA"]  # its names only
     assert sorted(t["blocks"][0]["text"]["text"] for t in thread) == ["BRK.B weekly forecast", "NVDA weekly forecast"]
-    dow, *dow_thread = slack.messages("C0DOW30")
-    assert dow["blocks"][0]["text"]["text"] == "Dow30 digest: 2024-03-17 to 2024-03-24" and len(dow_thread) == 30
+    dow, *dow_thread = slack.messages("C0DOW30")  # no watchlist: the Dow30 (AXP has data, the others are listed)
+    assert dow["blocks"][0]["text"]["text"] == "Dow30 digest: 2024-03-17 to 2024-03-24"
+    assert [t["blocks"][0]["text"]["text"] for t in dow_thread] == ["AXP weekly forecast"]
+    assert all(f"{symbol}: no" in json.dumps(dow["blocks"]) for symbol in members(MONDAY_8AM.date()) if symbol != "AXP")
 
 
 def test_digest_on_demand_in_a_channel_with_a_watchlist_runs_that_list(server, context, slack, database):
