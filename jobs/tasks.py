@@ -25,6 +25,7 @@ from jobs.keys import answer_key, last_run_key
 from jobs.ledger import open_ledger
 from jobs.ledger.writes import batched_reports, record_forecast
 from jobs.replies import Reply, Route, post_once, posted_ts
+from jobs.streaming import SectionProgress, written_status
 
 __all__ = ["digest_job", "forecast_job", "post_once"]
 
@@ -132,11 +133,15 @@ def forecast_job(request: dict) -> dict:
             raise inputs
         fetched = time.perf_counter()
         model = ctx.model()
-        reply.progress(f":brain: *{req.ticker}*: writing the analysis for the week {inputs.target.period} "
-                       f"with {ctx.slack.layouts.inline(model.version)}…")
+        writing = (f":brain: *{req.ticker}*: writing the analysis for the week {inputs.target.period} "
+                   f"with {ctx.slack.layouts.inline(model.version)}…")
+        reply.progress(writing)
+        # The requester reads each section as soon as it is complete (jobs.streaming), then the answer.
+        sections = SectionProgress(lambda written: reply.progress(
+            written_status(writing, written, escape=ctx.slack.layouts.inline)))
         result = run_forecasts([inputs], model, context_tokens=settings.model_context_tokens,
                                max_new_tokens=settings.model_max_new_tokens,
-                               signal_band=settings.signal_band)[0]
+                               signal_band=settings.signal_band, on_text=sections)[0]
     except ModelServerError:
         raise  # the model server is down or busy: RQ retries, and the requester is told if it stays down
     except EngineError as exc:
@@ -189,9 +194,14 @@ def digest_job(channel: str, as_of: str, weeks: int = 3, asked_at: str | None = 
         if not reply.delivered():
             reply.progress(f":brain: {title}: writing {len(ready)} analyses with "
                            f"{ctx.slack.layouts.inline(model.version)}…")
+        def done(written: int, total: int) -> None:  # after each batch of MODEL_BATCH_SIZE
+            if written < total and not reply.delivered():
+                reply.progress(f":brain: {title}: {written} of {total} analyses written with "
+                               f"{ctx.slack.layouts.inline(model.version)}…")
+
         results = run_forecasts(ready, model, context_tokens=settings.model_context_tokens,
                                 max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size,
-                                signal_band=settings.signal_band)
+                                signal_band=settings.signal_band, on_done=done)
         stored = {"forecasts": [to_json(r) for r in results], "failures": failures}
         _store_answer(ctx, job.attempt, stored)
     forecasts, failures = stored["forecasts"], stored["failures"]

@@ -5,6 +5,7 @@ returns are round numbers, so track-record tests can work their expectations out
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 
 from engine.baselines import baseline_answer
@@ -26,13 +27,16 @@ class _Generation:
 
 class CannedAnalyst:
     """A `engine.forecast.Model` that writes `answer` for every prompt (with `distribution` as its bin
-    probabilities, None: a backend without probabilities)."""
+    probabilities, None: a backend without probabilities). Asked with `on_text`, it tells the answer as a model
+    would while writing it: a line at a time, `seconds_per_line` apart."""
 
     version = "canned-analyst (adapter v7)"
 
-    def __init__(self, answer: str, distribution: BinDistribution | None = None) -> None:
+    def __init__(self, answer: str, distribution: BinDistribution | None = None, *,
+                 seconds_per_line: float = 0.0) -> None:
         self.answer = answer
         self.distribution = distribution
+        self.seconds_per_line = seconds_per_line
 
     def render(self, conversation) -> str:
         return "".join(f"<{m['role']}>{m['content']}" for m in conversation)
@@ -40,7 +44,13 @@ class CannedAnalyst:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def generate(self, conversations, *, max_new_tokens: int) -> list[_Generation]:
+    def generate(self, conversations, *, max_new_tokens: int, on_text=None) -> list[_Generation]:
+        if on_text is not None:
+            lines = self.answer.split("\n")
+            for end in range(1, len(lines) + 1):
+                time.sleep(self.seconds_per_line)
+                for row in range(len(conversations)):
+                    on_text(row, "\n".join(lines[:end]))
         return [_Generation(self.answer, self.count_tokens(c[1]["content"]), 40, 1.25, self.distribution)
                 for c in conversations]
 

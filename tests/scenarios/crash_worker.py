@@ -32,7 +32,7 @@ class HangingModel:
     def count_tokens(self, text):
         return len(text.split())
 
-    def generate(self, conversations, *, max_new_tokens):
+    def generate(self, conversations, *, max_new_tokens, on_text=None):
         time.sleep(600)  # killed long before this returns
 
 

@@ -21,9 +21,9 @@ from tests.scenarios.market_fixture import memory_market
 
 
 class SlowCannedAnalyst(CannedAnalyst):
-    def generate(self, conversations, *, max_new_tokens):
+    def generate(self, conversations, *, max_new_tokens, on_text=None):
         time.sleep(0.05)  # long enough for the other worker to want the same job
-        return super().generate(conversations, max_new_tokens=max_new_tokens)
+        return super().generate(conversations, max_new_tokens=max_new_tokens, on_text=on_text)
 
 
 if __name__ == "__main__":

@@ -41,12 +41,12 @@ class Analyst(CannedAnalyst):
         self.broken = False
         self.before_writing = None
 
-    def generate(self, conversations, *, max_new_tokens):
+    def generate(self, conversations, *, max_new_tokens, on_text=None):
         if self.broken:
             raise RuntimeError("CUDA error: an illegal memory access")
         if self.before_writing is not None:
             self.before_writing()
-        return super().generate(conversations, max_new_tokens=max_new_tokens)
+        return super().generate(conversations, max_new_tokens=max_new_tokens, on_text=on_text)
 
 
 @pytest.fixture

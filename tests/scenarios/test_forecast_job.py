@@ -156,7 +156,7 @@ class FailingModel:
     def count_tokens(self, text):
         return len(text.split())
 
-    def generate(self, conversations, *, max_new_tokens):
+    def generate(self, conversations, *, max_new_tokens, on_text=None):
         time.sleep(self.sleep_s)
         raise self.error("CUDA error: an illegal memory access (token=xoxb-secret)")
 

@@ -37,7 +37,7 @@ class StubModel:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def generate(self, conversations, *, max_new_tokens):
+    def generate(self, conversations, *, max_new_tokens, on_text=None):
         users = [c[1]["content"] for c in conversations]
         self.batches.append([u.split("ticker ")[1].split(" ")[0] for u in users])
         return [Out(ANSWER, self.count_tokens(u), 30, 0.5) for u in users]
