@@ -236,8 +236,3 @@ def test_a_direct_message_is_asked_like_a_mention_and_the_bots_own_messages_are_
     [answered] = [m for m in slack.messages("D1") if is_answer(m)]
     assert answered.get("thread_ts") is None and labels(answered) == [":+1: 0", ":-1: 0"]
 
-
-def test_slacks_url_verification_is_answered_on_the_same_endpoint(server):
-    body = json.dumps({"token": "legacy-verification-token", "challenge": "3eZbrw1aB", "type": "url_verification"})
-    reply = request(server, "POST", "/slack/events", body, {**signed_headers(body), "content-type": "application/json"})
-    assert reply.status == 200 and reply.json() == {"challenge": "3eZbrw1aB"}

@@ -41,8 +41,9 @@ def test_the_manifest_declares_exactly_the_commands_the_app_wires(app, redis):
 
 
 def test_the_manifest_asks_for_the_scopes_the_product_uses_and_nothing_more():
-    assert sorted(MANIFEST["oauth_config"]["scopes"]["bot"]) == ["chat:write", "chat:write.public", "commands",
-                                                                  "files:write"]
+    assert sorted(MANIFEST["oauth_config"]["scopes"]["bot"]) == ["app_mentions:read", "chat:write",
+                                                                  "chat:write.public", "commands", "files:write",
+                                                                  "im:history"]
     for command in MANIFEST["features"]["slash_commands"]:
         assert command["url"].endswith("/slack/events") and command["should_escape"] is False
         assert len(command["description"]) <= 100 and len(command["usage_hint"]) <= 100  # Slack's limits
@@ -58,3 +59,27 @@ def test_the_manifest_subscribes_to_the_home_tab_the_app_publishes(app):
     assert events["request_url"].endswith("/slack/events") and "app_home_opened" in events["bot_events"]
     body = event_body({"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home"})
     assert app.dispatch(BoltRequest(body=body, headers=signed_event_headers(body))).status == 200
+
+
+def test_the_manifest_sends_mentions_direct_messages_and_button_clicks_to_what_the_app_wires(app):
+    """Issue 22: `@forecaster AXP` (app_mention, scope app_mentions:read), a direct message (message.im, scope
+    im:history; the Messages tab open for it) and the 👍/👎 buttons (interactivity), all on the same signed endpoint."""
+    from urllib.parse import urlencode
+
+    from tests.fakes.slack_events import event_body, signed_event_headers
+
+    settings = MANIFEST["settings"]
+    assert {"app_mention", "message.im"} <= set(settings["event_subscriptions"]["bot_events"])
+    assert settings["interactivity"] == {"is_enabled": True, "request_url": "https://bot.example.com/slack/events"}
+    assert MANIFEST["features"]["app_home"]["messages_tab_enabled"] is True
+    assert MANIFEST["features"]["app_home"]["messages_tab_read_only_enabled"] is False
+    for event in ({"type": "app_mention", "user": "U1", "channel": "C1", "ts": "1.1", "text": "<@U0BOT> help"},
+                  {"type": "message", "channel_type": "im", "user": "U1", "channel": "D1", "ts": "1.2",
+                   "text": "help"}):
+        body = event_body(event)
+        assert app.dispatch(BoltRequest(body=body, headers=signed_event_headers(body))).status == 200
+    click = {"type": "block_actions", "user": {"id": "U1"}, "team": {"id": "T1"}, "api_app_id": "A1",
+             "channel": {"id": "C1"}, "container": {"type": "message", "message_ts": "1.3", "channel_id": "C1"},
+             "actions": [{"type": "button", "action_id": "vote_up", "block_id": "forecast_votes", "value": "x:AXP"}]}
+    body = urlencode({"payload": json.dumps(click)})
+    assert app.dispatch(BoltRequest(body=body, headers=signed_headers(body))).status == 200
