@@ -167,6 +167,10 @@ def _old_track_record(store, ticker: str | None, recent: int) -> dict:
          "why_not_counted": None if statuses[r["id"]] == "counted" else statuses[r["id"]]} for r in rows]}
 
 
+NO_FEEDBACK = {"up": 0, "down": 0, "voters": 0, "forecasts": 0, "up_scored": 0, "up_hits": 0, "down_scored": 0,
+               "down_hits": 0}
+
+
 def _mixed_ledger(store, market) -> None:
     for i, (ticker, day, prediction) in enumerate([("AXP", 1, "Down by 0-1%"), ("KO", 1, "Up by 2-3%"),
                                                    ("AXP", 8, "Up by 1-2%"), ("MSFT", 8, None),
@@ -183,13 +187,16 @@ def test_the_reader_returns_what_the_old_reader_computed(ledger_db, market):
         for recent in (0, 3, 5):
             ours, theirs = track_reads.track_record(ledger_db, ticker, recent=recent), \
                 _old_track_record(ledger_db, ticker, recent)
+            # What the reader adds since (issue 22): the feedback, none here.
+            assert ours.pop("feedback") == NO_FEEDBACK
+            assert all((row.pop("votes_up"), row.pop("votes_down")) == (0, 0) for row in ours["recent"])
             assert ours.keys() == theirs.keys()
             if theirs["report"] is not None:  # the old reader also returned the chart's series; /track never drew it
                 theirs["report"] = {k: v for k, v in theirs["report"].items() if k not in UNSTORED}
             assert_same(ours, theirs, f"/track {ticker} recent={recent}")
             assert track_message(ours) == track_message(theirs)  # the same message in Slack
     assert track_reads.track_record(ledger_db, "NOPE") == {"ticker": "NOPE", "recorded": 0, "report": None,
-                                                           "recent": []}
+                                                           "recent": [], "feedback": NO_FEEDBACK}
 
 
 READ_IN_A_FRESH_PROCESS = """
