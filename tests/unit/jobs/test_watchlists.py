@@ -77,3 +77,54 @@ def test_migration_0004_makes_the_table_and_goes_back(sqlite_ledger):
 def test_the_cap_counts_what_is_already_there(sqlite_ledger, cap):
     result = watchlists.add(sqlite_ledger, "C1", ["NVDA", "AMD"], user="U1", cap=cap)
     assert len(result.added) == cap and result.over_cap == ["NVDA", "AMD"][cap:]
+
+
+# -- the scheduler reads each channel's list when it enqueues its digest ------------------------------------------
+
+
+def test_each_channels_digest_carries_its_list_and_an_unreadable_list_is_not_replaced_by_the_dow30(redis, caplog):
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from jobs.client import queue
+    from jobs.keys import digest_job_id
+    from jobs.ledger.watchlists import WatchlistUnreadable
+    from jobs.queues import BATCH
+    from jobs.scheduler import enqueue_slot
+
+    def lists(channel: str) -> list[str]:
+        if channel == "C0DOWN":
+            raise WatchlistUnreadable("OperationalError: connection refused")
+        return {"C0WATCH": ["NVDA", "BRK.B"]}.get(channel, [])
+
+    monday = dt.datetime(2024, 3, 18, 8, 0, tzinfo=NEW_YORK)
+    outcomes = enqueue_slot(redis, "digest", channels=["C0WATCH", "C0DOW30", "C0DOWN"], fire_time=monday,
+                            sleep=lambda _s: None, watchlists=lists)
+    assert outcomes["C0DOWN"] is None  # retried, then logged as not enqueued
+    assert "C0DOWN" in caplog.text and "NOT enqueued" in caplog.text
+    jobs = {job.kwargs["channel"]: job for job in (Job.fetch(i, connection=redis, serializer=JSONSerializer)
+                                                   for i in queue(redis, BATCH).get_job_ids())}
+    assert set(jobs) == {"C0WATCH", "C0DOW30"}
+    assert jobs["C0WATCH"].kwargs["symbols"] == ["NVDA", "BRK.B"] and "symbols" not in jobs["C0DOW30"].kwargs
+    day = dt.date(2024, 3, 17)
+    assert jobs["C0WATCH"].id == digest_job_id(channel="C0WATCH", as_of=day, symbols=["NVDA", "BRK.B"]) != \
+        digest_job_id(channel="C0WATCH", as_of=day, symbols=["NVDA"])  # a changed list is a new digest
+    assert jobs["C0DOW30"].id == "digest_2024-03-17_C0DOW30"  # as before watchlists
+
+
+def test_the_schedulers_reader_knows_no_list_before_migration_0004_and_fails_loudly_without_a_database(tmp_path):
+    from forecaster.settings import Settings
+    from jobs.ledger.watchlists import WatchlistUnreadable, watchlist_reader
+
+    settings = Settings(_env_file=None, data_dir=tmp_path)
+    ledger = database.open_ledger(settings)
+    database.upgrade(ledger._create_engine(), "0003")  # a ledger a release before watchlists left
+    assert watchlist_reader(settings)("C0WATCH") == []  # the Dow30
+    ledger.migrate()
+    watchlists.add(ledger, "C0WATCH", ["NVDA"], user="U1", cap=50)
+    database.close_all()
+    assert watchlist_reader(settings)("C0WATCH") == ["NVDA"]
+    down = Settings(_env_file=None, database_url="postgresql+psycopg://postgres@127.0.0.1:1/none",
+                    database_connect_timeout_s=2)
+    with pytest.raises(WatchlistUnreadable):
+        watchlist_reader(down)("C0WATCH")
