@@ -249,3 +249,22 @@ def test_too_few_forecasts_with_probabilities_say_how_many_and_draw_no_reliabili
     assert "Calibration of P(up): 2 scored forecast(s) with a probability so far; shown from 20." in shown(
         message["blocks"])
     assert [u.filename for u in slack.uploads()] == ["track-record.png"]
+
+
+def test_the_summary_counts_the_votes_and_how_the_voted_calls_did(context, redis, slack):
+    """Issue 22: the 👍/👎 people gave, in the weekly summary: AXP's call for the week of Mar 10 was right, KO's for
+    the week of Mar 17 wrong."""
+    from jobs.ledger import votes
+
+    record(redis, context.sources)
+    store = ledger.open_ledger(Settings(_env_file=None))
+    votes.cast(store, "forecast_AXP_8:AXP", "U1", "up")
+    votes.cast(store, "forecast_AXP_8:AXP", "U2", "up")
+    votes.cast(store, "forecast_KO_15:KO", "U1", "down")
+    JobsClient(redis).summary(channel="C555", week_ending=SATURDAY)
+
+    worker.run(context, burst=True)
+
+    [message] = slack.messages()
+    assert ("*Feedback:* :+1: 2 · :-1: 1 from 2 people on 2 forecast(s); on scored calls, :+1: 2/2 hit, "
+            ":-1: 0/1 hit") in shown(message["blocks"])
