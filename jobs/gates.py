@@ -6,7 +6,7 @@ counting reads each job's RQ status and drops the ids whose job is no longer pen
 when a job ends, fails or lapses.
 
 Per channel: on-demand digests paced, a Dow30 digest being 30 generations: a channel gets one on demand per
-cooldown (the scheduled weekly digest is not counted).
+cooldown (the scheduled weekly digest is not counted), unless that one ended without an answer.
 
 A slot is claimed before its digest is enqueued, and names that digest's job. When the bot loses Redis between the
 two (the claim went through, the enqueue did not), the slot would block the channel for the whole cooldown for a
@@ -54,15 +54,20 @@ def admit(conn: redis.Redis | redis.client.Pipeline, user: str, job_id: str, *, 
 
 # Atomic, so two replicas never both take a slot over. KEYS[1]: the slot; ARGV: the claimant's job key, the
 # cooldown (s), how old a claim must be to count as stale (ms), the job-key prefix (a holder that is not a job key,
-# e.g. an older bot's "1", never lapses early).
+# e.g. an older bot's "1", never lapses early). A slot whose digest ended without an answer (RQ's failed, stopped
+# or canceled: its retries spent, a timeout) is free at once: asking again after a failure always works.
 _CLAIM = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
 local holder = redis.call('GET', KEYS[1])
 local ttl = redis.call('TTL', KEYS[1])
-if holder and string.sub(holder, 1, #ARGV[4]) == ARGV[4] and redis.call('EXISTS', holder) == 0
-   and tonumber(ARGV[2]) * 1000 - redis.call('PTTL', KEYS[1]) > tonumber(ARGV[3]) then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-  return 0
+if holder and string.sub(holder, 1, #ARGV[4]) == ARGV[4] then
+  local status = redis.call('HGET', holder, 'status')
+  local never_came = redis.call('EXISTS', holder) == 0
+                     and tonumber(ARGV[2]) * 1000 - redis.call('PTTL', KEYS[1]) > tonumber(ARGV[3])
+  if never_came or status == 'failed' or status == 'stopped' or status == 'canceled' then
+    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+    return 0
+  end
 end
 return math.max(1, ttl)
 """

@@ -160,3 +160,19 @@ def test_a_digest_slot_whose_job_never_came_to_exist_is_taken_over_after_a_grace
     JobsClient(redis, now=NOW).digest(channel="C1", as_of=dt.date(2026, 11, 23))  # now the job exists
     time.sleep(0.6)
     assert claim_digest_slot(redis, "C1", cooldown_s=3600, for_job=job, stale_after_s=0.5) > 0
+
+
+@pytest.mark.parametrize("ended", ["failed", "stopped", "canceled"])
+def test_a_digest_that_ended_without_an_answer_does_not_hold_the_channels_slot(redis, ended):
+    from rq.job import JobStatus
+
+    as_of = dt.date(2026, 11, 23)
+    job_id = digest_job_id(channel="C1", as_of=as_of)
+    assert claim_digest_slot(redis, "C1", cooldown_s=3600, for_job=job_id) == 0
+    JobsClient(redis, now=NOW).digest(channel="C1", as_of=as_of)
+    assert claim_digest_slot(redis, "C1", cooldown_s=3600, for_job=job_id) > 0  # queued: the slot is held
+    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    job.set_status(JobStatus(ended))  # as RQ marks it when its retries are spent, or someone stops it
+    assert claim_digest_slot(redis, "C1", cooldown_s=3600, for_job=job_id) == 0
+    job.set_status(JobStatus.FINISHED)
+    assert claim_digest_slot(redis, "C1", cooldown_s=3600, for_job=job_id) > 0  # answered: the cooldown holds
