@@ -185,6 +185,22 @@ def test_a_vote_the_ledger_cannot_take_is_told_to_the_voter_alone(server, slack,
     assert [m for m in slack.messages("C123") if m["ts"] == shown["ts"]] == [shown]
 
 
+
+def test_each_digest_lines_analysis_in_the_thread_takes_its_own_vote(server, slack, canned):
+    assert slash(server, "/digest", "2024-03-15", channel="C777").status == 200
+    worker.run(canned, burst=True)
+    summary, *thread = slack.messages("C777")
+    assert summary["text"].startswith("Dow30 digest for") and not [b for b in summary["blocks"]
+                                                                    if b["type"] == "actions"]
+    [analysis] = [m for m in thread if is_answer(m)]  # AXP's, the only member the market fixture has data for
+    assert analysis["thread_ts"] == summary["ts"] and labels(analysis) == [":+1: 0", ":-1: 0"]
+    assert buttons(analysis)["elements"][0]["value"].endswith(":AXP")
+
+    click(server, analysis, "vote_down", user="U9", channel="C777", response_url=slack.hook_url("T1/B1/votes"))
+    wait_for(lambda: [m for m in slack.messages("C777") if m["ts"] == analysis["ts"]
+                      and labels(m) == [":+1: 0", ":-1: 1"]])
+    assert votes_in_ledger() == {"U9": "down"}
+
 # -- @forecaster AXP ------------------------------------------------------------------------------------------------
 
 
