@@ -134,8 +134,8 @@ class Commands:
             return messages.usage_error("/forecast", str(exc))
         if isinstance(args, Help):
             return messages.help_for("/forecast")
-        if isinstance(args, DigestArgs):
-            return self._digest(inv, args)
+        if isinstance(args, DigestArgs):  # `/forecast dow30` is the Dow30 whatever the channel watches
+            return self._digest(inv, args, dow30=inv.text.split()[0].lower() == "dow30")
         asked_at = self.now()  # the ack and the answer name the week from it (engine.market.weeks.request_week)
         request = ForecastRequest(ticker=args.ticker, channel=inv.channel, user=inv.user, as_of=args.as_of,
                                   weeks=args.weeks, financials=args.financials, response_url=inv.response_url,
@@ -177,13 +177,13 @@ class Commands:
             return messages.help_for("/digest")
         return self._digest(inv, args)
 
-    def _digest(self, inv: Invocation, args: DigestArgs) -> Answer:
+    def _digest(self, inv: Invocation, args: DigestArgs, *, dow30: bool = False) -> Answer:
         cooldown = self.settings.bot_digest_cooldown_s
         # Live: the same data date as the scheduled Monday digest (so they share a job id), never past the open.
         asked_at = self.now()
         as_of = args.as_of or digest_as_of(asked_at)
         week = request_week(as_of, asked_at).period
-        symbols = self._watchlist_of(inv)  # the channel's watchlist; None: the Dow30
+        symbols = None if dow30 else self._watchlist_of(inv)  # the channel's watchlist; None: the Dow30
         if symbols is False:
             return messages.watchlist_unavailable()
         try:

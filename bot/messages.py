@@ -112,7 +112,8 @@ def forecast_what(ticker: str, *, week: str, as_of: dt.date | None) -> str:
 
 def digest_what(*, week: str, as_of: dt.date, watchlist: list[str] | None = None) -> str:
     """How an ack names a digest request: of the channel's `watchlist`, else the Dow30."""
-    covers = f"this channel's watchlist digest ({len(watchlist)} names)" if watchlist else "the Dow30 digest"
+    n = len(watchlist or ())
+    covers = f"the watchlist digest ({n} name{'s' if n != 1 else ''})" if watchlist else "the Dow30 digest"
     return f"{covers} for the week {week} (as of {as_of})"
 
 

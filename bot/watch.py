@@ -61,7 +61,8 @@ def watch_command(commands: Commands, inv: Invocation, args: WatchArgs) -> dict:
     try:
         if args.action == "list":
             tickers, calls = commands.ledger_reads.watchlist(inv.channel)
-            return messages.payload(*watch_list_message(inv.channel, tickers, calls, cap=cap))
+            scheduled = inv.channel in (getattr(commands.settings, "digest_channels", None) or ())
+            return messages.payload(*watch_list_message(inv.channel, tickers, calls, cap=cap, scheduled=scheduled))
         if args.action == "remove":
             try:
                 removed, missing, left = commands.ledger_reads.unwatch(inv.channel, list(args.tickers))

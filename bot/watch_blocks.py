@@ -42,8 +42,10 @@ def call_line(ticker: str, call: dict | None) -> str:
     return f"*{inline(ticker)}* {arrow} {label}{p_up} ({code(call['target_week'])}) → {outcome}"
 
 
-def watch_list_message(channel: str, tickers: list[str], calls: dict[str, dict], *, cap: int) -> tuple[str, list]:
-    """`/watch`: this channel's watchlist, each name with its last call; or how to start one."""
+def watch_list_message(channel: str, tickers: list[str], calls: dict[str, dict], *, cap: int,
+                       scheduled: bool = True) -> tuple[str, list]:
+    """`/watch`: this channel's watchlist, each name with its last call; or how to start one. `scheduled`: the
+    channel gets the weekly digest (it is in DIGEST_CHANNELS)."""
     if not tickers:
         text = ("This channel has no watchlist: its digest covers the Dow30. Start one with `/watch add NVDA AMD` "
                 f"(up to {cap} names); `/watch help` explains.")
@@ -52,8 +54,9 @@ def watch_list_message(channel: str, tickers: list[str], calls: dict[str, dict],
     lines = "\n".join(f"• {call_line(t, calls.get(t))}" for t in tickers)
     blocks = [header(f"Watchlist: {len(tickers)} of {cap} names"),
               *sections(f"*Each name's last call*\n{lines}"),
-              context("The weekly digest and `/digest` here cover these names. `/watch add TICKER…`, "
-                      "`/watch remove TICKER…` change the list.")]
+              context(("The weekly digest and `/digest` here cover these names." if scheduled else
+                       "`/digest` here runs these names; this channel gets no weekly digest (an admin can add it to "
+                       "`DIGEST_CHANNELS`).") + " `/watch add TICKER…`, `/watch remove TICKER…` change the list.")]
     return clip(text, 3000), fit(blocks)
 
 

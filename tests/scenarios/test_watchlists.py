@@ -99,8 +99,9 @@ def test_an_unknown_ticker_is_refused_at_add_with_the_reason_and_the_known_ones_
     assert slack.messages() == []  # the channel saw nothing of it
     assert watchlists.tickers_of(database, "C1") == ["NVDA", "BRK.B"]
 
-    listed = slash(server, "/watch", "", user="U2", channel="C1")
-    assert "*NVDA* · _no call yet_" in json.dumps(listed.json()["blocks"], ensure_ascii=False)
+    listed = json.dumps(slash(server, "/watch", "", user="U2", channel="C1").json()["blocks"], ensure_ascii=False)
+    assert "*NVDA* · _no call yet_" in listed
+    assert "this channel gets no weekly digest (an admin can add it to `DIGEST_CHANNELS`)" in listed
     assert slash(server, "/watch", "", channel="C2").text.startswith("This channel has no watchlist")
     removed = slash(server, "/watch", "remove NVDA TSLA", channel="C1").text
     assert removed.startswith(":wastebasket: Removed *NVDA*") and "not on it: *TSLA*" in removed
@@ -161,12 +162,16 @@ def test_the_scheduled_digest_covers_each_channels_watchlist_and_the_dow30_elsew
 def test_digest_on_demand_in_a_channel_with_a_watchlist_runs_that_list(server, context, slack, database):
     watchlists.add(database, "C1", ["AMD"], user="U1", cap=3)
     asked = slash(server, "/digest", "2024-03-15", channel="C1").text
-    assert asked.startswith(":hourglass_flowing_sand: Queued this channel's watchlist digest (1 names) for the week "
+    assert asked.startswith(":hourglass_flowing_sand: Queued the watchlist digest (1 name) for the week "
                             "2024-03-17 to 2024-03-24"), asked
     worker.run(context, burst=True)
     summary, item = slack.messages("C1")
     assert summary["blocks"][0]["text"]["text"].startswith("Watchlist digest")
     assert item["blocks"][0]["text"]["text"] == "AMD weekly forecast"
+    dow30 = slash(server, "/forecast", "dow30 2024-03-15", channel="C1").text  # named: the Dow30 all the same
+    assert dow30.startswith(":hourglass_flowing_sand: Queued the Dow30 digest for the week"), dow30
+    assert slash(server, "/forecast", "digest 2024-03-15", channel="C1").text.startswith(
+        ":white_check_mark: This channel already got the watchlist digest (1 name)")
 
 
 def test_app_home_is_published_within_slacks_limits(server, context, slack, database):
