@@ -199,3 +199,38 @@ def test_app_home_is_published_within_slacks_limits(server, context, slack, data
     assert request(server, "POST", "/slack/events", messages_tab, signed_event_headers(messages_tab)).status == 200
     time.sleep(0.3)
     assert len(slack.posted("views.publish")) == 1  # the Messages tab publishes nothing
+
+
+@pytest.mark.usefixtures("fresh_yfinance")
+def test_class_shares_are_checked_in_each_sources_spelling_through_the_production_sources(server, slack, redis,
+                                                                                           database):
+    """The real finnhub client and yfinance against fake Finnhub and Yahoo servers, behind `build_sources`' cache
+    and limiters: BRK-B as typed is BRK.B at Finnhub and BRK-B at Yahoo; a name Finnhub has no profile for is
+    refused with the reason."""
+    from engine.sources.factory import build_sources
+    from tests.fakes.finnhub import FakeFinnhub
+    from tests.fakes.yahoo import FakeYahoo
+
+    with FakeFinnhub() as finnhub, FakeYahoo() as yahoo:
+        finnhub.add_profile("BRK.B", name="Berkshire Hathaway Inc", finnhubIndustry="Insurance")
+        today = dt.date.today()
+        yahoo.add_prices("BRK-B", {today - dt.timedelta(days=d): 400.0 + d for d in range(1, 15)
+                                   if (today - dt.timedelta(days=d)).weekday() < 5})
+        settings = Settings(_env_file=None, finnhub_api_key="test-key-5f3a9c", finnhub_api_url=finnhub.api_url)
+        ctx = runtime.WorkerContext(
+            settings=settings, conn=redis, sources=build_sources(settings, conn=redis, yahoo_session=yahoo.session()),
+            slack=SlackOutbox(build_client("xoxb-test", base_url=slack.api_url)),
+            load_model=lambda: CannedAnalyst(answer("Up by 1-2%")))
+        asked = slash(server, "/watch", "add brk-b ZZZZQ", channel="C1", response_url=slack.hook_url())
+        assert asked.text.startswith(":mag: Checking *BRK.B*, *ZZZZQ*")
+        try:
+            worker.run(ctx, burst=True)
+        finally:
+            runtime.install(None)
+        [note] = slack.hooks()
+        assert "Added to <#C1>'s watchlist: *BRK.B*" in note["text"]
+        assert "*ZZZZQ* not added: no company is listed under this ticker" in note["text"]
+        assert watchlists.tickers_of(database, "C1") == ["BRK.B"]
+        assert {c.params["symbol"] for c in finnhub.calls} == {"BRK.B", "ZZZZQ"}
+        charts = [path for _m, _host, path in yahoo.requests if "/v8/finance/chart/" in path]
+        assert charts and all("/chart/BRK-B" in path for path in charts)
