@@ -142,6 +142,13 @@ def render_report(report: dict, *, model_name: str = "model") -> list[str]:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
 
+    grounding = report.get("grounding")
+    if grounding and grounding["items"]:
+        lines.append(f"grounding: {100 * grounding['rate']:.1f}% of {model_name}'s items supported by the news its "
+                     f"prompt held ({grounding['supported']} of {grounding['items']} Positive Developments and "
+                     f"Concerns, {grounding['rows']} rows with news; match score >= {grounding['threshold']})")
+    elif grounding:
+        lines.append(f"grounding: – ({model_name}'s answers list no items)")
     lines += render_calibration(report, model_name=model_name)
     lines += render_calibration_fit(report)
 

@@ -16,13 +16,15 @@ from typing import Any, Protocol
 from engine.baselines import BaseRates, base_rates
 from engine.bin_calibration import IDENTITY, BinCalibration
 from engine.calibration_fit import calibration_fit
-from engine.exceptions import EngineError
+from engine.evidence import grounding, name_words
+from engine.exceptions import EngineError, PromptError
 from engine.fingpt_rows import EvalRow, load_eval_rows
 from engine.grammar import call_text
 from engine.metrics import score, score_fingpt_compat
 from engine.parsing import parse_answer
 from engine.predictions import RowProbability, p_up_of, probability_json
 from engine.probabilities import BinDistribution, choose_call
+from engine.prompt_parser import parse_user_prompt
 from engine.prompts import SYSTEM_PROMPT
 from engine.scaffold import SCAFFOLD
 
@@ -160,6 +162,26 @@ def consistency(predictions: Sequence[str], served: Sequence[BinDistribution | N
     return {"checked": checked, "agree": checked - len(disagree), "disagree": disagree}
 
 
+def grounding_report(rows: Sequence[EvalRow], predictions: Sequence[str]) -> dict | None:
+    """The grounding rate of the answers (engine.evidence.grounding): each Positive Development and Concern matched
+    against the news its row's prompt held (parsed from the prompt), plus `rows`, the rows whose prompt had news
+    and parsed. None when no row did (news not available: the rate would mean nothing)."""
+    claims: list = []
+    used = 0
+    for row, text in zip(rows, predictions, strict=True):
+        try:
+            parts = parse_user_prompt(row.user_prompt)
+        except PromptError:
+            continue
+        news = [n for w in parts.weeks for n in w.news]
+        if not news:
+            continue
+        used += 1
+        answer, ignore = parse_answer(text), name_words(parts)
+        claims += [(claim, news, ignore) for claim in (*answer.positives, *answer.concerns)]
+    return {**grounding(claims), "rows": used} if used else None
+
+
 def evaluate(
     rows: Sequence[EvalRow],
     *,
@@ -202,7 +224,8 @@ def evaluate(
     those scores. Either mode, with raw distributions at hand (generated, or scored), the report gains
     `calibration_fit` (engine.calibration_fit: raw / contextual / temperature, cross-fitted by week, with
     `content_free` the content-free prompt's distribution) and, when generating, `consistency` (every stated call
-    against the rule on its served distribution). `evidence` names the mode.
+    against the rule on its served distribution). `evidence` names the mode. In full mode, `grounding` is
+    `grounding_report`: the share of the answers' items the news in their prompts supports (None without news).
     """
     if not rows:
         raise EngineError("No rows to evaluate.")
@@ -242,6 +265,8 @@ def evaluate(
         report = score(rows, list(predictions), p_up=p_up, rates=rates, **common)
     stored = None if probabilities is None else [probability_json(p) for p in probabilities]
     extra: dict[str, Any] = {"evidence": evidence}
+    if mode == "full":  # the scaffold's placeholder lists claim nothing
+        extra["grounding"] = grounding_report(rows, predictions)
     if raw is not None and any(d is not None for d in raw):
         extra["calibration_fit"] = calibration_fit(rows, raw, content_free=content_free, model=model,
                                                    bootstrap=bootstrap, seed=seed)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from engine.evidence import evidence_json
 from engine.inputs import ForecastInputs
 from engine.market.weeks import MoveBin
 from engine.parsing import Forecast, parse_answer
@@ -44,6 +45,7 @@ class ForecastResult:
     model_version: str
     prompt_sha256: str = ""  # of the exact chat messages generated from: the ledger's link to its prompt
     signal_band: float = 0.0  # SIGNAL_BAND when it was made: P(up) within 0.5 ± this is "no clear signal"
+    evidence: dict | None = None  # engine.evidence.evidence_json: the news read and each claim's matches
 
 
 def prompt_sha256(messages: Sequence[dict[str, str]]) -> str:
@@ -85,14 +87,16 @@ def run_forecasts(
         told = None if on_text is None else (lambda row, text, chunk=chunk: on_text(chunk[row], text))
         generations = model.generate([messages[k] for k in chunk], max_new_tokens=max_new_tokens, on_text=told)
         for k, generation in zip(chunk, generations, strict=True):
+            forecast = parse_answer(generation.text)
             results[k] = ForecastResult(
                 inputs=inputs[k],
-                forecast=parse_answer(generation.text),
+                forecast=forecast,
                 generation=generation,
                 dropped=tuple(fitted[k][1]),
                 model_version=model.version,
                 prompt_sha256=prompt_sha256(messages[k]),
                 signal_band=signal_band,
+                evidence=evidence_json(forecast.positives, forecast.concerns, fitted[k][0]),
             )
         if on_done is not None:
             on_done(len(results), len(inputs))
@@ -153,4 +157,5 @@ def to_json(result: ForecastResult) -> dict:
         "new_tokens": result.generation.new_tokens,
         "seconds": round(result.generation.seconds, 3),
         "prompt_sha256": result.prompt_sha256,
+        "evidence": result.evidence,  # absent from forecasts stored before it: readers use .get("evidence")
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from engine.exceptions import PromptError, PromptTooLong
@@ -66,10 +66,14 @@ assert PROMPT_END_TEMPLATE.count("{wording}") == 1
 
 @dataclass(frozen=True)
 class NewsLine:
-    """One news item as the prompt shows it."""
+    """One news item as the prompt shows it: `headline` and `summary` are rendered; `source`, `url` and `published`
+    (ISO time) ride along for the evidence under each claim (engine.evidence) and are never rendered or compared."""
 
     headline: str
     summary: str
+    source: str = field(default="", compare=False)
+    url: str = field(default="", compare=False)
+    published: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,8 @@ def sample_news(
     )
     rng = random.Random(f"{symbol}|{week_start}|{seed}")
     chosen = sorted(rng.sample(range(len(kept)), min(k, len(kept))))
-    return tuple(NewsLine(headline=kept[i].headline, summary=kept[i].summary) for i in chosen)
+    return tuple(NewsLine(headline=kept[i].headline, summary=kept[i].summary, source=kept[i].source,
+                          url=kept[i].url, published=kept[i].published.isoformat()) for i in chosen)
 
 
 def first_difference(expected: str, actual: str, context: int = 40) -> str:
