@@ -80,7 +80,8 @@ def watch_removed(removed: list[str], missing: list[str], left: int) -> str:
     if removed:
         parts.append(f":wastebasket: Removed {_names(removed)} from this channel's watchlist")
     if missing:
-        parts.append(f"{'N' if not removed else 'n'}ot on it: {_names(missing)}")
+        parts.append(f"not on it: {_names(missing)}" if removed else
+                     f":information_source: Not on this channel's watchlist: {_names(missing)}")
     tail = f"{left} name(s) left." if left else "It is empty now: the digest here covers the Dow30 again."
     return "; ".join(parts) + ". " + tail
 

@@ -234,3 +234,50 @@ def test_class_shares_are_checked_in_each_sources_spelling_through_the_productio
         assert {c.params["symbol"] for c in finnhub.calls} == {"BRK.B", "ZZZZQ"}
         charts = [path for _m, _host, path in yahoo.requests if "/v8/finance/chart/" in path]
         assert charts and all("/chart/BRK-B" in path for path in charts)
+
+
+def test_any_watch_text_gets_an_ephemeral_answer_within_slacks_limits_and_no_exception_escapes(slack, redis,
+                                                                                                redis_server,
+                                                                                                database, caplog):
+    """Fuzzed `/watch` text through the app's own dispatch (signature, listener, ack), the ledger migrated, so
+    list, add (queued or refused) and remove are all reached."""
+    import logging
+
+    from hypothesis import HealthCheck, example, given, settings
+    from hypothesis import strategies as st
+    from slack_bolt.request import BoltRequest
+
+    from bot.app import build_app
+    from jobs.client import fast_connection
+    from tests.fakes.slack_commands import command_body, signed_headers
+    from tests.slack_limits import within_slack_limits
+
+    app = build_app(bot_settings(slack, redis_server["url"], watchlist_max=3),
+                    conn=fast_connection(redis_server["url"]))
+    words = st.sampled_from(["add", "remove", "rm", "list", "help", "NVDA", "nvda", "brk-b", "BRK.B", "$AMD",
+                             "<!channel>", "<#C1|x>", "&amp;", "`", ",", "A,B", "TOOLONGX", "\u200b"])
+    seen: set[str] = set()
+
+    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @example(text="add NVDA", channel="C0FULL")  # each path at least once (examples run first): already there,
+    @example(text="add AMD brk-b", channel="C0FUZZ")  # queued,
+    @example(text="add AMD", channel="C0FULL")  # over the cap (a list never emptied here),
+    @example(text="rm NVDA", channel="C0FUZZ")  # removed
+    @example(text="", channel="C0FUZZ")  # and the list
+    @given(text=st.lists(st.one_of(words, st.text(min_size=1, max_size=8)), max_size=6).map(" ".join),
+           channel=st.sampled_from(["C0FUZZ", "C0FULL"]))
+    def answer(text: str, channel: str) -> None:
+        body = command_body("/watch", text, channel=channel)
+        response = app.dispatch(BoltRequest(body=body, headers=signed_headers(body)))
+        assert response.status == 200, (text, response.body)
+        reply = json.loads(response.body)
+        within_slack_limits(reply)
+        assert reply["response_type"] == "ephemeral" and not reply["text"].startswith(":x: Something"), text
+        seen.add(reply["text"].split()[0])
+
+    watchlists.add(database, "C0FUZZ", ["NVDA"], user="U1", cap=3)
+    watchlists.add(database, "C0FULL", ["NVDA", "BRK.B", "TSLA"], user="U1", cap=3)
+    with caplog.at_level(logging.ERROR):
+        answer()
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert {":warning:", ":mag:", ":no_entry:", ":wastebasket:", ":information_source:", "This"} <= seen, seen
