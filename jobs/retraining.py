@@ -22,6 +22,7 @@ from engine.registry import Registry
 from engine.train_config import TrainConfig
 from jobs import runtime
 from jobs.attempts import attempt_of
+from jobs.failures import without_server_paths
 from jobs.replies import Reply, Route, post_once
 from jobs.retrain_progress import ProgressPublisher
 
@@ -98,8 +99,8 @@ def _run(ctx, reply: Reply, status: _Throttled, publish: ProgressPublisher, *, j
         cfg = TrainConfig(base=settings.model_base, device=settings.model_device, qlora=settings.train_qlora,
                           epochs=epochs or settings.train_epochs, max_steps=settings.train_max_steps,
                           gradient_accumulation=settings.train_grad_accum)
-    except ValueError as exc:
-        text, blocks = layouts.failure_message("Retrain not started", str(exc))
+    except ValueError as exc:  # a setting out of range: the admin's to fix, so its words are shown (no paths)
+        text, blocks = layouts.failure_message("Retrain not started", without_server_paths(str(exc)))
         reply.final(text, blocks)
         return {"status": "failed", "error": str(exc)}
 
@@ -123,7 +124,10 @@ def _run(ctx, reply: Reply, status: _Throttled, publish: ProgressPublisher, *, j
                           max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size,
                           train_progress=on_train, eval_progress=on_eval, model_name=settings.model_name)
     except EngineError as exc:
-        text, blocks = layouts.failure_message("Retrain failed", str(exc), hint="Nothing was promoted; the served "
+        # The admin who asked can act on the trainer's words (e.g. "train in bfloat16"); server paths stay in the log.
+        log.warning("%s: retrain failed: %s", job_id, exc)
+        text, blocks = layouts.failure_message("Retrain failed", without_server_paths(str(exc)),
+                                               hint="Nothing was promoted; the served "
                                                "adapter is unchanged.")
         reply.final(text, blocks)
         return {"status": "failed", "error": str(exc)}
