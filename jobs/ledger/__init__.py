@@ -11,6 +11,7 @@ by earlier releases is copied over once by `forecaster ledger migrate`.
   track record's tables in step;
 - `track_rows`, `track_queries`, `track_scores`: the track record's numbers, per ticker-week and in SQL;
 - `reports` and `report_builder`: the stored report of each scope, read by `/track`, recomputed by the writers;
+- `watchlists`: each channel's watchlist (`/watch`), which its digest covers instead of the Dow30;
 - `redis_layout` and `migrate`: the old Redis ledger and the one-shot copy out of it.
 
 This package's own names are the readers, which import without numpy or pandas (the bot reads the ledger and
