@@ -31,10 +31,12 @@ def vote_actions(forecast_id: str, *, up: int = 0, down: int = 0) -> dict:
 
 
 def with_votes(blocks: list[dict], forecast_id: str, *, up: int = 0, down: int = 0) -> list[dict]:
-    """`blocks` (one fitted message) with the buttons under them, fitted again with room kept for the buttons."""
+    """`blocks` (one fitted message: a header, the body, the small-print footer) with the buttons under the body,
+    above the footer, which stays the last block; fitted again with room kept for the buttons."""
     actions = vote_actions(forecast_id, up=up, down=down)
     room = BLOCKS_BUDGET - len(json.dumps(actions, ensure_ascii=False)) - 2
-    return [*fit(blocks, budget=room, max_blocks=MAX_BLOCKS - 1), actions]
+    fitted = fit(blocks, budget=room, max_blocks=MAX_BLOCKS - 1)
+    return [*fitted[:-1], actions, *fitted[-1:]]
 
 
 def votes_block_of(blocks: list[dict]) -> dict | None:

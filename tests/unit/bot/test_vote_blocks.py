@@ -33,10 +33,10 @@ def test_the_buttons_go_under_every_answer_and_the_message_stays_one_slack_takes
     text, blocks = forecast_message(forecast(answer))
     voted = with_votes(blocks, FORECAST_ID)
     assert slack_problems(as_payload(text, voted)) == []
-    assert voted[-1] == vote_actions(FORECAST_ID) and len(buttons(voted)) == 1
-    assert voted[0] == blocks[0]  # the header stays
-    assert [e["value"] for e in voted[-1]["elements"]] == [FORECAST_ID, FORECAST_ID]
-    assert [e["text"]["text"] for e in voted[-1]["elements"]] == [":+1: 0", ":-1: 0"]
+    assert voted[-2] == vote_actions(FORECAST_ID) and len(buttons(voted)) == 1  # under the body
+    assert voted[0] == blocks[0] and voted[-1] == blocks[-1]  # the header and the footer stay
+    assert [e["value"] for e in voted[-2]["elements"]] == [FORECAST_ID, FORECAST_ID]
+    assert [e["text"]["text"] for e in voted[-2]["elements"]] == [":+1: 0", ":-1: 0"]
 
 
 def test_new_counts_change_the_buttons_and_nothing_else():
@@ -44,7 +44,7 @@ def test_new_counts_change_the_buttons_and_nothing_else():
     voted = json.loads(json.dumps(with_votes(blocks, FORECAST_ID)))  # as Slack sends it back with a click
     counted = with_counts(voted, FORECAST_ID, up=3, down=1)
     assert [e["text"]["text"] for e in buttons(counted)[0]["elements"]] == [":+1: 3", ":-1: 1"]
-    assert [b for b in counted if b.get("block_id") != VOTES_BLOCK_ID] == voted[:-1]
+    assert [b for b in counted if b.get("block_id") != VOTES_BLOCK_ID] == [*voted[:-2], voted[-1]]
     assert slack_problems(as_payload(text, counted)) == []
     assert with_counts(voted, "another:AXP", up=1, down=0) is None  # not this message's forecast
     assert with_counts(blocks, FORECAST_ID, up=1, down=0) is None  # a message without the buttons
