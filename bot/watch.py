@@ -96,7 +96,7 @@ def watch_command(commands: Commands, inv: Invocation, args: WatchArgs) -> dict:
     except QueueingUnconfirmed as exc:
         commands._log_redis_failure(inv, exc)
         return messages.queueing_unconfirmed("the check of those names")
-    return messages.payload(watch_checking(new))
+    return messages.payload(watch_checking(new) + messages._no_workers(commands._workers_alive()))
 
 
 def register_home(app: App, commands: Commands) -> None:

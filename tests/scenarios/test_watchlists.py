@@ -89,6 +89,7 @@ def test_an_unknown_ticker_is_refused_at_add_with_the_reason_and_the_known_ones_
                                                                                         database):
     asked = slash(server, "/watch", "add NVDA ZZZZQ brk-b", user="U1", channel="C1", response_url=slack.hook_url())
     assert asked.text.startswith(":mag: Checking *NVDA*, *ZZZZQ*, *BRK.B*"), asked.text  # BRK-B is BRK.B
+    assert "No worker is running right now: the job waits until one starts" in asked.text  # none yet: said so
     assert watchlists.tickers_of(database, "C1") == []  # nothing added before the check
     worker.run(context, burst=True)
 
