@@ -282,3 +282,26 @@ def test_any_watch_text_gets_an_ephemeral_answer_within_slacks_limits_and_no_exc
         answer()
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert {":warning:", ":mag:", ":no_entry:", ":wastebasket:", ":information_source:", "This"} <= seen, seen
+
+
+def test_an_add_whose_database_stays_down_ends_in_a_failure_the_requester_sees(server, slack, redis, market,
+                                                                               monkeypatch):
+    """The worker cannot reach the ledger: RQ's retries (without their backoff here), then the failure, said."""
+    import dataclasses
+
+    import jobs.client
+
+    monkeypatch.setattr(jobs.client, "INTERACTIVE", dataclasses.replace(INTERACTIVE, retry_intervals_s=(0, 0)))
+    down = Settings(_env_file=None, database_url="postgresql+psycopg://postgres@127.0.0.1:1/none",
+                    database_connect_timeout_s=2)
+    ctx = runtime.WorkerContext(settings=down, conn=redis, sources=Sources(market, market, market),
+                                slack=SlackOutbox(build_client("xoxb-test", base_url=slack.api_url)),
+                                load_model=lambda: CannedAnalyst(answer("Up by 1-2%")))
+    slash(server, "/watch", "add NVDA", channel="C1", user="U1", response_url=slack.hook_url())
+    try:
+        worker.run(ctx, burst=True)
+    finally:
+        runtime.install(None)
+    [failed] = slack.messages("C1")  # retries spent: said where the request was made, as any job's failure is
+    assert failed["text"].startswith(":x: Your /watch add failed: an internal error (OperationalError)")
+    assert ":repeat: Your /watch add hit a problem" in slack.hooks()[0]["text"]  # its retries were said too
