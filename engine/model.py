@@ -152,11 +152,14 @@ class Analyst:
         merge_adapter: bool = False,
         constrained: bool = True,
         calibration_dir: Path | None = None,
+        threads: int = 0,
     ) -> Analyst:
         """`calibration_dir`: MODEL_DIR, where the bare base's bin calibration is kept (engine.bin_calibration);
         an adapter's is read from its own folder. `quantize="int8"`: the linear layers' weights in int8 (torchao's
         weight-only int8, which PEFT's LoRA layers wrap), computed in the placement's dtype; adapters stay
-        unmerged."""
+        unmerged. `threads` (MODEL_THREADS): torch's CPU threads for this process; 0 leaves torch's default."""
+        if threads > 0:
+            torch.set_num_threads(threads)
         cuda = torch.cuda.is_available()
         placement = choose_placement(
             device=device, dtype=dtype, load_in_4bit=load_in_4bit, cuda_available=cuda,

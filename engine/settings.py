@@ -83,6 +83,12 @@ class EngineSettings(BaseSettings):
     model_load_in_4bit: bool = Field(
         default=False, description="Load the base in 4-bit NF4 (bitsandbytes, double quant): 7B fits a 16 GB card."
     )
+    model_threads: int = Field(
+        default=0, ge=0, le=512,
+        description="CPU threads the worker's model computes on. 0: torch's default, one per physical core, which "
+        "was fastest on the 2-core machines measured (README: Measured figures). Set fewer to leave a core to "
+        "the bot and Redis on a shared host.",
+    )
     model_quantize: Literal["none", "int8"] = Field(
         default="none",
         description="int8: the linear layers' weights stored in int8 (torchao weight-only), computed in MODEL_DTYPE: "

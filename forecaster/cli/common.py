@@ -258,7 +258,7 @@ def load_analyst(settings: Settings):
 
     analyst = Analyst.load(settings.model_base, adapter=adapter, device=settings.model_device,
                            dtype=settings.model_dtype, load_in_4bit=settings.model_load_in_4bit,
-                           quantize=settings.model_quantize,
+                           quantize=settings.model_quantize, threads=settings.model_threads,
                            merge_adapter=settings.model_merge_adapter, constrained=settings.model_constrained,
                            calibration_dir=settings.model_dir)
     analyst.name = settings.model_name

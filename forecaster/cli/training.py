@@ -204,6 +204,7 @@ def _load_base(settings: Settings):
 
     return Analyst.load(settings.model_base, device=settings.model_device, dtype=settings.model_dtype,
                         load_in_4bit=settings.model_load_in_4bit, quantize=settings.model_quantize,
+                        threads=settings.model_threads,
                         merge_adapter=settings.model_merge_adapter,
                         constrained=settings.model_constrained)
 

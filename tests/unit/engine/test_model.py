@@ -205,3 +205,14 @@ def test_int8_weights_serve_adapters_unmerged_constrained_with_scored_bins(tiny_
 def test_int8_and_4bit_together_is_a_clear_error():
     with pytest.raises(ModelError, match="choose one"):
         choose_placement(cuda_available=False, cuda_capability=None, quantize="int8", load_in_4bit=True)
+
+
+def test_model_threads_set_the_processes_torch_threads(tiny_model_dir):
+    before = torch.get_num_threads()
+    try:
+        Analyst.load(str(tiny_model_dir), device="cpu", threads=1)
+        assert torch.get_num_threads() == 1
+        Analyst.load(str(tiny_model_dir), device="cpu", threads=0)  # 0: left as it is
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
