@@ -149,8 +149,9 @@ def test_where_only_the_response_url_reaches_the_channel_the_answer_is_posted_on
     enqueue(redis, response_url=slack.hook_url(), job_id="forecast-hook-only")
     worker.run(context, burst=True)
     hooks = slack.hooks()
-    assert [h["response_type"] for h in hooks] == ["ephemeral", "ephemeral", "in_channel", "ephemeral"]
-    assert is_answer(hooks[2]) and "answer is posted in the channel" in hooks[3]["text"]
+    assert [h["response_type"] for h in hooks] == ["ephemeral", "ephemeral", "ephemeral", "in_channel", "ephemeral"]
+    assert "Positive Developments" in hooks[2]["text"]  # the answer's first section, as soon as it was written
+    assert is_answer(hooks[3]) and "answer is posted in the channel" in hooks[4]["text"]
 
 
 def test_a_crash_after_the_placeholder_was_taken_leaves_it_behind_but_still_one_answer(context, redis, slack):
