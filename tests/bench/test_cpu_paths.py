@@ -32,6 +32,7 @@ from engine.placement import CPU_BF16_FLAGS, read_cpu_flags
 from engine.probabilities import choose_call
 from engine.prompts import SYSTEM_PROMPT, fix_wording, llama_to_messages
 from engine.scaffold import SCAFFOLD
+from engine.streaming import written_so_far
 from tests.real.weights import missing_reason, real_model_dir
 
 WEEK = os.environ.get("STATED_CALL_WEEK", "2024-04-21 to 2024-04-28")
@@ -59,6 +60,8 @@ class Measured:
     calls: list[str]
     p_up: list[float]
     answer: str
+    first_section_s: float | None  # from the call to the first complete section (the positives) on screen
+    prefill_s: float  # the forecast prompt's prefill, as measured above
 
 
 def _conversations(rows: list[dict]) -> list[list[dict]]:
@@ -111,14 +114,23 @@ def _measure(path: str, folder, conversations: list[list[dict]]) -> Measured:
         prefill_tps = ids.shape[1] / (time.perf_counter() - started)
     decode_tps, decode_one = _decode_rates(analyst, ids)
     scored = analyst.score_after(conversations, SCAFFOLD)
+    first_section: list[float] = []
+
+    def on_text(_row: int, text: str) -> None:
+        if not first_section and written_so_far(text).sections >= 1:
+            first_section.append(time.perf_counter() - started)
+
     started = time.perf_counter()
-    [generation] = analyst.generate(conversations[:1], max_new_tokens=MAX_NEW_TOKENS)
+    [generation] = analyst.generate(conversations[:1], max_new_tokens=MAX_NEW_TOKENS, on_text=on_text)
     forecast_s = time.perf_counter() - started
     measured = Measured(path, load_s, prefill_tps, decode_tps, decode_one, forecast_s, generation.new_tokens,
-                        [choose_call(d).code for d in scored], [d.p_up for d in scored], generation.text)
+                        [choose_call(d).code for d in scored], [d.p_up for d in scored], generation.text,
+                        first_section[0] if first_section else None, ids.shape[1] / prefill_tps)
     print(f"\n{path}: load {load_s:.0f}s, prefill {prefill_tps:.1f} tok/s ({ids.shape[1]} tokens), decode "
           f"{decode_tps:.2f} tok/s ({decode_one:.2f} on 1 thread), forecast {forecast_s:.0f}s "
-          f"({generation.new_tokens} new tokens); calls {' '.join(measured.calls)}; load average "
+          f"({generation.new_tokens} new tokens, first section after "
+          f"{measured.first_section_s if measured.first_section_s is not None else float('nan'):.0f}s, prefill "
+          f"{measured.prefill_s:.0f}s); calls {' '.join(measured.calls)}; load average "
           f"{os.getloadavg()[0]:.1f} (other work on the machine slows every figure)", flush=True)
     del analyst
     return measured
@@ -144,13 +156,14 @@ def test_cpu_paths_speed_and_agreement(fingpt_test_rows):
     results = [_measure(path, folder, conversations) for path in wanted if path not in skipped]
 
     fp32 = results[0]
-    print(f"\n{'path':10}{'prefill':>9}{'decode':>8}{'1 thr':>7}{'forecast':>10}{'× fp32':>8}"
+    print(f"\n{'path':10}{'prefill':>9}{'decode':>8}{'1 thr':>7}{'forecast':>10}{'× fp32':>8}{'1st sec':>9}"
           f"{'vs llama.cpp':>14}{'same call':>10}{'max|ΔP(up)|':>12}")
     for m in results:
         same = sum(a == b for a, b in zip(m.calls, fp32.calls, strict=True))
         drift = max(abs(a - b) for a, b in zip(m.p_up, fp32.p_up, strict=True))
         print(f"{m.path:10}{m.prefill_tps:>9.1f}{m.decode_tps:>8.2f}{m.decode_tps_one_thread:>7.2f}"
               f"{m.forecast_s:>9.0f}s{fp32.forecast_s / m.forecast_s:>7.2f}x"
+              f"{(m.first_section_s or float('nan')):>8.0f}s"
               f"{m.prefill_tps / LLAMA_CPP[0]:>7.2f}/{m.decode_tps / LLAMA_CPP[1]:.2f}"
               f"{same:>8}/{len(m.calls)}{drift:>12.3f}")
     for m in results:
