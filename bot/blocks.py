@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from bot.mrkdwn import clip, code, inline, plain, prose, safe_cut
+from bot.mrkdwn import clip, code, inline, link, plain, prose, safe_cut
 
 SECTION_LIMIT = 2900
 TEXT_OBJECT_LIMIT = 3000
@@ -139,6 +139,48 @@ def no_signal_help(data: dict) -> str:
     return "no clear signal: P(up) too close to 50%"
 
 
+NOT_FOUND = ":grey_question: _not found in the news it read_"
+MATCHES_SHOWN = 3
+
+
+def source_line(item: dict, *, limit: int = 100) -> str:
+    """"<url|Headline> · Reuters · 2024-03-01" for one news item of `to_json`'s evidence (all of it data)."""
+    extra = [inline(item[k]) for k in ("source", "date") if item.get(k)]
+    return " · ".join([link(item.get("url") or "", item.get("headline") or "", limit=limit), *extra])
+
+
+def claims_blocks(title: str, data: dict, key: str) -> list[dict]:
+    """A list of the answer (Positive Developments or Concerns), each item with the news that supports it in
+    small print under it (`to_json`'s "evidence"), or NOT_FOUND. A forecast stored without evidence (older, or
+    one whose lists and evidence do not pair up) shows the plain numbered list it always had."""
+    items = data[key]
+    matched = (data.get("evidence") or {}).get(key)
+    if not items or not isinstance(matched, list) or len(matched) != len(items):
+        return sections(f"*{title}*\n{_numbered(items)}")
+    blocks: list[dict] = []
+    for n, (item, found) in enumerate(zip(items, matched, strict=True), 1):
+        head = f"*{title}*\n" if n == 1 else ""
+        blocks += sections(f"{head}{n}. {inline(item)}")
+        lines = [f":link: {source_line(m)}" for m in found[:MATCHES_SHOWN]] or [NOT_FOUND]
+        blocks.append({"type": "context", "elements": [_mrkdwn(clip(line, TEXT_OBJECT_LIMIT)) for line in lines]})
+    return blocks
+
+
+def sources_message(data: dict) -> tuple[str, list[dict]]:
+    """(fallback text, blocks) for the "Sources" reply in a forecast's thread: every news item the model read
+    (`to_json`'s evidence "read"), week by week, each a link with its source and date."""
+    read = (data.get("evidence") or {}).get("read") or []
+    symbol = inline(data["symbol"])
+    text = f"Sources: the {len(read)} news item{'s' if len(read) != 1 else ''} the model read for {symbol}"
+    lines: list[str] = []
+    for week in dict.fromkeys(item.get("week", "") for item in read):
+        lines.append(f"*{inline(week)}*" if week else "")
+        lines += [f"• {source_line(item, limit=200)}" for item in read if item.get("week", "") == week]
+    blocks = [*sections(f"*{text}*"), *sections("\n".join(lines) or "_(no news)_"),
+              context("Headlines as the news sources wrote them; the links lead to their pages.")]
+    return _fallback(text), fit(blocks)
+
+
 def forecast_message(data: dict) -> tuple[str, list[dict]]:
     """(fallback text, blocks) for one forecast, from `engine.forecast.to_json`'s structure."""
     symbol, week = data["symbol"], data["target_week"]
@@ -155,8 +197,8 @@ def forecast_message(data: dict) -> tuple[str, list[dict]]:
             headline = f"{NO_SIGNAL_MARK} *No clear signal* · leans {capitalized}{note} for the week {inline(week)}"
             text = f"{inline(symbol)}: no clear signal (leans {label}){note} for the week {inline(week)}"
         body = (sections(headline)
-                + sections(f"*Positive Developments*\n{_numbered(data['positive_developments'])}")
-                + sections(f"*Potential Concerns*\n{_numbered(data['potential_concerns'])}")
+                + claims_blocks("Positive Developments", data, "positive_developments")
+                + claims_blocks("Potential Concerns", data, "potential_concerns")
                 + sections(f"*Analysis*\n{prose(data['analysis']) or '_(none)_'}"))
     else:
         problems = inline("; ".join(data["problems"])) or "unrecognised format"

@@ -6,7 +6,15 @@ the words for Slack's refusals, and a note under an answer."""
 from __future__ import annotations
 
 from bot import vote_blocks
-from bot.blocks import context, digest_message, failure_message, fit, forecast_message, progress_message
+from bot.blocks import (
+    context,
+    digest_message,
+    failure_message,
+    fit,
+    forecast_message,
+    progress_message,
+    sources_message,
+)
 from bot.mrkdwn import code, inline
 from bot.retrain_blocks import evaluation_status, retrain_result_message, training_status
 from bot.slack_ops import CHANNEL_REFUSALS, TOKEN_REFUSALS
@@ -14,7 +22,8 @@ from bot.track_blocks import summary_message
 from bot.watch_blocks import watch_added_message
 
 __all__ = ["BOT_HANDLE", "code", "digest_message", "evaluation_status", "failure_message", "forecast_message",
-           "inline", "progress_message", "refusal_fix", "retrain_result_message", "summary_message",
+           "inline", "progress_message", "refusal_fix", "retrain_result_message", "sources_message",
+           "summary_message",
            "training_status", "watch_added_message", "with_note"]
 
 BOT_HANDLE = "@forecaster"  # features.bot_user.display_name in bot/manifest.json

@@ -68,3 +68,16 @@ def clip(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: safe_cut(text, limit - len(ELLIPSIS))].rstrip() + ELLIPSIS
+
+
+_WEB_URL = re.compile(r"https?://[^\s<>|\"]+", re.IGNORECASE)
+
+
+def link(url: str, text: str, *, limit: int = 100) -> str:
+    """`text` (data, clipped to `limit`) as a link to `url` in Slack's `<url|text>` syntax. The text is escaped, so
+    no `>` or `<` in it can end the link or open another; the link is made only for a plain http(s) URL (no
+    blank, `|`, quote or angle bracket in it), its `&` escaped as Slack asks; any other URL shows the text alone."""
+    shown = clip(inline(text), limit) or "link"
+    if not _WEB_URL.fullmatch(url.strip()):
+        return shown
+    return f"<{escape(url.strip())}|{shown}>"

@@ -38,6 +38,10 @@ class JobLayouts(Protocol):
 
     def forecast_message(self, data: dict) -> Message: ...
 
+    def sources_message(self, data: dict) -> Message:
+        """The "Sources" reply in a forecast's thread: every news item the model read."""
+        ...
+
     def digest_message(self, week: str, forecasts: list[dict], failures: dict[str, str], *,
                        watchlist: list[str] | None = None) -> Message: ...
 

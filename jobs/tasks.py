@@ -24,7 +24,7 @@ from jobs.failures import for_user
 from jobs.keys import answer_key, last_run_key
 from jobs.ledger import open_ledger
 from jobs.ledger.writes import batched_reports, record_forecast
-from jobs.replies import Reply, Route, post_once, posted_ts
+from jobs.replies import Reply, Route, SlackRefused, post_once, posted_ts
 from jobs.streaming import SectionProgress, written_status
 
 __all__ = ["digest_job", "forecast_job", "post_once"]
@@ -95,10 +95,25 @@ def _deliver_forecast(ctx: runtime.WorkerContext, reply: Reply, job: _JobInfo, r
         text, blocks = ctx.slack.layouts.forecast_message(data)
         if entry is not None:
             blocks = ctx.slack.layouts.with_votes(blocks, entry)
-        reply.final(text, blocks)
+        answer_ts = reply.final(text, blocks)
+    _post_sources(ctx, job.attempt, req, data, answer_ts)
     ctx.conn.delete(answer_key(job.attempt))
     conclude(job.rq_job, ANSWERED)
     return {"status": "done", "forecast": {k: v for k, v in data.items() if k != "raw"}}
+
+
+def _post_sources(ctx: runtime.WorkerContext, attempt: str, req: ForecastRequest, data: dict,
+                  answer_ts: str | None) -> None:
+    """The "Sources" reply in the answer's thread, once per attempt (`post_once`): every headline the model read.
+    None where the answer has no ts (it went through a response_url: no thread to reply in) or read no news."""
+    if not answer_ts or not (data.get("evidence") or {}).get("read"):
+        return
+    text, blocks = ctx.slack.layouts.sources_message(data)
+    try:
+        post_once(ctx, attempt, "sources", channel=req.channel, text=text, blocks=blocks,
+                  thread_ts=req.thread_ts or answer_ts)
+    except SlackRefused as exc:  # the answer is out; a refused reply under it is not worth failing the job
+        log.warning("%s: the Sources reply was refused: %s", attempt, exc)
 
 
 def forecast_job(request: dict) -> dict:
@@ -110,6 +125,10 @@ def forecast_job(request: dict) -> dict:
     reply = Reply(ctx, job.attempt, Route(req.channel, req.thread_ts, req.response_url, job.enqueued_at, req.user))
     if reply.delivered():
         # A retry after a crash at the very end; this attempt's outcome may not have been written yet.
+        stored = _stored_answer(ctx, job.attempt)
+        if stored is not None:  # kept until the Sources reply is out: it may not be (final only returns the ts here)
+            _post_sources(ctx, job.attempt, req, stored, reply.final("", []))
+            ctx.conn.delete(answer_key(job.attempt))
         conclude(job.rq_job, ANSWERED)
         return {"status": "done", "note": "answer already posted by an earlier try"}
     stored = _stored_answer(ctx, job.attempt)

@@ -75,6 +75,11 @@ class UploadedFile:
     completed: bool = False  # files.completeUploadExternal named it
 
 
+def is_sources_reply(message: dict[str, Any]) -> bool:
+    """Whether a posted message is a forecast's "Sources" reply (in a thread, its text "Sources: the N news…")."""
+    return bool(message.get("thread_ts")) and str(message.get("text", "")).startswith("Sources: ")
+
+
 class FakeSlack:
     def __init__(self) -> None:
         self.calls: list[SlackCall] = []
@@ -135,19 +140,23 @@ class FakeSlack:
         return f"http://{host}:{port}/hooks/{name}"
 
     def fail_next(self, method: str, status: int, *, times: int = 1, headers: dict[str, str] | None = None,
-                  error: str | None = None, **fields: str) -> None:
-        """The next `times` calls of `method` answer HTTP `status` with `error` (by default `ratelimited` for a
-        429, else `fatal_error`) and any other `fields` (Slack's `needed` and `provided` for a missing_scope)."""
+                  error: str | None = None, when: Callable[[dict[str, Any]], bool] = lambda body: True,
+                  **fields: str) -> None:
+        """The next `times` calls of `method` (those whose body satisfies `when`) answer HTTP `status` with `error`
+        (by default `ratelimited` for a 429, else `fatal_error`) and any other `fields` (Slack's `needed` and
+        `provided` for a missing_scope)."""
         with self._lock:
-            self._failures.append([method, status, times, headers or {}, error, fields])
+            self._failures.append([method, status, times, headers or {}, error, fields, when])
 
-    def posted(self, method: str = "chat.postMessage") -> list[dict[str, Any]]:
+    def posted(self, method: str = "chat.postMessage", *, sources: bool = False) -> list[dict[str, Any]]:
+        """The bodies of the accepted `method` calls; a forecast's "Sources" reply left out unless `sources`."""
         with self._lock:
-            return [c.body for c in self.calls if c.method == method]
+            return [c.body for c in self.calls if c.method == method and (sources or not is_sources_reply(c.body))]
 
-    def messages(self, channel: str | None = None) -> list[dict[str, Any]]:
+    def messages(self, channel: str | None = None, *, sources: bool = False) -> list[dict[str, Any]]:
         """What a channel shows now: each message posted (chat.postMessage) in its latest state after any
-        chat.update, oldest first, with its `ts`."""
+        chat.update, oldest first, with its `ts`. A forecast's "Sources" reply in its thread (the news it read,
+        `bot.blocks.sources_message`) is left out unless `sources`: most scenarios are about the answer."""
         with self._lock:
             shown: dict[str, dict[str, Any]] = {}
             for call in self.calls:
@@ -158,7 +167,8 @@ class FakeSlack:
                 elif call.method == "chat.delete":
                     shown.pop(call.body.get("ts"), None)
             return [m for ts, m in shown.items()
-                    if ts not in self.deleted and (channel is None or m.get("channel") == channel)]
+                    if ts not in self.deleted and (channel is None or m.get("channel") == channel)
+                    and (sources or not is_sources_reply(m))]
 
     def uploads(self) -> list[UploadedFile]:
         """Files whose upload was completed (all three steps), in order."""
@@ -224,7 +234,7 @@ class FakeSlack:
         status, headers, answer, lost = 200, {}, None, None
         with self._lock:
             for failure in self._failures:
-                if failure[0] == method and failure[2] > 0:
+                if failure[0] == method and failure[2] > 0 and failure[6](body):
                     failure[2] -= 1
                     status, headers = failure[1], failure[3]
                     answer = {"ok": False, "error": failure[4] or ("ratelimited" if status == 429 else "fatal_error"),

@@ -89,7 +89,7 @@ def test_when_slack_refuses_the_response_url_the_answer_goes_through_chat_post_m
     assert slash(server, "/forecast", "axp 2024-03-15 weeks=2", response_url=slack.hook_url()).status == 200
     worker.run(worker_context, burst=True)
 
-    posted = [c.body for c in slack.calls if c.method == "chat.postMessage"]
+    posted = slack.posted()  # the Sources reply in the answer's thread aside
     assert [p["channel"] for p in posted] == ["C123"]
     [message] = slack.messages("C123")  # the progress message, edited into the answer: one final state
     assert message["blocks"][0]["text"]["text"] == "AXP weekly forecast"

@@ -32,7 +32,7 @@ from jobs.keys import posted_marker
 from jobs.queues import INTERACTIVE
 from jobs.replies import FINAL, PLACEHOLDER_STATUS, Reply, Route
 from tests.fakes.forecasts import CannedAnalyst, answer
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, is_sources_reply
 from tests.scenarios.market_fixture import memory_market
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +124,26 @@ def test_an_answer_whose_acknowledgement_is_lost_is_edited_again_not_posted_agai
     assert is_answer(message)
     assert len(slack.posted()) == 1 and answer_edits(slack) == [message["ts"]] * 2
     assert not [h for h in slack.hooks() if h["response_type"] == "in_channel"]
+
+
+def test_the_news_read_is_listed_once_in_the_answers_thread_even_when_that_reply_fails_first(context, redis,
+                                                                                          slack):
+    slack.fail_next("chat.postMessage", 500, when=is_sources_reply)  # after the answer: the job fails, RQ retries
+    job_id = enqueue(redis, response_url=None, job_id="forecast-sources")
+    worker.run(context, burst=True)  # the failed attempt, then RQ's retry
+
+    assert status(redis, job_id) == "finished"
+    [message] = slack.messages("C123")
+    assert is_answer(message) and answer_edits(slack) == [message["ts"]]  # the answer went out once, not again
+    [failed] = slack.failed
+    [sources] = [m for m in slack.messages("C123", sources=True) if is_sources_reply(m)]
+    assert failed.body["text"] == sources["text"] == "Sources: the 3 news items the model read for AXP"
+    assert sources["thread_ts"] == message["ts"]
+    assert all(f"AXP invented headline {day}" in str(sources["blocks"]) for day in (4, 5, 11))
+    # Under each item of the answer (one positive, one concern: "Baseline: no factors."), the mark that it was not
+    # in the news it read: the invented headlines share no word with it.
+    marks = [b for b in message["blocks"] if b["type"] == "context" and "not found in the news it read" in str(b)]
+    assert len(marks) == 2
 
 
 def test_where_only_the_response_url_reaches_the_channel_a_retry_shows_the_answer_to_the_requester_alone(

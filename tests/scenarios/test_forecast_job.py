@@ -62,7 +62,10 @@ def test_a_queued_forecast_shows_progress_then_ends_as_one_answer_in_the_channel
 
     [message] = slack.messages("C123")  # one message: posted as progress, edited into the answer
     steps = [c.body["text"] for c in slack.calls if c.method in ("chat.postMessage", "chat.update")]
-    assert "fetching news" in steps[0] and "writing the analysis" in steps[1] and len(steps) == 3
+    assert "fetching news" in steps[0] and "writing the analysis" in steps[1] and len(steps) == 4
+    [sources] = [m for m in slack.messages("C123", sources=True) if m["ts"] != message["ts"]]
+    assert steps[3] == sources["text"] == "Sources: the 3 news items the model read for AXP"  # then, in its thread
+    assert sources["thread_ts"] == message["ts"]
     assert message["blocks"][0]["text"]["text"] == "AXP weekly forecast"
     assert "Not financial advice" in message["blocks"][-1]["elements"][0]["text"]
     assert "could not be parsed" in message["blocks"][1]["text"]["text"]  # random weights: flagged, shown raw

@@ -10,7 +10,7 @@ import inspect
 import pytest
 
 from bot import messages
-from bot.blocks import digest_message, failure_message, forecast_message, progress_message
+from bot.blocks import digest_message, failure_message, forecast_message, progress_message, sources_message
 from bot.retrain_blocks import evaluation_status, retrain_result_message, training_status
 from bot.track_blocks import summary_message, track_message
 from tests.fakes.forecasts import distribution
@@ -41,11 +41,24 @@ def no_clear_signal(symbol: str = "AXP", **kwargs) -> dict:
     return data
 
 
+def with_sources(data: dict, per_item: int, width: int, read: int = 0) -> dict:
+    """`data` with `per_item` matched news items of `width`-character headlines and URLs under each item, and
+    `read` news items read."""
+    item = {"headline": "<Headline> & " + "h" * width, "source": "Wire " * 20, "date": "2024-03-05",
+            "url": "https://news.example/a?b=1&c=" + "u" * width, "score": 0.5}
+    read_items = [{"week": WEEK, **{k: v for k, v in item.items() if k != "score"}}] * read
+    return data | {"evidence": {"method": "word-cover-v1", "threshold": 0.35, "read": read_items,
+                                **{key: [[item] * per_item for _ in data[key]]
+                                   for key in ("positive_developments", "potential_concerns")}}}
+
+
 FORECASTS = {
     "parsed": lambda: parsed(),
     "parsed, no clear signal": lambda: no_clear_signal(),
     "parsed, no clear signal, long model name": lambda: no_clear_signal(model="m" * 5_000),
     "parsed, 60 long items and a long analysis": lambda: parsed(items=60, width=400, analysis=LONG),
+    "parsed, 60 long items, each with 3 long sources": lambda: with_sources(parsed(items=60, width=400), 3, 400),
+    "parsed, every item not found in the news": lambda: with_sources(parsed(), 0, 0),
     "unparsed": lambda: forecast(UNREADABLE_ANSWER),
     "unparsed, empty": lambda: forecast(""),
     "unparsed, 200,000 characters": lambda: forecast("The outlook is unclear. " * 8_400),
@@ -59,6 +72,11 @@ FORECASTS = {
 @pytest.mark.parametrize("case", list(FORECASTS))
 def test_every_forecast_is_one_slack_takes(case):
     assert_slack_takes(*forecast_message(FORECASTS[case]()))
+
+
+@pytest.mark.parametrize("read", [0, 1, 400])
+def test_every_sources_reply_is_one_slack_takes(read):
+    assert_slack_takes(*sources_message(with_sources(parsed(), 0, 400, read=read)))
 
 
 DIGESTS = {
@@ -235,7 +253,7 @@ def test_the_layouts_checked_here_are_all_the_layouts_there_are():
     import bot.track_blocks
 
     checked = {"forecast_message", "digest_message", "digest_headline", "progress_message", "failure_message",
-               "summary_message", "track_message", "retrain_result_message", "training_status",
+               "sources_message", "summary_message", "track_message", "retrain_result_message", "training_status",
                "evaluation_status"}
     layouts = {name for module in (bot.blocks, bot.track_blocks, bot.retrain_blocks)
                for name, fn in inspect.getmembers(module, inspect.isfunction)
