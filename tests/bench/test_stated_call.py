@@ -75,6 +75,14 @@ def test_every_stated_call_is_chosen_from_the_models_probabilities(fingpt_test_r
         print(f"{row['symbol']:7}{stated.code if stated else '-':>10}{served.p_up:>7.2f}"
               f"{served.most_likely.code:>11}{ctx.p_up:>10.2f}{choose_call(ctx).code:>9}"
               f"{label_bin(row['label']).code:>9}  {'ok' if holds else 'BROKEN'}")
+    # Evidence (engine.evidence): the share of the answers' items that the news in their own prompts supports.
+    from engine.evaluate import grounding_report
+    from engine.fingpt_rows import EvalRow
+
+    eval_rows = [EvalRow(r["symbol"], r["period"], c[1]["content"], r["answer"], r["label"])
+                 for r, c in zip(rows, conversations, strict=True)]
+    grounded = grounding_report(eval_rows, [g.text for g in generations])
+    print(f"\ngrounding: {grounded}")
     for row, g in zip(rows, generations, strict=True):
         bins = " ".join(f"{code}:{p:.3f}" for code, p in g.bin_distribution.probabilities.items())
         print(f"\n--- {row['symbol']} ({g.new_tokens} tokens) bins {bins}\n{g.text}")
