@@ -5,6 +5,8 @@ adapter, and gives it two tokenizers: the tiny test tokenizer for the training r
 same tokenizer trained on the FinGPT prompts for the forecasts (realistic prompt lengths). After the run the table
 of tests/gpu/report.py is printed (every row: measured, skipped with the reason, or not measured and why) and
 written as JSON to GPU_TEST_OUT (default /tmp/gpu-test.json).
+
+Without a GPU, `-p tests.gpu.dry_run` runs this whole orchestration on the CPU with tiny shapes (tests/gpu/dry_run.py).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def pytest_collection_modifyitems(session, config, items) -> None:  # noqa: ANN0
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
-    if not _COLLECTED["gpu"]:
+    if not _COLLECTED["gpu"] or config.option.collectonly:
         return
     missing = f"skipped: {NO_CUDA}" if not torch.cuda.is_available() else (
         "its test failed, was deselected or did not run (see above)")
