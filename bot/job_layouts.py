@@ -24,7 +24,7 @@ from bot.watch_blocks import watch_added_message
 __all__ = ["BOT_HANDLE", "code", "digest_message", "evaluation_status", "failure_message", "forecast_message",
            "inline", "progress_message", "refusal_fix", "retrain_result_message", "sources_message",
            "summary_message",
-           "training_status", "watch_added_message", "with_note"]
+           "training_status", "watch_added_message", "with_note", "with_votes"]
 
 BOT_HANDLE = "@forecaster"  # features.bot_user.display_name in bot/manifest.json
 

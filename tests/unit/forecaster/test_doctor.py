@@ -322,7 +322,10 @@ def test_the_1_5b_fits_an_h100_and_a_7b_never_fits_4_gb():
 
 def test_on_this_cpu_machine_the_real_probe_sizes_the_tiny_model(tiny_model_dir):
     check = doctor.check_model_memory(settings(model_base=str(tiny_model_dir)), env={})
-    assert check.status == "warn" and check.detail.startswith("no GPU") and "in float32 on CPU" in check.detail
+    from engine.placement import CPU_BF16_FLAGS, read_cpu_flags
+
+    dtype = "bfloat16" if set(CPU_BF16_FLAGS) & read_cpu_flags() else "float32"  # what the worker would load in
+    assert check.status == "warn" and check.detail.startswith("no GPU") and f"in {dtype} on CPU" in check.detail
     cuda = doctor.check_model_memory(settings(model_base=str(tiny_model_dir), model_device="cuda"), env={})
     assert cuda.status == "fail" and "CUDA is not available" in cuda.detail
 
