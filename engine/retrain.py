@@ -81,6 +81,7 @@ def scoring_conditions(analyst, *, base_model: str, base_path: str, eval_dataset
         "constrained": _constrained(analyst), "max_new_tokens": max_new_tokens, "batch_size": batch_size,
         "backend": type(analyst).__name__, "dtype": getattr(placement, "dtype", None),
         "load_in_4bit": getattr(placement, "load_in_4bit", None), "merged": getattr(analyst, "merged", None),
+        "quantize": getattr(placement, "quantize", None),
         "repetition_penalty": getattr(analyst, "repetition_penalty", None),
         "calibration": {"bias": calibration.to_json()["bias"], "temperature": calibration.temperature},
     }, sort_keys=True))
