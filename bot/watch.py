@@ -12,9 +12,11 @@ may take up to the ledger deadline, and Slack wants the event's 200 within 3 s.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+import redis
 from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
@@ -30,6 +32,7 @@ from bot.watch_blocks import (
     watch_removed,
 )
 from jobs.client import NotQueued, QueueFull, QueueingUnconfirmed
+from jobs.keys import home_chart_key
 from jobs.ledger import LedgerNotReady
 
 if TYPE_CHECKING:
@@ -99,6 +102,17 @@ def watch_command(commands: Commands, inv: Invocation, args: WatchArgs) -> dict:
     return messages.payload(watch_checking(new) + messages._no_workers(commands._workers_alive()))
 
 
+def _home_chart(commands: Commands) -> dict | None:
+    """The summary's newest chart (jobs.summary stores its Slack file id); None when there is none or Redis is down:
+    the tab opens without it."""
+    try:
+        raw = commands.conn.get(home_chart_key())
+        return json.loads(raw) if raw else None
+    except (redis.RedisError, ValueError) as exc:
+        log.warning("App Home: the chart could not be read: %s", exc)
+        return None
+
+
 def register_home(app: App, commands: Commands) -> None:
     """The Home tab, published when a user opens it (`app_home_opened`, tab "home")."""
 
@@ -118,7 +132,8 @@ def register_home(app: App, commands: Commands) -> None:
             log.exception("App Home for %s: reading the ledger failed", user)
             lists, calls, record = {}, {}, None
         try:
-            client.views_publish(user_id=user, view=home_view(lists, calls, record, cap=_cap(commands)))
+            client.views_publish(user_id=user, view=home_view(lists, calls, record, cap=_cap(commands),
+                                                              chart=_home_chart(commands)))
         except SlackApiError as exc:
             log.warning("App Home for %s: views.publish refused: %s", user, exc.response.get("error"))
 

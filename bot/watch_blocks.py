@@ -108,9 +108,10 @@ def watch_added_message(*, channel: str, added: list[str], already: list[str], r
 
 
 def home_view(watchlists: dict[str, list[str]], calls: dict[str, dict], record: dict | None, *,
-              cap: int) -> dict:
+              cap: int, chart: dict | None = None) -> dict:
     """The Home tab: every channel's watchlist with each name's last call, then the track record (as `/track`
-    shows it, with the latest calls); at most HOME_MAX_BLOCKS blocks. `record` None: the ledger was not readable."""
+    shows it, with the latest calls); at most HOME_MAX_BLOCKS blocks. `record` None: the ledger was not readable.
+    `chart`: the weekly summary's newest chart as Slack holds it ({"file_id", "title"}), shown above the record."""
     blocks: list[dict] = [header("Forecaster"),
                           context("Weekly calls on your team's names from a language model reading news and prices. "
                                   + DISCLAIMER)]
@@ -119,6 +120,10 @@ def home_view(watchlists: dict[str, list[str]], calls: dict[str, dict], record: 
                         "again in a minute._")
     else:
         tail = track_message(record)[1]  # its header, the record, the latest calls, the disclaimer (<= 50 blocks)
+    if chart and chart.get("file_id"):
+        title = clip(str(chart.get("title") or "Track record chart"), 150)  # plain text: shown as written
+        tail = [*tail[:1], {"type": "image", "slack_file": {"id": str(chart["file_id"])}, "alt_text": title,
+                            "title": {"type": "plain_text", "text": title}}, *tail[1:]]
     blocks.append(header("Watchlists"))
     if not watchlists:
         blocks += sections("No channel has a watchlist yet: digests cover the Dow30. In a channel, "

@@ -89,6 +89,11 @@ def last_run_key(kind: str) -> str:
     return f"{PREFIX}:last:{kind}"
 
 
+def home_chart_key() -> str:
+    """The weekly summary's newest chart as Slack holds it (JSON: file id, title), shown in App Home."""
+    return f"{PREFIX}:home-chart"
+
+
 # -- an attempt's delivery state: keyed by the attempt (`jobs.attempts.attempt_of`), never by the request, so a
 # new attempt of the same request starts with none of it (jobs/attempts.py has the state machine) -------------------
 

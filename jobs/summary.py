@@ -10,6 +10,7 @@ is the job's final answer through `jobs.replies`, keyed by job id like `post_onc
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 
@@ -19,11 +20,13 @@ from engine.market.weeks import NEW_YORK
 from engine.track import last_closed_week
 from jobs import runtime, track_record
 from jobs.attempts import attempt_of
-from jobs.keys import FAILURE_TTL_S, last_run_key, posted_marker
+from jobs.keys import FAILURE_TTL_S, home_chart_key, last_run_key, posted_marker
 from jobs.ledger import open_ledger, votes
 from jobs.replies import CLAIM_TTL_S, Reply, Route, post_once
 
 log = logging.getLogger(__name__)
+
+HOME_CHART_TTL_S = 35 * 24 * 3600  # a summary is weekly: a chart older than a month is not shown
 CHART_FILENAME = "track-record.png"
 RELIABILITY_FILENAME = "reliability.png"
 
@@ -110,6 +113,7 @@ def summary_job(channel: str, week_ending: str) -> dict:
     summary_ts = Reply(ctx, attempt, Route(channel)).final(text, blocks)
 
     chart = reliability = None
+    shown: tuple[str, str] | None = None  # (file id, title) of the newest chart, for App Home
     if report["series"]:
         from jobs.charts import hit_rate_chart, reliability_chart  # matplotlib only when there is something to draw
 
@@ -118,15 +122,19 @@ def summary_job(channel: str, week_ending: str) -> dict:
         calibrated = report.get("calibration")
         try:
             chart = _upload_once(ctx, attempt, channel=channel, png=png, title=title, thread_ts=summary_ts)
+            shown = (chart, title) if chart else None
             if calibrated and calibrated["enough"]:
                 title = f"Reliability of the model's P(up), through the week {latest.period}"
                 summary = f"Brier {calibrated['brier']:.3f} · ECE {calibrated['ece']:.3f} · n {calibrated['n']}"
                 png = reliability_chart(calibrated["reliability"], title=title, summary=summary)
                 reliability = _upload_once(ctx, attempt, channel=channel, png=png, title=title, thread_ts=summary_ts,
                                            what="reliability", filename=RELIABILITY_FILENAME)
+                shown = (reliability, title) if reliability else shown
         except Exception as exc:
             if not _chart_refused(ctx, attempt, exc, channel=channel, thread_ts=summary_ts, job_id=job_id):
                 raise
+    if shown is not None:  # App Home shows it (the reliability chart when there is one): a file the bot can show
+        ctx.conn.set(home_chart_key(), json.dumps({"file_id": shown[0], "title": shown[1]}), ex=HOME_CHART_TTL_S)
     ctx.conn.set(last_run_key("summary"), now.isoformat(timespec="seconds"))
     log.info("%s: summary to %s: %d newly scored, %d counted, chart %s, reliability chart %s", job_id,
              latest.period, scored_now, report["counts"]["scored"], chart or "none", reliability or "none")

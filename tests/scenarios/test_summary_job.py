@@ -229,6 +229,12 @@ def test_enough_forecasts_with_probabilities_add_a_calibration_line_and_the_reli
             "0.922. The reliability diagram is in the thread.") in shown(message["blocks"])
     track, reliability = slack.uploads()
     assert track.filename == "track-record.png" and reliability.filename == "reliability.png"
+    import json
+
+    from jobs.keys import home_chart_key
+
+    home = json.loads(redis.get(home_chart_key()))  # App Home shows the newest chart: the reliability diagram
+    assert home["file_id"] == reliability.file_id and home["title"].startswith("Reliability of the model's P(up)")
     assert reliability.content.startswith(PNG_SIGNATURE) and reliability.length > 5000
     assert reliability.thread_ts == track.thread_ts and reliability.channel == "C555"
     assert result["reliability_chart"] is not None

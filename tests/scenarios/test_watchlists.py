@@ -24,6 +24,7 @@ from engine.market.weeks import NEW_YORK
 from forecaster.settings import Settings
 from jobs import runtime, worker
 from jobs.client import queue
+from jobs.keys import home_chart_key
 from jobs.ledger import open_ledger, watchlists
 from jobs.queues import BATCH, INTERACTIVE
 from jobs.scheduler import Plan, fire
@@ -181,6 +182,8 @@ def test_app_home_is_published_within_slacks_limits(server, context, slack, data
     slash(server, "/digest", "2024-03-15", channel="C000")
     worker.run(context, burst=True)  # so the names have calls and the track record has entries
 
+    # The weekly summary's newest chart, as jobs.summary records it after its upload (tests/scenarios/test_summary_job).
+    context.conn.set(home_chart_key(), json.dumps({"file_id": "F00000042", "title": "Reliability <of> P(up)"}))
     body = event_body({"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home"})
     opened = request(server, "POST", "/slack/events", body, signed_event_headers(body))
     assert opened.status == 200
@@ -195,6 +198,8 @@ def test_app_home_is_published_within_slacks_limits(server, context, slack, data
     assert view["type"] == "home" and len(view["blocks"]) <= 100
     assert "<#C000>" in text and "*NVDA* ▲ Up by 1-2%" in text and "more channel(s) with a watchlist" in text
     assert "Track record: all tickers" in text and "Latest" in text
+    [image] = [b for b in view["blocks"] if b["type"] == "image"]
+    assert image["slack_file"] == {"id": "F00000042"} and image["title"]["text"] == "Reliability <of> P(up)"
 
     messages_tab = event_body({"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "messages"})
     assert request(server, "POST", "/slack/events", messages_tab, signed_event_headers(messages_tab)).status == 200
