@@ -177,3 +177,37 @@ def render_report(report: dict, *, model_name: str = "model") -> list[str]:
                  else " (one prefill per row, nothing generated)")
         lines.append(f"latency {report['latency_s']:.2f} s/row{speed}")
     return lines
+
+
+def _share(part: int | None, whole: int | None) -> str:
+    return "–" if not whole or part is None else f"{100 * part / whole:.0f}% ({part}/{whole})"
+
+
+def _comparison_cells(scores: dict) -> dict[str, str]:
+    consistency = scores.get("consistency") or {}
+    grounding = scores.get("grounding") or {}
+    model_p = (scores.get("calibration") or {}).get("model") or {}
+    return {
+        "answers that parse": _share(scores.get("parsed"), scores.get("n")),
+        "direction accuracy, all rows [95% CI]": _accuracy_all(scores),
+        "MCC": _num(scores.get("mcc")),
+        "MSE of the move": _num(scores.get("mse"), 2),
+        "stated call = its own probabilities' call": _share(consistency.get("agree"), consistency.get("checked")),
+        "items the news supports (grounding)": _share(grounding.get("supported"), grounding.get("items")),
+        "Brier of P(up)": _num(model_p.get("brier")),
+        "ECE of P(up)": _num(model_p.get("ece")),
+        "new tokens/s": _num(scores.get("tokens_per_s"), 1),
+    }
+
+
+def render_comparison(before: dict, after: dict, *, before_name: str, after_name: str) -> list[str]:
+    """Two score sets of the same rows side by side (the retrain gate's: the compared model's and the new
+    adapter's), then the naive baselines on those rows. Pure; reads `engine.retrain.SCORE_KEYS`' keys."""
+    left, right = _comparison_cells(before), _comparison_cells(after)
+    lines = [f"On the same {after.get('n', '?')} rows:"]
+    lines += _aligned([("", before_name, after_name), *((k, left[k], right[k]) for k in left)])
+    baselines = after.get("baselines") or {}
+    if baselines:
+        lines.append("naive baselines, direction accuracy on all rows [95% CI]:")
+        lines += [f"  {name}: {_accuracy_all(m)}" for name, m in baselines.items()]
+    return lines

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from engine.exceptions import EngineError, PromptError
 from engine.market.weeks import MoveBin
+from engine.prepared import load_manifest, load_prepared
 from engine.prompts import fix_wording, llama_to_messages
 
 REQUIRED_COLUMNS = ("prompt", "answer", "period", "label", "symbol")
@@ -147,12 +148,15 @@ def load_eval_rows(dataset: str, split: str = "test", limit: int | None = None) 
     """FinGPT-style rows (columns prompt, answer, period, label, symbol), in dataset order, first `limit`.
 
     `dataset` is a save_to_disk split folder, a DatasetDict folder (its `split` subfolder is used), a
-    .parquet or .jsonl file, or a Hugging Face id (needs the `datasets` package). The stored Llama-2 prompt
-    is unwrapped and its "cryptocurrency price movement" fixed to "stock price movement" (exactly once, or
-    PromptError): the model is always prompted with the fixed wording.
+    .parquet or .jsonl file, a Hugging Face id (needs the `datasets` package), or a folder written by
+    `forecaster dataset prepare` (its `split`: with `--test-weeks`, the weeks its train split never saw). The
+    stored Llama-2 prompt is unwrapped and its "cryptocurrency price movement" fixed to "stock price movement"
+    (exactly once, or PromptError): the model is always prompted with the fixed wording.
     """
     if limit is not None and limit < 1:
         raise EngineError(f"limit must be at least 1, got {limit}.")
+    if (Path(dataset).expanduser() / "manifest.json").is_file():
+        return _prepared_rows(Path(dataset).expanduser(), split)[:limit]
     records = read_records(str(dataset), split)
     if not records:
         raise EngineError(f"Dataset {dataset!r} (split {split!r}) has no rows.")
@@ -171,4 +175,25 @@ def load_eval_rows(dataset: str, split: str = "test", limit: int | None = None) 
             symbol=record["symbol"], period=record["period"], user_prompt=user,
             reference=record["answer"], label=record["label"],
         ))
+    return rows
+
+
+def _prepared_rows(folder: Path, split: str) -> list[EvalRow]:
+    """A split of a folder written by `forecaster dataset prepare` (engine.dataset), as evaluation rows: what a
+    model trained on that folder's other split never saw, prompted exactly as it was prepared (the same news kept
+    within its max_length)."""
+    wording = load_manifest(folder).get("wording", "stock")
+    rows = []
+    for i, record in enumerate(load_prepared(folder, split)):
+        user = record["prompt"][-1]["content"]
+        if wording != "stock":
+            try:
+                user = fix_wording(user)
+            except PromptError as e:
+                raise PromptError(f"{folder}, {split} row {i} ({record.get('symbol')}): {e}") from e
+        label_bin(record["label"])
+        rows.append(EvalRow(symbol=record["symbol"], period=record["period"], user_prompt=user,
+                            reference=record["completion"][-1]["content"], label=record["label"]))
+    if not rows:
+        raise EngineError(f"{folder} has no rows in its {split!r} split.")
     return rows

@@ -33,10 +33,10 @@ from engine.train_config import TrainConfig
 # Only what the gate and a reader need; the predictions and per-row failures stay out of the registry.
 SCORE_KEYS = ("n", "parsed", "parse_rate", "binary_accuracy", "binary_accuracy_all", "ci95_binary_accuracy_all",
               "mse", "mcc", "rouge", "direction_counts", "baselines", "latency_s", "tokens_per_s",
-              "calibration_fit", "consistency")
+              "calibration_fit", "consistency", "calibration", "grounding")
 # Bump when scoring changes what a score means (a new metric, another rule): scores kept from before are then
 # measured again instead of being compared with new ones.
-SCORING_VERSION = 2
+SCORING_VERSION = 3
 GATE_SCORES = "gate-scores.json"  # a served adapter's scores, measured again under later conditions
 
 
@@ -60,7 +60,8 @@ def score_adapter(analyst, adapter: Path | None, rows: list[EvalRow], *, max_new
     """Scores of `adapter` (None: the bare base) on `rows`, generated with the already loaded base, with the
     out-of-sample comparison of bin calibrations (engine.calibration_fit) among them."""
     analyst.use_adapter(adapter)
-    return _score_served(analyst, rows, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    return _scores(_report_served(analyst, rows, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                  progress=progress))
 
 
 def _constrained(analyst) -> bool | None:
@@ -87,15 +88,23 @@ def scoring_conditions(analyst, *, base_model: str, base_path: str, eval_dataset
     }, sort_keys=True))
 
 
-def _score_served(analyst, rows: list[EvalRow], *, max_new_tokens: int, batch_size: int,
-                  progress: Callable[[int, int, float], None] | None) -> dict:
+def _report_served(analyst, rows: list[EvalRow], *, max_new_tokens: int, batch_size: int,
+                   progress: Callable[[int, int, float], None] | None) -> dict:
     content_free = None
     if hasattr(analyst, "score_after"):
         [content_free] = analyst.score_after([content_free_conversation()], SCAFFOLD)
     report = evaluate(rows, generate=lambda c: analyst.generate(c, max_new_tokens=max_new_tokens),
                       batch_size=batch_size, progress=progress, content_free=content_free,
                       calibration=getattr(analyst, "calibration", IDENTITY), model=getattr(analyst, "version", ""))
-    return _scores(report)
+    return report
+
+
+def answers(rows: list[EvalRow], report: dict) -> list[dict]:
+    """What the model wrote on each row, next to what happened: kept with the scores so a reader can check what a
+    figure stands for."""
+    return [{"symbol": r.symbol, "period": r.period, "label": r.label, "answer": text, "probabilities": p}
+            for r, text, p in zip(rows, report["predictions"], report.get("probabilities") or [None] * len(rows),
+                                  strict=True)]
 
 
 def retrain(
@@ -113,12 +122,16 @@ def retrain(
     train_progress: ProgressFn | None = None,
     eval_progress: Callable[[int, int, float], None] | None = None,
     model_name: str | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> RetrainOutcome:
-    """`model_name` is MODEL_NAME: what the registry records as the base (else it is named from its own files)."""
+    """`model_name` is MODEL_NAME: what the registry records as the base (else it is named from its own files).
+    `checkpoint_dir`: where training keeps checkpoints; a retrain stopped before its gate, called again with the
+    same folder, configuration and rows, resumes (or, when training had finished, goes straight to the gate)."""
     rows = load_eval_rows(eval_dataset, limit=eval_limit)  # fail fast, before an hour of training
     base_name = base_model_name(cfg.base, model_name)
     with tempfile.TemporaryDirectory(prefix="adapter-", dir=registry.root if registry.root.is_dir() else None) as tmp:
-        result = train(cfg, dataset_dir, Path(tmp) / "adapter", progress=train_progress)
+        result = train(cfg, dataset_dir, Path(tmp) / "adapter", progress=train_progress,
+                       checkpoint_dir=checkpoint_dir)
         version = registry.add(result.out_dir, note=f"trained on {dataset_dir}", base_model=base_name,
                                base_path=cfg.base)
 
@@ -130,9 +143,13 @@ def retrain(
         return scoring_conditions(analyst, base_model=base_name, base_path=cfg.base, eval_dataset=eval_dataset,
                                   eval_limit=eval_limit, max_new_tokens=max_new_tokens, batch_size=batch_size)
 
-    def measure() -> dict:
-        return _score_served(analyst, rows, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                             progress=eval_progress)
+    written: dict[str, list[dict]] = {}
+
+    def measure(who: str) -> dict:
+        report = _report_served(analyst, rows, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                progress=eval_progress)
+        written[who] = answers(rows, report)
+        return _scores(report)
 
     current = registry.current_version()
     if current is not None:
@@ -140,7 +157,7 @@ def retrain(
         conditions = serve(registry.path(current))
         current_scores = _kept_scores(registry, current, conditions)
         if current_scores is None:
-            current_scores = measure()
+            current_scores = measure("compared")
             registry.write(current, GATE_SCORES, {"conditions": conditions, "scores": current_scores})
     else:
         # Nothing served: the bare base answers today, so the new adapter must do at least as well as it does.
@@ -148,10 +165,10 @@ def retrain(
         conditions = serve(None)
         current_scores = registry.base_scores(**conditions)
         if current_scores is None:
-            current_scores = measure()
+            current_scores = measure("compared")
             registry.write_base_scores(current_scores, **conditions)
     new_conditions = serve(registry.path(version))
-    new_scores = measure()
+    new_scores = measure("new")
 
     decision = gate(new_scores, current_scores, compared_with=compared_with, metric=metric, force=force)
     registry.write(version, "evaluation.json", {
@@ -161,6 +178,8 @@ def retrain(
                           "conditions": conditions},
     })
     registry.write(version, "decision.json", decision.to_dict())
+    # The answers behind both score sets (the compared model's only when measured in this run, not kept).
+    registry.write(version, "answers.json", {"new": written["new"], "compared": written.get("compared")})
     fit = new_scores.get("calibration_fit")
     if fit:  # served with the adapter from its promotion on (engine.bin_calibration.served_calibration)
         write_calibration(registry.path(version), BinCalibration.from_json(fit["calibration"]),

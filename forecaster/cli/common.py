@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import re
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -224,8 +225,13 @@ def progress_bar(total: int, *, enabled: bool):
                   TimeRemainingColumn(), console=err) as bar:
         task = bar.add_task("generate", total=total, rate="")
 
+        started = time.perf_counter()
+
         def update(done: int, _total: int, tokens_per_s: float) -> None:
             bar.update(task, completed=done, rate=f"{tokens_per_s:.1f} tok/s")
+            if not err.is_terminal and done:  # a log file gets a line per batch instead of a live bar
+                eta = (time.perf_counter() - started) / done * (total - done)
+                err.print(f"generated {done}/{total}  {tokens_per_s:.1f} tok/s  ETA {eta:.0f}s", highlight=False)
 
         yield update
 

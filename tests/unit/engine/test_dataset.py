@@ -283,6 +283,28 @@ def test_test_weeks_splits_each_symbol_chronologically(fingpt_test_split_dir, ti
     assert {r["period"] for r in test} == {"2024-04-21 to 2024-04-28", "2024-04-28 to 2024-05-05"}
 
 
+def test_the_held_out_weeks_of_a_prepared_folder_are_evaluation_rows(fingpt_test_split_dir, tiny_model_dir,
+                                                                      tmp_path):
+    """`--eval-dataset` can name a prepared folder: the gate then scores the weeks training never saw, prompted
+    exactly as they were prepared."""
+    from engine.fingpt_rows import load_eval_rows
+
+    prepare_dataset(str(fingpt_test_split_dir), tmp_path / "out", tokenizer_path=str(tiny_model_dir),
+                    max_length=ROOMY, test_weeks=2)
+    held_out = load_eval_rows(str(tmp_path / "out"))  # "test" by default
+    prepared = load_prepared(tmp_path / "out", "test")
+    assert len(held_out) == 60
+    assert {r.period for r in held_out} == {"2024-04-21 to 2024-04-28", "2024-04-28 to 2024-05-05"}
+    first = held_out[0]
+    assert (first.symbol, first.period, first.label) == (prepared[0]["symbol"], prepared[0]["period"],
+                                                          prepared[0]["label"])
+    assert first.user_prompt == prepared[0]["prompt"][1]["content"] and "stock price movement" in first.user_prompt
+    assert first.reference == prepared[0]["completion"][0]["content"]
+    assert len(load_eval_rows(str(tmp_path / "out"), "train", limit=5)) == 5
+    with pytest.raises(EngineError, match="no 'validation' split"):
+        load_eval_rows(str(tmp_path / "out"), "validation")
+
+
 def test_a_dataset_dict_folder_keeps_its_split_names(subset, tiny_model_dir, tmp_path):
     arrow_split(tmp_path / "dd" / "train", subset[:8], "train")
     arrow_split(tmp_path / "dd" / "test", subset[8:12], "test")

@@ -7,8 +7,10 @@ import json
 import pytest
 import torch
 
+import engine.train as train_module
 from engine.dataset import prepare_dataset
 from engine.model import Analyst
+from engine.placement import choose_placement, read_cpu_flags
 from engine.train import ADAPTER_FILES, TrainingError, build_trainer, finish, train
 from engine.train_config import TrainConfig
 
@@ -87,7 +89,9 @@ def test_the_adapter_folder_describes_itself(trained, dataset_dir):
     assert record["dataset"]["fingerprint"] == manifest["fingerprint"]
     assert record["dataset"]["rows"] == ROWS
     assert record["config"]["rank"] == 8 and record["config"]["max_length"] == 3072
-    assert record["placement"] == {"device": "cpu", "dtype": "float32", "qlora": False}
+    # This CPU's rule, as serving decides it: bf16 where the CPU has it natively, else fp32.
+    expected = choose_placement(device="cpu", cuda_available=False, cuda_capability=None, cpu_flags=read_cpu_flags())
+    assert record["placement"] == {"device": "cpu", "dtype": expected.dtype, "qlora": False}
     assert record["wall_s"] > 0 and record["peak_memory"]["process_max_rss_gib"] > 0
     assert len(record["git_revision"]) in (40, len("unknown"))
 
@@ -131,3 +135,87 @@ def test_an_unprepared_dataset_or_a_used_output_folder_is_refused(tiny_model_dir
     (used / "something").write_text("keep me")
     with pytest.raises(TrainingError, match="not empty"):
         build_trainer(config(tiny_model_dir), dataset_dir, used)
+
+
+# ---- precision by capability ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("flags", "dtype"), [({"avx512_bf16", "avx512f"}, "bfloat16"), ({"amx_bf16"}, "bfloat16"),
+                                              ({"avx2", "fma"}, "float32")])
+def test_cpu_training_precision_follows_the_cpu(dataset_dir, tiny_model_dir, tmp_path, monkeypatch, flags, dtype):
+    monkeypatch.setattr(train_module, "read_cpu_flags", lambda: frozenset(flags))
+    run = build_trainer(config(tiny_model_dir), dataset_dir, tmp_path / "adapter")
+    assert run.placement.dtype == dtype
+    assert run.trainer.args.bf16 is (dtype == "bfloat16") and not run.trainer.args.fp16
+    params = dict(run.trainer.model.named_parameters())
+    base = next(p for name, p in params.items() if name.endswith("q_proj.base_layer.weight"))
+    assert base.dtype == getattr(torch, dtype)
+    # LoRA's own weights stay fp32 in a bf16 run: a 5e-5 step is below bf16's resolution for most weights.
+    assert {p.dtype for name, p in params.items() if "lora_" in name} == {torch.float32}
+
+
+def test_a_bf16_run_trains_and_saves_fp32_adapters(dataset_dir, tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    result = train(config(tiny_model_dir, max_steps=3, dtype="bfloat16"), dataset_dir, tmp_path / "adapter")
+    assert result.record["placement"]["dtype"] == "bfloat16"
+    assert all(torch.isfinite(torch.tensor(loss)) for _, loss in result.record["losses"])
+    weights = load_file(result.out_dir / "adapter_model.safetensors")
+    assert {w.dtype for w in weights.values()} == {torch.float32}
+
+
+# ---- checkpoints ----------------------------------------------------------------------------------------------
+
+
+def _stop_at(step: int):
+    def progress(p) -> None:
+        if p.step == step and p.loss is not None:
+            raise KeyboardInterrupt  # what Ctrl-C (or a kill between checkpoints) leaves behind
+    return progress
+
+
+def test_a_stopped_run_resumes_from_its_newest_checkpoint_and_ends_where_an_unbroken_one_does(
+        dataset_dir, tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = config(tiny_model_dir, max_steps=6, dtype="float32")
+    checkpoints = tmp_path / "checkpoints"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, dataset_dir, tmp_path / "first", progress=_stop_at(5), checkpoint_dir=checkpoints, save_every=2)
+    assert sorted(p.name for p in checkpoints.iterdir() if p.is_dir()) == ["checkpoint-4"]
+    assert not (tmp_path / "first" / "adapter_model.safetensors").exists()
+
+    progress = []
+    resumed = train(cfg, dataset_dir, tmp_path / "second", progress=progress.append, checkpoint_dir=checkpoints,
+                    save_every=2)
+    record = resumed.record
+    assert record["resumed_from_step"] == 4 and record["steps"] == 6
+    assert [step for step, _ in record["losses"]] == [1, 2, 3, 4, 5, 6]  # the curve from before the stop too
+    assert [p.step for p in progress if p.loss is not None] == [5, 6]
+    assert progress[-1].eta_s == 0 and progress[-1].tokens_per_s > 0  # rates over this process's steps only
+    assert record["tokens_per_s"] > 0
+
+    unbroken = train(cfg, dataset_dir, tmp_path / "unbroken")
+    a = load_file(resumed.out_dir / "adapter_model.safetensors")
+    b = load_file(unbroken.out_dir / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # same rows, same order, same optimizer state
+    assert [loss for _, loss in record["losses"]] == pytest.approx(
+        [loss for _, loss in unbroken.record["losses"]], abs=1e-4)
+
+    # Finished: calling again (say, after a stop during the evaluation) trains nothing more.
+    again = train(cfg, dataset_dir, tmp_path / "again", checkpoint_dir=checkpoints, save_every=2)
+    assert again.record["resumed_from_step"] == 6 and again.record["steps"] == 6
+
+
+def test_checkpoints_resume_only_the_run_that_wrote_them(dataset_dir, tiny_model_dir, tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    train(config(tiny_model_dir, max_steps=2), dataset_dir, tmp_path / "a", checkpoint_dir=checkpoints)
+    with pytest.raises(TrainingError, match="another run.*learning_rate"):
+        train(config(tiny_model_dir, max_steps=2, learning_rate=1e-3), dataset_dir, tmp_path / "b",
+              checkpoint_dir=checkpoints)
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(TrainingError, match="holds no run.json"):
+        train(config(tiny_model_dir, max_steps=2), dataset_dir, tmp_path / "c", checkpoint_dir=stranger)
