@@ -45,13 +45,23 @@ def test_a_first_adapter_worse_than_always_up_is_refused_and_the_output_says_whi
     dataset, registry = setup
     code, out, err = retrain(dataset)
     assert code == 0, err
-    assert out.strip() == ("v0001: not promoted, the bare base stays served (decided by best naive baseline) — "
-                           "binary_accuracy_all 0.0000 does not beat the best naive baseline "
-                           "(constant Up by 0-1%: 0.6667)")
+    lines = out.strip().splitlines()
+    assert lines[0] == ("v0001: not promoted, the bare base stays served (decided by best naive baseline) — "
+                        "binary_accuracy_all 0.0000 does not beat the best naive baseline "
+                        "(constant Up by 0-1%: 0.6667)")
+    # Then both score sets side by side, the baselines, and the training run in one line.
+    assert lines[1] == "On the same 3 rows:" and lines[2].split() == ["bare", "base", "v0001"]
+    [parse_row] = [line for line in lines if line.startswith("answers that parse")]
+    assert parse_row.split()[-4:] == ["0%", "(0/3)", "0%", "(0/3)"]  # the random tiny model, either way
+    assert any(line.startswith("  constant Up by 0-1%: 0.667") for line in lines)
+    assert lines[-1].startswith("training: 2 updates in ") and "answers.json" in lines[-1]
     assert registry.current_version() is None
     assert sorted(p.name for p in registry.path("v0001").iterdir()) == [
-        "adapter_config.json", "adapter_model.safetensors", "decision.json", "evaluation.json", "provenance.json",
-        "training.json"]
+        "adapter_config.json", "adapter_model.safetensors", "answers.json", "decision.json", "evaluation.json",
+        "provenance.json", "training.json"]
+    answers = registry.read("v0001", "answers.json")  # what both wrote, for a reader to check the figures against
+    assert len(answers["new"]) == len(answers["compared"]) == 3
+    assert set(answers["new"][0]) == {"symbol", "period", "label", "answer", "probabilities"}
     evaluation = registry.read("v0001", "evaluation.json")
     assert evaluation["scores"]["n"] == 3 and evaluation["compared_with"]["version"] is None
     assert evaluation["compared_with"]["scores"]["n"] == 3  # the bare base, scored on the same rows
