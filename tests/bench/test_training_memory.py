@@ -126,14 +126,19 @@ def _probe(cap_gib: float):
             f["hwm_kib"] = _status_kib("VmHWM")
             f["sampled_peak_kib"] = self.sampler.peak_kib
             f["samples"] = self.sampler.samples
-            if f["hwm_reset"]:
-                f["step_peak_kib"] = f["hwm_kib"]
-            elif f["maxrss_after_kib"] > f["maxrss_before_kib"]:
-                f["step_peak_kib"] = max(f["maxrss_after_kib"], f["sampled_peak_kib"])
-            else:  # the setup peaked higher than the step: only the sampler sees the step
-                f["step_peak_kib"] = f["sampled_peak_kib"]
+            f["step_peak_kib"] = step_peak_kib(f)
 
     return Probe()
+
+
+def step_peak_kib(f: dict) -> int:
+    """The peak RSS over what was measured, from a probe's figures: VmHWM when it could be reset before, else
+    ru_maxrss if it rose (with the sampler's peak), else the sampler's peak alone."""
+    if f["hwm_reset"]:
+        return f["hwm_kib"]
+    if f["maxrss_after_kib"] > f["maxrss_before_kib"]:
+        return max(f["maxrss_after_kib"], f["sampled_peak_kib"])
+    return f["sampled_peak_kib"]  # the setup peaked higher than the step: only the sampler sees the step
 
 
 def _checkpointing_on(model) -> bool:
@@ -154,10 +159,13 @@ def _run_ours(spec: dict) -> dict:
             "loss": output.training_loss, "checkpointing": _checkpointing_on(run.trainer.model)}
 
 
-def _run_naive(spec: dict) -> dict:
+def build_naive_trainer(spec: dict, *, callbacks: list, dtype: str = "float32", bf16: bool = False,
+                        max_steps: int = 1):
     """The Colab recipe: PEFT LoRA on the base, a plain Trainer, `labels = input_ids` over the whole sequence, so
-    the model computes [S, 151,936] logits and transformers' loss upcasts them to fp32 (a no-op here, in fp32) and
-    keeps an fp32 log-softmax for the backward."""
+    the model computes [S, 151,936] logits and transformers' loss upcasts them to fp32 (a no-op in fp32) and keeps
+    an fp32 log-softmax for the backward. `dtype` is the weights' dtype and `bf16` the Trainer's autocast (this module:
+    fp32, no autocast; tests/bench/test_training_real_width.py: whatever our recipe chose). Returns the trainer and
+    the row's token count."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
@@ -171,21 +179,26 @@ def _run_naive(spec: dict) -> dict:
     data = Dataset.from_list([{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)}])
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(spec["base"], dtype=torch.float32, attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_pretrained(spec["base"], dtype=getattr(torch, dtype), attn_implementation="sdpa")
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=LORA_TARGETS,
                                              task_type="CAUSAL_LM"))
     args = TrainingArguments(
-        output_dir=spec["out"], per_device_train_batch_size=1, gradient_accumulation_steps=1, max_steps=1,
-        learning_rate=5e-5, warmup_steps=0, lr_scheduler_type="cosine", optim="adamw_torch",
+        output_dir=spec["out"], per_device_train_batch_size=1, gradient_accumulation_steps=1, max_steps=max_steps,
+        learning_rate=5e-5, warmup_steps=0, lr_scheduler_type="cosine", optim="adamw_torch", bf16=bf16,
         activation_checkpointing=spec["checkpointing"], activation_checkpointing_kwargs={"use_reentrant": False},
         use_cpu=True, logging_steps=1, save_strategy="no", report_to=[], seed=0, dataloader_num_workers=0,
         disable_tqdm=True,
     )
-    probe = _probe(spec["cap_gib"])
-    trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[probe])
+    trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
+    return trainer, len(ids)
+
+
+def _run_naive(spec: dict) -> dict:
+    probe = _probe(spec["cap_gib"])
+    trainer, tokens = build_naive_trainer(spec, callbacks=[probe])
     output = trainer.train()
-    return {**probe.figures, "tokens": len(ids), "loss_tokens": len(ids) - 1, "loss": output.training_loss,
+    return {**probe.figures, "tokens": tokens, "loss_tokens": tokens - 1, "loss": output.training_loss,
             "checkpointing": _checkpointing_on(trainer.model)}
 
 
