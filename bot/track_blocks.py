@@ -1,7 +1,7 @@
 """Block Kit layouts for the track record: the weekly evaluation summary and `/track [TICKER]`.
 
-Pure functions from the dicts `jobs.track_record` produces (`engine.track.score_track`'s report) to (fallback text,
-blocks), within Slack's limits: tables go in code blocks of at most SECTION_LIMIT characters, cut between rows.
+Pure functions from the dicts `jobs.track_record` produces (`engine.evaluation.track.score_track`'s report) to (fallback
+text, blocks), within Slack's limits: tables go in code blocks of at most SECTION_LIMIT characters, cut between rows.
 Tickers, labels and reasons come from the ledger and the price source: they go through `bot.mrkdwn`.
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 from bot.blocks import DISCLAIMER, NO_SIGNAL_GLYPH, SECTION_LIMIT, context, fit, header, sections
 from bot.mrkdwn import clip, code, code_block, inline, plain
 
-# The report's system keys (engine.metrics' baseline names) as a table shows them; unknown keys print as they are.
+# The report's system keys (engine.evaluation.metrics' baseline names) as a table shows them; unknown keys print
+# as they are.
 SYSTEM_NAMES = {
     "model": "Model",
     "constant Down by 0-1%": "Always Down 0-1%",
@@ -91,7 +92,7 @@ def _counts_line(counts: dict) -> str:
 
 
 def _calibration_blocks(calibration: dict | None) -> list[dict]:
-    """The summary's calibration line once `enough` scored forecasts carry a probability (engine.track
+    """The summary's calibration line once `enough` scored forecasts carry a probability (engine.evaluation.track
     MIN_CALIBRATED), a note of how many so far before that, nothing when none does."""
     if not calibration:
         return []

@@ -1,7 +1,7 @@
 """Inputs → prompt → model → parsed forecast. One forecast is a batch of one; a digest is one batch of thirty.
 
 Torch-free: the model arrives as any object with `render`, `count_tokens`, `generate` and `version` (the
-`engine.model.Analyst`, or a stub in tests of what sits above).
+`engine.generation.model.Analyst`, or a stub in tests of what sits above).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from engine.evidence import evidence_json
-from engine.inputs import ForecastInputs
+from engine.data.inputs import ForecastInputs
+from engine.data.prompts import SYSTEM_PROMPT, DroppedNews, PromptParts, build_messages, fit_to_budget
+from engine.evaluation.evidence import evidence_json
 from engine.market.weeks import MoveBin
 from engine.parsing import Forecast, parse_answer
 from engine.probabilities import BinDistribution, clear_signal
-from engine.prompts import SYSTEM_PROMPT, DroppedNews, PromptParts, build_messages, fit_to_budget
 
 
 class GenerationLike(Protocol):
@@ -45,7 +45,7 @@ class ForecastResult:
     model_version: str
     prompt_sha256: str = ""  # of the exact chat messages generated from: the ledger's link to its prompt
     signal_band: float = 0.0  # SIGNAL_BAND when it was made: P(up) within 0.5 ± this is "no clear signal"
-    evidence: dict | None = None  # engine.evidence.evidence_json: the news read and each claim's matches
+    evidence: dict | None = None  # engine.evaluation.evidence.evidence_json: the news read and each claim's matches
 
 
 def prompt_sha256(messages: Sequence[dict[str, str]]) -> str:
@@ -76,7 +76,8 @@ def run_forecasts(
 ) -> list[ForecastResult]:
     """Forecasts for every input, in input order, generated `batch_size` at a time. Prompts of similar length
     share a batch, so little compute goes to left padding. `on_text(k, text)`: input k's answer as far as it is
-    written (engine.streaming reads it; the model must take `on_text`); `on_done(done, total)`: after each batch."""
+    written (engine.generation.streaming reads it; the model must take `on_text`); `on_done(done, total)`: after each
+    batch."""
     fitted = [fit_prompt(i.parts, model, context_tokens=context_tokens, max_new_tokens=max_new_tokens)
               for i in inputs]
     messages = [build_messages(parts) for parts, _ in fitted]

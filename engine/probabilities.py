@@ -1,7 +1,7 @@
 """The model's own distribution over FinGPT's 12 weekly-move bins, and the figures derived from it.
 
-Torch-free: the backends (engine.model, engine.remote_model) compute the probabilities; everything above them
-(Slack layouts, the ledger, the track record, the evaluator) reads only this record.
+Torch-free: the backends (engine.generation.model, engine.generation.remote_model) compute the probabilities; everything
+above them (Slack layouts, the ledger, the track record, the evaluator) reads only this record.
 """
 
 from __future__ import annotations

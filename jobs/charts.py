@@ -25,8 +25,8 @@ STYLES = {
 
 
 def hit_rate_chart(series: list[dict], *, title: str) -> bytes:
-    """PNG of `engine.track.score_track`'s `series` (one point per scored week: its end date and the cumulative
-    hit rate of every system). Raises ValueError on an empty series: there is nothing to draw."""
+    """PNG of `engine.evaluation.track.score_track`'s `series` (one point per scored week: its end date and the
+    cumulative hit rate of every system). Raises ValueError on an empty series: there is nothing to draw."""
     if not series:
         raise ValueError("no scored weeks: nothing to chart")
     figure = Figure(figsize=(8, 4.5), dpi=100)
@@ -61,10 +61,10 @@ def hit_rate_chart(series: list[dict], *, title: str) -> bytes:
 
 
 def reliability_chart(bins: list[dict], *, title: str, summary: str = "") -> bytes:
-    """PNG reliability diagram of `engine.calibration.reliability`'s bins: for each non-empty bin of stated P(up), the
-    share of weeks that went up (a calibrated forecaster sits on the diagonal), and below it how many forecasts
-    fell in each bin. `summary` (e.g. "Brier 0.241 · ECE 0.043 · n 300") goes under the title. Raises ValueError
-    when every bin is empty."""
+    """PNG reliability diagram of `engine.evaluation.calibration.reliability`'s bins: for each non-empty bin of stated
+    P(up), the share of weeks that went up (a calibrated forecaster sits on the diagonal), and below it how many
+    forecasts fell in each bin. `summary` (e.g. "Brier 0.241 · ECE 0.043 · n 300") goes under the title. Raises
+    ValueError when every bin is empty."""
     filled = [b for b in bins if b["n"]]
     if not filled:
         raise ValueError("no forecast with a probability: nothing to chart")

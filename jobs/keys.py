@@ -1,4 +1,4 @@
-"""Every Redis key, job id and TTL the jobs layer uses, in one place.
+"""Every Redis key, job id and TTL the jobs layer uses, in one place, and the id of a ledger entry.
 
 Job ids are the dedupe mechanism: the same request gets the same id, and RQ's unique enqueue (an atomic Lua
 check) refuses a second job with an id that exists. A live forecast's id names the moment its dedupe window opened:
@@ -7,6 +7,10 @@ asked while it is open gets the same id, so asking again a minute later returns 
 wherever the clock's 10-minute marks fall, while asking next hour forecasts afresh; a dated forecast reads fixed
 data, so its id has no window. Slack's own retries carry the same request, hence the same id.
 What asking again does to a request that ended, and why delivery state is keyed by attempt: jobs/attempts.py.
+
+The forecast ledger lives in SQL (`jobs.ledger`); `ledger_entry_id` is its entries' id. The `ledger_*_key` functions
+name the ledger's old Redis layout, which nothing writes any more: only `forecaster ledger migrate` reads them
+(`jobs.ledger.redis_layout`).
 """
 
 from __future__ import annotations
@@ -146,12 +150,16 @@ def on_demand_digest_key(channel: str) -> str:
     return f"{PREFIX}:digest-cooldown:{_safe(channel)}"
 
 
-# -- the forecast ledger: kept forever (no TTL), so Redis must persist (AOF) --------------------------------------
+# -- the forecast ledger ----------------------------------------------------------------------------------------
 
 
 def ledger_entry_id(*, job_id: str, ticker: str) -> str:
     """One ledger entry per (job, ticker): a retried job finds its entry instead of writing a second one."""
     return f"{job_id}:{ticker}"
+
+
+# -- the ledger's old Redis layout (no TTL), from releases before the SQL ledger: nothing writes it any more; read
+# only by `forecaster ledger migrate` (jobs.ledger.redis_layout, which holds that release's writer for the tests) ----
 
 
 def ledger_entry_key(entry_id: str) -> str:

@@ -1,6 +1,6 @@
 """The `/retrain` job: train a new adapter, evaluate it against the served one (or the bare base) and the naive
-baselines, promote it only if the gate agrees (engine.registry.gate), and say so in Slack — one message edited with
-the progress (step, loss, ETA), the verdict and which comparison decided it in its thread.
+baselines, promote it only if the gate agrees (engine.training.registry.gate), and say so in Slack — one message edited
+with the progress (step, loss, ETA), the verdict and which comparison decided it in its thread.
 
 It runs in a trainer (`forecaster trainer`), the training queue's only consumer: its own process and CUDA context,
 beside the serving workers, which keep their model loaded and go on answering `/forecast` meanwhile. The trainer
@@ -18,8 +18,8 @@ from rq import get_current_job
 
 from engine.exceptions import EngineError
 from engine.provenance import base_model_name
-from engine.registry import Registry
-from engine.train_config import TrainConfig
+from engine.training.registry import Registry
+from engine.training.train_config import TrainConfig
 from jobs import runtime
 from jobs.attempts import attempt_of
 from jobs.failures import without_server_paths
@@ -58,7 +58,7 @@ def _missing_setup(settings) -> str | None:
 
 def retrain_job(channel: str, user: str, epochs: float | None = None, force: bool = False,
                 thread_ts: str | None = None) -> dict:
-    from engine.retrain import retrain  # the training stack loads only when a retrain actually runs
+    from engine.training.retrain import retrain  # the training stack loads only when a retrain actually runs
 
     ctx = runtime.current()
     job = get_current_job()

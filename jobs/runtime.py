@@ -4,8 +4,8 @@ RQ's SimpleWorker runs each job in this process (CUDA does not survive a fork), 
 through the context installed at start-up instead of loading it per job. Between jobs the context follows the
 adapter registry: when an admin promotes (or rolls back) an adapter, the next job switches to it in place, with
 no restart and no reload of the base weights. The switch attaches the new adapter beside the old and then deletes
-the old (engine.model), so the base weights stay bit-identical however often the registry moves; a switch that
-fails (an adapter for another base) leaves the previous adapter serving and is tried again at the next job.
+the old (engine.generation.model), so the base weights stay bit-identical however often the registry moves; a switch
+that fails (an adapter for another base) leaves the previous adapter serving and is tried again at the next job.
 
 What the worker says it serves is what the model says it loaded (`model.adapter`), never a second read of the
 registry: the loader reads the registry once and loads that version, and a promotion that lands while the base
@@ -44,7 +44,7 @@ _UNSET = object()
 class WorkerContext:
     settings: Any  # the composed settings (forecaster.settings.Settings): this layer and the engine read theirs
     conn: redis.Redis
-    sources: Any  # engine.inputs.Sources
+    sources: Any  # engine.data.inputs.Sources
     slack: SlackPort  # bot.outbox.SlackOutbox, installed by the composition root (jobs never import bot)
     load_model: Callable[[], Any]
     # The adapter that should be served now (MODEL_ADAPTER, else the registry's current version); None: the base.

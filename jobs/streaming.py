@@ -1,6 +1,6 @@
 """The requester's progress message shows the answer as it is written, one section at a time.
 
-The model tells the job each answer as far as it is written (engine.model's `on_text`, about every second);
+The model tells the job each answer as far as it is written (engine.generation.model's `on_text`, about every second);
 `SectionProgress` turns that into at most one progress edit per completed section (the Positive Developments, then
 the Potential Concerns, then the call), never closer together than `min_interval_s`, so a forecast costs three
 edits more, well within chat.update's limits. The final answer replaces the message as before: this only changes
@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from engine.streaming import WrittenSoFar, written_so_far
+from engine.generation.streaming import WrittenSoFar, written_so_far
 
 MIN_EDIT_INTERVAL_S = 3.0
 ITEMS_SHOWN = 4  # FinGPT writes two to four per list

@@ -1,6 +1,6 @@
 """The weekly evaluation summary job: score the forecasts whose week has closed, post the track record, upload
 its chart into the message's thread, and, once enough scored forecasts carry a probability
-(`engine.track.MIN_CALIBRATED`), the reliability diagram of the model's P(up) too.
+(`engine.evaluation.track.MIN_CALIBRATED`), the reliability diagram of the model's P(up) too.
 
 Runs in the worker (`runtime.current()`), enqueued by `JobsClient.summary` once per channel and ISO week, so a
 second scheduler or a second enqueue is a duplicate; a retried job posts and uploads nothing twice (the summary
@@ -16,8 +16,8 @@ import time
 
 from rq import get_current_job
 
+from engine.evaluation.track import last_closed_week
 from engine.market.weeks import NEW_YORK
-from engine.track import last_closed_week
 from jobs import runtime, track_record
 from jobs.attempts import attempt_of
 from jobs.keys import FAILURE_TTL_S, home_chart_key, last_run_key, posted_marker

@@ -11,9 +11,9 @@ from typing import Any
 
 from rq import get_current_job
 
+from engine.data.inputs import gather
 from engine.exceptions import EngineError, ModelServerError
 from engine.forecast import run_forecasts, to_json
-from engine.inputs import gather
 from engine.market.dow30 import members
 from engine.market.weeks import request_cutoff
 from engine.sources.snapshot import recorded_clock

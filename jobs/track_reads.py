@@ -29,7 +29,7 @@ def _recent_row(entry: dict, status: str) -> dict:
 def track_record(store: Ledger, ticker: str | None = None, recent: int = 5) -> dict:
     """The record of `ticker` (all tickers when None) up to its latest scored week (`report` is None when nothing
     has been scored yet), how many forecasts are recorded, and the `recent` newest with their outcomes (None while
-    pending): `engine.track.score_track`'s report as the last write left it."""
+    pending): `engine.evaluation.track.score_track`'s report as the last write left it."""
     ticker = ticker.upper() if ticker else None
     stored = reports.read(store, reports.scope_of(ticker))
     if stored is None or stored.computed_generation is None:

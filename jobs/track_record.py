@@ -12,11 +12,11 @@ import datetime as dt
 import logging
 from collections import defaultdict
 
+from engine.evaluation.track import price_window, realized_outcome, week_from_period
 from engine.exceptions import DataError
 from engine.market.weeks import NEW_YORK, Week
 from engine.sources.base import PriceSource
 from engine.sources.notices import told
-from engine.track import price_window, realized_outcome, week_from_period
 from jobs import ledger
 from jobs.ledger import Ledger, report_builder, writes
 from jobs.ledger.track_queries import track_sums
@@ -69,7 +69,7 @@ def refresh_outcomes(store: Ledger, prices: PriceSource, *, closed_by: dt.dateti
 
 
 def report(store: Ledger, *, latest: Week, ticker: str | None = None, bootstrap: int = 2000) -> dict:
-    """`engine.track.score_track`'s report over the ledger's stored outcomes, up to the week `latest`."""
+    """`engine.evaluation.track.score_track`'s report over the ledger's stored outcomes, up to the week `latest`."""
     ticker = ticker.upper() if ticker else None
     return score_report(track_sums(store, latest=latest, ticker=ticker), latest=latest, bootstrap=bootstrap)
 

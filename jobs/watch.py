@@ -15,8 +15,8 @@ import time
 
 from rq import get_current_job
 
+from engine.data.inputs import Sources
 from engine.exceptions import DataError
-from engine.inputs import Sources
 from engine.sources.snapshot import recorded_clock
 from jobs import runtime
 from jobs.attempts import ANSWERED, attempt_of, conclude

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.bin_scoring import bin_continuations
+from engine.generation.bin_scoring import bin_continuations
 from engine.probabilities import ALL_BINS
 
 

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from engine.prompts import PROMO_SUMMARY_PREFIX
+from engine.data.prompts import PROMO_SUMMARY_PREFIX
 from engine.records import BasicFinancials, CompanyProfile, DailyClose, NewsItem
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import redis
 import requests
 
-from engine.inputs import Sources
+from engine.data.inputs import Sources
 from engine.settings import EngineSettings
 from engine.sources.cache import CachedSources, MemoryCache, RedisCache
 from engine.sources.finnhub import FinnhubSource, RetryPolicy, build_client

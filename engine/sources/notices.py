@@ -3,7 +3,7 @@ retrying in 7 s"), and, when the data fails, what happened and what to do (`told
 
 The sources are built once per worker and shared by every job it runs, while the person to tell changes with each
 job, so the listener is scoped to the running request in a context variable rather than held by the source.
-`engine.inputs.gather` installs the job's listener around its fetching; with none installed a note goes nowhere.
+`engine.data.inputs.gather` installs the job's listener around its fetching; with none installed a note goes nowhere.
 
 A `DataError`'s own message is for the operator: it names the provider's error, a URL, a snapshot's path, a
 setting or a CLI command (`forecaster data snapshot …`), and goes to the log. A Slack user is told `told(exc)`

@@ -40,7 +40,7 @@ def _write_reliability_plot(path: Path, report: dict, *, model_name: str) -> Non
 def _store_calibration(report: dict, analyst, settings) -> None:
     """Write the calibration the evaluation chose beside the served model (its adapter folder, or MODEL_DIR/base
     for the bare base, named by its base so another base never applies it)."""
-    from engine.bin_calibration import BinCalibration, base_calibration_dir, write_calibration
+    from engine.generation.bin_calibration import BinCalibration, base_calibration_dir, write_calibration
     from engine.provenance import base_model_name
 
     fit = report.get("calibration_fit")
@@ -128,16 +128,16 @@ def evaluate(
     """Score forecasts against a FinGPT-format dataset, next to naive baselines; with probabilities, their
     Brier score, log loss, calibration error and abstention table, the out-of-sample comparison of bin
     calibrations, and whether every stated call followed the serving rule."""
-    from engine.baselines import BaseRates
-    from engine.bin_calibration import IDENTITY
-    from engine.eval_report import render_report
-    from engine.evaluate import evaluate as run_evaluation
-    from engine.evaluate import training_rates
+    from engine.data.fingpt_rows import load_eval_rows
+    from engine.evaluation.baselines import BaseRates
+    from engine.evaluation.eval_report import render_report
+    from engine.evaluation.evaluate import evaluate as run_evaluation
+    from engine.evaluation.evaluate import training_rates
+    from engine.evaluation.predictions import load_predictions, load_probabilities
+    from engine.evaluation.predictions import save_predictions as write_predictions
     from engine.exceptions import EngineError
-    from engine.fingpt_rows import load_eval_rows
-    from engine.predictions import load_predictions, load_probabilities
-    from engine.predictions import save_predictions as write_predictions
-    from engine.scaffold import SCAFFOLD, content_free_conversation
+    from engine.generation.bin_calibration import IDENTITY
+    from engine.generation.scaffold import SCAFFOLD, content_free_conversation
 
     if (train_split is not None or train_dataset is not None) and train_up_rate is not None:
         fail("Give either the training data (--train-split / --train-dataset) or --train-up-rate, not both.")

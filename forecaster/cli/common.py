@@ -24,7 +24,7 @@ from rich.logging import RichHandler
 if TYPE_CHECKING:
     import redis
 
-    from engine.inputs import ForecastInputs, Sources
+    from engine.data.inputs import ForecastInputs, Sources
     from forecaster.settings import Settings
 
 app = typer.Typer(help="FinGPT-style weekly stock analyst for Slack.", no_args_is_help=True,
@@ -194,8 +194,8 @@ def gather_inputs(settings: Settings, ticker: str, *, date: str | None, weeks: i
                   wording: str = "stock", seed: int = 0) -> ForecastInputs:
     """One symbol's forecast inputs, or a one-line error and exit 2. With a snapshot and no --date, as of the
     moment the snapshot was recorded."""
+    from engine.data.inputs import gather
     from engine.exceptions import EngineError
-    from engine.inputs import gather
 
     symbol = parse_tickers([ticker])[0]
     now = dt.datetime.now(dt.UTC)
@@ -238,7 +238,7 @@ def progress_bar(total: int, *, enabled: bool):
 
 def served_adapter(settings: Settings) -> Path | None:
     """MODEL_ADAPTER when set, else the registry's current version (None: the bare base)."""
-    from engine.registry import Registry
+    from engine.training.registry import Registry
 
     return settings.model_adapter or Registry(settings.model_dir).current_path()
 
@@ -249,7 +249,7 @@ def load_analyst(settings: Settings):
     and a worker records exactly that (jobs.runtime), whatever the registry says by the time the load ends."""
     adapter = served_adapter(settings)
     if settings.model_backend == "vllm":
-        from engine.remote_model import RemoteAnalyst
+        from engine.generation.remote_model import RemoteAnalyst
 
         key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
         remote = RemoteAnalyst.connect(
@@ -260,7 +260,7 @@ def load_analyst(settings: Settings):
             constrained=settings.model_constrained)
         remote.name = settings.model_name
         return remote
-    from engine.model import Analyst
+    from engine.generation.model import Analyst
 
     analyst = Analyst.load(settings.model_base, adapter=adapter, device=settings.model_device,
                            dtype=settings.model_dtype, load_in_4bit=settings.model_load_in_4bit,

@@ -25,7 +25,7 @@ from forecaster.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from engine.inputs import ForecastInputs
+    from engine.data.inputs import ForecastInputs
 
 
 @app.command()
@@ -41,7 +41,7 @@ def prompt(
     as_json: Annotated[bool, typer.Option("--json", help="Print chat messages and metadata as JSON.")] = False,
 ) -> None:
     """Print the FinGPT prompt the analyst would read for TICKER, built from fresh data."""
-    from engine.prompts import build_messages
+    from engine.data.prompts import build_messages
 
     result = gather_inputs(load_settings(), ticker, date=date, weeks=weeks, financials=financials,
                            wording="cryptocurrency" if original_wording else "stock", seed=seed)
@@ -80,8 +80,8 @@ def snapshot(
 ) -> None:
     """Record everything forecasts for TICKERS need into plain JSON files, for offline runs with
     DATA_SNAPSHOT_DIR."""
+    from engine.data.inputs import Sources, gather
     from engine.exceptions import EngineError
-    from engine.inputs import Sources, gather
     from engine.market.dow30 import members
     from engine.sources.snapshot import RecordingSources, write_snapshot
 

@@ -22,7 +22,7 @@ from forecaster.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from engine.train_config import TrainConfig
+    from engine.training.train_config import TrainConfig
     from forecaster.settings import Settings
 
 
@@ -40,9 +40,9 @@ def dataset_prepare(
                                                  "become the test split.")] = 0,
 ) -> None:
     """Convert FinGPT's Llama-format rows into chat prompt/completion rows for training."""
-    from engine.dataset import prepare_dataset
+    from engine.data.dataset import prepare_dataset
+    from engine.data.prepared import render_summary
     from engine.exceptions import EngineError
-    from engine.prepared import render_summary
 
     settings = load_settings()
     try:
@@ -68,8 +68,8 @@ def dataset_build(
     from engine.exceptions import EngineError
     from engine.market.dow30 import members
     from engine.market.weeks import NEW_YORK, parse_day
-    from engine.teacher import build_dataset
-    from engine.teacher_client import Teacher
+    from engine.training.teacher import build_dataset
+    from engine.training.teacher_client import Teacher
 
     settings = load_settings()
     now = dt.datetime.now(dt.UTC)
@@ -104,7 +104,7 @@ def dataset_build(
 
 
 def _train_config(settings: Settings, base: str | None, **values) -> TrainConfig:
-    from engine.train_config import TrainConfig
+    from engine.training.train_config import TrainConfig
 
     try:
         return TrainConfig(base=base or settings.model_base, device=settings.model_device, **values)
@@ -153,7 +153,7 @@ def train_command(
 ) -> None:
     """LoRA/QLoRA fine-tuning on the answers only, memory-lean by construction."""
     from engine.exceptions import EngineError
-    from engine.train import train
+    from engine.training.train import train
 
     settings = load_settings()
     cfg = _train_config(settings, base, qlora=qlora, max_length=max_length, epochs=epochs, learning_rate=lr,
@@ -191,8 +191,8 @@ def retrain(
 ) -> None:
     """Train a new adapter into MODEL_DIR, evaluate it against the served one, promote it only if not worse."""
     from engine.exceptions import EngineError
-    from engine.registry import Registry
-    from engine.retrain import retrain as run_retrain
+    from engine.training.registry import Registry
+    from engine.training.retrain import retrain as run_retrain
 
     settings = load_settings()
     eval_dataset = eval_dataset or settings.eval_dataset
@@ -215,7 +215,7 @@ def retrain(
                else f"not promoted, {outcome.compared_version or 'the bare base'} stays served")
     typer.echo(f"{outcome.version}: {verdict} (decided by {outcome.decision.decided_by}) — {outcome.decision.reason}")
     if outcome.current_scores:
-        from engine.eval_report import render_comparison
+        from engine.evaluation.eval_report import render_comparison
 
         typer.echo("\n".join(render_comparison(outcome.current_scores, outcome.new_scores,
                                                 before_name=outcome.compared_version or "bare base",
@@ -228,7 +228,7 @@ def retrain(
 
 
 def _load_base(settings: Settings):
-    from engine.model import Analyst
+    from engine.generation.model import Analyst
 
     return Analyst.load(settings.model_base, device=settings.model_device, dtype=settings.model_dtype,
                         load_in_4bit=settings.model_load_in_4bit, quantize=settings.model_quantize,
@@ -240,7 +240,7 @@ def _load_base(settings: Settings):
 @model_app.command("list")
 def model_list() -> None:
     """Every adapter version with its scores and the gate's verdict; * marks the one served."""
-    from engine.registry import Registry
+    from engine.training.registry import Registry
 
     registry = Registry(load_settings().model_dir)
     current = registry.current_version()
@@ -261,7 +261,7 @@ def model_list() -> None:
 def model_promote(version: Annotated[str, typer.Argument(help="e.g. v0003")]) -> None:
     """Serve VERSION from now on (workers pick it up between jobs)."""
     from engine.exceptions import EngineError
-    from engine.registry import Registry
+    from engine.training.registry import Registry
 
     try:
         Registry(load_settings().model_dir).promote(version, reason="promoted by hand")
@@ -274,7 +274,7 @@ def model_promote(version: Annotated[str, typer.Argument(help="e.g. v0003")]) ->
 def model_rollback() -> None:
     """Serve the version that was current before this one (or the bare base)."""
     from engine.exceptions import EngineError
-    from engine.registry import Registry
+    from engine.training.registry import Registry
 
     try:
         previous = Registry(load_settings().model_dir).rollback(reason="rolled back by hand")

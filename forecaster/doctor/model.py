@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from forecaster.doctor.check import MODEL_STACK, Check, fail, ok, warn
 
 if TYPE_CHECKING:
-    from engine.sizing import ModelShape
+    from engine.generation.sizing import ModelShape
     from forecaster.settings import Settings
 
 
@@ -77,7 +77,7 @@ def check_model_base(settings: Settings, *, env: Mapping[str, str]) -> Check:
     if offline:
         return fail("model base", f"{base} is not in the Hugging Face cache ({_hub_cache_dir(env)}) and "
                                   "HF_HUB_OFFLINE forbids downloading it", get_it)
-    from engine.sizing import known_shape
+    from engine.generation.sizing import known_shape
 
     shape = known_shape(base)
     size = f" (about {shape.params * 2 / 1e9:.0f} GB)" if shape else ""
@@ -87,7 +87,7 @@ def check_model_base(settings: Settings, *, env: Mapping[str, str]) -> Check:
 
 def check_adapter(settings: Settings) -> Check:
     """The adapter served on top of the base: MODEL_ADAPTER, or the registry's current version."""
-    from engine.registry import Registry
+    from engine.training.registry import Registry
 
     if settings.model_adapter is not None:
         folder = settings.model_adapter
@@ -136,11 +136,11 @@ class Device:
 
 
 def probe_device(settings: Settings) -> tuple[Device, str]:
-    """The device MODEL_DEVICE picks on this machine and the dtype the worker would load at (engine.model's rules).
-    Imports torch: only for the full doctor, on a host with the model extra."""
+    """The device MODEL_DEVICE picks on this machine and the dtype the worker would load at (engine.generation.model's
+    rules). Imports torch: only for the full doctor, on a host with the model extra."""
     import torch
 
-    from engine.placement import choose_placement, read_cpu_flags
+    from engine.generation.placement import choose_placement, read_cpu_flags
 
     cuda = torch.cuda.is_available()
     placement = choose_placement(device=settings.model_device, dtype=settings.model_dtype,
@@ -168,7 +168,7 @@ def _available_ram() -> int:
 
 def model_shape(base: str, *, env: Mapping[str, str]) -> ModelShape | None:
     """The base model's shape: its config.json (local directory or HF cache), else the published Qwen2.5 shapes."""
-    from engine.sizing import ModelShape, known_shape
+    from engine.generation.sizing import ModelShape, known_shape
 
     if _looks_like_path(base):
         config = Path(base).expanduser() / "config.json"
@@ -195,7 +195,7 @@ def check_model_memory(settings: Settings, *, env: Mapping[str, str],
                                   "Qwen2.5 size)", "download the model first; then doctor reads its config.json")
     try:
         device, dtype = probe(settings)
-    except Exception as exc:  # engine.model's ModelError (cuda asked, none here), a broken CUDA install
+    except Exception as exc:  # engine.generation.model's ModelError (cuda asked, none here), a broken CUDA install
         return fail("gpu memory", f"cannot place the model ({type(exc).__name__}: {exc})",
                     "set MODEL_DEVICE=auto (or cpu) or fix the CUDA install (nvidia-smi)")
     return memory_verdict(settings, shape, device, dtype)
@@ -203,7 +203,7 @@ def check_model_memory(settings: Settings, *, env: Mapping[str, str],
 
 def memory_verdict(settings: Settings, shape: ModelShape, device: Device, dtype: str) -> Check:
     """Pure: the serving estimate against the device, with the cheapest fix when it does not fit."""
-    from engine.sizing import GB, USABLE_FRACTION, serving_estimate
+    from engine.generation.sizing import GB, USABLE_FRACTION, serving_estimate
 
     on_gpu = device.kind == "cuda"
     sizing = {"batch": settings.model_batch_size, "context_tokens": settings.model_context_tokens, "on_gpu": on_gpu}

@@ -15,8 +15,8 @@ by earlier releases is copied over once by `forecaster ledger migrate`.
 - `redis_layout` and `migrate`: the old Redis ledger and the one-shot copy out of it.
 
 This package's own names are the readers, which import without numpy or pandas (the bot reads the ledger and
-must stay light: pyproject.toml's import contract). The writers score with `engine.track`, which needs numpy, so
-the worker imports them from `jobs.ledger.writes` (and `export`, `fields`) by name.
+must stay light: pyproject.toml's import contract). The writers score with `engine.evaluation.track`, which needs numpy,
+so the worker imports them from `jobs.ledger.writes` (and `export`, `fields`) by name.
 """
 
 from jobs.ledger.columns import EXPORT_FORMATS, FIELDS, LONG_FIELDS, SOURCES

@@ -1,7 +1,7 @@
 """What a ledger entry holds and how it stands in the track record, as plain constants.
 
-Kept apart from `jobs.ledger.fields` (which builds entries with `engine.track`, and so imports numpy): the bot reads
-the ledger through these names and must stay off the numeric stack.
+Kept apart from `jobs.ledger.fields` (which builds entries with `engine.evaluation.track`, and so imports numpy): the
+bot reads the ledger through these names and must stay off the numeric stack.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ LONG_FIELDS = ("raw", "details")
 OUTCOME_FIELDS = ("scored_at", "realized_return", "actual_label", "hit", "start_close_date", "start_close",
                   "end_close_date", "end_close", "previous_return", "momentum_label")
 
-# An entry's standing (`engine.track.select_counted`), in engine.track's own words (a test keeps them equal).
+# An entry's standing (`engine.evaluation.track.select_counted`), in engine.evaluation.track's own words (a test keeps
+# them equal).
 COUNTED = "counted"
 LATE = "requested after the week opened"
 SUPERSEDED = "superseded by a later forecast"

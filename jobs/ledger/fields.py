@@ -17,8 +17,8 @@ import datetime as dt
 import hashlib
 import json
 
+from engine.evaluation.track import Outcome, TrackEntry, week_from_period
 from engine.market.weeks import NEW_YORK
-from engine.track import Outcome, TrackEntry, week_from_period
 from jobs.keys import ledger_entry_id
 from jobs.ledger.columns import EXPORT_FORMATS, FIELDS, LONG_FIELDS, OUTCOME_FIELDS, SOURCES
 
@@ -92,7 +92,7 @@ def outcome_fields(outcome: Outcome, *, parsed: bool, direction: str, scored_at:
 
 
 def to_track_entry(entry: dict) -> TrackEntry:
-    """A ledger entry as `engine.track` scores it."""
+    """A ledger entry as `engine.evaluation.track` scores it."""
     return TrackEntry(
         entry_id=entry["id"], symbol=entry["ticker"], week=week_from_period(entry["target_week"]),
         requested_at=dt.datetime.fromisoformat(entry["requested_at"]), parsed=entry["parsed"],

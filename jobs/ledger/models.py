@@ -4,8 +4,8 @@
 Besides every `jobs.ledger.fields.FIELDS` column (typed, so SQL can sum and compare), three instants are kept as
 seconds since the epoch, because the reads compare and sort on them: when the forecast was requested (newest-first
 order, the "late" rule), when its target week opened (Monday 09:30 New York) and when it counts as closed for
-scoring (`engine.track.closed_at`). And whether it counts (`engine.track.select_counted`), decided when it is
-recorded: `late` never changes, `superseded` is set on the earlier ones when a later one arrives.
+scoring (`engine.evaluation.track.closed_at`). And whether it counts (`engine.evaluation.track.select_counted`), decided
+when it is recorded: `late` never changes, `superseded` is set on the earlier ones when a later one arrives.
 
 `TrackWeek` is the track record's own table: one narrow row per (ticker, target week) that has a counted forecast,
 holding that forecast's scoring numbers (`jobs.ledger.track_rows`), kept in step by the writers in the same
@@ -107,7 +107,7 @@ class TrackWeek(Base):
     """The counted forecast of one ticker and target week, reduced to the numbers the track record sums.
 
     Integers 0/1 rather than booleans, so every figure is a plain SUM on both databases. The four systems are the
-    model, the constant-down and constant-up baselines and last-week momentum (`engine.track`); the constant
+    model, the constant-down and constant-up baselines and last-week momentum (`engine.evaluation.track`); the constant
     baselines' direction and hit follow from `actual_up`, so only their squared bin errors are stored."""
 
     __tablename__ = "track_weeks"

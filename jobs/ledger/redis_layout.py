@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import redis
 
-from engine.track import Outcome, closed_at, week_from_period
+from engine.evaluation.track import Outcome, closed_at, week_from_period
 from jobs.keys import ledger_entry_key, ledger_index_key, ledger_pending_key, ledger_ticker_index_key
 from jobs.ledger.fields import FIELDS, forecast_fields, outcome_fields
 

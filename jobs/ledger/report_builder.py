@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from engine.track import week_from_period
+from engine.evaluation.track import week_from_period
 from jobs.ledger import reports
 from jobs.ledger.database import Ledger
 from jobs.ledger.reports import ALL

@@ -1,15 +1,15 @@
 """The track record's numbers, aggregated in SQL over `track_weeks`: one narrow row per counted ticker-week.
 
-Which forecasts count (`engine.track.select_counted`) and what each contributes (`jobs.ledger.track_rows`) are
-settled when a forecast is recorded or scored, so reading is plain sums of stored columns:
+Which forecasts count (`engine.evaluation.track.select_counted`) and what each contributes (`jobs.ledger.track_rows`)
+are settled when a forecast is recorded or scored, so reading is plain sums of stored columns:
 - per ticker, every system's hit, parse, squared-error, confusion and direction counts (the inputs of
-  `engine.metrics`' per-system figures), plus the ticker's per-week hits packed into one string (the
+  `engine.evaluation.metrics`' per-system figures), plus the ticker's per-week hits packed into one string (the
   week-clustered bootstrap's input, without one row per forecast);
 - per week, the hits and counts (the chart's series, the cumulative bootstrap); the latest week in full;
 - per reliability bin of P(up): count, sum of P, ups, squared error and log loss;
 - the forecasts that do not count, from the small `late OR superseded` index of `forecasts`.
 
-`jobs.ledger.track_scores` turns these sums into `engine.track.score_track`'s report.
+`jobs.ledger.track_scores` turns these sums into `engine.evaluation.track.score_track`'s report.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from jobs.ledger.models import Forecast, TrackWeek
 
 # Per system, in this order: the sums `track_scores.system_metrics` needs.
 SUMS = ("parsed", "correct", "sq_error", "sq_n", "tp", "tn", "fp", "fn", "up", "down")
-SYSTEM_KEYS = ("model", "down", "up", "momentum")  # track_scores maps them to engine.metrics' baseline names
+SYSTEM_KEYS = ("model", "down", "up", "momentum")  # track_scores maps them to engine.evaluation.metrics' baseline names
 _WEEK_CODE = len("2024-03-10") + 2  # week_start, then the week's hits as two digits (see _hit_code)
 
 

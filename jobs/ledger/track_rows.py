@@ -1,18 +1,18 @@
 """What one counted forecast contributes to the track record, worked out once when it is recorded or scored, so the
 reads are plain sums (`jobs.ledger.track_queries`). Pure.
 
-Each value is `engine.track.score_track`'s rule for that forecast: truth is the direction of the realized bin; a
-system's hit is "parsed and the direction right"; its squared error is the squared difference of signed bin
+Each value is `engine.evaluation.track.score_track`'s rule for that forecast: truth is the direction of the realized
+bin; a system's hit is "parsed and the direction right"; its squared error is the squared difference of signed bin
 midpoints, where it named a bin; momentum is the realized bin of the week before (none without its prices); the
-calibration terms are `engine.calibration.probability_metrics`' per-forecast Brier and clipped log loss.
+calibration terms are `engine.evaluation.calibration.probability_metrics`' per-forecast Brier and clipped log loss.
 """
 
 from __future__ import annotations
 
 import math
 
-from engine.calibration import ECE_BINS, LOG_LOSS_EPS
-from engine.fingpt_rows import LABELS
+from engine.data.fingpt_rows import LABELS
+from engine.evaluation.calibration import ECE_BINS, LOG_LOSS_EPS
 from engine.market.weeks import MoveBin
 from engine.parsing import MAGNITUDES
 

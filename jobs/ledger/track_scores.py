@@ -1,7 +1,7 @@
-"""`engine.track.score_track`'s report, computed from `track_queries`' sums instead of from every forecast.
+"""`engine.evaluation.track.score_track`'s report, computed from `track_queries`' sums instead of from every forecast.
 
-Pure functions. Each figure is the evaluator's own formula (`engine.metrics`) applied to counts: the hit rates,
-parse rate, MSE and MCC come out exactly as `score_track` computes them (the counts are integers, the squared bin
+Pure functions. Each figure is the evaluator's own formula (`engine.evaluation.metrics`) applied to counts: the hit
+rates, parse rate, MSE and MCC come out exactly as `score_track` computes them (the counts are integers, the squared bin
 midpoint errors multiples of 0.25), and the week-clustered bootstrap draws the same weeks with the same seed
 (`week_bootstrap_ci`), summing whole weeks through a draws × weeks multiplicity matrix, so a ticker's interval
 costs one small matrix product. The calibration sums are floating point: they can differ from numpy's in the
@@ -15,10 +15,10 @@ from functools import cache
 
 import numpy as np
 
-from engine.baselines import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
-from engine.calibration import ECE_BINS
+from engine.evaluation.baselines import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
+from engine.evaluation.calibration import ECE_BINS
+from engine.evaluation.track import LATE, MIN_CALIBRATED, SUPERSEDED
 from engine.market.weeks import Week
-from engine.track import LATE, MIN_CALIBRATED, SUPERSEDED
 from jobs.ledger.track_queries import SUMS, SYSTEM_KEYS, TrackSums
 
 SYSTEM_NAMES = {"model": "model", "down": BASELINE_DOWN, "up": BASELINE_UP, "momentum": BASELINE_MOMENTUM}
@@ -55,7 +55,7 @@ def _mcc(tp: float, tn: float, fp: float, fn: float) -> float | None:
 
 
 def system_metrics(row: dict, key: str, ci: list[float] | None) -> dict:
-    """`engine.metrics`' DIRECTION_KEYS figures plus `hits`, for system `key`, from one row of sums."""
+    """`engine.evaluation.metrics`' DIRECTION_KEYS figures plus `hits`, for system `key`, from one row of sums."""
     n = row["n"]
     s = {name: row[f"{key}_{name}"] for name in SUMS}
     accuracy = s["correct"] / n if n else None
@@ -88,7 +88,7 @@ def _correct_matrix(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def calibration(bins: list[dict]) -> dict | None:
-    """`engine.track.calibration` from per-bin sums; None when no counted scored forecast has a P(up)."""
+    """`engine.evaluation.track.calibration` from per-bin sums; None when no counted scored forecast has a P(up)."""
     n = sum(b["n"] for b in bins)
     if not n:
         return None
@@ -113,7 +113,7 @@ def calibration(bins: list[dict]) -> dict | None:
 
 
 def score_report(sums: TrackSums, *, latest: Week, bootstrap: int = 2000, seed: int = 0) -> dict:
-    """`engine.track.score_track(entries, latest=latest, bootstrap=bootstrap, seed=seed)`, from the sums."""
+    """`engine.evaluation.track.score_track(entries, latest=latest, bootstrap=bootstrap, seed=seed)`, from the sums."""
     weeks, tickers, this_week = sums.by_week, sums.by_ticker, sums.this_week
 
     series, running = [], {key: [0, 0] for key in SYSTEM_KEYS}

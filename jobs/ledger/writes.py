@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, and_, or_, select, tuple_, update
 
-from engine.track import Outcome, closed_at, week_from_period
+from engine.evaluation.track import Outcome, closed_at, week_from_period
 from jobs.ledger import reports
 from jobs.ledger.columns import FIELDS
 from jobs.ledger.database import Ledger, dialect_insert
@@ -49,7 +49,8 @@ _GROUP_CHUNK = 400  # (ticker, week) pairs per statement: two bound parameters e
 
 def _stand(conn: Connection, new: list[dict]) -> None:
     """Let the newly inserted entries stand for their ticker and week where they are the latest request (then
-    the greatest id), as `engine.track.select_counted` decides; mark the others of those groups superseded."""
+    the greatest id), as `engine.evaluation.track.select_counted` decides; mark the others of those groups
+    superseded."""
     latest: dict[tuple[str, str], dict] = {}
     for row in new:
         if row["late"]:

@@ -19,8 +19,8 @@ import time
 import pytest
 import torch
 
-from engine.model import Analyst
-from engine.prompts import SYSTEM_PROMPT, fix_wording, llama_to_messages
+from engine.data.prompts import SYSTEM_PROMPT, fix_wording, llama_to_messages
+from engine.generation.model import Analyst
 from tests.fakes.tiny_model import build_tiny_model
 
 NEW_TOKENS = int(os.environ.get("BENCH_NEW_TOKENS", "128"))

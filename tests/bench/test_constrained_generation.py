@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.model import Analyst
+from engine.data.prompts import SYSTEM_PROMPT, fix_wording, llama_to_messages
+from engine.generation.model import Analyst
 from engine.parsing import parse_answer
-from engine.prompts import SYSTEM_PROMPT, fix_wording, llama_to_messages
 from engine.upstream_parser import upstream_parse
 from tests.fakes.tiny_model import build_tiny_model
 from tests.real.weights import missing_reason, real_model_dir

@@ -5,7 +5,7 @@ loaded through the product's `Analyst.load`, it measures:
 - prefill tokens/s on a real ~2k-token FinGPT prompt, and decode tokens/s at that context;
 - decode tokens/s with one torch thread against all of them (is leaving a core to the bot worth it?);
 - whether the answers survive the numerics: on six real rows (STATED_CALL_WEEK's tickers), the 12-bin distribution
-  after the fixed scaffold (engine.scaffold, one prefill per row) against fp32's: the stated call
+  after the fixed scaffold (engine.generation.scaffold, one prefill per row) against fp32's: the stated call
   (engine.probabilities.choose_call) equal in how many of 6, and the largest |ΔP(up)|;
 - one whole forecast (two-phase constrained generation, MODEL_MAX_NEW_TOKENS at most) and its wall time, with the
   answer printed to be read.
@@ -27,12 +27,12 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from engine.model import Analyst
-from engine.placement import CPU_BF16_FLAGS, read_cpu_flags
+from engine.data.prompts import SYSTEM_PROMPT, fix_wording, llama_to_messages
+from engine.generation.model import Analyst
+from engine.generation.placement import CPU_BF16_FLAGS, read_cpu_flags
+from engine.generation.scaffold import SCAFFOLD
+from engine.generation.streaming import written_so_far
 from engine.probabilities import choose_call
-from engine.prompts import SYSTEM_PROMPT, fix_wording, llama_to_messages
-from engine.scaffold import SCAFFOLD
-from engine.streaming import written_so_far
 from tests.real.weights import missing_reason, real_model_dir
 
 WEEK = os.environ.get("STATED_CALL_WEEK", "2024-04-21 to 2024-04-28")

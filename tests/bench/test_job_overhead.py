@@ -33,7 +33,7 @@ from rq.serializers import JSONSerializer
 
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.inputs import Sources, gather
+from engine.data.inputs import Sources, gather
 from engine.market.weeks import cutoff_for_date
 from engine.sources.cache import CachedSources, RedisCache
 from forecaster.settings import Settings

@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from engine.inputs import gather
+from engine.data.inputs import gather
+from engine.data.prompts import build_user_prompt
 from engine.market.dow30 import members
 from engine.market.weeks import NEW_YORK
-from engine.prompts import build_user_prompt
 from engine.sources.factory import build_sources
 from forecaster.settings import Settings
 from tests.fakes.finnhub import FakeFinnhub

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.eval_report import render_report
-from engine.evaluate import evaluate
-from engine.fingpt_rows import load_eval_rows
-from engine.model import Analyst
+from engine.data.fingpt_rows import load_eval_rows
+from engine.evaluation.eval_report import render_report
+from engine.evaluation.evaluate import evaluate
+from engine.generation.model import Analyst
+from engine.generation.scaffold import SCAFFOLD, content_free_conversation
 from engine.probabilities import BinDistribution
-from engine.scaffold import SCAFFOLD, content_free_conversation
 from tests.bench.test_stated_call import _dtype
 from tests.real.weights import missing_reason, real_model_dir
 

@@ -20,13 +20,13 @@ import time
 
 import pytest
 
-from engine.bin_calibration import BinCalibration, content_free_bias
-from engine.fingpt_rows import label_bin
-from engine.model import Analyst
+from engine.data.fingpt_rows import label_bin
+from engine.data.prompts import SYSTEM_PROMPT, fix_wording, llama_to_messages
+from engine.generation.bin_calibration import BinCalibration, content_free_bias
+from engine.generation.model import Analyst
+from engine.generation.scaffold import SCAFFOLD, content_free_conversation
 from engine.parsing import parse_answer
 from engine.probabilities import choose_call
-from engine.prompts import SYSTEM_PROMPT, fix_wording, llama_to_messages
-from engine.scaffold import SCAFFOLD, content_free_conversation
 from tests.real.weights import missing_reason, real_model_dir
 
 WEEK = os.environ.get("STATED_CALL_WEEK", "2024-04-21 to 2024-04-28")
@@ -75,9 +75,10 @@ def test_every_stated_call_is_chosen_from_the_models_probabilities(fingpt_test_r
         print(f"{row['symbol']:7}{stated.code if stated else '-':>10}{served.p_up:>7.2f}"
               f"{served.most_likely.code:>11}{ctx.p_up:>10.2f}{choose_call(ctx).code:>9}"
               f"{label_bin(row['label']).code:>9}  {'ok' if holds else 'BROKEN'}")
-    # Evidence (engine.evidence): the share of the answers' items that the news in their own prompts supports.
-    from engine.evaluate import grounding_report
-    from engine.fingpt_rows import EvalRow
+    # Evidence (engine.evaluation.evidence): the share of the answers' items that the news in their own prompts
+    # supports.
+    from engine.data.fingpt_rows import EvalRow
+    from engine.evaluation.evaluate import grounding_report
 
     eval_rows = [EvalRow(r["symbol"], r["period"], c[1]["content"], r["answer"], r["label"])
                  for r, c in zip(rows, conversations, strict=True)]

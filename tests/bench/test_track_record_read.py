@@ -21,10 +21,10 @@ import time
 
 import pytest
 
-from engine.inputs import Sources
+from engine.data.inputs import Sources
+from engine.evaluation.track import Outcome, week_from_period
 from engine.market.weeks import NEW_YORK, Week
 from engine.records import DailyClose
-from engine.track import Outcome, week_from_period
 from jobs import ledger, track_reads, track_record
 from jobs.ledger import report_builder
 from jobs.ledger import writes as ledger_writes

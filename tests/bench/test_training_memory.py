@@ -1,7 +1,7 @@
 """Benchmark: peak memory of ONE ~4096-token LoRA training step with the real Qwen vocabulary (151,936), on CPU in
-fp32: our recipe (`engine.train.build_trainer`: TRL SFTTrainer, prompt/completion rows, completion-only loss, fused
-LM head) against the naive recipe of the Colab attempt (PEFT + a plain `transformers.Trainer`, `labels = input_ids`,
-full-vocabulary logits at every position), same saved weights, same row, same run.
+fp32: our recipe (`engine.training.train.build_trainer`: TRL SFTTrainer, prompt/completion rows, completion-only loss,
+fused LM head) against the naive recipe of the Colab attempt (PEFT + a plain `transformers.Trainer`, `labels =
+input_ids`, full-vocabulary logits at every position), same saved weights, same row, same run.
 
 The model is a small Qwen2 (hidden 256, 2 layers, 4 heads / 2 KV heads) with the real vocabulary, so the
 [tokens × 151,936] logits weigh what they weigh for the 1.5B or the 7B while the decoder layers stay cheap. The row
@@ -23,7 +23,7 @@ still; `python -m pytest tests/gpu -s` measures it on a GPU machine (docs/MEMORY
     make bench      # or: .venv/bin/python -m pytest tests/bench/test_training_memory.py -s -m bench
     BENCH_NAIVE_NO_CHECKPOINTING=0 skips the optional naive run without activation checkpointing.
 
-On CPU our recipe narrows TRL's vocabulary tile width (engine.train.CPU_LOGPROB_TILE): TRL's chunked fallback
+On CPU our recipe narrows TRL's vocabulary tile width (engine.training.train.CPU_LOGPROB_TILE): TRL's chunked fallback
 holds several [tokens x tile width] fp32 temporaries at once, and at its default width (32,768) that alone was
 4.4 GiB above the weights at 4096 tokens (ours/naive 0.61-0.63 before the change).
 """
@@ -146,8 +146,8 @@ def _checkpointing_on(model) -> bool:
 
 
 def _run_ours(spec: dict) -> dict:
-    from engine.train import build_trainer
-    from engine.train_config import TrainConfig
+    from engine.training.train import build_trainer
+    from engine.training.train_config import TrainConfig
 
     cfg = TrainConfig(base=spec["base"], max_steps=1, gradient_accumulation=1, max_length=MAX_LENGTH, device="cpu",
                       warmup_steps=0, gradient_checkpointing=spec["checkpointing"], seed=0)
@@ -171,7 +171,7 @@ def build_naive_trainer(spec: dict, *, callbacks: list, dtype: str = "float32", 
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, Trainer, TrainingArguments
 
-    from engine.prepared import load_prepared
+    from engine.data.prepared import load_prepared
 
     tokenizer = AutoTokenizer.from_pretrained(spec["base"])
     row = load_prepared(Path(spec["dataset"]), "train")[0]
@@ -239,8 +239,8 @@ def build_bench_model(out: Path) -> dict:
 def prepare_row(records: list[dict], model_dir: Path, root: Path) -> dict:
     """Prepare every row at max_length 4096, pick the one closest to 4096 tokens, prepare it alone as the "train"
     split. Returns its prepared line (with prompt_tokens and completion_tokens)."""
-    from engine.dataset import prepare_dataset
-    from engine.prepared import load_prepared
+    from engine.data.dataset import prepare_dataset
+    from engine.data.prepared import load_prepared
 
     root.mkdir(parents=True, exist_ok=True)
     source = root / "all.jsonl"
@@ -331,10 +331,10 @@ def test_one_4096_token_step_ours_against_naive(fingpt_test_rows, tmp_path):
           f"{answer_tokens} = {total} tokens")
     print(f"  full-logit size at this length: {total} x {VOCAB:,} x 4 bytes = {total * VOCAB * 4 / GIB:.2f} GiB")
     print("  both recipes use activation checkpointing (non-reentrant), so the comparison isolates the logits/loss;")
-    print("  ours = engine.train.build_trainer (TRL SFTTrainer, completion-only loss, fused LM head: chunked PyTorch "
-          "on CPU);")
+    print("  ours = engine.training.train.build_trainer (TRL SFTTrainer, completion-only loss, fused LM head: "
+          "chunked PyTorch on CPU);")
     print("  naive = PEFT + transformers.Trainer, labels = input_ids (prompt not masked), full logits, fp32 loss")
-    from engine.train import CPU_LOGPROB_TILE
+    from engine.training.train import CPU_LOGPROB_TILE
 
     print(f"  TRL's CPU fallback scores every position in [{min(total, 4096)} x {CPU_LOGPROB_TILE}] fp32 tiles "
           f"(ours narrows TRL's default of {TRL_TILE_WIDTH}); on CUDA its Triton kernel scores the answer only")

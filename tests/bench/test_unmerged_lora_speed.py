@@ -18,7 +18,7 @@ import time
 import pytest
 import torch
 
-from engine.model import Analyst
+from engine.generation.model import Analyst
 from tests.fakes.tiny_model import build_lora_adapter, build_tokenizer, synthetic_corpus
 
 LAYERS = int(os.environ.get("BENCH_LAYERS", "2"))

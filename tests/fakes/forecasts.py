@@ -8,9 +8,9 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 
-from engine.baselines import baseline_answer
+from engine.data.inputs import Sources, gather
+from engine.evaluation.baselines import baseline_answer
 from engine.forecast import run_forecasts, to_json
-from engine.inputs import Sources, gather
 from engine.probabilities import BinDistribution
 from engine.records import DailyClose
 from tests.fakes.sources import MemorySources, synthetic_profile

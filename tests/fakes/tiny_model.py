@@ -22,7 +22,7 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 def synthetic_corpus() -> list[str]:
     """FinGPT-shaped prompts and answers about invented companies, built with the product's prompt code."""
-    from engine.prompts import SYSTEM_PROMPT, NewsLine, PromptParts, WeekBlock, build_user_prompt
+    from engine.data.prompts import SYSTEM_PROMPT, NewsLine, PromptParts, WeekBlock, build_user_prompt
     from engine.records import BasicFinancials, CompanyProfile
 
     texts = [SYSTEM_PROMPT]

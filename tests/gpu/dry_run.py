@@ -20,8 +20,8 @@ def pytest_configure(config) -> None:  # noqa: ANN001 (pytest's hook)
     import transformers  # noqa: F401
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    import engine.dataset  # noqa: F401
-    import engine.model  # noqa: F401
+    import engine.data.dataset  # noqa: F401
+    import engine.generation.model  # noqa: F401
     import tests.gpu.models as models
     import tests.gpu.report as report
 

@@ -3,7 +3,8 @@ or shared/'s copy, as tests/conftest.py finds it), else synthetic FinGPT-shaped 
 prompt code.
 
 - `records()`: whole rows (Llama-2 prompt, answer, label), for the training peaks (fitted to 4096 tokens).
-- `user_prompts()`: the user messages the product would send (wording fixed to "stock", as engine.fingpt_rows does).
+- `user_prompts()`: the user messages the product would send (wording fixed to "stock", as engine.data.fingpt_rows
+does).
 - `serving_tokenizer()`: the tiny test tokenizer, trained on the real prompts' text when there are real prompts
   (in memory only), so a prompt's token count comes out near a real Qwen tokenizer's (~4 characters a token)
   instead of twice that; the synthetic prompts keep the default tokenizer, which learnt their text already.
@@ -40,7 +41,7 @@ def _split_rows() -> list[dict] | None:
 
 
 def _synthetic_parts(symbol: str, i: int, news_per_week: int, wording: str = "stock", weeks: int = 4):
-    from engine.prompts import NewsLine, PromptParts, WeekBlock
+    from engine.data.prompts import NewsLine, PromptParts, WeekBlock
     from engine.records import BasicFinancials, CompanyProfile
 
     profile = CompanyProfile(ticker=symbol, name=f"{symbol} Synthetic Inc", finnhubIndustry="Synthetic Goods",
@@ -66,7 +67,7 @@ def _synthetic_parts(symbol: str, i: int, news_per_week: int, wording: str = "st
 
 def synthetic_records() -> list[dict]:
     """FinGPT-shaped rows (Llama-2 prompt, answer, label) long enough to be fitted to 4096 tokens."""
-    from engine.prompts import SYSTEM_PROMPT, build_user_prompt, messages_to_llama
+    from engine.data.prompts import SYSTEM_PROMPT, build_user_prompt, messages_to_llama
 
     records = []
     for i, symbol in enumerate(["AXP", "KO", "MSFT"]):
@@ -94,7 +95,7 @@ def records() -> tuple[list[dict], str]:
 
 def synthetic_user_prompts() -> list[str]:
     """User messages of many lengths: eight tickers, 1, 2 or 4 weeks of 1 to 20 news each."""
-    from engine.prompts import build_user_prompt
+    from engine.data.prompts import build_user_prompt
 
     symbols = ["AXP", "KO", "MSFT", "AAPL", "JNJ", "CVX", "AMGN", "IBM"]
     return [build_user_prompt(_synthetic_parts(symbol, i, news, weeks=weeks))
@@ -104,7 +105,7 @@ def synthetic_user_prompts() -> list[str]:
 
 def user_prompts(*, real: bool = True) -> tuple[list[str], str, bool]:
     """(user messages, where they came from, whether they are real). `real=False` forces the synthetic ones."""
-    from engine.prompts import fix_wording, llama_to_messages
+    from engine.data.prompts import fix_wording, llama_to_messages
 
     rows = _split_rows() if real else None
     if rows is not None:
@@ -132,7 +133,7 @@ def product_tokenizer(folder: Path):
 
 
 def conversation(user: str) -> list[dict]:
-    from engine.prompts import SYSTEM_PROMPT
+    from engine.data.prompts import SYSTEM_PROMPT
 
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
@@ -141,7 +142,7 @@ def pick_conversations(users: list[str], tokenizer, *, count: int,
                        target_tokens: int = TARGET_PROMPT_TOKENS) -> tuple[list[list[dict]], list[int]]:
     """The `count` conversations whose rendered prompt is nearest `target_tokens`, nearest first (batch 1 takes the
     first), and their token counts."""
-    from engine.generation import count_tokens, render_chat
+    from engine.generation.base import count_tokens, render_chat
 
     sized = []
     for user in users:

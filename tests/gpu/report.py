@@ -42,11 +42,11 @@ COLUMNS = ("measurement", "prompt tok", "new tok", "wall s", "tok/s", "1st secti
 LEGEND = (
     "forecasts: Analyst.load(dir, device, dtype) and generate(..., max_new_tokens, on_text), random weights; wall s: "
     "the whole generate call; tok/s: new tokens (all rows) / Generation.seconds (generation only, bins excluded); "
-    "1st section s: when on_text first showed a complete section (engine.streaming.written_so_far), the batch's "
-    "slowest row, at the product's streaming cadence (engine.model.STREAM_EVERY_S); bins s: Generation.bin_seconds; "
-    "peak GB: torch.cuda.max_memory_allocated during the call (weights included).",
-    "training: two optimizer steps of engine.train.build_trainer (naive: PEFT + plain Trainer) in a fresh process; "
-    "prompt tok: the row's tokens; wall s: the second step; tok/s: tokens / second step; peak GB: "
+    "1st section s: when on_text first showed a complete section (engine.generation.streaming.written_so_far), "
+    "the batch's slowest row, at the product's streaming cadence (engine.generation.model.STREAM_EVERY_S); "
+    "bins s: Generation.bin_seconds; peak GB: torch.cuda.max_memory_allocated during the call (weights included).",
+    "training: two optimizer steps of engine.training.train.build_trainer (naive: PEFT + plain Trainer) in a fresh "
+    "process; prompt tok: the row's tokens; wall s: the second step; tok/s: tokens / second step; peak GB: "
     "max_memory_reserved over the steps (allocated, the memory before the first step and the docs/MEMORY.md "
     "estimate in the note). GB = 1e9 bytes.",
 )

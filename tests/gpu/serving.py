@@ -57,7 +57,7 @@ def _timed(analyst, conversations: list, *, device: str, max_new_tokens: int) ->
     """One generate call with an on_text that notes when each row first shows a complete section."""
     import torch
 
-    from engine.streaming import written_so_far
+    from engine.generation.streaming import written_so_far
 
     first: dict[int, float] = {}
     clock = {"started": 0.0}
@@ -109,8 +109,8 @@ def measure_serving(model_dir: str | Path, conversations: list, *, adapter_dir: 
     prompt, `conversations[:batch]` the batch's."""
     import torch
 
-    from engine.model import STREAM_EVERY_S, Analyst
-    from engine.scaffold import SCAFFOLD
+    from engine.generation.model import STREAM_EVERY_S, Analyst
+    from engine.generation.scaffold import SCAFFOLD
 
     if batch < 2 or len(conversations) < batch:
         raise ValueError(f"batch {batch} needs {batch} conversations (and batch >= 2), got {len(conversations)}")

@@ -11,7 +11,7 @@ What it does, without downloading anything:
   (tests/gpu/conftest.py), saved next to the tiny test tokenizer (the model's vocabulary stays the real one);
 - one row of ~4096 tokens prepared with `prepare_dataset` (a real FinGPT test-split row when the shared split is
   on the machine, FINGPT_TEST_SPLIT or the default path; else a synthetic FinGPT-shaped row);
-- runs our recipe (`engine.train.build_trainer`: LoRA r=8, and QLoRA NF4 when bitsandbytes imports) for two
+- runs our recipe (`engine.training.train.build_trainer`: LoRA r=8, and QLoRA NF4 when bitsandbytes imports) for two
   optimizer steps, each in a fresh process (tests/gpu/training.py), and records the CUDA peaks over the steps, the
   memory before the first step, and the second step's time (the first compiles kernels);
 - asserts the reserved peak is below the docs/MEMORY.md estimate x 1.4 (the estimates run 10-40 % low,

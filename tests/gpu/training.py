@@ -1,6 +1,6 @@
 """Training peaks: one recipe, two optimizer steps, in a fresh process (tests/gpu/children.py), on a ~4096-token row.
 
-- ours: `engine.train.build_trainer` as the product runs it (device and dtype auto; LoRA r=8, or QLoRA NF4);
+- ours: `engine.training.train.build_trainer` as the product runs it (device and dtype auto; LoRA r=8, or QLoRA NF4);
 - naive: the Colab recipe (PEFT + plain `Trainer`, `labels = input_ids`, full-vocabulary logits).
 
 The child records `torch.cuda.max_memory_allocated` / `max_memory_reserved` over the steps (the weights stay
@@ -68,8 +68,8 @@ def _probe(figures: dict):
 
 
 def _run_ours(spec: dict, figures: dict) -> dict:
-    from engine.train import build_trainer
-    from engine.train_config import TrainConfig
+    from engine.training.train import build_trainer
+    from engine.training.train_config import TrainConfig
 
     cfg = TrainConfig(base=spec["base"], qlora=spec["mode"] == "qlora", max_steps=STEPS, gradient_accumulation=1,
                       max_length=MAX_LENGTH, warmup_steps=0, seed=0)  # device and dtype: auto, as the product runs
@@ -87,8 +87,8 @@ def _run_naive(spec: dict, figures: dict) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, Trainer, TrainingArguments
 
-    from engine.placement import choose_placement, torch_dtype
-    from engine.prepared import load_prepared
+    from engine.data.prepared import load_prepared
+    from engine.generation.placement import choose_placement, torch_dtype
 
     cuda = torch.cuda.is_available()
     placement = choose_placement(cuda_available=cuda, cuda_capability=torch.cuda.get_device_capability() if cuda

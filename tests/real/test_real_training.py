@@ -1,7 +1,7 @@
-"""Training on real weights, through the product's own code: a few LoRA updates on real FinGPT rows (engine.train,
-bf16 where the CPU has it), the registry, and the worker's own loading (forecaster.cli.common.load_analyst) serving
-the promoted adapter unmerged; then, when `make first-adapter` has built it, the first adapter answering held-out
-weeks in FinGPT's format with no grammar forcing it.
+"""Training on real weights, through the product's own code: a few LoRA updates on real FinGPT rows
+(engine.training.train, bf16 where the CPU has it), the registry, and the worker's own loading
+(forecaster.cli.common.load_analyst) serving the promoted adapter unmerged; then, when `make first-adapter` has built
+it, the first adapter answering held-out weeks in FinGPT's format with no grammar forcing it.
 
 Minutes on a CPU (two ~2,000-token updates, one constrained answer, three free ones).
 """
@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.dataset import prepare_dataset
-from engine.fingpt_rows import load_eval_rows, read_records
+from engine.data.dataset import prepare_dataset
+from engine.data.fingpt_rows import load_eval_rows, read_records
+from engine.data.prompts import SYSTEM_PROMPT
 from engine.parsing import parse_answer
-from engine.prompts import SYSTEM_PROMPT
 from engine.provenance import base_model_name
-from engine.registry import Registry
-from engine.train import train
-from engine.train_config import TrainConfig
+from engine.training.registry import Registry
+from engine.training.train import train
+from engine.training.train_config import TrainConfig
 from forecaster.cli.common import load_analyst
 from forecaster.settings import Settings
 

@@ -11,11 +11,11 @@ import time
 import pytest
 import torch
 
-from engine.grammar import ANSWER_REGEX
-from engine.model import Analyst
+from engine.data.prompts import SYSTEM_PROMPT
+from engine.generation.grammar import ANSWER_REGEX
+from engine.generation.model import Analyst
 from engine.parsing import parse_answer
 from engine.probabilities import choose_call
-from engine.prompts import SYSTEM_PROMPT
 from engine.upstream_parser import upstream_parse
 from tests.naive_bins import naive_bin_probabilities
 
@@ -107,7 +107,7 @@ def test_every_stated_call_is_the_rule_on_its_own_distribution(generated):
 
 def test_scoring_after_the_scaffold_is_one_prefill_matching_twelve_naive_passes(analyst):
     """Scaffold-mode evaluation and contextual calibration on the real tokenizer."""
-    from engine.scaffold import SCAFFOLD, content_free_conversation
+    from engine.generation.scaffold import SCAFFOLD, content_free_conversation
 
     [scored] = analyst.score_after([content_free_conversation()], SCAFFOLD)
     tokenizer = analyst.tokenizer

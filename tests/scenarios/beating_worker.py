@@ -12,7 +12,7 @@ import redis
 
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.inputs import Sources
+from engine.data.inputs import Sources
 from forecaster.settings import Settings
 from jobs import runtime, worker
 from tests.scenarios.crash_worker import HangingModel

@@ -17,7 +17,7 @@ import redis
 
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.inputs import Sources
+from engine.data.inputs import Sources
 from forecaster.settings import Settings
 from jobs import runtime, worker
 from tests.scenarios.market_fixture import memory_market
@@ -43,7 +43,7 @@ STEP_DELAY_S = 0.015
 
 
 def tiny_analyst(model_dir: str):
-    from engine.model import Analyst
+    from engine.generation.model import Analyst
 
     analyst = Analyst.load(model_dir, device="cpu")
     forward = analyst.model.forward

@@ -21,7 +21,7 @@ def memory_market() -> MemorySources:
 def record_snapshot(out):
     """A `forecaster data snapshot`-style folder of the memory market, recorded as of 2024-03-15's close, for
     processes that read DATA_SNAPSHOT_DIR (a live request replays as of that moment)."""
-    from engine.inputs import Sources, gather
+    from engine.data.inputs import Sources, gather
     from engine.sources.snapshot import RecordingSources, write_snapshot
 
     mem = memory_market()

@@ -14,8 +14,8 @@ import pytest
 
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.inputs import Sources
-from engine.registry import Registry
+from engine.data.inputs import Sources
+from engine.training.registry import Registry
 from forecaster.cli.common import load_analyst, served_adapter
 from forecaster.settings import Settings
 from jobs import runtime, worker

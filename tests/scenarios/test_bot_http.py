@@ -14,9 +14,9 @@ import pytest
 
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.inputs import Sources
+from engine.data.inputs import Sources
+from engine.generation.model import Analyst
 from engine.market.weeks import NEW_YORK
-from engine.model import Analyst
 from forecaster.settings import Settings
 from jobs import ledger, runtime, worker
 from jobs.client import queue

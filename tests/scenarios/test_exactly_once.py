@@ -23,7 +23,7 @@ from rq.serializers import JSONSerializer
 
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.inputs import Sources
+from engine.data.inputs import Sources
 from forecaster.settings import Settings
 from jobs import runtime, worker
 from jobs.attempts import attempt_of

@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.inputs import Sources
-from engine.model import Analyst
+from engine.data.inputs import Sources
+from engine.generation.model import Analyst
 from forecaster.settings import Settings
 from jobs import runtime, worker
 from jobs.client import queue

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 import forecaster.cli
-from engine.inputs import Sources, gather
+from engine.data.inputs import Sources, gather
 from engine.market.weeks import NEW_YORK
 from engine.records import BasicFinancials, NewsItem
 from engine.sources.snapshot import RecordingSources, write_snapshot

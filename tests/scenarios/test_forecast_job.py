@@ -20,9 +20,9 @@ from rq.serializers import JSONSerializer
 import jobs.tasks
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.inputs import Sources
-from engine.model import Analyst
-from engine.registry import Registry
+from engine.data.inputs import Sources
+from engine.generation.model import Analyst
+from engine.training.registry import Registry
 from forecaster.settings import Settings
 from jobs import ledger, runtime, worker
 from jobs.client import FORECAST_TASK, ForecastRequest, JobsClient, queue

@@ -11,8 +11,8 @@ import pytest
 from bot.commands import parse_forecast
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
+from engine.generation.model import Analyst
 from engine.market.weeks import NEW_YORK
-from engine.model import Analyst
 from engine.sources.factory import build_sources
 from forecaster.settings import Settings
 from jobs import ledger, runtime, worker

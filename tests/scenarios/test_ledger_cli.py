@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 import forecaster.cli
-from engine.inputs import Sources
+from engine.data.inputs import Sources
+from engine.evaluation.track import realized_outcome
 from engine.market.weeks import NEW_YORK, Week
-from engine.track import realized_outcome
 from jobs import ledger
 from jobs.ledger import redis_layout, writes
 from tests.fakes.forecasts import forecast_json, stepped_market

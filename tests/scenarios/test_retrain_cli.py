@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import forecaster.cli
-from engine.registry import Registry
+from engine.training.registry import Registry
 
 
 def run(*args: str) -> tuple[int, str, str]:

@@ -19,14 +19,14 @@ import pytest
 
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.baselines import baseline_answer
-from engine.dataset import prepare_dataset
-from engine.fingpt_rows import EvalRow, label_bin, load_eval_rows
-from engine.inputs import Sources
+from engine.data.dataset import prepare_dataset
+from engine.data.fingpt_rows import EvalRow, label_bin, load_eval_rows
+from engine.data.inputs import Sources
+from engine.evaluation.baselines import baseline_answer
+from engine.generation.model import Analyst
 from engine.market.weeks import MoveBin
-from engine.model import Analyst
 from engine.provenance import base_model_name
-from engine.registry import Registry
+from engine.training.registry import Registry
 from forecaster.settings import Settings
 from jobs import ledger, runtime, worker
 from jobs.client import ForecastRequest, JobsClient

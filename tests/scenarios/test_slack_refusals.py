@@ -19,8 +19,8 @@ from rq.serializers import JSONSerializer
 
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.inputs import Sources
-from engine.model import Analyst
+from engine.data.inputs import Sources
+from engine.generation.model import Analyst
 from engine.sources.snapshot import SnapshotSource
 from forecaster.settings import Settings
 from jobs import runtime, worker

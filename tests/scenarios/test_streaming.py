@@ -9,7 +9,7 @@ import pytest
 
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.inputs import Sources
+from engine.data.inputs import Sources
 from forecaster.settings import Settings
 from jobs import runtime, worker
 from jobs.client import ForecastRequest, JobsClient

@@ -19,7 +19,7 @@ from rq.serializers import JSONSerializer
 import jobs.summary
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.inputs import Sources
+from engine.data.inputs import Sources
 from engine.market.weeks import NEW_YORK
 from forecaster.settings import Settings
 from jobs import ledger, runtime, worker

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.inputs import Sources
+from engine.data.inputs import Sources
 from forecaster.settings import Settings
 from jobs import runtime, worker
 from tests.fakes.slack_commands import command_body, signed_headers

@@ -22,8 +22,8 @@ import pytest
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from engine.dataset import prepare_dataset
-from engine.registry import Registry
+from engine.data.dataset import prepare_dataset
+from engine.training.registry import Registry
 from jobs.keys import served_model_key
 from jobs.queues import TRAINING
 from jobs.retrain_progress import read_progress

@@ -12,10 +12,10 @@ from rq.serializers import JSONSerializer
 
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.grammar import ANALYSIS_REGEX, BIN_TEXT, LISTS_REGEX
-from engine.inputs import Sources
-from engine.registry import Registry
-from engine.remote_model import RemoteAnalyst
+from engine.data.inputs import Sources
+from engine.generation.grammar import ANALYSIS_REGEX, BIN_TEXT, LISTS_REGEX
+from engine.generation.remote_model import RemoteAnalyst
+from engine.training.registry import Registry
 from forecaster.cli.common import load_analyst
 from forecaster.settings import Settings
 from jobs import runtime, worker

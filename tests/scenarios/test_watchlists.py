@@ -18,7 +18,7 @@ from slack_sdk.models.views import View
 
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
-from engine.inputs import Sources
+from engine.data.inputs import Sources
 from engine.market.dow30 import members
 from engine.market.weeks import NEW_YORK
 from forecaster.settings import Settings

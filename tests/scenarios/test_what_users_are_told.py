@@ -19,8 +19,8 @@ from rq.serializers import JSONSerializer
 import jobs.client
 from bot.outbox import SlackOutbox
 from bot.slack_ops import build_client
+from engine.data.inputs import Sources
 from engine.exceptions import SourceUnavailable
-from engine.inputs import Sources
 from engine.sources.factory import build_sources
 from engine.sources.snapshot import SnapshotSource
 from forecaster.settings import Settings

@@ -13,11 +13,11 @@ from functools import cache
 
 from hypothesis import strategies as st
 
+from engine.data.inputs import Sources, gather
+from engine.evaluation.track import TrackEntry, score_track
 from engine.forecast import run_forecasts, to_json
-from engine.inputs import Sources, gather
 from engine.market.weeks import NEW_YORK, Week
 from engine.probabilities import BinDistribution
-from engine.track import TrackEntry, score_track
 from tests.fakes.forecasts import CannedAnalyst, stepped_market
 
 AT = dt.datetime(2024, 3, 8, 18, 0, tzinfo=NEW_YORK)  # a Friday evening: forecasts the week of Mar 10

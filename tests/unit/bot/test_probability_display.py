@@ -8,9 +8,9 @@ import io
 
 from bot.blocks import digest_message, forecast_message
 from bot.track_blocks import summary_message, track_message
-from engine.inputs import Sources
+from engine.data.inputs import Sources
+from engine.evaluation.track import TrackEntry, score_track
 from engine.market.weeks import NEW_YORK, Week
-from engine.track import TrackEntry, score_track
 from tests.fakes.forecasts import distribution, forecast_json, stepped_market
 
 AT = dt.datetime(2024, 3, 8, 18, tzinfo=NEW_YORK)
@@ -81,8 +81,8 @@ def test_track_shows_brier_when_scored_forecasts_carry_a_probability():
 def test_the_terminal_panel_shows_them_too_and_nothing_without():
     from rich.console import Console
 
+    from engine.data.inputs import gather
     from engine.forecast import run_forecasts
-    from engine.inputs import gather
     from forecaster.terminal import forecast_panel
     from tests.fakes.forecasts import CannedAnalyst, answer
 

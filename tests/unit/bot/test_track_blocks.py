@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from bot.track_blocks import summary_message, track_message
+from engine.evaluation.track import TrackEntry, score_track
 from engine.market.weeks import NEW_YORK, Week
-from engine.track import TrackEntry, score_track
 
 LATEST = Week(dt.date(2024, 3, 10), dt.date(2024, 3, 17))
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from peft import PeftModel
 
-from engine.model import Analyst
+from engine.generation.model import Analyst
 
 CONVERSATIONS = [
     [{"role": "system", "content": "You are a seasoned stock market analyst."},
@@ -92,7 +92,7 @@ def test_generation_and_bin_scoring_run_with_the_adapter_active(tiny_model_dir, 
 
 
 def test_a_failed_switch_keeps_the_served_adapter(tiny_model_dir, tiny_adapter_dirs, tmp_path):
-    from engine.model import ModelError
+    from engine.generation.model import ModelError
     from tests.fakes.tiny_model import build_lora_adapter, build_tiny_model
 
     wrong = build_lora_adapter(build_tiny_model(tmp_path / "wider", hidden=96), tmp_path / "wider-adapter")

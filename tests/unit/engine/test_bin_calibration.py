@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from engine.bin_calibration import (
+from engine.generation.bin_calibration import (
     IDENTITY,
     BinCalibration,
     base_calibration_dir,

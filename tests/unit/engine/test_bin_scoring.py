@@ -1,4 +1,4 @@
-"""What the bin scoring scores (engine.bin_scoring), with the tiny model's real BPE tokenizer; no model."""
+"""What the bin scoring scores (engine.generation.bin_scoring), with the tiny model's real BPE tokenizer; no model."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 from transformers import AutoTokenizer
 
-from engine.bin_scoring import ScoringPlan, distribution, pack, plan_from_text, plan_from_tokens, visible
-from engine.grammar import bin_continuations
+from engine.generation.bin_scoring import ScoringPlan, distribution, pack, plan_from_text, plan_from_tokens, visible
+from engine.generation.grammar import bin_continuations
 from engine.probabilities import ALL_BINS
 
 ANSWER = ("[Positive Developments]:\n1. Orders grew — «fortement», €5bn.\n2. Margins widened.\n\n"

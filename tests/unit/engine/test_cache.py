@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from engine.data.inputs import Sources, gather
 from engine.exceptions import NoPriceData, UnknownTicker
-from engine.inputs import Sources, gather
 from engine.market.weeks import NEW_YORK
 from engine.records import BasicFinancials, NewsItem
 from engine.sources.cache import CachedSources, CachePolicy, MemoryCache, RedisCache

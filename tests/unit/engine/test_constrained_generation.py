@@ -9,10 +9,10 @@ import time
 import pytest
 import torch
 
-from engine import constrained
-from engine.bin_calibration import IDENTITY, BinCalibration
-from engine.grammar import ANALYSIS_LABEL, ANSWER_REGEX, call_text
-from engine.model import Analyst
+from engine.generation import constrained
+from engine.generation.bin_calibration import IDENTITY, BinCalibration
+from engine.generation.grammar import ANALYSIS_LABEL, ANSWER_REGEX, call_text
+from engine.generation.model import Analyst
 from engine.parsing import parse_answer
 from engine.probabilities import ALL_BINS, choose_call
 from engine.upstream_parser import upstream_parse
@@ -35,8 +35,8 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-# Both CPU paths the worker may choose (engine.placement): fp32, and bf16 where the CPU has native bf16. The packed
-# bin scoring equals twelve naive passes to fp32 rounding in fp32, and to bf16's (8-bit mantissa) in bf16.
+# Both CPU paths the worker may choose (engine.generation.placement): fp32, and bf16 where the CPU has native bf16. The
+# packed bin scoring equals twelve naive passes to fp32 rounding in fp32, and to bf16's (8-bit mantissa) in bf16.
 TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-3}
 
 
@@ -212,7 +212,7 @@ def test_the_analysis_is_generated_after_the_written_call_from_the_same_cache(an
 def test_scoring_after_the_fixed_scaffold_matches_twelve_naive_passes(analyst):
     """The evaluator's scaffold mode and contextual calibration: one batched prefill of prompt + scaffold, the 12
     bins scored on its cache, equal to scoring each bin from scratch (rows of different lengths: left padding)."""
-    from engine.scaffold import SCAFFOLD, content_free_conversation
+    from engine.generation.scaffold import SCAFFOLD, content_free_conversation
 
     conversations = [CONVERSATIONS[0], CONVERSATIONS[5], content_free_conversation()]
     scored = analyst.score_after(conversations, SCAFFOLD)
@@ -225,11 +225,11 @@ def test_scoring_after_the_fixed_scaffold_matches_twelve_naive_passes(analyst):
 
 
 def test_the_retrain_gate_scores_record_the_calibration_fit_and_that_every_call_followed_the_rule(analyst):
-    """engine.retrain.score_adapter, as /retrain runs it for the bare base and each new adapter: the stored scores
-    carry the out-of-sample calibration comparison (with the content-free prompt) that is written as the new
+    """engine.training.retrain.score_adapter, as /retrain runs it for the bare base and each new adapter: the stored
+    scores carry the out-of-sample calibration comparison (with the content-free prompt) that is written as the new
     version's calibration.json, and the consistency of every stated call."""
-    from engine.fingpt_rows import EvalRow
-    from engine.retrain import score_adapter
+    from engine.data.fingpt_rows import EvalRow
+    from engine.training.retrain import score_adapter
 
     weeks = ["2024-03-03 to 2024-03-10", "2024-03-10 to 2024-03-17", "2024-03-17 to 2024-03-24"]
     rows = [EvalRow(f"S{i}", weeks[i % 3], CONVERSATIONS[i][1]["content"], "", ["up by 1-2%", "down by 0-1%"][i % 2])

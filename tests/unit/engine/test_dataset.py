@@ -1,4 +1,4 @@
-"""engine.dataset: preparing FinGPT rows for training with a real (tiny, trained BPE) chat tokenizer.
+"""engine.data.dataset: preparing FinGPT rows for training with a real (tiny, trained BPE) chat tokenizer.
 
 The real 300-row test split is read-only in shared/; smaller sources (JSONL, Arrow DatasetDict folders) are
 written from it into tmp_path. The tiny tokenizer gives roughly twice the token counts of the real Qwen one, so
@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from engine.dataset import prepare_dataset
-from engine.exceptions import EngineError, PromptError
-from engine.prepared import MANIFEST, load_manifest, load_prepared, render_summary
-from engine.prompt_parser import parse_user_prompt
-from engine.prompts import (
+from engine.data.dataset import prepare_dataset
+from engine.data.prepared import MANIFEST, load_manifest, load_prepared, render_summary
+from engine.data.prompt_parser import parse_user_prompt
+from engine.data.prompts import (
     SYSTEM_PROMPT,
     TEMPLATE_ID,
     fit_to_budget,
     fix_wording,
     llama_to_messages,
 )
+from engine.exceptions import EngineError, PromptError
 
 BUG, FIXED = "cryptocurrency price movement", "stock price movement"
 NO_PREDICTION = {("GS", "2024-04-14 to 2024-04-21"), ("KO", "2024-03-31 to 2024-04-07"),
@@ -228,7 +228,7 @@ def test_fitting_is_exact_even_when_the_quick_paths_misjudge(subset, prepared, t
                                                             tmp_path):
     """The two safety nets: a pre-drop that went too far falls back to one item at a time, and a user-prompt
     count that disagrees with the rendered chat's (a token merging across the message edge) is re-fitted."""
-    import engine.token_budget as token_budget
+    import engine.data.token_budget as token_budget
 
     source = jsonl(tmp_path / "rows.jsonl", subset[:10])
     honest = prepare_dataset(source, tmp_path / "honest", tokenizer_path=str(tiny_model_dir), max_length=3200)
@@ -287,7 +287,7 @@ def test_the_held_out_weeks_of_a_prepared_folder_are_evaluation_rows(fingpt_test
                                                                       tmp_path):
     """`--eval-dataset` can name a prepared folder: the gate then scores the weeks training never saw, prompted
     exactly as they were prepared."""
-    from engine.fingpt_rows import load_eval_rows
+    from engine.data.fingpt_rows import load_eval_rows
 
     prepare_dataset(str(fingpt_test_split_dir), tmp_path / "out", tokenizer_path=str(tiny_model_dir),
                     max_length=ROOMY, test_weeks=2)
@@ -406,7 +406,7 @@ def test_load_prepared_checks_the_folder(subset, tiny_model_dir, tmp_path):
 def test_rows_built_by_the_teacher_prepare_like_fingpt_rows(subset, tiny_model_dir, tmp_path):
     """`dataset build` writes chat prompt/completion rows with the wording already fixed; prepared, they match
     the same rows prepared from FinGPT's Llama format."""
-    from engine.prompts import fix_wording, llama_to_messages
+    from engine.data.prompts import fix_wording, llama_to_messages
 
     built = []
     for r in subset:

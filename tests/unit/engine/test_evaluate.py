@@ -1,4 +1,5 @@
-"""engine.evaluate: loading rows and predictions, the generation loop with a fake model, and the report table.
+"""engine.evaluation.evaluate: loading rows and predictions, the generation loop with a fake model, and the report
+table.
 
 Dataset files for the loader tests are written from the shared test split (read-only) into tmp_path; the
 generation tests use invented rows and canned answers, so they run everywhere.
@@ -16,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.baselines import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
-from engine.eval_report import render_report
-from engine.evaluate import evaluate, messages_for, training_rates
+from engine.data.fingpt_rows import EvalRow, load_eval_rows
+from engine.data.prompts import SYSTEM_PROMPT, llama_to_messages
+from engine.evaluation.baselines import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
+from engine.evaluation.eval_report import render_report
+from engine.evaluation.evaluate import evaluate, messages_for, training_rates
+from engine.evaluation.predictions import load_predictions, load_probabilities, save_predictions
 from engine.exceptions import EngineError, PromptError
-from engine.fingpt_rows import EvalRow, load_eval_rows
-from engine.predictions import load_predictions, load_probabilities, save_predictions
 from engine.probabilities import BinDistribution
-from engine.prompts import SYSTEM_PROMPT, llama_to_messages
 from tests.fakes.forecasts import distribution
 
 BUG, FIXED = "cryptocurrency price movement", "stock price movement"
@@ -298,7 +299,7 @@ def test_importing_evaluate_loads_no_model_stack():
     import subprocess
 
     code = (
-        "import sys, engine.evaluate, engine.metrics; "
+        "import sys, engine.evaluation.evaluate, engine.evaluation.metrics; "
         "print(sorted(m for m in ('torch', 'transformers', 'peft', 'sklearn', 'datasets') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -453,7 +454,7 @@ def test_every_stated_call_following_the_rule_reads_so_and_the_calibration_fit_i
 
 
 def test_scaffold_mode_scores_each_row_once_and_states_the_rules_call_from_the_served_calibration():
-    from engine.bin_calibration import BinCalibration
+    from engine.generation.bin_calibration import BinCalibration
     from engine.parsing import parse_answer
     from engine.probabilities import ALL_BINS, choose_call
 

@@ -1,5 +1,5 @@
-"""engine.evidence: each claim of an answer matched against the news its prompt held, on the real FinGPT test split
-and the real Qwen2.5-7B answers in shared/ (no dataset text is copied here: the tests read it)."""
+"""engine.evaluation.evidence: each claim of an answer matched against the news its prompt held, on the real FinGPT test
+split and the real Qwen2.5-7B answers in shared/ (no dataset text is copied here: the tests read it)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import datetime as dt
 
 import pytest
 
-from engine.evidence import THRESHOLD, evidence_json, grounding, match, name_words
+from engine.data.prompt_parser import parse_user_prompt
+from engine.data.prompts import NewsLine, PromptParts, WeekBlock, build_user_prompt, llama_to_messages, sample_news
+from engine.evaluation.evidence import THRESHOLD, evidence_json, grounding, match, name_words
 from engine.parsing import parse_answer
-from engine.prompt_parser import parse_user_prompt
-from engine.prompts import NewsLine, PromptParts, WeekBlock, build_user_prompt, llama_to_messages, sample_news
 from engine.records import NewsItem
 from tests.fakes.sources import synthetic_profile
 

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
+from engine.data.inputs import Sources, gather
 from engine.exceptions import DataError, SourceAuthError, SourceUnavailable, UnknownTicker
-from engine.inputs import Sources, gather
 from engine.market.weeks import NEW_YORK
 from engine.sources.finnhub import FinnhubSource, RetryPolicy, build_client, pivot_quarterly
 from engine.sources.notices import notices_to

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from engine.data.inputs import Sources, gather
 from engine.forecast import run_forecasts, to_json
-from engine.inputs import Sources, gather
 from engine.market.weeks import NEW_YORK
 from engine.records import NewsItem
 from tests.fakes.sources import MemorySources, synthetic_profile, weekday_closes

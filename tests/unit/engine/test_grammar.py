@@ -1,5 +1,5 @@
-"""The answer grammar (engine.grammar): whatever it accepts, both parsers read, with the bin it names; the real
-7B answers fit it; xgrammar compiles it quickly and agrees with Python's `re` on what it accepts."""
+"""The answer grammar (engine.generation.grammar): whatever it accepts, both parsers read, with the bin it names; the
+real 7B answers fit it; xgrammar compiles it quickly and agrees with Python's `re` on what it accepts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.grammar import ANSWER_REGEX, BIN_TEXT, bin_continuations, prediction_prefix_end
+from engine.generation.grammar import ANSWER_REGEX, BIN_TEXT, bin_continuations, prediction_prefix_end
 from engine.parsing import MAGNITUDES, parse_answer
 from engine.upstream_parser import upstream_parse
 

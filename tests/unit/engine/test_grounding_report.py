@@ -3,9 +3,9 @@ reported beside accuracy, on the real test split and the real Qwen2.5-7B LoRA an
 
 from __future__ import annotations
 
-from engine.eval_report import render_report
-from engine.evaluate import evaluate
-from engine.fingpt_rows import EvalRow, load_eval_rows
+from engine.data.fingpt_rows import EvalRow, load_eval_rows
+from engine.evaluation.eval_report import render_report
+from engine.evaluation.evaluate import evaluate
 
 
 def test_the_report_gives_the_grounding_rate_beside_accuracy(fingpt_test_split_dir, model_outputs):

@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
+from engine.data.inputs import Sources, gather, select_report
+from engine.data.prompts import NO_BASICS, NO_NEWS, build_user_prompt
 from engine.exceptions import NoPriceData, UnknownTicker
-from engine.inputs import Sources, gather, select_report
 from engine.market.weeks import NEW_YORK
-from engine.prompts import NO_BASICS, NO_NEWS, build_user_prompt
 from engine.records import BasicFinancials, NewsItem
 from tests.fakes.sources import MemorySources, synthetic_profile, weekday_closes
 

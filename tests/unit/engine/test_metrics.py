@@ -1,4 +1,5 @@
-"""engine.metrics: published numbers reproduced on the shared test split and model outputs, plus hand-made cases.
+"""engine.evaluation.metrics: published numbers reproduced on the shared test split and model outputs, plus hand-made
+cases.
 
 The real-data tests pin what FINGPT_FORMAT.md §7 reports for FinGPT's own `calc_metrics` (compat mode) and what
 our report measures on the same files. Hand-made answers are invented; no dataset text is copied into them.
@@ -11,7 +12,9 @@ import re
 
 import pytest
 
-from engine.baselines import (
+from engine.data.fingpt_rows import EvalRow, label_bin
+from engine.data.prompts import fix_wording, llama_to_messages
+from engine.evaluation.baselines import (
     BASELINE_DOWN,
     BASELINE_MAJORITY,
     BASELINE_MOMENTUM,
@@ -23,7 +26,7 @@ from engine.baselines import (
     baseline_probabilities,
     momentum_bin,
 )
-from engine.calibration import (
+from engine.evaluation.calibration import (
     abstention_table,
     brier_score,
     expected_calibration_error,
@@ -31,12 +34,10 @@ from engine.calibration import (
     probability_metrics,
     reliability,
 )
+from engine.evaluation.metrics import COMPAT_KEYS, DIRECTION_KEYS, mcc, score, score_fingpt_compat, week_bootstrap_ci
 from engine.exceptions import EngineError
-from engine.fingpt_rows import EvalRow, label_bin
 from engine.market.weeks import MoveBin
-from engine.metrics import COMPAT_KEYS, DIRECTION_KEYS, mcc, score, score_fingpt_compat, week_bootstrap_ci
 from engine.parsing import parse_answer
-from engine.prompts import fix_wording, llama_to_messages
 from engine.upstream_parser import upstream_parse
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.model import Analyst, ModelError
-from engine.placement import CPU_BF16_FLAGS, choose_placement, parse_cpu_flags, read_cpu_flags
+from engine.generation.model import Analyst, ModelError
+from engine.generation.placement import CPU_BF16_FLAGS, choose_placement, parse_cpu_flags, read_cpu_flags
 
 CONVERSATIONS = [
     [{"role": "system", "content": "You are a seasoned stock market analyst."},
@@ -177,7 +177,7 @@ def test_int8_weights_serve_adapters_unmerged_constrained_with_scored_bins(tiny_
     from peft.tuners.lora.torchao import TorchaoLoraLinear
     from torchao.quantization import Int8Tensor
 
-    from engine.grammar import ANSWER_REGEX
+    from engine.generation.grammar import ANSWER_REGEX
 
     analyst = Analyst.load(str(tiny_model_dir), device="cpu", dtype=dtype, quantize="int8", merge_adapter=True)
     assert analyst.placement.quantize == "int8"

@@ -1,4 +1,4 @@
-"""engine.prompts: the golden round trip over the published test split, plus hand-made records.
+"""engine.data.prompts: the golden round trip over the published test split, plus hand-made records.
 
 Hand-made records use invented companies and news; no dataset text is copied into fixtures.
 """
@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.exceptions import PromptError, PromptTooLong
-from engine.prompt_parser import parse_user_prompt
-from engine.prompts import (
+from engine.data.prompt_parser import parse_user_prompt
+from engine.data.prompts import (
     NO_BASICS,
     NO_NEWS,
     PROMO_SUMMARY_PREFIX,
@@ -36,6 +35,7 @@ from engine.prompts import (
     messages_to_llama,
     sample_news,
 )
+from engine.exceptions import PromptError, PromptTooLong
 from engine.records import BasicFinancials, CompanyProfile, NewsItem
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -357,7 +357,7 @@ def test_sample_news_keeps_all_items_when_there_are_few_and_drops_promotions():
 
 def test_sample_news_is_the_same_in_another_process_with_another_hash_seed():
     code = (
-        "import datetime as dt;from engine.records import NewsItem;from engine.prompts import sample_news;"
+        "import datetime as dt;from engine.records import NewsItem;from engine.data.prompts import sample_news;"
         "b=dt.datetime(2030,1,1,tzinfo=dt.UTC);"
         "items=[NewsItem(published=b+dt.timedelta(hours=7*i),headline=f'Invented story {i:02d}',summary=f'S{i}')"
         " for i in range(20)];"

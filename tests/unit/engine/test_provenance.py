@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.generation import model_version
+from engine.generation.base import model_version
 from engine.provenance import _short_count, base_model_name
 
 

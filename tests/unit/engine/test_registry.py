@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.registry import Registry, RegistryError, gate
+from engine.training.registry import Registry, RegistryError, gate
 
 
 def fake_adapter(tmp_path, name: str):

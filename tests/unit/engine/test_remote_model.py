@@ -18,18 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from engine.bin_scoring import bin_continuations
+from engine.data.inputs import Sources, gather
+from engine.data.prompts import build_messages
 from engine.exceptions import ModelError, ModelServerError
 from engine.forecast import run_forecasts
-from engine.generation import lists_budget
-from engine.grammar import ANALYSIS_REGEX, ANSWER_REGEX, LISTS_REGEX, call_text
-from engine.inputs import Sources, gather
+from engine.generation.base import lists_budget
+from engine.generation.bin_scoring import bin_continuations
+from engine.generation.grammar import ANALYSIS_REGEX, ANSWER_REGEX, LISTS_REGEX, call_text
+from engine.generation.remote_model import RemoteAnalyst
 from engine.market.weeks import NEW_YORK
 from engine.probabilities import ALL_BINS
-from engine.prompts import build_messages
 from engine.provenance import base_model_name
 from engine.records import NewsItem
-from engine.remote_model import RemoteAnalyst
 from tests.fakes.sources import MemorySources, synthetic_profile, weekday_closes
 from tests.fakes.tiny_model import build_lora_adapter, build_tokenizer
 from tests.fakes.vllm_server import FakeVllm, hashed_logprob
@@ -45,7 +45,7 @@ CONVERSATIONS = [
 
 @pytest.fixture(scope="module")
 def in_process(tiny_model_dir):
-    from engine.model import Analyst
+    from engine.generation.model import Analyst
 
     return Analyst.load(str(tiny_model_dir), device="cpu")
 
@@ -148,7 +148,7 @@ def test_bin_probabilities_come_from_prompt_logprobs_of_the_twelve_continuations
 
 
 def test_each_answer_is_told_as_it_is_written_lists_then_call_then_the_whole(vllm, tiny_model_dir):
-    from engine.streaming import written_so_far
+    from engine.generation.streaming import written_so_far
 
     remote = connect(vllm, tiny_model_dir)
     told: dict[int, list[str]] = {0: [], 1: []}
@@ -217,7 +217,7 @@ def test_requests_in_flight_are_bounded_by_the_concurrency(tiny_model_dir):
 
 
 def test_the_fake_server_also_takes_a_list_prompt_as_vllm_does(vllm, tiny_model_dir, in_process):
-    # Not what the backend sends (see engine/remote_model.py for why), but the fake must not lie about vLLM.
+    # Not what the backend sends (see engine/generation/remote_model.py for why), but the fake must not lie about vLLM.
     import openai
 
     client = openai.OpenAI(base_url=vllm.base_url, api_key="EMPTY", max_retries=0)
@@ -457,7 +457,7 @@ def test_the_remote_backend_needs_no_torch(tiny_model_dir):
     """A vLLM-backed worker can run on a host without torch: block it, then connect and generate."""
     script = (
         "import sys; sys.modules['torch'] = None\n"  # `import torch` now fails, and transformers sees no torch
-        "from engine.remote_model import RemoteAnalyst\n"
+        "from engine.generation.remote_model import RemoteAnalyst\n"
         f"remote = RemoteAnalyst.connect({str(tiny_model_dir)!r}, base_url=sys.argv[1], constrained=False)\n"
         "[g] = remote.generate([[{'role': 'user', 'content': 'hello'}]], max_new_tokens=5)\n"
         "import transformers.utils\n"
@@ -500,7 +500,7 @@ ANSWER_LABEL_SPLIT = "\nAnalysis:"
 
 
 def test_the_call_follows_the_served_calibration(vllm, tiny_model_dir):
-    from engine.bin_calibration import BinCalibration
+    from engine.generation.bin_calibration import BinCalibration
     from engine.parsing import parse_answer
     from engine.probabilities import choose_call
 

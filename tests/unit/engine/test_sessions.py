@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
+from engine.evaluation.track import closed_at
 from engine.market.sessions import TABLE, session, sessions
 from engine.market.sessions_table import build_table
 from engine.market.weeks import NEW_YORK, Week, close_time, forecast_week, request_cutoff, request_week
-from engine.track import closed_at
 
 
 def ny(*args: int) -> dt.datetime:

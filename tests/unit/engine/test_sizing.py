@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.sizing import GB, ModelShape, known_shape, serving_estimate
+from engine.generation.sizing import GB, ModelShape, known_shape, serving_estimate
 
 QWEN25_15B_CONFIG = {  # Qwen/Qwen2.5-1.5B-Instruct config.json, the fields that size it
     "model_type": "qwen2", "hidden_size": 1536, "num_hidden_layers": 28, "intermediate_size": 8960,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.model import Analyst
+from engine.generation.model import Analyst
+from engine.generation.streaming import WrittenSoFar, written_so_far
 from engine.parsing import parse_answer
-from engine.streaming import WrittenSoFar, written_so_far
 
 ANSWER = """[Positive Developments]:
 1. Strong iPhone sales in the quarter.
@@ -53,9 +53,10 @@ CONVERSATIONS = [
 @pytest.mark.parametrize("constrained", [True, False])
 def test_the_model_tells_each_rows_answer_as_it_grows_and_ends_on_the_answer(tiny_model_dir, constrained,
                                                                              monkeypatch):
-    import engine.model
+    import engine.generation.model
 
-    monkeypatch.setattr(engine.model, "STREAM_EVERY_S", 0.0)  # every step, so the tiny model's run shows growth
+    # every step, so the tiny model's run shows growth
+    monkeypatch.setattr(engine.generation.model, "STREAM_EVERY_S", 0.0)
     analyst = Analyst.load(str(tiny_model_dir), device="cpu", dtype="float32", constrained=constrained)
     told: dict[int, list[str]] = {row: [] for row in range(len(CONVERSATIONS))}
     generations = analyst.generate(CONVERSATIONS, max_new_tokens=200,

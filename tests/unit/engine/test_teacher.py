@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.inputs import Sources
+from engine.data.inputs import Sources
+from engine.data.prompts import SYSTEM_PROMPT
 from engine.market.weeks import NEW_YORK, Week
 from engine.parsing import parse_answer
-from engine.prompts import SYSTEM_PROMPT
 from engine.records import DailyClose, NewsItem
-from engine.teacher import build_dataset, week_complete
-from engine.teacher_client import Teacher, TeacherAuthError, TeacherConfigError, TeacherUnavailable
-from engine.teacher_prompts import TEACHER_SYSTEM_PROMPT, finish_answer
+from engine.training.teacher import build_dataset, week_complete
+from engine.training.teacher_client import Teacher, TeacherAuthError, TeacherConfigError, TeacherUnavailable
+from engine.training.teacher_prompts import TEACHER_SYSTEM_PROMPT, finish_answer
 from tests.fakes.openai_server import FakeOpenAI, fingpt_answer
 from tests.fakes.sources import MemorySources, synthetic_profile
 

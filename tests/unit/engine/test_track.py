@@ -1,4 +1,4 @@
-"""engine.track: outcomes from closes, which forecasts count, and hit rate / MSE against the baselines, all
+"""engine.evaluation.track: outcomes from closes, which forecasts count, and hit rate / MSE against the baselines, all
 checked against numbers worked out by hand below."""
 
 from __future__ import annotations
@@ -7,11 +7,8 @@ import datetime as dt
 
 import pytest
 
-from engine.baselines import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
-from engine.exceptions import NoPriceData
-from engine.market.weeks import NEW_YORK, MoveBin, Week
-from engine.records import DailyClose
-from engine.track import (
+from engine.evaluation.baselines import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
+from engine.evaluation.track import (
     LATE,
     MIN_CALIBRATED,
     SUPERSEDED,
@@ -26,6 +23,9 @@ from engine.track import (
     select_counted,
     week_from_period,
 )
+from engine.exceptions import NoPriceData
+from engine.market.weeks import NEW_YORK, MoveBin, Week
+from engine.records import DailyClose
 
 W0 = Week(dt.date(2024, 2, 25), dt.date(2024, 3, 3))
 W1 = Week(dt.date(2024, 3, 3), dt.date(2024, 3, 10))

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-import engine.train as train_module
-from engine.dataset import prepare_dataset
-from engine.model import Analyst
-from engine.placement import choose_placement, read_cpu_flags
-from engine.train import ADAPTER_FILES, TrainingError, build_trainer, finish, train
-from engine.train_config import TrainConfig
+import engine.training.train as train_module
+from engine.data.dataset import prepare_dataset
+from engine.generation.model import Analyst
+from engine.generation.placement import choose_placement, read_cpu_flags
+from engine.training.train import ADAPTER_FILES, TrainingError, build_trainer, finish, train
+from engine.training.train_config import TrainConfig
 
 ROWS = 6
 

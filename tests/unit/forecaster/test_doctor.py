@@ -19,8 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 import forecaster.cli
-from engine.registry import Registry
-from engine.sizing import known_shape
+from engine.generation.sizing import known_shape
+from engine.training.registry import Registry
 from forecaster import doctor
 from forecaster.doctor import Device
 from forecaster.settings import Settings
@@ -322,7 +322,7 @@ def test_the_1_5b_fits_an_h100_and_a_7b_never_fits_4_gb():
 
 def test_on_this_cpu_machine_the_real_probe_sizes_the_tiny_model(tiny_model_dir):
     check = doctor.check_model_memory(settings(model_base=str(tiny_model_dir)), env={})
-    from engine.placement import CPU_BF16_FLAGS, read_cpu_flags
+    from engine.generation.placement import CPU_BF16_FLAGS, read_cpu_flags
 
     dtype = "bfloat16" if set(CPU_BF16_FLAGS) & read_cpu_flags() else "float32"  # what the worker would load in
     assert check.status == "warn" and check.detail.startswith("no GPU") and f"in {dtype} on CPU" in check.detail

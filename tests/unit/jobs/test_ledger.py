@@ -11,10 +11,10 @@ import json
 import pandas as pd
 import pytest
 
+from engine.data.inputs import Sources
+from engine.evaluation.track import realized_outcome
 from engine.forecast import prompt_sha256
-from engine.inputs import Sources
 from engine.market.weeks import NEW_YORK, Week
-from engine.track import realized_outcome
 from jobs import ledger
 from jobs.keys import ledger_entry_key
 from jobs.ledger import database, redis_layout, writes

@@ -50,7 +50,7 @@ def test_sections_finished_within_the_interval_wait_for_the_next_report():
 
 
 def test_the_status_escapes_the_models_words():
-    from engine.streaming import written_so_far
+    from engine.generation.streaming import written_so_far
 
     status = written_status(":brain: *AXP*: writing…", written_so_far(ANSWER), escape=inline)
     assert "&lt;iPhone&gt;" in status and "<iPhone>" not in status

@@ -1,7 +1,7 @@
 """jobs.track_record and jobs.track_reads on a real SQLite file and a real PostgreSQL: outcomes fetched in one price
 call, per ticker when one fails; `/track`'s reader answers from stored reports without touching market data, and
-the reports, aggregated in SQL, are exactly what `engine.track.score_track` makes of the entries. And the chart is
-a PNG."""
+the reports, aggregated in SQL, are exactly what `engine.evaluation.track.score_track` makes of the entries. And the
+chart is a PNG."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import datetime as dt
 
 import pytest
 
-from engine.calibration import reliability
-from engine.inputs import Sources
+from engine.data.inputs import Sources
+from engine.evaluation.calibration import reliability
+from engine.evaluation.track import score_track, week_from_period
 from engine.market.weeks import NEW_YORK
-from engine.track import score_track, week_from_period
 from jobs import ledger, track_reads, track_record
 from jobs.charts import hit_rate_chart, reliability_chart
 from jobs.ledger import fields as ledger_fields
@@ -162,7 +162,7 @@ def test_the_sql_report_is_score_tracks_report_of_the_same_entries(ledger_db, ma
 
 
 def _statuses_match_select_counted(store) -> None:
-    from engine.track import select_counted
+    from engine.evaluation.track import select_counted
     from jobs.ledger.track_queries import statuses_of
 
     entries = ledger.entries(store)

@@ -1,6 +1,7 @@
 """The stored `/track` reports on a real SQLite file and a real PostgreSQL: after every kind of write each scope's
-report is `engine.track.score_track`'s from scratch; a batch of writes recomputes each scope once; the bot's reader
-returns what the old on-the-fly reader did, without numpy; and a report a crash left stale is detected and healed."""
+report is `engine.evaluation.track.score_track`'s from scratch; a batch of writes recomputes each scope once; the bot's
+reader returns what the old on-the-fly reader did, without numpy; and a report a crash left stale is detected
+and healed."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import pytest
 from sqlalchemy import delete, event
 
 from bot.track_blocks import track_message
-from engine.inputs import Sources
+from engine.data.inputs import Sources
+from engine.evaluation.track import score_track, week_from_period
 from engine.market.weeks import NEW_YORK
-from engine.track import score_track, week_from_period
 from jobs import ledger, track_reads, track_record
 from jobs.ledger import fields as ledger_fields
 from jobs.ledger import reports, writes
@@ -101,7 +102,7 @@ def test_the_stored_report_is_the_report_from_scratch_after_every_kind_of_write(
     assert_every_report_is_current(ledger_db)
 
     # A rescore: the same entry's outcome stored again, by hand
-    from engine.track import realized_outcome
+    from engine.evaluation.track import realized_outcome
 
     entry = ledger.get_entry(ledger_db, "a1:AXP")
     outcome = realized_outcome(market.closes["AXP"], week_from_period(entry["target_week"]), symbol="AXP")
@@ -226,10 +227,10 @@ def test_the_bot_reads_the_track_record_without_numpy_pandas_or_apscheduler(ledg
 
 
 def test_the_entry_standings_are_engine_tracks_own_words():
-    import engine.track
+    import engine.evaluation.track
     from jobs.ledger import columns
 
-    assert (columns.LATE, columns.SUPERSEDED) == (engine.track.LATE, engine.track.SUPERSEDED)
+    assert (columns.LATE, columns.SUPERSEDED) == (engine.evaluation.track.LATE, engine.evaluation.track.SUPERSEDED)
 
 
 CRASH_BEFORE_THE_RECOMPUTE = """

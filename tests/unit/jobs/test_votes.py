@@ -8,9 +8,9 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from engine.inputs import Sources
+from engine.data.inputs import Sources
+from engine.evaluation.track import realized_outcome, week_from_period
 from engine.market.weeks import NEW_YORK
-from engine.track import realized_outcome, week_from_period
 from jobs import ledger
 from jobs.ledger import export as ledger_export
 from jobs.ledger import votes, writes

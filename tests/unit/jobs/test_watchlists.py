@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from engine.inputs import Sources
+from engine.data.inputs import Sources
 from engine.market.weeks import NEW_YORK
 from jobs.ledger import database, watchlists, writes
 from tests.fakes.forecasts import forecast_json, stepped_market
