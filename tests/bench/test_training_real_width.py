@@ -175,7 +175,7 @@ def _placement():
     """The call `engine.train.build_trainer` makes, so the naive recipe gets the dtype our recipe gets."""
     import torch
 
-    from engine.placement import choose_placement, read_cpu_flags
+    from engine.generation.placement import choose_placement, read_cpu_flags
 
     cuda = torch.cuda.is_available()
     return choose_placement(device="cpu", dtype="auto", load_in_4bit=False, cuda_available=cuda,
@@ -184,8 +184,8 @@ def _placement():
 
 
 def _run_ours(spec: dict, guard: _Sampler) -> dict:
-    from engine.train import build_trainer
-    from engine.train_config import TrainConfig
+    from engine.training.train import build_trainer
+    from engine.training.train_config import TrainConfig
 
     cfg = TrainConfig(base=spec["base"], max_steps=STEPS, gradient_accumulation=1, max_length=spec["length"],
                       device="cpu", warmup_steps=0, gradient_checkpointing=True, seed=0)
@@ -256,9 +256,9 @@ def _measured(counter, chat: _Chat) -> _Chat:
 
 
 def _prepare(source: Path, out: Path, model_dir: Path, length: int) -> list[dict]:
-    from engine.dataset import prepare_dataset
+    from engine.data.dataset import prepare_dataset
+    from engine.data.prepared import load_prepared
     from engine.exceptions import EngineError
-    from engine.prepared import load_prepared
 
     try:
         prepare_dataset(str(source), out, tokenizer_path=str(model_dir), max_length=length)
@@ -272,8 +272,8 @@ def _prepare(source: Path, out: Path, model_dir: Path, length: int) -> list[dict
 def _news_pool(lines: list[dict], base: dict, present: set[str]) -> list:
     """Real news items to extend `base` with: the same ticker's other weeks (nearest earlier weeks first, then
     later ones), then other tickers; no headline twice, none already in the prompt."""
+    from engine.data.prompt_parser import parse_user_prompt
     from engine.exceptions import PromptError
-    from engine.prompt_parser import parse_user_prompt
 
     same = [ln for ln in lines if ln["symbol"] == base["symbol"] and ln["period"] != base["period"]]
     earlier = sorted((ln for ln in same if ln["period"] < base["period"]), key=lambda ln: ln["period"], reverse=True)
@@ -295,8 +295,8 @@ def _news_pool(lines: list[dict], base: dict, present: set[str]) -> list:
 
 def _extend(base: dict, lines: list[dict], counter, length: int) -> tuple[_Chat, int]:
     """Put real news items in front of the oldest week's news while prompt + answer stays <= length."""
-    from engine.prompt_parser import parse_user_prompt
-    from engine.prompts import NEWS_ITEM, build_user_prompt
+    from engine.data.prompt_parser import parse_user_prompt
+    from engine.data.prompts import NEWS_ITEM, build_user_prompt
 
     chat = _measured(counter, _chat(base))
     parts = parse_user_prompt(chat.user)
@@ -346,8 +346,8 @@ def build_rows(records: list[dict], model_dir: Path, lengths: list[int], root: P
     None where no row can be made that short. Returns {length: description with "dataset"}."""
     from transformers import AutoTokenizer
 
-    from engine.prepared import load_prepared
-    from engine.token_budget import TokenCounter
+    from engine.data.prepared import load_prepared
+    from engine.data.token_budget import TokenCounter
 
     root.mkdir(parents=True, exist_ok=True)
     source = root / "all.jsonl"
@@ -489,7 +489,7 @@ def real_weights() -> Path:
 
 
 def test_real_width_training_steps_ours_against_naive(real_weights, fingpt_test_rows, tmp_path):
-    from engine.placement import CPU_BF16_FLAGS, choose_placement, read_cpu_flags
+    from engine.generation.placement import CPU_BF16_FLAGS, choose_placement, read_cpu_flags
 
     started = time.perf_counter()
     lengths = _lengths()
