@@ -89,22 +89,27 @@ def test_the_worker_serves_the_promoted_adapter_unmerged_and_its_answer_parses(t
 
 
 def test_the_first_adapter_writes_fingpts_format_freely_on_weeks_it_never_saw(real_dir):
-    """The adapter `make first-adapter` built and promoted, with no grammar: the format is learned, not forced."""
+    """The adapter `make first-adapter` built (its newest gated version, promoted or refused: the gate decides
+    on 60 rows), with no grammar: the format is learned, not forced."""
     registry = Registry(FIRST_ADAPTER_DIR / "models")
-    if registry.current_path() is None:
-        pytest.skip(f"no promoted adapter in {FIRST_ADAPTER_DIR / 'models'}: run `make first-adapter` first")
+    gated = [v for v in registry.versions() if registry.read(v, "decision.json")] if registry.root.is_dir() else []
+    if not gated:
+        pytest.skip(f"no gated adapter in {FIRST_ADAPTER_DIR / 'models'}: run `make first-adapter` first")
+    version = gated[-1]
     settings = Settings(_env_file=None, model_base=str(real_dir), model_device="cpu",
-                        model_dir=FIRST_ADAPTER_DIR / "models", model_constrained=False)
-    analyst = load_analyst(settings)
-    assert analyst.grammar is None and analyst.adapter == registry.current_path()
-    trained_on = json.loads((registry.current_path() / "training.json").read_text())
+                        model_dir=FIRST_ADAPTER_DIR / "models", model_adapter=registry.path(version),
+                        model_constrained=False)
+    analyst = load_analyst(settings)  # as a worker serves it (MODEL_ADAPTER: whether promoted or not)
+    assert analyst.grammar is None and analyst.adapter == registry.path(version) and not analyst.merged
+    trained_on = registry.read(version, "training.json")
     held_out = load_eval_rows(str(FIRST_ADAPTER_DIR / "dataset"), "test")
     assert not {r.period for r in held_out} & _train_periods(FIRST_ADAPTER_DIR / "dataset")
     rows = held_out[:: max(1, len(held_out) // FREE_ROWS)][:FREE_ROWS]  # spread over tickers
     started = time.perf_counter()
     answers = analyst.generate([_conversation(r) for r in rows], max_new_tokens=700)
-    print(f"\n{len(rows)} held-out rows, free generation, {time.perf_counter() - started:.0f}s "
-          f"(adapter trained {trained_on['steps']} updates)")
+    print(f"\n{version} ({'served' if registry.current_version() == version else 'not promoted'}, "
+          f"{trained_on['steps']} updates): {len(rows)} held-out rows, free generation, "
+          f"{time.perf_counter() - started:.0f}s")
     for row, answer in zip(rows, answers, strict=True):
         print(f"--- {row.symbol} {row.period} (truth: {row.label})\n{answer.text}")
         parsed = parse_answer(answer.text)
