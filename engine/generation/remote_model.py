@@ -157,7 +157,7 @@ class RemoteAnalyst:
     ) -> RemoteAnalyst:
         """Load MODEL_BASE's tokenizer here, reach the server (waiting up to `wait_s` for it to come up), check that
         it serves the same model with room for `context_tokens`, then serve `adapter` (None: the bare base).
-        `transport` goes to `VllmClient` (attempts, base_delay_s, max_delay_s, sleep)."""
+        `transport` goes to `VllmClient` (attempts, base_delay_s, max_delay_s, max_total_wait_s, sleep)."""
         base = _resolve_base(base)
         tokenizer = _load_tokenizer(base)
         server = VllmClient(base_url, api_key=api_key, timeout_s=timeout_s, **transport)

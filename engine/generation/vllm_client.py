@@ -3,8 +3,9 @@
 `engine.generation.remote_model.RemoteAnalyst` decides what to ask; this module asks and turns every failure into a
 `ModelServerError` that says what to do. The client is the `openai` package (already used by the teacher): typed
 errors, a pooled HTTP client that is safe to share across threads, and the Authorization header. Its own retries
-are off; ours are bounded (capped exponential backoff) and logged. The API key lives only inside the client: no
-message, log line or repr contains it.
+are off, so that there is one retry policy, ours (`engine.retry`): bounded in tries and in total waiting, capped
+exponential backoff (never shorter than a Retry-After the server sends, capped), and logged. The API key lives only
+inside the client: no message, log line or repr contains it.
 
 Routes used (vLLM's `vllm serve`): GET /v1/models, POST /v1/completions, POST /v1/load_lora_adapter (registered only
 when the server runs with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True) and POST /tokenize (outside /v1).
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.exceptions import ModelServerError
+from engine.retry import Backoff, RetriesExhausted, Retryable, RetryNote, RetryPolicy, call_with_retries, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +77,12 @@ class VllmClient:
         attempts: int = 3,
         base_delay_s: float = 1.0,
         max_delay_s: float = 30.0,
+        max_total_wait_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """`base_url`: the server's root or its /v1. `attempts` counts the first try of a request; a retry waits
-        min(max_delay_s, base_delay_s * 2**n) seconds."""
+        min(max_delay_s, base_delay_s * 2**n) seconds, or the server's Retry-After when longer (still capped), and
+        all the waits of one request stay within `max_total_wait_s` (a retry that would pass it is not made)."""
         if attempts < 1:
             raise ValueError(f"attempts must be at least 1, got {attempts}")
         import openai  # the `model` extra, like the teacher; importing this module alone must not need it
@@ -89,9 +93,11 @@ class VllmClient:
         self.attempts = attempts
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
+        self.max_total_wait_s = max_total_wait_s
         self.retries = 0  # transport-level retries so far
         self._sleep = sleep
-        # vLLM without --api-key ignores the header, but the client refuses an empty key.
+        # vLLM without --api-key ignores the header, but the client refuses an empty key. max_retries=0: the client's
+        # own retries would multiply with ours; one retry policy, ours (engine.retry).
         self._client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "EMPTY", timeout=timeout_s,
                                      max_retries=0)
 
@@ -208,7 +214,8 @@ class VllmClient:
         exception."""
         openai = self._openai
         attempts = self.attempts if retry else 1
-        for attempt in range(1, attempts + 1):
+
+        def attempt() -> Any:
             try:
                 return send()
             except openai.APIStatusError as exc:
@@ -217,27 +224,40 @@ class VllmClient:
                     raise ModelServerError(
                         f"The vLLM server at {self.base_url} rejected VLLM_API_KEY (HTTP {status}); set it to the "
                         "server's --api-key") from exc
-                transient = status == 429 or status >= 500
-                if not (transient and retry_status) or attempt == attempts:
+                if not ((status == 429 or status >= 500) and retry_status):
                     raise ModelServerError(self._refusal(what, status, server_message(exc))) from exc
-                failure = f"HTTP {status}"
-            except openai.APITimeoutError as exc:
-                if attempt == attempts:
-                    raise ModelServerError(
-                        f"The vLLM server at {self.base_url} did not answer {what} within {self.timeout_s:g}s, "
-                        f"{attempts} times; raise VLLM_TIMEOUT_S or check the server's load") from exc
-                failure = "timed out"
+                headers = getattr(getattr(exc, "response", None), "headers", None)
+                raise Retryable(f"HTTP {status}", server_wait_s=retry_after_s(headers)) from exc
+            except openai.APITimeoutError as exc:  # before APIConnectionError, its base class
+                raise Retryable("timed out") from exc
             except openai.APIConnectionError as exc:
-                if attempt == attempts:
-                    raise ModelServerError(
-                        f"The vLLM server at {self.base_url} is not reachable ({what}: connection failed after "
-                        f"{attempts} attempts). Is it running? {START_HINT}") from exc
-                failure = "connection failed"
-            delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+                raise Retryable("connection failed") from exc
+
+        def on_retry(note: RetryNote) -> None:
             self.retries += 1
-            log.warning("vLLM %s %s (attempt %d of %d); retrying in %.1fs", what, failure, attempt, attempts, delay)
-            self._sleep(delay)
-        raise AssertionError("unreachable")
+            log.warning("vLLM %s %s (attempt %d of %d); retrying in %.1fs", what, note.failure.reason, note.attempt,
+                        note.attempts, note.wait_s)
+
+        policy = RetryPolicy(attempts=attempts, backoff=Backoff(self.base_delay_s, self.max_delay_s),
+                             max_wait_s=self.max_delay_s, max_total_wait_s=self.max_total_wait_s)
+        try:
+            return call_with_retries(attempt, policy, sleep=self._sleep, on_retry=on_retry)
+        except RetriesExhausted as gave_up:
+            raise self._gave_up(what, gave_up) from gave_up.cause
+
+    def _gave_up(self, what: str, gave_up: RetriesExhausted) -> ModelServerError:
+        """The error for a request whose tries ran out, by the last failure; it is `raise`d from that failure's
+        own exception, which callers read (`wait_for_models`, `count_tokens`, `load_adapter`)."""
+        cause, tries = gave_up.cause, gave_up.attempts
+        if isinstance(cause, self._openai.APIStatusError):
+            return ModelServerError(self._refusal(what, cause.status_code, server_message(cause)))
+        if isinstance(cause, self._openai.APITimeoutError):
+            return ModelServerError(
+                f"The vLLM server at {self.base_url} did not answer {what} within {self.timeout_s:g}s, "
+                f"{tries} times; raise VLLM_TIMEOUT_S or check the server's load")
+        return ModelServerError(
+            f"The vLLM server at {self.base_url} is not reachable ({what}: connection failed after "
+            f"{tries} attempts). Is it running? {START_HINT}")
 
     def _refusal(self, what: str, status: int, message: str) -> str:
         text = f"The vLLM server at {self.base_url} refused {what} (HTTP {status}: {message})"

@@ -2,10 +2,11 @@
 
 The client has no retries, no backoff and no rate limiting, so this adapter adds all three:
 - every call first takes a slot from the shared limiter (all processes together stay within the plan);
-- 429 waits until `X-Ratelimit-Reset` when the headers say the minute's budget is spent, otherwise a short jittered
-  backoff (a 429 also comes from the 30 calls/s cap and from weighted endpoints, which clear in seconds), and tells
-  the waiting user through `engine.sources.notices`; retries are bounded;
+- 429 waits until `X-Ratelimit-Reset` when the headers say the minute's budget is spent (else the server's
+  Retry-After, if it sends one), otherwise a short jittered backoff (a 429 also comes from the 30 calls/s cap and
+  from weighted endpoints, which clear in seconds), and tells the waiting user through `engine.sources.notices`;
 - 5xx, timeouts and connection errors retry with capped exponential backoff;
+- retries are bounded in number and in total waiting (`engine.retry`, the engine's one retry loop);
 - 401/403 stop at once with a message about the key or the plan;
 - an error never turns into "no news".
 The API key travels in the query string, so every message that might quote a URL is redacted.
@@ -20,7 +21,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import finnhub
 import requests
@@ -28,6 +29,9 @@ import requests
 from engine.exceptions import DataError, SourceAuthError, SourceUnavailable, UnknownTicker
 from engine.market.weeks import NEW_YORK
 from engine.records import BasicFinancials, CompanyProfile, NewsItem
+from engine.retry import Backoff, RetriesExhausted, Retryable, RetryNote, call_with_retries, rate_limit_reset_s
+from engine.retry import RetryPolicy as Policy
+from engine.retry import retry_after_s as server_retry_after_s
 from engine.sources.base import in_window
 from engine.sources.notices import notify
 from engine.sources.symbols import finnhub_symbol
@@ -51,13 +55,29 @@ class RetryPolicy:
     rate_limit_base_s: float = 1.0
     rate_limit_cap_s: float = 8.0
     max_rate_limit_wait_s: float = 120.0  # a reset time further out than this is not believed
+    max_total_wait_s: float = 180.0  # all the waits of one call together (three full-minute resets fit)
 
     def backoff(self, attempt: int) -> float:
-        return min(self.max_delay_s, self.base_delay_s * 2**attempt)
+        return self.error_backoff.step(attempt)
 
     def rate_limit_backoff(self, attempt: int, jitter: float) -> float:
         """`jitter` in [0, 1): the wait lies between the step and twice the step."""
-        return min(self.rate_limit_cap_s, self.rate_limit_base_s * 2**attempt * (1.0 + jitter))
+        return self.rate_limit_schedule.step(attempt, jitter)
+
+    @property
+    def error_backoff(self) -> Backoff:
+        return Backoff(self.base_delay_s, self.max_delay_s)
+
+    @property
+    def rate_limit_schedule(self) -> Backoff:
+        return Backoff(self.rate_limit_base_s, self.rate_limit_cap_s, jitter=True)
+
+    def retry_policy(self) -> Policy:
+        """This policy in `engine.retry`'s terms: 5xx and transport errors step on every try of the call, 429s on
+        a jittered schedule of their own; a reset time replaces the backoff, capped at `max_rate_limit_wait_s`."""
+        return Policy(attempts=self.attempts, backoff=self.error_backoff,
+                      max_wait_s=max(self.max_delay_s, self.max_rate_limit_wait_s),
+                      max_total_wait_s=self.max_total_wait_s, server_wait_replaces_backoff=True)
 
 
 def build_client(api_key: str, *, api_url: str | None = None, timeout_s: float = 10.0) -> finnhub.Client:
@@ -150,68 +170,58 @@ class FinnhubSource:
     # -- retries -----------------------------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        last_error = ""
-        rate_limited = 0  # 429s so far in this call: the backoff grows with them
-        for attempt in range(self._policy.attempts):
+        def attempt() -> T:
             self._limiter.acquire()
             self.calls += 1
-            refused_for_rate = False
             try:
                 return fn(*args, **kwargs)
             except finnhub.FinnhubAPIException as exc:
-                status = exc.status_code
-                detail = self._redact(str(exc.message))
-                if status in (401, 403):
-                    raise SourceAuthError(
-                        f"Finnhub refused {what} (HTTP {status}: {detail}). Check FINNHUB_API_KEY; a 403 can also "
-                        "mean the endpoint needs a paid plan."
-                    ) from None
-                if status == 429:
-                    delay = self._rate_limit_wait(exc.response, rate_limited)
-                    rate_limited += 1
-                    refused_for_rate = True
-                elif status >= 500:
-                    delay = self._policy.backoff(attempt)
-                else:
-                    raise DataError(f"Finnhub rejected the request for {what} (HTTP {status}: {detail})") from None
-                last_error = f"HTTP {status}: {detail}"
+                self._raise_for_status(what, exc)
             except (requests.Timeout, requests.ConnectionError, finnhub.FinnhubRequestException) as exc:
-                delay = self._policy.backoff(attempt)
-                last_error = self._redact(f"{type(exc).__name__}: {exc}")
-            if attempt + 1 < self._policy.attempts:
-                log.warning("Finnhub %s failed (%s); retry %d in %.1fs", what, last_error, attempt + 1, delay)
-                if refused_for_rate:
-                    notify(f"rate-limited by Finnhub, retrying in {math.ceil(delay)} s")
-                self._sleep(delay)
-        raise SourceUnavailable(
-            f"Finnhub kept failing for {what} after {self._policy.attempts} attempts (last: {last_error}); "
-            "try again in a few minutes"
-        )
+                raise Retryable(self._redact(f"{type(exc).__name__}: {exc}")) from None
 
-    def _rate_limit_wait(self, response: requests.Response | None, attempt: int) -> float:
-        """Until the reset time when the headers say this minute's calls are spent; a short backoff otherwise
-        (no headers, a reset already past, or calls remaining: then the per-second cap or an endpoint's weight
-        refused us, and those clear within seconds)."""
-        headers = response.headers if response is not None else {}
-        reset = _number(headers.get("X-Ratelimit-Reset"))
-        remaining = _number(headers.get("X-Ratelimit-Remaining"))
-        if reset is not None and (remaining is None or remaining <= 0):
-            # The header is whole epoch seconds and our clock is not Finnhub's: a little margin past it.
-            wait = reset - self._clock() + RESET_MARGIN_S
-            if wait > RESET_MARGIN_S:
-                return min(self._policy.max_rate_limit_wait_s, wait)
-        return self._policy.rate_limit_backoff(attempt, self._jitter())
+        def on_retry(note: RetryNote) -> None:
+            log.warning("Finnhub %s failed (%s); retry %d in %.1fs", what, note.failure.reason, note.attempt,
+                        note.wait_s)
+            if note.failure.backoff is not None:  # refused for the rate
+                notify(f"rate-limited by Finnhub, retrying in {math.ceil(note.wait_s)} s")
+
+        try:
+            return call_with_retries(attempt, self._policy.retry_policy(), sleep=self._sleep, jitter=self._jitter,
+                                     on_retry=on_retry)
+        except RetriesExhausted as gave_up:
+            raise SourceUnavailable(
+                f"Finnhub kept failing for {what} after {gave_up.attempts} attempts (last: {gave_up.last.reason}); "
+                "try again in a few minutes"
+            ) from None
+
+    def _raise_for_status(self, what: str, exc: finnhub.FinnhubAPIException) -> NoReturn:
+        """401/403 and other 4xx at once, as the errors users are told about; 429 and 5xx as `Retryable`."""
+        status = exc.status_code
+        detail = self._redact(str(exc.message))
+        if status in (401, 403):
+            raise SourceAuthError(
+                f"Finnhub refused {what} (HTTP {status}: {detail}). Check FINNHUB_API_KEY; a 403 can also "
+                "mean the endpoint needs a paid plan."
+            ) from None
+        if status == 429:
+            raise Retryable(f"HTTP {status}: {detail}", server_wait_s=self._rate_limit_wait(exc.response),
+                            backoff=self._policy.rate_limit_schedule) from None
+        if status >= 500:
+            raise Retryable(f"HTTP {status}: {detail}") from None
+        raise DataError(f"Finnhub rejected the request for {what} (HTTP {status}: {detail})") from None
+
+    def _rate_limit_wait(self, response: requests.Response | None) -> float | None:
+        """Until the reset time when the headers say this minute's calls are spent, or the server's Retry-After;
+        None otherwise (no headers, a reset already past, or calls remaining: then the per-second cap or an
+        endpoint's weight refused us, those clear within seconds, and the short jittered backoff applies)."""
+        headers = response.headers if response is not None else None
+        reset = rate_limit_reset_s(headers, now=self._clock, margin_s=RESET_MARGIN_S)
+        return reset if reset is not None else server_retry_after_s(headers, now=self._clock)
 
     def _redact(self, text: str) -> str:
         key = self._client.api_key or ""
         return text.replace(key, "***") if len(key) >= 4 else text
-
-
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def pivot_quarterly(series: dict[str, list[dict]]) -> list[BasicFinancials]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from engine.exceptions import MissingApiKey, NoPriceData, SourceUnavailable, UnknownTicker
 from engine.records import BasicFinancials, CompanyProfile, DailyClose, NewsItem
+from engine.retry import Backoff, RetriesExhausted, Retryable, RetryPolicy, call_with_retries
 from engine.sources.base import in_window
 from engine.sources.symbols import yahoo_symbol
 from engine.sources.yahoo_log import (
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 30.0  # any one wait
+MAX_TOTAL_WAIT_S = 120.0  # all the waits of one call together
 
 
 class Limiter(Protocol):
@@ -53,7 +55,8 @@ class YahooSource:
     curl_cffi one). Note that yfinance keeps ONE process-wide session: passing one here replaces it for every
     later yfinance call in the process. `limiter.acquire()` runs before each download, news or info call,
     retries included. Rate limits and failed requests are retried `retries` times, sleeping
-    `backoff_s * 2**attempt` seconds (capped at 30 s) through `sleep`.
+    `backoff_s * 2**attempt` seconds (capped at 30 s, and at `max_total_wait_s` for all the waits of one call)
+    through `sleep`, by `engine.retry`'s loop. yfinance hides the HTTP answer, so no Retry-After is read here.
     """
 
     name = "yahoo"
@@ -65,6 +68,7 @@ class YahooSource:
         limiter: Limiter | None = None,
         retries: int = 3,
         backoff_s: float = 1.0,
+        max_total_wait_s: float = MAX_TOTAL_WAIT_S,
         sleep: Callable[[float], None] = time.sleep,
         news_count: int = 50,
     ) -> None:
@@ -74,6 +78,7 @@ class YahooSource:
         self.limiter = limiter
         self.retries = retries
         self.backoff_s = backoff_s
+        self.max_total_wait_s = max_total_wait_s
         self.news_count = news_count
         self._sleep = sleep
 
@@ -100,16 +105,19 @@ class YahooSource:
         kinds: dict[str, str] = {}
         last_said: dict[str, str] = {}  # yfinance's word on each failing symbol, for the error message
         pending = wanted
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self._backoff(attempt - 1)
+        tries = 0
+
+        def attempt() -> None:
+            nonlocal pending, tries
+            if tries:
                 _forget_cached_responses()
+            tries += 1
             frame, log = self._download(pending, start, end)
             got = {sym: closes_from_frame(frame, sym, len(pending), start, end) for sym in pending}
             found.update({sym: closes for sym, closes in got.items() if closes})
             missing = [sym for sym in pending if not got[sym]]
             if not missing:
-                break
+                return
             said = {sym: log.messages_for(sym) for sym in missing}
             kinds.update({sym: classify(lines) for sym, lines in said.items()})
             last_said.update({sym: most_telling(lines) for sym, lines in said.items() if lines})
@@ -118,8 +126,13 @@ class YahooSource:
                 sym for sym in missing
                 if kinds[sym] in (RATE_LIMITED, TRANSIENT) or (nothing_came_back and kinds[sym] == UNSURE)
             ]
-            if not pending:
-                break
+            if pending:  # only these are fetched again
+                raise Retryable(f"{len(pending)} of {len(wanted)} symbols still missing")
+
+        try:
+            call_with_retries(attempt, self._policy(), sleep=self._sleep)
+        except RetriesExhausted:
+            pass  # what is still missing, and why, is said below
 
         missing = [sym for sym in wanted if sym not in found]
         failing = [sym for sym in missing if kinds.get(sym) in (RATE_LIMITED, TRANSIENT)]
@@ -127,7 +140,7 @@ class YahooSource:
             why = "rate-limited" if any(kinds[sym] == RATE_LIMITED for sym in failing) else "failed"
             raise SourceUnavailable(
                 f"Yahoo Finance {why} the price request for {', '.join(failing)} "
-                f"({start.isoformat()} to {end.isoformat()}) {self.retries + 1} times in a row "
+                f"({start.isoformat()} to {end.isoformat()}) {tries} times in a row "
                 f"(cause: {last_said.get(failing[0], 'no reason given')[:160]}); check the network and "
                 "try again in a few minutes."
             )
@@ -214,35 +227,36 @@ class YahooSource:
         if self.limiter is not None:
             self.limiter.acquire()
 
-    def _backoff(self, attempt: int) -> None:
-        self._sleep(min(self.backoff_s * 2**attempt, MAX_BACKOFF_S))
+    def _policy(self) -> RetryPolicy:
+        return RetryPolicy(attempts=self.retries + 1, backoff=Backoff(self.backoff_s, MAX_BACKOFF_S),
+                           max_wait_s=MAX_BACKOFF_S, max_total_wait_s=self.max_total_wait_s)
 
     def _call(self, what: str, fetch: Callable[[], T]) -> T:
         """One yfinance call (news, info) with throttling and retries on rate limits and failed requests."""
-        problem = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self._backoff(attempt - 1)
+
+        def attempt() -> T:
             self._acquire()
             with YfLog.capture() as log:
                 try:
                     result = fetch()
                 except Exception as exc:
                     if is_rate_limit(exc):
-                        problem = "rate limited"
-                        continue
+                        raise Retryable("rate limited") from exc
                     if is_transient(exc):
-                        problem = f"{type(exc).__name__}: {exc}"
-                        continue
+                        raise Retryable(f"{type(exc).__name__}: {exc}") from exc
                     raise
             trouble = log.trouble()
-            if not trouble:
-                return result
-            problem = trouble
-        raise SourceUnavailable(
-            f"Yahoo Finance kept failing to return {what} ({self.retries + 1} attempts, last: {problem}); "
-            "try again in a few minutes."
-        )
+            if trouble:
+                raise Retryable(trouble)
+            return result
+
+        try:
+            return call_with_retries(attempt, self._policy(), sleep=self._sleep)
+        except RetriesExhausted as gave_up:
+            raise SourceUnavailable(
+                f"Yahoo Finance kept failing to return {what} ({gave_up.attempts} attempts, last: "
+                f"{gave_up.last.reason}); try again in a few minutes."
+            ) from None
 
 
 # -- yfinance access ------------------------------------------------------------------------------------

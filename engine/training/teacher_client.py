@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from engine.exceptions import EngineError
+from engine.retry import Backoff, RetriesExhausted, Retryable, RetryNote, RetryPolicy, call_with_retries, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,10 @@ class ChatTeacher(Protocol):
 class Teacher:
     """A chat model behind an OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, ...), with our own retries.
 
-    The official client's retries are off (`max_retries=0`) so that every retry is ours: bounded, with capped
-    exponential backoff (or the server's Retry-After, capped), counted in `retries`, and with an injectable
-    `sleep` for tests. The API key lives only inside the client: no message, log line or repr contains it.
+    The official client's retries are off (`max_retries=0`) so that there is one retry policy, ours
+    (`engine.retry`): bounded, with capped exponential backoff (never shorter than the server's Retry-After or
+    retry-after-ms, capped), a cap on all the waits of one request together, counted in `retries`, and with an
+    injectable `sleep` for tests. The API key lives only inside the client: no message, log line or repr contains it.
     """
 
     def __init__(
@@ -88,9 +90,12 @@ class Teacher:
         attempts: int = 5,
         base_delay_s: float = 2.0,
         max_delay_s: float = 60.0,
+        max_total_wait_s: float = 300.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """`attempts` counts the first try; a retry waits min(max_delay_s, base_delay_s * 2**n) seconds."""
+        """`attempts` counts the first try; a retry waits min(max_delay_s, base_delay_s * 2**n) seconds, or the
+        server's Retry-After when longer (still capped), and all the waits of one request stay within
+        `max_total_wait_s` (a retry that would pass it is not made)."""
         if not api_key or not api_key.strip():
             raise TeacherConfigError(_NO_KEY_MESSAGE)
         if attempts < 1:
@@ -105,8 +110,10 @@ class Teacher:
         self.attempts = attempts
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
+        self.max_total_wait_s = max_total_wait_s
         self.retries = 0  # transport-level retries so far, for the manifest
         self._sleep = sleep
+        # max_retries=0: the client's own retries would multiply with ours; one retry policy, ours (engine.retry).
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
 
     def __repr__(self) -> str:
@@ -120,7 +127,8 @@ class Teacher:
         """
         openai = self._openai
         extra: dict[str, Any] = {} if self.max_tokens is None else {"max_tokens": self.max_tokens}
-        for attempt in range(1, self.attempts + 1):
+
+        def attempt() -> str:
             try:
                 response = self._client.chat.completions.create(
                     model=self.model,
@@ -129,37 +137,42 @@ class Teacher:
                     **extra,
                 )
             except openai.APIStatusError as exc:
-                status = exc.status_code
-                # `from None`: the client's exception quotes the server's body, which may echo the key.
-                if status in (401, 403):
-                    raise TeacherAuthError(
-                        _AUTH_MESSAGE.format(url=self.base_url, status=status, model=self.model)) from None
-                if status == 429 and exc.code == "insufficient_quota":
-                    raise TeacherAuthError(_QUOTA_MESSAGE.format(url=self.base_url)) from None
-                if status == 404:
-                    raise TeacherConfigError(_NOT_FOUND_MESSAGE.format(url=self.base_url, model=self.model)) from None
-                if status != 429 and status < 500:
-                    raise TeacherRequestError(
-                        f"The teacher endpoint refused the request (HTTP {status}{_error_code(exc)})") from None
-                what, retry_after = f"HTTP {status}", _retry_after_s(exc)
+                self._raise_for_status(exc)
             except openai.APITimeoutError:
-                what, retry_after = "timed out", None
+                raise Retryable("timed out") from None
             except openai.APIConnectionError:
-                what, retry_after = "connection failed", None
-            else:
-                return _content(response)
-            if attempt == self.attempts:
-                raise TeacherUnavailable(
-                    f"The teacher endpoint {self.base_url} kept failing ({what}) after {self.attempts} attempts"
-                ) from None
-            delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
-            if retry_after is not None:
-                delay = min(self.max_delay_s, max(delay, retry_after))
-            log.warning("teacher %s: %s; retry %d of %d in %.1fs", self.base_url, what, attempt,
-                        self.attempts - 1, delay)
+                raise Retryable("connection failed") from None
+            return _content(response)
+
+        def on_retry(note: RetryNote) -> None:
+            log.warning("teacher %s: %s; retry %d of %d in %.1fs", self.base_url, note.failure.reason, note.attempt,
+                        note.attempts - 1, note.wait_s)
             self.retries += 1
-            self._sleep(delay)
-        raise AssertionError("unreachable")
+
+        policy = RetryPolicy(attempts=self.attempts, backoff=Backoff(self.base_delay_s, self.max_delay_s),
+                             max_wait_s=self.max_delay_s, max_total_wait_s=self.max_total_wait_s)
+        try:
+            return call_with_retries(attempt, policy, sleep=self._sleep, on_retry=on_retry)
+        except RetriesExhausted as gave_up:
+            raise TeacherUnavailable(
+                f"The teacher endpoint {self.base_url} kept failing ({gave_up.last.reason}) after {gave_up.attempts} "
+                "attempts"
+            ) from None
+
+    def _raise_for_status(self, exc: Any) -> NoReturn:
+        """The fatal and per-request refusals as our errors, at once; 429 and 5xx as `Retryable`."""
+        status = exc.status_code
+        # `from None`: the client's exception quotes the server's body, which may echo the key.
+        if status in (401, 403):
+            raise TeacherAuthError(_AUTH_MESSAGE.format(url=self.base_url, status=status, model=self.model)) from None
+        if status == 429 and exc.code == "insufficient_quota":
+            raise TeacherAuthError(_QUOTA_MESSAGE.format(url=self.base_url)) from None
+        if status == 404:
+            raise TeacherConfigError(_NOT_FOUND_MESSAGE.format(url=self.base_url, model=self.model)) from None
+        if status != 429 and status < 500:
+            raise TeacherRequestError(
+                f"The teacher endpoint refused the request (HTTP {status}{_error_code(exc)})") from None
+        raise Retryable(f"HTTP {status}", server_wait_s=_retry_after_s(exc)) from None
 
 
 def _content(response: Any) -> str:
@@ -172,8 +185,5 @@ def _error_code(exc: Any) -> str:
 
 
 def _retry_after_s(exc: Any) -> float | None:
-    try:
-        value = float(exc.response.headers.get("retry-after", ""))
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return value if value >= 0 else None
+    """The server's Retry-After (seconds or an HTTP date) or retry-after-ms, when its answer has one."""
+    return retry_after_s(getattr(getattr(exc, "response", None), "headers", None))
