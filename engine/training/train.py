@@ -262,9 +262,15 @@ def finish(run: Run, cfg: TrainConfig, dataset_dir: Path, out_dir: Path, *, star
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     resume = _newest_checkpoint(run.checkpoint_dir)
-    if resume is not None:
-        log.info("resuming from %s", resume)
-    output = trainer.train(resume_from_checkpoint=resume)
+    if resume is not None and _finished(resume):
+        # Resumed at its last step, transformers' loop would still run one more update (past the schedule's end):
+        # the finished run's adapter is restored instead, exactly as it was saved.
+        log.info("%s is the finished run's last checkpoint; not training again", resume)
+        output = _restore_finished(trainer, Path(resume), watch)
+    else:
+        if resume is not None:
+            log.info("resuming from %s", resume)
+        output = trainer.train(resume_from_checkpoint=resume)
     if watch.non_finite_at is not None:
         _remove_tree(out_dir / ".trainer")
         raise TrainingError(
@@ -334,6 +340,27 @@ def _newest_checkpoint(folder: Path | None) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     return get_last_checkpoint(str(folder))
+
+
+def _finished(checkpoint: str) -> bool:
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    return state.max_steps > 0 and state.global_step >= state.max_steps
+
+
+def _restore_finished(trainer: Any, checkpoint: Path, watch: _Watch) -> Any:
+    """Load a finished run's adapter and state from its last checkpoint, as `trainer.train()` would have left them."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    set_peft_model_state_dict(trainer.model, load_file(str(checkpoint / "adapter_model.safetensors")))
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    watch.first_step = trainer.state.global_step
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return TrainOutput(trainer.state.global_step, sum(losses) / len(losses) if losses else 0.0, {})
 
 
 def _tokens_per_s(watch: _Watch, steps: int, lengths: dict, cfg: TrainConfig) -> float | None:

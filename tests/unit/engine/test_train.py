@@ -208,6 +208,22 @@ def test_a_stopped_run_resumes_from_its_newest_checkpoint_and_ends_where_an_unbr
     assert again.record["resumed_from_step"] == 6 and again.record["steps"] == 6
 
 
+def test_a_finished_run_called_again_restores_its_adapter_without_another_update(dataset_dir, tiny_model_dir,
+                                                                                tmp_path):
+    """Mid-epoch (3 of 6 rows): transformers, resumed at the last step, would run a 4th update past the schedule."""
+    from safetensors.torch import load_file
+
+    cfg = config(tiny_model_dir, max_steps=3)
+    checkpoints = tmp_path / "checkpoints"
+    first = train(cfg, dataset_dir, tmp_path / "first", checkpoint_dir=checkpoints)
+    again = train(cfg, dataset_dir, tmp_path / "again", checkpoint_dir=checkpoints)
+    assert again.record["steps"] == 3 and again.record["resumed_from_step"] == 3
+    assert again.record["losses"] == first.record["losses"]
+    a = load_file(first.out_dir / "adapter_model.safetensors")
+    b = load_file(again.out_dir / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_checkpoints_resume_only_the_run_that_wrote_them(dataset_dir, tiny_model_dir, tmp_path):
     checkpoints = tmp_path / "checkpoints"
     train(config(tiny_model_dir, max_steps=2), dataset_dir, tmp_path / "a", checkpoint_dir=checkpoints)
