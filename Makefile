@@ -56,7 +56,9 @@ FIRST_ADAPTER_DIR ?= $(abspath ../first-adapter)
 FIRST_ADAPTER_MAX_LENGTH ?= 4096
 # 24 updates of 4 rows (96 of the 240, a seeded shuffle): about 45 minutes with AMX. On a CPU without native bf16,
 # try FIRST_ADAPTER_MAX_LENGTH=2048 FIRST_ADAPTER_ARGS="... --max-steps 8".
-FIRST_ADAPTER_ARGS ?= --lr 2e-4 --dropout 0 --grad-accum 4 --max-steps 24 --seed 0
+FIRST_ADAPTER_ARGS ?= --lr 2e-4 --dropout 0 --grad-accum 4 --max-steps 24 --seed 0 $(FIRST_ADAPTER_EVAL)
+# Held-out rows the gate generates for, twice (bare base and adapter): all 60 take ~75 minutes on 2 AMX cores.
+FIRST_ADAPTER_EVAL ?= --eval-limit 30
 first-adapter: install
 	$(BIN)/forecaster dataset prepare --source $(FINGPT_TEST_SPLIT) --out $(FIRST_ADAPTER_DIR)/dataset \
 		--base $(REAL_MODEL_DIR) --test-weeks 2 --max-length $(FIRST_ADAPTER_MAX_LENGTH)

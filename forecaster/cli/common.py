@@ -227,11 +227,12 @@ def progress_bar(total: int, *, enabled: bool):
 
         started = time.perf_counter()
 
-        def update(done: int, _total: int, tokens_per_s: float) -> None:
-            bar.update(task, completed=done, rate=f"{tokens_per_s:.1f} tok/s")
+        def update(done: int, rows: int, tokens_per_s: float) -> None:
+            # `rows` is what is really being generated (`total` is only a guess made before the rows were read).
+            bar.update(task, completed=done, total=rows, rate=f"{tokens_per_s:.1f} tok/s")
             if not err.is_terminal and done:  # a log file gets a line per batch instead of a live bar
-                eta = (time.perf_counter() - started) / done * (total - done)
-                err.print(f"generated {done}/{total}  {tokens_per_s:.1f} tok/s  ETA {eta:.0f}s", highlight=False)
+                eta = (time.perf_counter() - started) / done * (rows - done)
+                err.print(f"generated {done}/{rows}  {tokens_per_s:.1f} tok/s  ETA {eta:.0f}s", highlight=False)
 
         yield update
 
