@@ -196,7 +196,6 @@ def _comparison_cells(scores: dict) -> dict[str, str]:
         "items the news supports (grounding)": _share(grounding.get("supported"), grounding.get("items")),
         "Brier of P(up)": _num(model_p.get("brier")),
         "ECE of P(up)": _num(model_p.get("ece")),
-        "new tokens/s": _num(scores.get("tokens_per_s"), 1),
     }
 
 
