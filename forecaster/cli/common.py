@@ -225,14 +225,19 @@ def progress_bar(total: int, *, enabled: bool):
                   TimeRemainingColumn(), console=err) as bar:
         task = bar.add_task("generate", total=total, rate="")
 
-        started = time.perf_counter()
+        mark = {"at": time.perf_counter(), "done": 0, "last": 0}
 
         def update(done: int, rows: int, tokens_per_s: float) -> None:
             # `rows` is what is really being generated (`total` is only a guess made before the rows were read).
             bar.update(task, completed=done, total=rows, rate=f"{tokens_per_s:.1f} tok/s")
+            now = time.perf_counter()
+            if done <= mark["last"]:  # a second evaluation on this bar (the retrain gate scores two models)
+                mark.update(at=now, done=done)
+            mark["last"] = done
             if not err.is_terminal and done:  # a log file gets a line per batch instead of a live bar
-                eta = (time.perf_counter() - started) / done * (rows - done)
-                err.print(f"generated {done}/{rows}  {tokens_per_s:.1f} tok/s  ETA {eta:.0f}s", highlight=False)
+                eta = (f"  ETA {(now - mark['at']) / (done - mark['done']) * (rows - done):.0f}s"
+                       if done > mark["done"] else "")
+                err.print(f"generated {done}/{rows}  {tokens_per_s:.1f} tok/s{eta}", highlight=False)
 
         yield update
 
