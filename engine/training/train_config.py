@@ -36,7 +36,8 @@ class TrainConfig:
     gradient_checkpointing: bool = True
     seed: int = 0
     dtype: str = "auto"
-    """auto: float32 on CPU, bfloat16 on Ampere+ GPUs, float16 (with loss scaling) before."""
+    """auto: as serving decides (engine.generation.placement): bfloat16 on CPUs with native bf16 (AMX, AVX512-BF16)
+    and on Ampere+ GPUs, float32 on other CPUs, float16 (with loss scaling) on older GPUs."""
     device: str = "auto"
     extra: dict = field(default_factory=dict)
     """Anything else recorded with the run (who asked, why)."""
