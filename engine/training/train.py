@@ -115,7 +115,6 @@ class _Watch(TrainerCallback):
         self.started = time.perf_counter()
         self.first_step = 0
         self.seconds: float | None = None  # the training loop's wall time, once it ended
-        self.losses: list[tuple[int, float]] = []
         self.non_finite_at: int | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001 (transformers' signature)
@@ -131,12 +130,9 @@ class _Watch(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
         loss = (logs or {}).get("loss")
-        if loss is not None:
-            if not math.isfinite(loss):
-                self.non_finite_at = state.global_step
-                control.should_training_stop = True
-            else:
-                self.losses.append((state.global_step, float(loss)))
+        if loss is not None and not math.isfinite(loss):
+            self.non_finite_at = state.global_step
+            control.should_training_stop = True
         if self.progress is not None:
             elapsed = time.perf_counter() - self.started
             done = state.global_step - self.first_step
