@@ -37,7 +37,9 @@ CONVERSATIONS = [
 @pytest.fixture(scope="module")
 def analyst(real_dir) -> Analyst:
     started = time.perf_counter()
-    loaded = Analyst.load(str(real_dir), device="cpu")
+    # fp32 whatever this CPU's auto picks: these tests hold packed bin scoring to 1e-4 of twelve naive passes, an
+    # identity of the arithmetic that bf16's rounding would blur (bf16 is checked on the tiny model and the bench).
+    loaded = Analyst.load(str(real_dir), device="cpu", dtype="float32")
     print(f"\nloaded {real_dir} in {time.perf_counter() - started:.1f}s; grammar compiled in "
           f"{loaded.grammar.compile_seconds:.2f}s for {loaded.model.config.vocab_size} tokens")
     return loaded
