@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from bot.mrkdwn import clip, code, inline, link, plain, prose, safe_cut
+from engine.forecast_record import ForecastRecord, NewsMatch, NewsRead, Section
 
 SECTION_LIMIT = 2900
 TEXT_OBJECT_LIMIT = 3000
@@ -103,14 +104,14 @@ def _fallback(text: str) -> str:
     return clip(text, FALLBACK_LIMIT)
 
 
-def probability_note(data: dict) -> str:
-    """"34% · P(up) 61%": the model's probability of the stated bin and of an up week, from `to_json`'s
-    `probabilities`; "" when the backend had none or the answer was not parsed. Numbers only: nothing to escape."""
-    probabilities = data.get("probabilities")
-    if not probabilities or not data["parsed"]:
+def probability_note(data: ForecastRecord) -> str:
+    """"34% · P(up) 61%": the model's probability of the stated bin and of an up week; "" when the backend had
+    none or the answer was not parsed. Numbers only: nothing to escape."""
+    probabilities = data.probabilities
+    if probabilities is None or not data.parsed:
         return ""
-    stated = probabilities.get("stated")
-    return (f"{100 * stated['p']:.0f}% · " if stated else "") + f"P(up) {100 * probabilities['p_up']:.0f}%"
+    stated = probabilities.stated
+    return (f"{100 * stated.p:.0f}% · " if stated else "") + f"P(up) {100 * probabilities.p_up:.0f}%"
 
 
 PROBABILITY_HELP = "the % after the prediction is the model's probability of that bin, P(up) of any rise"
@@ -118,23 +119,23 @@ NO_SIGNAL_MARK = ":left_right_arrow:"  # in place of the arrow, in the forecast 
 NO_SIGNAL_GLYPH = "◆"  # in place of ▲/▼, in the digest table and /track
 
 
-def has_clear_signal(data: dict) -> bool:
-    """Whether a forecast is shown with its arrow: False only for a parsed answer whose `probabilities` say
+def has_clear_signal(data: ForecastRecord) -> bool:
+    """Whether a forecast is shown with its arrow: False only for a parsed answer whose probabilities say
     `clear_signal: false` (P(up) within 0.5 ± SIGNAL_BAND). No probabilities, or a forecast stored before the flag
     existed, reads as clear: shown as it always was."""
-    probabilities = data.get("probabilities")
-    return not (data["parsed"] and probabilities and probabilities.get("clear_signal") is False)
+    probabilities = data.probabilities
+    return not (data.parsed and probabilities is not None and probabilities.clear_signal is False)
 
 
-def _band_points(band: object) -> str:
+def _band_points(band: float) -> str:
     """0.05 → "5", 0.025 → "2.5": the band in percentage points, as the footer says it."""
-    return f"{round(100 * float(band), 1):g}"
+    return f"{round(100 * band, 1):g}"
 
 
-def no_signal_help(data: dict) -> str:
+def no_signal_help(data: ForecastRecord) -> str:
     """The footer's few words on why there is no arrow: "no clear signal: P(up) within 50% ± 5 points"."""
-    band = (data.get("probabilities") or {}).get("signal_band")
-    if isinstance(band, int | float) and not isinstance(band, bool):
+    band = data.probabilities.signal_band if data.probabilities else None
+    if band is not None:
         return f"no clear signal: P(up) within 50% ± {_band_points(band)} points"
     return "no clear signal: P(up) too close to 50%"
 
@@ -143,19 +144,19 @@ NOT_FOUND = ":grey_question: _not found in the news it read_"
 MATCHES_SHOWN = 3
 
 
-def source_line(item: dict, *, limit: int = 100) -> str:
-    """"<url|Headline> · Reuters · 2024-03-01" for one news item of `to_json`'s evidence (all of it data)."""
-    extra = [inline(item[k]) for k in ("source", "date") if item.get(k)]
-    return " · ".join([link(item.get("url") or "", item.get("headline") or "", limit=limit), *extra])
+def source_line(item: NewsRead | NewsMatch, *, limit: int = 100) -> str:
+    """"<url|Headline> · Reuters · 2024-03-01" for one news item of a forecast's evidence (all of it data)."""
+    extra = [inline(value) for value in (item.source, item.date) if value]
+    return " · ".join([link(item.url, item.headline, limit=limit), *extra])
 
 
-def claims_blocks(title: str, data: dict, key: str) -> list[dict]:
+def claims_blocks(title: str, data: ForecastRecord, section: Section) -> list[dict]:
     """A list of the answer (Positive Developments or Concerns), each item with the news that supports it in
-    small print under it (`to_json`'s "evidence"), or NOT_FOUND. A forecast stored without evidence (older, or
+    small print under it (the record's evidence), or NOT_FOUND. A forecast stored without evidence (older, or
     one whose lists and evidence do not pair up) shows the plain numbered list it always had."""
-    items = data[key]
-    matched = (data.get("evidence") or {}).get(key)
-    if not items or not isinstance(matched, list) or len(matched) != len(items):
+    items = list(data.claims(section))
+    matched = data.claim_evidence(section)
+    if not items or matched is None:
         return sections(f"*{title}*\n{_numbered(items)}")
     blocks: list[dict] = []
     for n, (item, found) in enumerate(zip(items, matched, strict=True), 1):
@@ -166,31 +167,31 @@ def claims_blocks(title: str, data: dict, key: str) -> list[dict]:
     return blocks
 
 
-def sources_message(data: dict) -> tuple[str, list[dict]]:
+def sources_message(data: ForecastRecord) -> tuple[str, list[dict]]:
     """(fallback text, blocks) for the "Sources" reply in a forecast's thread: every news item the model read
-    (`to_json`'s evidence "read"), week by week, each a link with its source and date."""
-    read = (data.get("evidence") or {}).get("read") or []
-    symbol = inline(data["symbol"])
+    (the evidence's `read`), week by week, each a link with its source and date."""
+    read = data.evidence.read if data.evidence else ()
+    symbol = inline(data.symbol)
     text = f"Sources: the {len(read)} news item{'s' if len(read) != 1 else ''} the model read for {symbol}"
     lines: list[str] = []
-    for week in dict.fromkeys(item.get("week", "") for item in read):
+    for week in dict.fromkeys(item.week for item in read):
         lines.append(f"*{inline(week)}*" if week else "")
-        lines += [f"• {source_line(item, limit=200)}" for item in read if item.get("week", "") == week]
+        lines += [f"• {source_line(item, limit=200)}" for item in read if item.week == week]
     blocks = [*sections(f"*{text}*"), *sections("\n".join(lines) or "_(no news)_"),
               context("Headlines as the news sources wrote them; the links lead to their pages.")]
     return _fallback(text), fit(blocks)
 
 
-def forecast_message(data: dict) -> tuple[str, list[dict]]:
-    """(fallback text, blocks) for one forecast, from `engine.forecast.to_json`'s structure."""
-    symbol, week = data["symbol"], data["target_week"]
-    prediction = data["prediction"]
-    if data["parsed"]:
-        label = inline(prediction["label"] or "no bin")
+def forecast_message(data: ForecastRecord) -> tuple[str, list[dict]]:
+    """(fallback text, blocks) for one forecast."""
+    symbol, week = data.symbol, data.target_week
+    prediction = data.prediction
+    if data.parsed:
+        label = inline(prediction.label or "no bin")
         capitalized = label[:1].upper() + label[1:]
         note = probability_note(data) and f" · {probability_note(data)}"
         if has_clear_signal(data):
-            arrow = ":arrow_up:" if prediction["direction"] == "up" else ":arrow_down:"
+            arrow = ":arrow_up:" if prediction.direction == "up" else ":arrow_down:"
             headline = f"{arrow} *{capitalized}*{note} for the week {inline(week)}"
             text = f"{inline(symbol)}: {label}{note} for the week {inline(week)}"
         else:  # the bin and P(up) still shown, but no arrow: the model barely prefers a direction
@@ -199,58 +200,59 @@ def forecast_message(data: dict) -> tuple[str, list[dict]]:
         body = (sections(headline)
                 + claims_blocks("Positive Developments", data, "positive_developments")
                 + claims_blocks("Potential Concerns", data, "potential_concerns")
-                + sections(f"*Analysis*\n{prose(data['analysis']) or '_(none)_'}"))
+                + sections(f"*Analysis*\n{prose(data.analysis) or '_(none)_'}"))
     else:
-        problems = inline("; ".join(data["problems"])) or "unrecognised format"
+        problems = inline("; ".join(data.problems)) or "unrecognised format"
         text = f"{inline(symbol)}: forecast for {inline(week)} (unparsed answer)"
         body = (sections(f":warning: The model's answer could not be parsed ({problems}). Shown as written:")
-                + sections(prose(data["raw"]).strip() or "_(empty answer)_"))
-    footer = (f"{inline(data['model'])} · prices as of {inline(data['data_as_of'][:10])} · "
-              f"{data['new_tokens']} tokens in {data['seconds']:.1f}s · "
+                + sections(prose(data.raw).strip() or "_(empty answer)_"))
+    footer = (f"{inline(data.model)} · prices as of {inline(data.data_as_of[:10])} · "
+              f"{data.new_tokens} tokens in {data.seconds:.1f}s · "
               + (f"{PROBABILITY_HELP} · " if probability_note(data) else "")
               + ("" if has_clear_signal(data) else f"{no_signal_help(data)} · ") + DISCLAIMER)
     blocks = [header(f"{plain(symbol)} weekly forecast"), *body, context(footer)]
     return _fallback(text), fit(blocks)
 
 
-def _one_line_reason(data: dict, width: int = 90) -> str:
+def _one_line_reason(data: ForecastRecord, width: int = 90) -> str:
     """The first sentence of the analysis, shortened: the digest table's reason column."""
-    if not data["parsed"]:
+    if not data.parsed:
         return "_answer not parsed (see thread)_"
-    first = data["analysis"].split(". ")[0].strip().rstrip(".")
+    first = data.analysis.split(". ")[0].strip().rstrip(".")
     return clip(inline(first), width)
 
 
-def digest_headline(week: str, forecasts: list[dict], failures: dict[str, str], *, title: str = "Dow30 digest") -> str:
+def digest_headline(week: str, forecasts: list[ForecastRecord], failures: dict[str, str], *,
+                    title: str = "Dow30 digest") -> str:
     """"12 up, 15 down, 3 no clear signal, 2 unreadable, 1 failed": answers the parser could not read are counted on
     their own, so a digest of nothing but unreadable answers never reads as "0 up, 0 down, 0 failed"; calls without
     a clear signal too (and only when there are some), so the counts add up."""
-    unparsed = sum(1 for d in forecasts if not d["parsed"])
+    unparsed = sum(1 for d in forecasts if not d.parsed)
     failed = f"{len(failures)} failed (no data)"
     if forecasts and unparsed == len(forecasts):
         return (f"{title} for {inline(week)}: {unparsed} answer{'s' if unparsed != 1 else ''} could not be "
                 f"read as a forecast, {failed}")
-    clear = [d for d in forecasts if d["parsed"] and has_clear_signal(d)]
-    ups = sum(1 for d in clear if d["prediction"]["direction"] == "up")
-    downs = sum(1 for d in clear if d["prediction"]["direction"] == "down")
+    clear = [d for d in forecasts if d.parsed and has_clear_signal(d)]
+    ups = sum(1 for d in clear if d.direction == "up")
+    downs = sum(1 for d in clear if d.direction == "down")
     unclear = sum(1 for d in forecasts if not has_clear_signal(d))
     return (f"{title} for {inline(week)}: {ups} up, {downs} down, "
             + (f"{unclear} no clear signal, " if unclear else "")
             + f"{unparsed} could not be read as a forecast, {failed}")
 
 
-def digest_message(week: str, forecasts: list[dict], failures: dict[str, str], *,
+def digest_message(week: str, forecasts: list[ForecastRecord], failures: dict[str, str], *,
                    watchlist: list[str] | None = None) -> tuple[str, list[dict]]:
     """(fallback text, blocks) for the digest: one table line per ticker; full analyses go in the thread. The title
     says which list it covers: the channel's `watchlist` (its names, as the job was given them), else the Dow30."""
     lines = []
-    for data in sorted(forecasts, key=lambda d: d["symbol"]):
-        label = inline(data["prediction"]["label"] or "no bin") if data["parsed"] else "unreadable"
-        arrow = {"up": "▲", "down": "▼"}.get(data["prediction"]["direction"], "·") if data["parsed"] else "·"
+    for data in sorted(forecasts, key=lambda d: d.symbol):
+        label = inline(data.prediction.label or "no bin") if data.parsed else "unreadable"
+        arrow = {"up": "▲", "down": "▼"}.get(data.direction, "·") if data.parsed else "·"
         if not has_clear_signal(data):
             arrow, label = NO_SIGNAL_GLYPH, f"no clear signal ({label})"
         note = probability_note(data) and f"{probability_note(data):<16} "
-        lines.append(f"{code(data['symbol'].ljust(5))} {arrow} {label:<20} {note}{_one_line_reason(data)}")
+        lines.append(f"{code(data.symbol.ljust(5))} {arrow} {label:<20} {note}{_one_line_reason(data)}")
     title = "Watchlist digest" if watchlist else "Dow30 digest"
     text = digest_headline(week, forecasts, failures, title=title)
     blocks: list[dict] = [header(f"{title}: {plain(week)}")]

@@ -14,7 +14,18 @@ from typing import Protocol
 
 from engine.data.inputs import ForecastInputs
 from engine.data.prompts import SYSTEM_PROMPT, DroppedNews, PromptParts, build_messages, fit_to_budget
-from engine.evaluation.evidence import evidence_json
+from engine.evaluation.evidence import evidence_of
+from engine.forecast_record import (
+    RECORD_VERSION,
+    BinProbability,
+    DroppedHeadline,
+    Evidence,
+    ForecastRecord,
+    LikelyBin,
+    NewsWeek,
+    Prediction,
+    Probabilities,
+)
 from engine.market.weeks import MoveBin
 from engine.parsing import Forecast, parse_answer
 from engine.probabilities import BinDistribution, clear_signal
@@ -45,7 +56,7 @@ class ForecastResult:
     model_version: str
     prompt_sha256: str = ""  # of the exact chat messages generated from: the ledger's link to its prompt
     signal_band: float = 0.0  # SIGNAL_BAND when it was made: P(up) within 0.5 ± this is "no clear signal"
-    evidence: dict | None = None  # engine.evaluation.evidence.evidence_json: the news read and each claim's matches
+    evidence: Evidence | None = None  # engine.evaluation.evidence.evidence_of: the news read and each claim's matches
 
 
 def prompt_sha256(messages: Sequence[dict[str, str]]) -> str:
@@ -97,66 +108,62 @@ def run_forecasts(
                 model_version=model.version,
                 prompt_sha256=prompt_sha256(messages[k]),
                 signal_band=signal_band,
-                evidence=evidence_json(forecast.positives, forecast.concerns, fitted[k][0]),
+                evidence=evidence_of(forecast.positives, forecast.concerns, fitted[k][0]),
             )
         if on_done is not None:
             on_done(len(results), len(inputs))
     return [results[k] for k in range(len(inputs))]
 
 
-def probabilities_json(distribution: BinDistribution | None, stated: MoveBin | None, *,
-                       signal_band: float = 0.0) -> dict | None:
-    """The model's distribution and what follows from it, for `to_json`: every bin's probability, P(up), P(down),
-    the most likely bin and its probability, the stated bin's probability (None when the answer names no bin), the
-    expected weekly move in percent (bin midpoints), and `clear_signal`: whether P(up) lies outside 0.5 ±
-    `signal_band` (`signal_band` is recorded beside it). None when the backend computed no distribution."""
+def probabilities(distribution: BinDistribution | None, stated: MoveBin | None, *,
+                  signal_band: float = 0.0) -> Probabilities | None:
+    """The model's distribution and what follows from it: every bin's probability, P(up), P(down), the most likely
+    bin and its probability, the stated bin's probability (None when the answer names no bin), the expected weekly
+    move in percent (bin midpoints), and `clear_signal`: whether P(up) lies outside 0.5 ± `signal_band`
+    (`signal_band` is recorded beside it). None when the backend computed no distribution."""
     if distribution is None:
         return None
     likely = distribution.most_likely
-    return {
-        "clear_signal": clear_signal(distribution.p_up, signal_band),
-        "signal_band": signal_band,
-        "bins": distribution.to_json(),
-        "p_up": round(distribution.p_up, 6),
-        "p_down": round(distribution.p_down, 6),
-        "most_likely": {"code": likely.code, "label": likely.label, "p": round(distribution.p(likely), 6)},
-        "stated": None if stated is None else {"code": stated.code, "p": round(distribution.p(stated), 6)},
-        "expected_move": round(distribution.expected_move, 4),
-    }
+    return Probabilities(
+        clear_signal=clear_signal(distribution.p_up, signal_band),
+        signal_band=signal_band,
+        bins=distribution.to_json(),
+        p_up=round(distribution.p_up, 6),
+        p_down=round(distribution.p_down, 6),
+        most_likely=LikelyBin(code=likely.code, label=likely.label, p=round(distribution.p(likely), 6)),
+        stated=None if stated is None else BinProbability(code=stated.code, p=round(distribution.p(stated), 6)),
+        expected_move=round(distribution.expected_move, 4),
+    )
 
 
-def to_json(result: ForecastResult) -> dict:
-    """The structured forecast, as `forecaster forecast --json` prints it and the ledger stores it. `probabilities`
-    is `probabilities_json` of the generation's bin distribution (None when the backend had none)."""
+def forecast_record(result: ForecastResult) -> ForecastRecord:
+    """The structured forecast: what `forecaster forecast --json` prints, the jobs post and the ledger stores. Its
+    `probabilities` come from the generation's bin distribution (None when the backend had none)."""
     f, i = result.forecast, result.inputs
     move = f.move_bin
     distribution = getattr(result.generation, "bin_distribution", None)
-    return {
-        "symbol": i.symbol,
-        "target_week": i.target.period,
-        "prediction": {
-            "direction": f.direction,
-            "magnitude": f.magnitude,
-            "label": move.label if move else None,
-            "as_written": f.prediction,
-        },
-        "probabilities": probabilities_json(distribution, move if f.parsed else None,
-                                            signal_band=result.signal_band),
-        "positive_developments": list(f.positives),
-        "potential_concerns": list(f.concerns),
-        "analysis": f.analysis,
-        "parsed": f.parsed,
-        "problems": list(f.problems),
-        "raw": f.raw,
-        "model": result.model_version,
-        "cutoff": i.cutoff.isoformat(),
-        "data_as_of": i.data_as_of.isoformat(),
-        "news": [{"week": w.week.period, "available": w.available, "used": w.used} for w in i.news],
-        "dropped_news": [{"week": d.week_start, "headline": d.headline} for d in result.dropped],
-        "notes": list(i.notes),
-        "prompt_tokens": result.generation.prompt_tokens,
-        "new_tokens": result.generation.new_tokens,
-        "seconds": round(result.generation.seconds, 3),
-        "prompt_sha256": result.prompt_sha256,
-        "evidence": result.evidence,  # absent from forecasts stored before it: readers use .get("evidence")
-    }
+    return ForecastRecord(
+        record_version=RECORD_VERSION,
+        symbol=i.symbol,
+        target_week=i.target.period,
+        prediction=Prediction(direction=f.direction, magnitude=f.magnitude, label=move.label if move else None,
+                              as_written=f.prediction),
+        probabilities=probabilities(distribution, move if f.parsed else None, signal_band=result.signal_band),
+        positive_developments=f.positives,
+        potential_concerns=f.concerns,
+        analysis=f.analysis,
+        parsed=f.parsed,
+        problems=f.problems,
+        raw=f.raw,
+        model=result.model_version,
+        cutoff=i.cutoff.isoformat(),
+        data_as_of=i.data_as_of.isoformat(),
+        news=tuple(NewsWeek(week=w.week.period, available=w.available, used=w.used) for w in i.news),
+        dropped_news=tuple(DroppedHeadline(week=d.week_start, headline=d.headline) for d in result.dropped),
+        notes=tuple(i.notes),
+        prompt_tokens=result.generation.prompt_tokens,
+        new_tokens=result.generation.new_tokens,
+        seconds=round(result.generation.seconds, 3),
+        prompt_sha256=result.prompt_sha256,
+        evidence=result.evidence,
+    )

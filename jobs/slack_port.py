@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from engine.forecast_record import ForecastRecord
+
 Message = tuple[str, list[dict]]
 
 
@@ -36,13 +38,13 @@ class JobLayouts(Protocol):
 
     def progress_message(self, status: str) -> Message: ...
 
-    def forecast_message(self, data: dict) -> Message: ...
+    def forecast_message(self, data: ForecastRecord) -> Message: ...
 
-    def sources_message(self, data: dict) -> Message:
+    def sources_message(self, data: ForecastRecord) -> Message:
         """The "Sources" reply in a forecast's thread: every news item the model read."""
         ...
 
-    def digest_message(self, week: str, forecasts: list[dict], failures: dict[str, str], *,
+    def digest_message(self, week: str, forecasts: list[ForecastRecord], failures: dict[str, str], *,
                        watchlist: list[str] | None = None) -> Message: ...
 
     def watch_added_message(self, *, channel: str, added: list[str], already: list[str],

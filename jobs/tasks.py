@@ -13,7 +13,8 @@ from rq import get_current_job
 
 from engine.data.inputs import gather
 from engine.exceptions import EngineError, ModelServerError
-from engine.forecast import run_forecasts, to_json
+from engine.forecast import forecast_record, run_forecasts
+from engine.forecast_record import ForecastRecord
 from engine.market.dow30 import members
 from engine.market.weeks import request_cutoff
 from engine.sources.snapshot import recorded_clock
@@ -51,7 +52,7 @@ def _job() -> _JobInfo:
                     created if created.tzinfo else created.replace(tzinfo=dt.UTC), job)
 
 
-def _record(ctx: runtime.WorkerContext, data: dict, *, job: _JobInfo, user: str | None, channel: str,
+def _record(ctx: runtime.WorkerContext, data: ForecastRecord, *, job: _JobInfo, user: str | None, channel: str,
             source: str) -> str | None:
     """Into the ledger, before posting: a forecast that reached the user is always on the record. A ledger
     failure is logged, never allowed to cost the user the answer. Returns the entry's id (None: not recorded, so
@@ -61,7 +62,7 @@ def _record(ctx: runtime.WorkerContext, data: dict, *, job: _JobInfo, user: str 
         return record_forecast(open_ledger(ctx.settings), data, job_id=job.id, user=user, channel=channel,
                                requested_at=job.requested_at, latency_s=latency, source=source)
     except Exception:  # noqa: BLE001
-        log.exception("%s: could not record %s in the ledger", job.id, data.get("symbol"))
+        log.exception("%s: could not record %s in the ledger", job.id, data.symbol)
         return None
 
 
@@ -70,7 +71,7 @@ def _record(ctx: runtime.WorkerContext, data: dict, *, job: _JobInfo, user: str 
 ANSWER_TTL_S = 3600
 
 
-def _stored_answer(ctx: runtime.WorkerContext, attempt: str) -> dict | None:
+def _stored_answer(ctx: runtime.WorkerContext, attempt: str) -> dict | None:  # a forecast's or a digest's
     """What an earlier try of this attempt generated but did not get posted (Slack failed): posted as it is, since
     generating it again costs the model time and could even say something else."""
     raw = ctx.conn.get(answer_key(attempt))
@@ -88,7 +89,7 @@ def _store_answer(ctx: runtime.WorkerContext, attempt: str, answer: dict) -> Non
 
 
 def _deliver_forecast(ctx: runtime.WorkerContext, reply: Reply, job: _JobInfo, req: ForecastRequest,
-                      data: dict) -> dict:
+                      data: ForecastRecord) -> dict:
     # The track reports the entry changes are recomputed once the answer is out: the requester never waits on them.
     with batched_reports():
         entry = _record(ctx, data, job=job, user=req.user, channel=req.channel, source="forecast")
@@ -99,14 +100,14 @@ def _deliver_forecast(ctx: runtime.WorkerContext, reply: Reply, job: _JobInfo, r
     _post_sources(ctx, job.attempt, req, data, answer_ts)
     ctx.conn.delete(answer_key(job.attempt))
     conclude(job.rq_job, ANSWERED)
-    return {"status": "done", "forecast": {k: v for k, v in data.items() if k != "raw"}}
+    return {"status": "done", "forecast": data.model_copy(update={"raw": ""}).to_json()}
 
 
-def _post_sources(ctx: runtime.WorkerContext, attempt: str, req: ForecastRequest, data: dict,
+def _post_sources(ctx: runtime.WorkerContext, attempt: str, req: ForecastRequest, data: ForecastRecord,
                   answer_ts: str | None) -> None:
     """The "Sources" reply in the answer's thread, once per attempt (`post_once`): every headline the model read.
     None where the answer has no ts (it went through a response_url: no thread to reply in) or read no news."""
-    if not answer_ts or not (data.get("evidence") or {}).get("read"):
+    if not answer_ts or data.evidence is None or not data.evidence.read:
         return
     text, blocks = ctx.slack.layouts.sources_message(data)
     try:
@@ -127,13 +128,13 @@ def forecast_job(request: dict) -> dict:
         # A retry after a crash at the very end; this attempt's outcome may not have been written yet.
         stored = _stored_answer(ctx, job.attempt)
         if stored is not None:  # kept until the Sources reply is out: it may not be (final only returns the ts here)
-            _post_sources(ctx, job.attempt, req, stored, reply.final("", []))
+            _post_sources(ctx, job.attempt, req, ForecastRecord.from_json(stored), reply.final("", []))
             ctx.conn.delete(answer_key(job.attempt))
         conclude(job.rq_job, ANSWERED)
         return {"status": "done", "note": "answer already posted by an earlier try"}
     stored = _stored_answer(ctx, job.attempt)
     if stored is not None:
-        return _deliver_forecast(ctx, reply, job, req, stored)
+        return _deliver_forecast(ctx, reply, job, req, ForecastRecord.from_json(stored))
     settings = ctx.settings
     now = dt.datetime.now(dt.UTC)
     # What the request may know, and so its week: from the moment it was asked, as its acknowledgement did.
@@ -172,10 +173,10 @@ def forecast_job(request: dict) -> dict:
         reply.final_privately(text, blocks, user=req.user)
         conclude(job.rq_job, TOLD)  # asked again, it runs again (jobs/attempts.py)
         return {"status": "failed", "error": told.what}
-    data = to_json(result)
-    _store_answer(ctx, job.attempt, data)
+    data = forecast_record(result)
+    _store_answer(ctx, job.attempt, data.to_json())
     log.info("%s: %s generated in %.1fs (data %.1fs, generation %.1fs, %d new tokens)", job_id, req.ticker,
-             time.perf_counter() - started, fetched - started, data["seconds"], data["new_tokens"])
+             time.perf_counter() - started, fetched - started, data.seconds, data.new_tokens)
     return _deliver_forecast(ctx, reply, job, req, data)
 
 
@@ -221,24 +222,25 @@ def digest_job(channel: str, as_of: str, weeks: int = 3, asked_at: str | None = 
         results = run_forecasts(ready, model, context_tokens=settings.model_context_tokens,
                                 max_new_tokens=settings.model_max_new_tokens, batch_size=settings.model_batch_size,
                                 signal_band=settings.signal_band, on_done=done)
-        stored = {"forecasts": [to_json(r) for r in results], "failures": failures}
+        stored = {"forecasts": [forecast_record(r).to_json() for r in results], "failures": failures}
         _store_answer(ctx, job.attempt, stored)
-    forecasts, failures = stored["forecasts"], stored["failures"]
+    forecasts = [ForecastRecord.from_json(f) for f in stored["forecasts"]]
+    failures = stored["failures"]
     # The track reports of the digest's tickers and of all: recomputed once, after the digest is out.
     with batched_reports():
-        entries = {data["symbol"]: _record(ctx, data, job=job, user=None, channel=channel, source="digest")
+        entries = {data.symbol: _record(ctx, data, job=job, user=None, channel=channel, source="digest")
                    for data in forecasts}
-        week = forecasts[0]["target_week"] if forecasts else f"the week after {day}"
+        week = forecasts[0].target_week if forecasts else f"the week after {day}"
         text, blocks = ctx.slack.layouts.digest_message(week, forecasts, failures, watchlist=watchlist)
         summary_ts = reply.final(text, blocks)
-        for data in sorted(forecasts, key=lambda d: d["symbol"]):
+        for data in sorted(forecasts, key=lambda d: d.symbol):
             item_text, item_blocks = ctx.slack.layouts.forecast_message(data)
-            if entries[data["symbol"]] is not None:  # each digest line's analysis takes its 👍/👎 in the thread
-                item_blocks = ctx.slack.layouts.with_votes(item_blocks, entries[data["symbol"]])
-            post_once(ctx, job.attempt, f"thread-{data['symbol']}", channel=channel, text=item_text,
+            if entries[data.symbol] is not None:  # each digest line's analysis takes its 👍/👎 in the thread
+                item_blocks = ctx.slack.layouts.with_votes(item_blocks, entries[data.symbol])
+            post_once(ctx, job.attempt, f"thread-{data.symbol}", channel=channel, text=item_text,
                       blocks=item_blocks, thread_ts=summary_ts)
     ctx.conn.set(last_run_key("digest"), dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     ctx.conn.delete(answer_key(job.attempt))
     conclude(job.rq_job, ANSWERED)
     return {"status": "done", "forecasts": len(forecasts), "failed": failures, "summary_ts": summary_ts,
-            "thread": [posted_ts(ctx, job.attempt, f"thread-{d['symbol']}") for d in forecasts]}
+            "thread": [posted_ts(ctx, job.attempt, f"thread-{d.symbol}") for d in forecasts]}

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from rapidfuzz import fuzz, process
 
 from engine.data.prompts import NewsLine, PromptParts
+from engine.forecast_record import Evidence, NewsMatch, NewsRead
 
 METHOD = "word-cover-v1"  # names the scoring below: bump it when the words, the scorer or the threshold change
 THRESHOLD = 0.35
@@ -51,9 +52,9 @@ class Match:
     news: NewsLine
     score: float
 
-    def to_json(self) -> dict:
-        return {"headline": self.news.headline, "source": self.news.source, "date": self.news.published[:10],
-                "url": self.news.url, "score": round(self.score, 3)}
+    def as_record(self) -> NewsMatch:
+        return NewsMatch(headline=self.news.headline, source=self.news.source, date=self.news.published[:10],
+                         url=self.news.url, score=round(self.score, 3))
 
 
 def content_words(text: str, ignore: Iterable[str] = ()) -> list[str]:
@@ -95,24 +96,24 @@ def match(claim: str, news: Sequence[NewsLine], *, ignore: Iterable[str] = (), t
     return found[:limit]
 
 
-def read_json(parts: PromptParts) -> list[dict]:
+def news_read(parts: PromptParts) -> tuple[NewsRead, ...]:
     """Every news item the prompt held, in prompt order: what the "Sources" reply lists."""
-    return [{"week": f"{w.start} to {w.end}", "headline": n.headline, "source": n.source,
-             "date": n.published[:10], "url": n.url} for w in parts.weeks for n in w.news]
+    return tuple(NewsRead(week=f"{w.start} to {w.end}", headline=n.headline, source=n.source,
+                          date=n.published[:10], url=n.url) for w in parts.weeks for n in w.news)
 
 
-def evidence_json(positives: Sequence[str], concerns: Sequence[str], parts: PromptParts) -> dict:
-    """What `engine.forecast.to_json` stores under "evidence": the method and threshold, the news read, and for
-    each Positive Development and Concern, in order, its matches (each a headline, source, date, URL and score;
-    [] when the claim was not found in the news)."""
+def evidence_of(positives: Sequence[str], concerns: Sequence[str], parts: PromptParts) -> Evidence:
+    """What a forecast record carries as its `evidence`: the method and threshold, the news read, and for each
+    Positive Development and Concern, in order, its matches (each a headline, source, date, URL and score; none
+    when the claim was not found in the news)."""
     news = [n for w in parts.weeks for n in w.news]
     ignore = name_words(parts)
 
-    def each(claims: Sequence[str]) -> list[list[dict]]:
-        return [[m.to_json() for m in match(c, news, ignore=ignore)] for c in claims]
+    def each(claims: Sequence[str]) -> tuple[tuple[NewsMatch, ...], ...]:
+        return tuple(tuple(m.as_record() for m in match(c, news, ignore=ignore)) for c in claims)
 
-    return {"method": METHOD, "threshold": THRESHOLD, "read": read_json(parts),
-            "positive_developments": each(positives), "potential_concerns": each(concerns)}
+    return Evidence(method=METHOD, threshold=THRESHOLD, read=news_read(parts),
+                    positive_developments=each(positives), potential_concerns=each(concerns))
 
 
 def grounding(claims: Iterable[tuple[str, Sequence[NewsLine], Iterable[str]]]) -> dict:

@@ -67,7 +67,7 @@ def forecast(
 ) -> None:
     """Data → prompt → model → parsed forecast for TICKER, in the terminal."""
     from engine.exceptions import EngineError
-    from engine.forecast import run_forecasts, to_json
+    from engine.forecast import forecast_record, run_forecasts
 
     settings = load_settings()
     inputs = gather_inputs(settings, ticker, date=date, weeks=weeks, financials=financials)
@@ -82,7 +82,7 @@ def forecast(
     except EngineError as exc:
         fail(str(exc))
     if as_json:
-        out.print_json(json.dumps(to_json(result)))
+        out.print_json(json.dumps(forecast_record(result).to_json()))
         return
     from forecaster.terminal import forecast_panel
 

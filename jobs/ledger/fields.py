@@ -18,6 +18,7 @@ import hashlib
 import json
 
 from engine.evaluation.track import Outcome, TrackEntry, week_from_period
+from engine.forecast_record import ForecastRecord
 from engine.market.weeks import NEW_YORK
 from jobs.keys import ledger_entry_id
 from jobs.ledger.columns import EXPORT_FORMATS, FIELDS, LONG_FIELDS, OUTCOME_FIELDS, SOURCES
@@ -26,9 +27,10 @@ __all__ = ["EXPORT_FORMATS", "FIELDS", "LONG_FIELDS", "OUTCOME_FIELDS", "SOURCES
            "outcome_fields", "to_track_entry"]
 
 
-def _inputs_sha256(data: dict) -> str:
-    inputs = {k: data.get(k) for k in ("symbol", "target_week", "cutoff", "data_as_of", "news", "dropped_news",
-                                       "notes")}
+def _inputs_sha256(data: ForecastRecord) -> str:
+    stored = data.to_json()
+    inputs = {k: stored[k] for k in ("symbol", "target_week", "cutoff", "data_as_of", "news", "dropped_news",
+                                     "notes")}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -39,40 +41,40 @@ def _as_of(cutoff: str) -> str:
     return moment.date().isoformat() if moment.time() == dt.time(23, 59, 59) else "live"
 
 
-def forecast_fields(data: dict, *, job_id: str, user: str | None, channel: str, requested_at: dt.datetime,
-                    latency_s: float, source: str, prompt_hash: str | None = None) -> dict:
-    """The entry one forecast (`engine.forecast.to_json`'s dict) becomes: every FIELDS name but the outcome's.
-    Raises ValueError for an unknown `source` or a naive `requested_at`."""
+def forecast_fields(data: ForecastRecord, *, job_id: str, user: str | None, channel: str,
+                    requested_at: dt.datetime, latency_s: float, source: str, prompt_hash: str | None = None) -> dict:
+    """The entry one forecast becomes: every FIELDS name but the outcome's. Raises ValueError for an unknown
+    `source` or a naive `requested_at`."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     if requested_at.tzinfo is None:
         raise ValueError("requested_at must be timezone-aware (e.g. datetime.now(datetime.UTC))")
-    ticker = data["symbol"]
-    week = week_from_period(data["target_week"])
-    prediction = data["prediction"]
-    probabilities = data.get("probabilities") or {}
-    stated = probabilities.get("stated") or {}
-    if prompt_hash is None and data.get("prompt_sha256"):
-        prompt_hash = data["prompt_sha256"]
-    details = {k: data.get(k) for k in ("positive_developments", "potential_concerns", "analysis", "news",
-                                        "dropped_news", "notes")}
+    week = week_from_period(data.target_week)
+    prediction = data.prediction
+    probabilities = data.probabilities
+    stated = probabilities.stated if probabilities else None
+    if prompt_hash is None and data.prompt_sha256:
+        prompt_hash = data.prompt_sha256
+    stored = data.to_json()
+    details = {k: stored[k] for k in ("positive_developments", "potential_concerns", "analysis", "news",
+                                      "dropped_news", "notes")}
     return {
-        "id": ledger_entry_id(job_id=job_id, ticker=ticker), "job_id": job_id, "source": source, "user": user,
-        "channel": channel, "ticker": ticker, "as_of": _as_of(data["cutoff"]),
-        "requested_at": requested_at.astimezone(dt.UTC).isoformat(), "cutoff": data["cutoff"],
-        "data_as_of": data["data_as_of"], "target_week": week.period, "week_start": week.start.isoformat(),
+        "id": ledger_entry_id(job_id=job_id, ticker=data.symbol), "job_id": job_id, "source": source, "user": user,
+        "channel": channel, "ticker": data.symbol, "as_of": _as_of(data.cutoff),
+        "requested_at": requested_at.astimezone(dt.UTC).isoformat(), "cutoff": data.cutoff,
+        "data_as_of": data.data_as_of, "target_week": week.period, "week_start": week.start.isoformat(),
         "week_end": week.end.isoformat(),
-        "direction": prediction["direction"], "magnitude": prediction["magnitude"], "label": prediction["label"],
-        "as_written": prediction["as_written"], "parsed": bool(data["parsed"]),
-        "problems": "; ".join(data.get("problems") or []), "model": data["model"],
+        "direction": prediction.direction, "magnitude": prediction.magnitude, "label": prediction.label,
+        "as_written": prediction.as_written, "parsed": data.parsed,
+        "problems": "; ".join(data.problems), "model": data.model,
         "prompt_hash": prompt_hash or _inputs_sha256(data), "prompt_hash_of": "prompt" if prompt_hash else "inputs",
-        "latency_s": round(float(latency_s), 3), "generation_s": data.get("seconds"),
-        "prompt_tokens": data.get("prompt_tokens"), "new_tokens": data.get("new_tokens"),
-        "p_up": probabilities.get("p_up"), "p_stated": stated.get("p"),
-        "expected_move": probabilities.get("expected_move"),
-        "bin_probabilities": json.dumps(probabilities["bins"]) if probabilities.get("bins") else None,
-        "clear_signal": probabilities.get("clear_signal"),  # None from a forecast made before the flag
-        "raw": data.get("raw") or "", "details": json.dumps(details, ensure_ascii=False),
+        "latency_s": round(float(latency_s), 3), "generation_s": data.seconds,
+        "prompt_tokens": data.prompt_tokens, "new_tokens": data.new_tokens,
+        "p_up": probabilities.p_up if probabilities else None, "p_stated": stated.p if stated else None,
+        "expected_move": probabilities.expected_move if probabilities else None,
+        "bin_probabilities": json.dumps(probabilities.bins) if probabilities else None,
+        "clear_signal": probabilities.clear_signal if probabilities else None,  # None: made before the flag
+        "raw": data.raw, "details": json.dumps(details, ensure_ascii=False),
     }
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 import redis
 
 from engine.evaluation.track import Outcome, closed_at, week_from_period
+from engine.forecast_record import ForecastRecord
 from jobs.keys import ledger_entry_key, ledger_index_key, ledger_pending_key, ledger_ticker_index_key
 from jobs.ledger.fields import FIELDS, forecast_fields, outcome_fields
 
@@ -77,7 +78,7 @@ def iter_entries(conn: redis.Redis, *, batch: int = 500) -> Iterator[list[dict]]
 # ---- the old release's writer ----------------------------------------------------------------------------------
 
 
-def record_forecast(conn: redis.Redis, data: dict, *, job_id: str, user: str | None, channel: str,
+def record_forecast(conn: redis.Redis, data: ForecastRecord, *, job_id: str, user: str | None, channel: str,
                     requested_at: dt.datetime, latency_s: float, source: str, prompt_hash: str | None = None) -> str:
     """The old release's writer: one hash and three index entries per forecast, idempotent per (job, ticker)."""
     fields = forecast_fields(data, job_id=job_id, user=user, channel=channel, requested_at=requested_at,

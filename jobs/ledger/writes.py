@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, and_, or_, select, tuple_, update
 
 from engine.evaluation.track import Outcome, closed_at, week_from_period
+from engine.forecast_record import ForecastRecord
 from jobs.ledger import reports
 from jobs.ledger.columns import FIELDS
 from jobs.ledger.database import Ledger, dialect_insert
@@ -102,9 +103,9 @@ def insert_entries(ledger: Ledger, rows: Iterable[dict]) -> int:
     return len(inserted)
 
 
-def record_forecast(ledger: Ledger, data: dict, *, job_id: str, user: str | None, channel: str,
+def record_forecast(ledger: Ledger, data: ForecastRecord, *, job_id: str, user: str | None, channel: str,
                     requested_at: dt.datetime, latency_s: float, source: str, prompt_hash: str | None = None) -> str:
-    """Record one forecast (`engine.forecast.to_json`'s dict) and return its entry id. Idempotent per (job_id,
+    """Record one forecast and return its entry id. Idempotent per (job_id,
     ticker): recording the same again returns the existing id and changes nothing.
 
     `requested_at` is when the user (or the scheduler) asked, timezone-aware; `latency_s` from request to answer;

@@ -30,7 +30,7 @@ from jobs.ledger import report_builder
 from jobs.ledger import writes as ledger_writes
 from jobs.ledger.fields import forecast_fields, outcome_fields
 from jobs.ledger.writes import insert_entries
-from tests.fakes.forecasts import forecast_json, stepped_market
+from tests.fakes.forecasts import canned_forecast, stepped_market
 
 TICKERS = [f"T{k:02d}" for k in range(30)]
 PREDICTIONS = ["Up by 0-1%", "Up by 1-2%", "Up by 2-3%", "Down by 0-1%", "Down by 1-2%", "Down by 3-4%"]
@@ -47,7 +47,7 @@ def weeks(n: int) -> list[Week]:
 
 def _template() -> dict:
     mem = stepped_market(("AXP",))
-    return forecast_json(Sources(mem, mem, mem), "AXP", at=dt.datetime(2024, 3, 8, 18, tzinfo=NEW_YORK),
+    return canned_forecast(Sources(mem, mem, mem), "AXP", at=dt.datetime(2024, 3, 8, 18, tzinfo=NEW_YORK),
                          prediction="Up by 1-2%")
 
 

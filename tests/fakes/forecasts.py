@@ -1,4 +1,4 @@
-"""Real forecast dicts (`engine.forecast.to_json`) without a real model: a canned analyst answers, everything
+"""Real forecast records (`engine.forecast.forecast_record`) without a real model: a canned analyst answers, everything
 else (inputs from sources, prompt fitting, parsing) is the production path. Plus a small market whose weekly
 returns are round numbers, so track-record tests can work their expectations out by hand."""
 
@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from engine.data.inputs import Sources, gather
 from engine.evaluation.baselines import baseline_answer
-from engine.forecast import run_forecasts, to_json
+from engine.forecast import forecast_record, run_forecasts
+from engine.forecast_record import ForecastRecord
 from engine.probabilities import BinDistribution
 from engine.records import DailyClose
 from tests.fakes.sources import MemorySources, synthetic_profile
@@ -60,15 +61,15 @@ def answer(prediction: str | None) -> str:
     return "I would rather not say where this stock goes." if prediction is None else baseline_answer(prediction)
 
 
-def forecast_json(sources: Sources, symbol: str, *, at: dt.datetime, prediction: str | None, weeks: int = 2,
-                  distribution: BinDistribution | None = None, signal_band: float = 0.0) -> dict:
+def canned_forecast(sources: Sources, symbol: str, *, at: dt.datetime, prediction: str | None, weeks: int = 2,
+                    distribution: BinDistribution | None = None, signal_band: float = 0.0) -> ForecastRecord:
     """The forecast a live request at `at` would produce, with the analyst predicting `prediction` (and giving
     `distribution` as its bin probabilities, judged against `signal_band` for a clear signal)."""
     inputs = gather([symbol], sources=sources, cutoff=at, now=at, weeks=weeks)[symbol]
     if isinstance(inputs, Exception):
         raise inputs
-    return to_json(run_forecasts([inputs], CannedAnalyst(answer(prediction), distribution),
-                                 signal_band=signal_band)[0])
+    return forecast_record(run_forecasts([inputs], CannedAnalyst(answer(prediction), distribution),
+                                         signal_band=signal_band)[0])
 
 
 # Weekly price levels (every weekday of the week closes at its week's level), by the Sunday starting the week:

@@ -24,7 +24,7 @@ from jobs.keys import on_demand_digest_key
 from jobs.ledger import writes
 from jobs.queues import BATCH, INTERACTIVE, TRAINING
 from jobs.track_record import refresh_outcomes
-from tests.fakes.forecasts import forecast_json, stepped_market
+from tests.fakes.forecasts import canned_forecast, stepped_market
 from tests.fakes.slack_commands import command_body, signed_headers
 from tests.redis_stall import busy
 from tests.scenarios.bot_harness import ADMIN, bot_settings, request, serve_bot, slash
@@ -304,7 +304,7 @@ def test_track_answers_from_the_ledger_for_one_ticker_or_all(server, redis):
     for ticker, day, prediction in [("AXP", 1, "Down by 0-1%"), ("AXP", 8, "Down by 1-2%"), ("KO", 8, "Up by 0-1%")]:
         at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
         writes.record_forecast(ledger.open_ledger(Settings(_env_file=None)),
-                               forecast_json(sources, ticker, at=at, prediction=prediction),
+                               canned_forecast(sources, ticker, at=at, prediction=prediction),
                                job_id=f"job{day}", user="U1", channel="C1", requested_at=at, latency_s=1.0,
                                source="forecast")
     closed = dt.datetime(2024, 3, 24, 0, tzinfo=NEW_YORK)

@@ -15,7 +15,7 @@ from engine.evaluation.track import realized_outcome
 from engine.market.weeks import NEW_YORK, Week
 from jobs import ledger
 from jobs.ledger import redis_layout, writes
-from tests.fakes.forecasts import forecast_json, stepped_market
+from tests.fakes.forecasts import canned_forecast, stepped_market
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -32,7 +32,7 @@ def recorded(ledger_db, monkeypatch):
     sources = Sources(mem, mem, mem)
     at = dt.datetime(2024, 3, 8, 18, tzinfo=NEW_YORK)
     for symbol, prediction, minutes in (("AXP", "Up by 1-2%", 0), ("KO", None, 5)):
-        data = forecast_json(sources, symbol, at=at, prediction=prediction)
+        data = canned_forecast(sources, symbol, at=at, prediction=prediction)
         writes.record_forecast(ledger_db, data, job_id=f"job-{symbol}", user="U1", channel="C1",
                                requested_at=at + dt.timedelta(minutes=minutes), latency_s=9.5, source="forecast")
     week = Week(dt.date(2024, 3, 10), dt.date(2024, 3, 17))
@@ -95,7 +95,7 @@ def test_migrate_copies_a_redis_ledger_once_and_says_how_many(ledger_db, redis, 
     mem = stepped_market()
     sources = Sources(mem, mem, mem)
     at = dt.datetime(2024, 3, 8, 18, tzinfo=NEW_YORK)
-    ids = [redis_layout.record_forecast(redis, forecast_json(sources, symbol, at=at, prediction="Up by 1-2%"),
+    ids = [redis_layout.record_forecast(redis, canned_forecast(sources, symbol, at=at, prediction="Up by 1-2%"),
                                         job_id=f"job-{symbol}", user="U1", channel="C1", requested_at=at,
                                         latency_s=1, source="forecast") for symbol in ("AXP", "KO")]
     week = Week(dt.date(2024, 3, 10), dt.date(2024, 3, 17))

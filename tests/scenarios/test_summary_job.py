@@ -26,7 +26,7 @@ from jobs import ledger, runtime, worker
 from jobs.client import JobsClient
 from jobs.keys import last_run_key
 from jobs.ledger import writes
-from tests.fakes.forecasts import forecast_json, stepped_market
+from tests.fakes.forecasts import canned_forecast, stepped_market
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SATURDAY = dt.date(2024, 3, 23)  # the week of Mar 17 closed on Friday the 22nd
@@ -60,7 +60,7 @@ def context(redis, slack, market):
 def record(redis, sources, forecasts=FORECASTS) -> None:
     for ticker, day, prediction in forecasts:
         at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
-        data = forecast_json(sources, ticker, at=at, prediction=prediction)
+        data = canned_forecast(sources, ticker, at=at, prediction=prediction)
         writes.record_forecast(ledger.open_ledger(Settings(_env_file=None)), data, job_id=f"forecast_{ticker}_{day}",
                                user="U1", channel="C1", requested_at=at, latency_s=20.0, source="forecast")
 
@@ -206,7 +206,7 @@ def test_enough_forecasts_with_probabilities_add_a_calibration_line_and_the_reli
     for ticker in CALIBRATION_TICKERS:  # 7 tickers x the weeks of Mar 3 (down), 10 (up), 17 (down): 21 forecasts
         for day in (1, 8, 15):
             at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
-            data = forecast_json(ctx.sources, ticker, at=at, prediction="Up by 0-1%", distribution=bins)
+            data = canned_forecast(ctx.sources, ticker, at=at, prediction="Up by 0-1%", distribution=bins)
             writes.record_forecast(ledger.open_ledger(Settings(_env_file=None)), data,
                                    job_id=f"forecast_{ticker}_{day}", user="U1", channel="C1", requested_at=at,
                                    latency_s=20.0, source="forecast")
@@ -246,7 +246,7 @@ def test_too_few_forecasts_with_probabilities_say_how_many_and_draw_no_reliabili
     bins = distribution(0.7, top="U1", p_top=0.3)
     for ticker, day, prediction in FORECASTS[:2]:
         at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
-        data = forecast_json(context.sources, ticker, at=at, prediction=prediction, distribution=bins)
+        data = canned_forecast(context.sources, ticker, at=at, prediction=prediction, distribution=bins)
         writes.record_forecast(ledger.open_ledger(Settings(_env_file=None)), data, job_id=f"forecast_{ticker}_{day}",
                                user="U1", channel="C1", requested_at=at, latency_s=20.0, source="forecast")
     JobsClient(redis).summary(channel="C555", week_ending=SATURDAY)

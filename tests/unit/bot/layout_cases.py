@@ -1,8 +1,8 @@
 """What the layout tests feed in and look at: real forecast dicts from any model answer, hostile text, and every
 text Slack would read in a payload.
 
-Forecasts go through the production path (`engine.forecast.run_forecasts` with a canned analyst, then `to_json`),
-so a parsed answer is one the real parser read, and an unparsed one is one it could not.
+Forecasts go through the production path (`engine.forecast.run_forecasts` with a canned analyst, then
+`forecast_record`), so a parsed answer is one the real parser read, and an unparsed one is one it could not.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from engine.data.inputs import Sources, gather
 from engine.evaluation.track import TrackEntry, score_track
-from engine.forecast import run_forecasts, to_json
+from engine.forecast import forecast_record, run_forecasts
+from engine.forecast_record import ForecastRecord
 from engine.market.weeks import NEW_YORK, Week
 from engine.probabilities import BinDistribution
 from tests.fakes.forecasts import CannedAnalyst, stepped_market
@@ -42,12 +43,20 @@ def _inputs(symbol: str):
 
 
 def forecast(answer: str, *, symbol: str = "AXP", model: str | None = None,
-             distribution: BinDistribution | None = None, signal_band: float = 0.0) -> dict:
-    """The forecast dict a job would post for the model's `answer` (with `distribution` as its bin probabilities,
+             distribution: BinDistribution | None = None, signal_band: float = 0.0) -> ForecastRecord:
+    """The forecast record a job would post for the model's `answer` (with `distribution` as its bin probabilities,
     judged against `signal_band`); `symbol` and `model` then replaced as given (a ticker or a model name Slack must
     not read as markup)."""
-    data = to_json(run_forecasts([_inputs("AXP")], CannedAnalyst(answer, distribution), signal_band=signal_band)[0])
-    return data | {"symbol": symbol} | ({"model": model} if model is not None else {})
+    data = forecast_record(run_forecasts([_inputs("AXP")], CannedAnalyst(answer, distribution),
+                                         signal_band=signal_band)[0])
+    return data.model_copy(update={"symbol": symbol} | ({"model": model} if model is not None else {}))
+
+
+def stored_as(data: ForecastRecord, **fields) -> ForecastRecord:
+    """`data` as a stored record would read back with `fields` of its JSON replaced (None: the key removed, a record
+    written before that field existed): through the record's own JSON round trip, as the jobs read what they kept."""
+    stored = data.to_json() | fields
+    return ForecastRecord.from_json({k: v for k, v in stored.items() if v is not None or k not in fields})
 
 
 def fingpt_answer(positives: list[str], concerns: list[str], analysis: str, prediction: str = "Up by 1-2%") -> str:

@@ -16,9 +16,9 @@ def body(blocks: list[dict]) -> str:
 def test_a_parsed_forecast_shows_its_sections_with_the_models_words_escaped():
     data = forecast(fingpt_answer(["Buyback of $2B & a raised dividend"], ["P/E < 15 looks stretched"],
                                   "Margins > peers. <!channel> should buy."))
-    assert data["parsed"]
+    assert data.parsed
     text, blocks = forecast_message(data)
-    assert text == f"AXP: up by 1-2% for the week {data['target_week']}"
+    assert text == f"AXP: up by 1-2% for the week {data.target_week}"
     shown = body(blocks)
     assert "*Positive Developments*\n1. Buyback of $2B &amp; a raised dividend" in shown
     assert "*Potential Concerns*\n1. P/E &lt; 15 looks stretched" in shown
@@ -28,7 +28,7 @@ def test_a_parsed_forecast_shows_its_sections_with_the_models_words_escaped():
 
 def test_an_unparsed_answer_is_shown_as_written_and_escaped():
     data = forecast("Up, surely. See <https://evil.example|bank.com> & ```rm -rf``` for P/E < 15")
-    assert not data["parsed"]
+    assert not data.parsed
     text, blocks = forecast_message(data)
     assert text.endswith("(unparsed answer)")
     shown = body(blocks)

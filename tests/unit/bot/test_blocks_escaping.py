@@ -45,8 +45,8 @@ def test_a_parsed_forecast_of_any_words_posts_no_markup_of_theirs(positives, con
     data = forecast(fingpt_answer(positives, concerns, analysis), symbol=symbol, model=model)
     text, blocks = forecast_message(data)
     check(text, blocks)
-    if data["parsed"] and len(data["analysis"]) < 500:
-        assert prose(data["analysis"]) in "\n".join(texts({"blocks": blocks}))  # shown as written, escaped
+    if data.parsed and len(data.analysis) < 500:
+        assert prose(data.analysis) in "\n".join(texts({"blocks": blocks}))  # shown as written, escaped
 
 
 @FAST

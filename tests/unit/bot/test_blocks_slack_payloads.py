@@ -13,9 +13,18 @@ from bot import messages
 from bot.blocks import digest_message, failure_message, forecast_message, progress_message, sources_message
 from bot.retrain_blocks import evaluation_status, retrain_result_message, training_status
 from bot.track_blocks import summary_message, track_message
+from engine.forecast_record import ForecastRecord
 from tests.fakes.forecasts import distribution
 from tests.slack_limits import slack_problems
-from tests.unit.bot.layout_cases import LATEST, UNREADABLE_ANSWER, as_payload, fingpt_answer, forecast, track_report
+from tests.unit.bot.layout_cases import (
+    LATEST,
+    UNREADABLE_ANSWER,
+    as_payload,
+    fingpt_answer,
+    forecast,
+    stored_as,
+    track_report,
+)
 
 WEEK = "2024-03-10 to 2024-03-17"
 LONG = "word " * 2_000  # 10,000 characters
@@ -28,28 +37,29 @@ def assert_slack_takes(text: str, blocks: list[dict]) -> None:
     assert problems == [], problems
 
 
-def parsed(symbol: str = "AXP", *, items: int = 3, width: int = 80, analysis: str = "Steady demand. More.") -> dict:
+def parsed(symbol: str = "AXP", *, items: int = 3, width: int = 80,
+           analysis: str = "Steady demand. More.") -> ForecastRecord:
     return forecast(fingpt_answer([f"Good news {k}: " + "x" * width for k in range(items)],
                                   [f"Risk {k}: " + "y" * width for k in range(items)], analysis), symbol=symbol)
 
 
-def no_clear_signal(symbol: str = "AXP", **kwargs) -> dict:
+def no_clear_signal(symbol: str = "AXP", **kwargs) -> ForecastRecord:
     """A parsed call whose P(up) (52%) lies within the 5-point band: shown as "no clear signal", without an arrow."""
     data = forecast(fingpt_answer(["Good news"], ["Risk"], "Mixed. More."), symbol=symbol,
                     distribution=distribution(0.52, top="U2", p_top=0.23), signal_band=0.05, **kwargs)
-    assert data["parsed"] and data["probabilities"]["clear_signal"] is False
+    assert data.parsed and data.probabilities.clear_signal is False
     return data
 
 
-def with_sources(data: dict, per_item: int, width: int, read: int = 0) -> dict:
+def with_sources(data: ForecastRecord, per_item: int, width: int, read: int = 0) -> ForecastRecord:
     """`data` with `per_item` matched news items of `width`-character headlines and URLs under each item, and
     `read` news items read."""
     item = {"headline": "<Headline> & " + "h" * width, "source": "Wire " * 20, "date": "2024-03-05",
             "url": "https://news.example/a?b=1&c=" + "u" * width, "score": 0.5}
     read_items = [{"week": WEEK, **{k: v for k, v in item.items() if k != "score"}}] * read
-    return data | {"evidence": {"method": "word-cover-v1", "threshold": 0.35, "read": read_items,
-                                **{key: [[item] * per_item for _ in data[key]]
-                                   for key in ("positive_developments", "potential_concerns")}}}
+    return stored_as(data, evidence={"method": "word-cover-v1", "threshold": 0.35, "read": read_items,
+                                     **{key: [[item] * per_item for _ in data.claims(key)]
+                                        for key in ("positive_developments", "potential_concerns")}})
 
 
 FORECASTS = {

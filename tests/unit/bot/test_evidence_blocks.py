@@ -4,8 +4,9 @@ within Slack's limits, and forecasts stored before evidence existed shown as the
 from __future__ import annotations
 
 from bot.blocks import NOT_FOUND, forecast_message, sources_message
+from engine.forecast_record import ForecastRecord
 from tests.slack_limits import slack_problems
-from tests.unit.bot.layout_cases import as_payload, fingpt_answer, forecast, markup_not_ours, texts
+from tests.unit.bot.layout_cases import as_payload, fingpt_answer, forecast, markup_not_ours, stored_as, texts
 
 HOSTILE_HEADLINE = "Orders <!channel> grew & margins > 5% <https://evil.example|bank.com>"
 URL = "https://news.example/a?x=1&y=2"
@@ -15,11 +16,12 @@ def _source(headline: str = HOSTILE_HEADLINE, url: str = URL) -> dict:
     return {"headline": headline, "source": "Wire <b>", "date": "2024-03-05", "url": url, "score": 0.5}
 
 
-def _with_evidence(positives: list[list[dict]], concerns: list[list[dict]], read: list[dict] | None = None) -> dict:
+def _with_evidence(positives: list[list[dict]], concerns: list[list[dict]],
+                   read: list[dict] | None = None) -> ForecastRecord:
     data = forecast(fingpt_answer(["Orders grew.", "Margins widened."], ["A lawsuit is pending."], "Steady."))
-    assert data["parsed"] and "evidence" in data  # every new forecast carries it
-    return data | {"evidence": {"method": "word-cover-v1", "threshold": 0.35, "read": read or [],
-                                "positive_developments": positives, "potential_concerns": concerns}}
+    assert data.parsed and data.evidence is not None  # every new forecast carries it
+    return stored_as(data, evidence={"method": "word-cover-v1", "threshold": 0.35, "read": read or [],
+                                     "positive_developments": positives, "potential_concerns": concerns})
 
 
 def test_each_item_shows_its_sources_as_escaped_links_and_an_unsupported_item_is_marked():
@@ -41,8 +43,8 @@ def test_each_item_shows_its_sources_as_escaped_links_and_an_unsupported_item_is
 
 
 def test_a_forecast_stored_without_evidence_shows_the_plain_lists():
-    data = forecast(fingpt_answer(["Orders grew."], ["A lawsuit is pending."], "Steady."))
-    del data["evidence"]
+    data = stored_as(forecast(fingpt_answer(["Orders grew."], ["A lawsuit is pending."], "Steady.")), evidence=None)
+    assert data.evidence is None
     _, blocks = forecast_message(data)
     assert [b["type"] for b in blocks] == ["header", "section", "section", "section", "section", "context"]
     assert NOT_FOUND not in str(blocks)

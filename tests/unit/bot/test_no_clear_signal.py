@@ -8,6 +8,7 @@ import pytest
 
 from bot.blocks import digest_message, forecast_message
 from bot.track_blocks import track_message
+from engine.forecast_record import ForecastRecord
 from tests.fakes.forecasts import distribution
 from tests.slack_limits import slack_problems
 from tests.unit.bot.layout_cases import (
@@ -17,6 +18,7 @@ from tests.unit.bot.layout_cases import (
     fingpt_answer,
     forecast,
     markup_not_ours,
+    stored_as,
     texts,
     track_report,
 )
@@ -36,14 +38,14 @@ def assert_slack_takes(text: str, blocks: list[dict]) -> None:
 
 
 def call(prediction: str = "Up by 1-2%", *, p_up: float, top: str = "U2", p_top: float = 0.23, symbol: str = "AXP",
-         band: float = BAND, analysis: str = "Mixed news. Little to go on.") -> dict:
+         band: float = BAND, analysis: str = "Mixed news. Little to go on.") -> ForecastRecord:
     return forecast(fingpt_answer(["Buyback"], ["Costs"], analysis, prediction=prediction), symbol=symbol,
                     distribution=distribution(p_up, top=top, p_top=p_top), signal_band=band)
 
 
-def no_signal(**kwargs) -> dict:
+def no_signal(**kwargs) -> ForecastRecord:
     data = call(p_up=0.52, **kwargs)
-    assert data["parsed"] and data["probabilities"]["clear_signal"] is False
+    assert data.parsed and data.probabilities.clear_signal is False
     return data
 
 
@@ -65,14 +67,14 @@ def test_the_footer_gives_the_band_that_was_used():
     _, blocks = forecast_message(no_signal(band=0.025))
     assert "P(up) within 50% ± 2.5 points" in blocks[-1]["elements"][0]["text"]
     data = no_signal()
-    del data["probabilities"]["signal_band"]  # a flag without its band: still a few words, no number
-    _, blocks = forecast_message(data)
+    data = stored_as(data, probabilities=data.to_json()["probabilities"] | {"signal_band": None})
+    _, blocks = forecast_message(data)  # a flag without its band: still a few words, no number
     assert "no clear signal: P(up) too close to 50%" in blocks[-1]["elements"][0]["text"]
 
 
 def test_a_clear_call_looks_exactly_as_it_did_before_the_band():
     clear = call(p_up=0.61, p_top=0.34)
-    assert clear["probabilities"]["clear_signal"] is True
+    assert clear.probabilities.clear_signal is True
     before = call(p_up=0.61, p_top=0.34, band=0.0)
     assert forecast_message(clear) == forecast_message(before)
     text, blocks = forecast_message(clear)
@@ -89,27 +91,29 @@ def test_a_down_call_within_the_band_leans_down():
 
 def test_forecasts_stored_before_the_flag_and_without_probabilities_show_their_arrow():
     old = no_signal()
+    probabilities = old.to_json()["probabilities"]
     for key in ("clear_signal", "signal_band"):
-        del old["probabilities"][key]
+        del probabilities[key]
+    old = stored_as(old, probabilities=probabilities)
     text, blocks = forecast_message(old)
     assert blocks[1]["text"]["text"].startswith(":arrow_up: *Up by 1-2%* · 23% · P(up) 52%")
     assert "clear signal" not in shown(text, blocks)
     without = forecast(fingpt_answer(["a"], ["b"], "Fine."), signal_band=BAND)
-    assert without["probabilities"] is None
+    assert without.probabilities is None
     text, blocks = forecast_message(without)
     assert blocks[1]["text"]["text"].startswith(":arrow_up: *Up by 1-2%* for the week")
 
 
 def test_an_unparsed_answer_within_the_band_is_shown_as_unparsed_only():
     data = forecast(UNREADABLE_ANSWER, distribution=distribution(0.5, top="U1", p_top=0.1), signal_band=BAND)
-    assert not data["parsed"] and data["probabilities"]["clear_signal"] is False
+    assert not data.parsed and data.probabilities.clear_signal is False
     text, blocks = forecast_message(data)
     assert "could not be parsed" in shown(text, blocks) and "clear signal" not in shown(text, blocks)
 
 
 def test_a_no_signal_forecast_keeps_data_escaped_and_within_slacks_limits():
     data = no_signal(symbol="<!channel>&", analysis="P/E < 15 & <@U0BAD>. " * 400)
-    data["model"] = "<https://evil.example|bank.com>"
+    data = data.model_copy(update={"model": "<https://evil.example|bank.com>"})
     text, blocks = forecast_message(data)
     assert markup_not_ours(as_payload(text, blocks)) == []
     assert text.startswith("&lt;!channel&gt;&amp;: no clear signal (leans up by 1-2%)")

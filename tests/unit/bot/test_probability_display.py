@@ -11,7 +11,7 @@ from bot.track_blocks import summary_message, track_message
 from engine.data.inputs import Sources
 from engine.evaluation.track import TrackEntry, score_track
 from engine.market.weeks import NEW_YORK, Week
-from tests.fakes.forecasts import distribution, forecast_json, stepped_market
+from tests.fakes.forecasts import canned_forecast, distribution, stepped_market
 
 AT = dt.datetime(2024, 3, 8, 18, tzinfo=NEW_YORK)
 LATEST = Week(dt.date(2024, 3, 10), dt.date(2024, 3, 17))
@@ -24,7 +24,7 @@ def shown(blocks: list[dict]) -> str:
 
 def _forecast(symbol: str = "AXP", prediction: str | None = "Up by 1-2%", bins=None) -> dict:
     market = stepped_market(("AXP", "KO"))
-    return forecast_json(Sources(market, market, market), symbol, at=AT, prediction=prediction, distribution=bins)
+    return canned_forecast(Sources(market, market, market), symbol, at=AT, prediction=prediction, distribution=bins)
 
 
 def test_the_forecast_shows_the_stated_bins_probability_and_p_up_next_to_the_prediction():

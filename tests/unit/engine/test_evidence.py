@@ -9,7 +9,7 @@ import pytest
 
 from engine.data.prompt_parser import parse_user_prompt
 from engine.data.prompts import NewsLine, PromptParts, WeekBlock, build_user_prompt, llama_to_messages, sample_news
-from engine.evaluation.evidence import THRESHOLD, evidence_json, grounding, match, name_words
+from engine.evaluation.evidence import THRESHOLD, evidence_of, grounding, match, name_words
 from engine.parsing import parse_answer
 from engine.records import NewsItem
 from tests.fakes.sources import synthetic_profile
@@ -100,7 +100,7 @@ def test_news_items_carry_source_url_and_date_without_changing_the_prompt():
         return PromptParts("AXP", synthetic_profile("AXP"), (week,), None, "2024-03-10", "2024-03-17")
 
     assert build_user_prompt(parts(lines)) == build_user_prompt(parts(bare))
-    evidence = evidence_json(["Orders grew."], ["A strike looms."], parts(lines))
+    evidence = evidence_of(["Orders grew."], ["A strike looms."], parts(lines)).model_dump(mode="json")
     assert evidence["read"] == [
         {"week": "2024-03-03 to 2024-03-10", "headline": "Orders grew 4", "source": "Reuters", "date": "2024-03-04",
          "url": "https://example.com/4"},

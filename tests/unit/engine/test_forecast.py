@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from engine.data.inputs import Sources, gather
-from engine.forecast import run_forecasts, to_json
+from engine.forecast import forecast_record, run_forecasts
 from engine.market.weeks import NEW_YORK
 from engine.records import NewsItem
 from tests.fakes.sources import MemorySources, synthetic_profile, weekday_closes
@@ -81,7 +81,7 @@ def test_prompts_that_do_not_fit_drop_their_oldest_news(inputs):
 
 def test_json_has_the_structured_forecast(inputs):
     result = run_forecasts(inputs[-1:], StubModel())[0]
-    data = to_json(result)
+    data = forecast_record(result).to_json()
     assert data["symbol"] == "AXP" and data["target_week"] == "2024-03-10 to 2024-03-17"
     assert data["prediction"] == {"direction": "down", "magnitude": "1-2%", "label": "down by 1-2%",
                                   "as_written": "Down by 1-2%"}
@@ -94,7 +94,7 @@ def test_json_carries_the_distribution_and_what_follows_from_it(inputs):
     from tests.fakes.forecasts import CannedAnalyst, distribution
 
     bins = distribution(0.3, top="D2", p_top=0.4)  # the answer says "Down by 1-2%"
-    data = to_json(run_forecasts(inputs[-1:], CannedAnalyst(ANSWER, bins))[0])
+    data = forecast_record(run_forecasts(inputs[-1:], CannedAnalyst(ANSWER, bins))[0]).to_json()
     probabilities = data["probabilities"]
     assert probabilities["bins"] == bins.to_json()
     assert probabilities["p_up"] == pytest.approx(0.3) and probabilities["p_down"] == pytest.approx(0.7)
@@ -106,4 +106,4 @@ def test_json_carries_the_distribution_and_what_follows_from_it(inputs):
 
 
 def test_json_has_no_probabilities_when_the_backend_gave_none(inputs):
-    assert to_json(run_forecasts(inputs[-1:], StubModel())[0])["probabilities"] is None
+    assert forecast_record(run_forecasts(inputs[-1:], StubModel())[0]).probabilities is None

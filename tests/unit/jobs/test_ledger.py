@@ -14,6 +14,7 @@ import pytest
 from engine.data.inputs import Sources
 from engine.evaluation.track import realized_outcome
 from engine.forecast import prompt_sha256
+from engine.forecast_record import ForecastRecord
 from engine.market.weeks import NEW_YORK, Week
 from jobs import ledger
 from jobs.keys import ledger_entry_key
@@ -21,7 +22,7 @@ from jobs.ledger import database, redis_layout, writes
 from jobs.ledger import export as ledger_export
 from jobs.ledger import fields as ledger_fields
 from jobs.ledger.migrate import copy_from_redis
-from tests.fakes.forecasts import distribution, forecast_json, stepped_market
+from tests.fakes.forecasts import canned_forecast, distribution, stepped_market
 
 FRIDAY_EVENING = dt.datetime(2024, 3, 8, 18, 0, tzinfo=NEW_YORK)  # forecasts the week of Mar 10
 W2 = Week(dt.date(2024, 3, 10), dt.date(2024, 3, 17))
@@ -35,7 +36,7 @@ def market():
 
 def record(store, sources, symbol="AXP", *, job_id="forecast_AXP_live1_2wf_C1", prediction="Up by 1-2%",
            at=FRIDAY_EVENING, bins=None, signal_band=0.0, **kwargs):
-    data = forecast_json(sources, symbol, at=at, prediction=prediction, distribution=bins, signal_band=signal_band)
+    data = canned_forecast(sources, symbol, at=at, prediction=prediction, distribution=bins, signal_band=signal_band)
     values = {"user": "U1", "channel": "C1", "requested_at": at, "latency_s": 12.34567, "source": "forecast"}
     return writes.record_forecast(store, data, job_id=job_id, **(values | kwargs)), data
 
@@ -52,10 +53,10 @@ def test_a_forecast_is_recorded_with_everything_the_track_record_needs(ledger_db
     assert (entry["target_week"], entry["week_start"], entry["week_end"]) == (W2.period, "2024-03-10", "2024-03-17")
     assert (entry["direction"], entry["magnitude"], entry["label"]) == ("up", "1-2%", "up by 1-2%")
     assert entry["as_written"] == "Up by 1-2%" and entry["parsed"] is True
-    assert entry["model"] == "canned-analyst (adapter v7)" and entry["raw"] == data["raw"]
+    assert entry["model"] == "canned-analyst (adapter v7)" and entry["raw"] == data.raw
     assert entry["latency_s"] == 12.346 and entry["generation_s"] == 1.25 and entry["new_tokens"] == 40
-    assert entry["prompt_hash"] == data["prompt_sha256"] and entry["prompt_hash_of"] == "prompt"
-    assert json.loads(entry["details"])["analysis"] == data["analysis"]
+    assert entry["prompt_hash"] == data.prompt_sha256 and entry["prompt_hash_of"] == "prompt"
+    assert json.loads(entry["details"])["analysis"] == data.analysis
     assert entry["scored_at"] is None and entry["hit"] is None and entry["realized_return"] is None
     assert set(entry) == set(ledger.FIELDS)
     assert [e["id"] for e in ledger.awaiting_outcome(ledger_db, closed_by=dt.datetime(2024, 3, 16, tzinfo=NEW_YORK))
@@ -82,7 +83,7 @@ def test_a_digest_records_one_entry_per_ticker_under_one_job(ledger_db, market):
 
 def test_a_dated_forecast_records_its_date_and_a_given_prompt_hash(ledger_db, market):
     _, sources = market
-    data = forecast_json(sources, "AXP", at=dt.datetime(2024, 3, 8, 23, 59, 59, tzinfo=NEW_YORK),
+    data = canned_forecast(sources, "AXP", at=dt.datetime(2024, 3, 8, 23, 59, 59, tzinfo=NEW_YORK),
                          prediction="Up by 0-1%")
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
     entry_id = writes.record_forecast(ledger_db, data, job_id="forecast_AXP_2024-03-08_2wf_C1", user="U1", channel="C1",
@@ -175,7 +176,7 @@ def test_the_probabilities_are_recorded_and_feed_the_track_entry(ledger_db, mark
     entry_id, data = record(ledger_db, sources, bins=bins)
     entry = ledger.get_entry(ledger_db, entry_id)
     assert entry["p_up"] == pytest.approx(0.61) and entry["p_stated"] == pytest.approx(0.34)
-    assert entry["expected_move"] == pytest.approx(data["probabilities"]["expected_move"])
+    assert entry["expected_move"] == pytest.approx(data.probabilities.expected_move)
     assert json.loads(entry["bin_probabilities"]) == bins.to_json()
     assert ledger_fields.to_track_entry(entry).p_up == pytest.approx(0.61)
 
@@ -184,7 +185,7 @@ def test_entries_without_probabilities_and_entries_from_before_them_read_as_none
     _, sources = market
     without, _ = record(ledger_db, sources, job_id="job-none")  # a backend that computed none
     # An entry the Redis ledger held from before these fields existed, migrated.
-    data = forecast_json(sources, "KO", at=FRIDAY_EVENING, prediction="Up by 0-1%",
+    data = canned_forecast(sources, "KO", at=FRIDAY_EVENING, prediction="Up by 0-1%",
                          distribution=distribution(0.5, top="U1", p_top=0.2))
     old = redis_layout.record_forecast(redis, data, job_id="job-old", user="U1", channel="C1",
                                        requested_at=FRIDAY_EVENING, latency_s=1, source="forecast")
@@ -214,14 +215,16 @@ def test_whether_a_call_had_a_clear_signal_is_recorded_and_read_back(ledger_db, 
     band = 0.05
     unclear, data = record(ledger_db, sources, job_id="job-unclear", bins=distribution(0.52, top="U2", p_top=0.23),
                            signal_band=band)
-    assert data["probabilities"]["clear_signal"] is False
+    assert data.probabilities.clear_signal is False
     clear, _ = record(ledger_db, sources, "KO", job_id="job-clear", bins=distribution(0.61, top="U2", p_top=0.34),
                       signal_band=band)
     without, _ = record(ledger_db, sources, "KO", job_id="job-none")  # a backend without probabilities
-    old_data = forecast_json(sources, "AXP", at=FRIDAY_EVENING, prediction="Up by 1-2%",
+    old_data = canned_forecast(sources, "AXP", at=FRIDAY_EVENING, prediction="Up by 1-2%",
                              distribution=distribution(0.52, top="U2", p_top=0.23))
+    stored = old_data.to_json()
     for key in ("clear_signal", "signal_band"):  # a forecast made before the flag
-        del old_data["probabilities"][key]
+        del stored["probabilities"][key]
+    old_data = ForecastRecord.from_json(stored)
     old = writes.record_forecast(ledger_db, old_data, job_id="job-old", user="U1", channel="C1",
                                  requested_at=FRIDAY_EVENING, latency_s=1, source="forecast")
     read = {entry_id: ledger.get_entry(ledger_db, entry_id)["clear_signal"] for entry_id in (unclear, clear, without,
@@ -341,11 +344,11 @@ def fill_redis_ledger(redis, sources) -> list[str]:
     for day, symbol, prediction, bins in ((4, "AXP", "Up by 1-2%", distribution(0.61, top="U2", p_top=0.34)),
                                           (5, "KO", None, None), (6, "AXP", "Down by 0-1%", None)):
         at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
-        data = forecast_json(sources, symbol, at=at, prediction=prediction, distribution=bins)
+        data = canned_forecast(sources, symbol, at=at, prediction=prediction, distribution=bins)
         ids.append(redis_layout.record_forecast(redis, data, job_id=f"job-{day}", user="U1", channel="C1",
                                                 requested_at=at, latency_s=2.5, source="forecast"))
     for symbol in ("AXP", "KO"):
-        data = forecast_json(sources, symbol, at=FRIDAY_EVENING, prediction="Up by 0-1%")
+        data = canned_forecast(sources, symbol, at=FRIDAY_EVENING, prediction="Up by 0-1%")
         ids.append(redis_layout.record_forecast(redis, data, job_id="digest_2024-03-08_C9", user=None,
                                                 channel="C9", requested_at=FRIDAY_EVENING, latency_s=30,
                                                 source="digest"))

@@ -17,7 +17,7 @@ from jobs import ledger, track_reads, track_record
 from jobs.charts import hit_rate_chart, reliability_chart
 from jobs.ledger import fields as ledger_fields
 from jobs.ledger import writes
-from tests.fakes.forecasts import distribution, forecast_json, stepped_market
+from tests.fakes.forecasts import canned_forecast, distribution, stepped_market
 from tests.same_report import assert_same
 
 SATURDAY_NIGHT = dt.datetime(2024, 3, 24, 0, tzinfo=NEW_YORK)  # the weeks of Mar 3, 10 and 17 have closed
@@ -32,7 +32,7 @@ def record(store, market, forecasts, bins=None) -> None:
     sources = Sources(market, market, market)
     for ticker, day, prediction in forecasts:
         at = dt.datetime(2024, 3, day, 18, tzinfo=NEW_YORK)
-        writes.record_forecast(store, forecast_json(sources, ticker, at=at, prediction=prediction, distribution=bins),
+        writes.record_forecast(store, canned_forecast(sources, ticker, at=at, prediction=prediction, distribution=bins),
                                job_id=f"job{day}", user="U1", channel="C1", requested_at=at, latency_s=1.0,
                                source="forecast")
 
@@ -140,7 +140,7 @@ def test_the_sql_report_is_score_tracks_report_of_the_same_entries(ledger_db, ma
     for i, (ticker, day, hour, prediction) in enumerate(requests):
         at = dt.datetime(2024, 3, day, hour, tzinfo=NEW_YORK)
         requested = dt.datetime(2024, 3, 12, 10, tzinfo=NEW_YORK) if i == LATE_ONE else at
-        writes.record_forecast(ledger_db, forecast_json(sources, ticker, at=at, prediction=prediction,
+        writes.record_forecast(ledger_db, canned_forecast(sources, ticker, at=at, prediction=prediction,
                                                         distribution=bins[i % 3]),
                                job_id=f"job{i}", user="U1", channel="C1", requested_at=requested, latency_s=1.0,
                                source="forecast")
@@ -175,7 +175,7 @@ def test_a_later_forecast_supersedes_whatever_order_they_are_recorded_in(ledger_
     sources = Sources(market, market, market)
     friday, thursday = (dt.datetime(2024, 3, d, 18, tzinfo=NEW_YORK) for d in (8, 7))
     for job, at in (("job-fri", friday), ("job-thu", thursday), ("job-tie", friday)):  # the later first
-        writes.record_forecast(ledger_db, forecast_json(sources, "AXP", at=at, prediction="Up by 1-2%"),
+        writes.record_forecast(ledger_db, canned_forecast(sources, "AXP", at=at, prediction="Up by 1-2%"),
                                job_id=job, user="U1", channel="C1", requested_at=at, latency_s=1.0,
                                source="forecast")
     _statuses_match_select_counted(ledger_db)
@@ -190,7 +190,7 @@ def test_two_writers_at_once_leave_one_counted_forecast_per_ticker_and_week(ledg
 
     sources = Sources(market, market, market)
     base = dt.datetime(2024, 3, 8, 12, tzinfo=NEW_YORK)
-    data = {t: forecast_json(sources, t, at=base, prediction="Up by 1-2%") for t in ("AXP", "KO")}
+    data = {t: canned_forecast(sources, t, at=base, prediction="Up by 1-2%") for t in ("AXP", "KO")}
     writers = [ledger.Ledger(ledger_db.url) for _ in range(2)]
     start = threading.Barrier(len(writers))
     failures = []

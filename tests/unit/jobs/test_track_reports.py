@@ -27,7 +27,7 @@ from jobs.ledger.models import TrackReport
 from jobs.ledger.report_builder import TRACK_BOOTSTRAP, UNSTORED
 from jobs.ledger.track_queries import latest_scored_week, statuses_of
 from jobs.worker import catch_up_track_reports
-from tests.fakes.forecasts import distribution, forecast_json, stepped_market
+from tests.fakes.forecasts import canned_forecast, distribution, stepped_market
 from tests.same_report import assert_same
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -45,7 +45,7 @@ def _at(day: int, hour: int = 18) -> dt.datetime:
 
 
 def record(store, market, ticker, day, prediction, *, job, requested=None, bins=None) -> str:
-    data = forecast_json(Sources(market, market, market), ticker, at=_at(day), prediction=prediction,
+    data = canned_forecast(Sources(market, market, market), ticker, at=_at(day), prediction=prediction,
                          distribution=bins)
     return writes.record_forecast(store, data, job_id=job, user="U1", channel="C1",
                                   requested_at=requested or _at(day), latency_s=1.0, source="forecast")
@@ -130,7 +130,7 @@ def test_a_digest_batch_recomputes_each_scope_once(ledger_db):
     digest = tuple(f"T{k:02d}" for k in range(30))
     market = stepped_market(digest)
     sources = Sources(market, market, market)
-    forecasts = [forecast_json(sources, ticker, at=_at(8), prediction="Up by 1-2%") for ticker in digest]
+    forecasts = [canned_forecast(sources, ticker, at=_at(8), prediction="Up by 1-2%") for ticker in digest]
     saved = _saves(ledger_db)
     with writes.batched_reports():  # as the digest job records its thirty
         for data in forecasts:
@@ -235,13 +235,15 @@ def test_the_entry_standings_are_engine_tracks_own_words():
 
 CRASH_BEFORE_THE_RECOMPUTE = """
 import datetime as dt, json, os, sys
+from engine.forecast_record import ForecastRecord
 from jobs import ledger
 from jobs.ledger import writes
 store = ledger.Ledger(sys.argv[1])
 at = dt.datetime.fromisoformat(sys.argv[2])
 with writes.batched_reports():
-    writes.record_forecast(store, json.loads(sys.stdin.read()), job_id="crashed", user="U1", channel="C1",
-                                  requested_at=at, latency_s=1.0, source="forecast")
+    data = ForecastRecord.from_json(json.loads(sys.stdin.read()))
+    writes.record_forecast(store, data, job_id="crashed", user="U1", channel="C1", requested_at=at, latency_s=1.0,
+                           source="forecast")
     os._exit(3)  # the process dies with the write committed and the batch's recompute not yet run
 """
 
@@ -249,8 +251,8 @@ with writes.batched_reports():
 def test_a_report_a_crash_left_behind_is_stale_until_rebuild_reports_heals_it(ledger_db, market):
     _mixed_ledger(ledger_db, market)
     before = reports.read(ledger_db, "MSFT")
-    data = forecast_json(Sources(market, market, market), "MSFT", at=_at(15), prediction="Down by 0-1%")
-    done = _python(CRASH_BEFORE_THE_RECOMPUTE, ledger_db.url, _at(15).isoformat(), stdin=json.dumps(data))
+    data = canned_forecast(Sources(market, market, market), "MSFT", at=_at(15), prediction="Down by 0-1%")
+    done = _python(CRASH_BEFORE_THE_RECOMPUTE, ledger_db.url, _at(15).isoformat(), stdin=json.dumps(data.to_json()))
     assert done.returncode == 3, done.stderr
     assert ledger.get_entry(ledger_db, "crashed:MSFT") is not None  # the write is in
 

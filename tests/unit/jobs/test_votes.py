@@ -14,7 +14,7 @@ from engine.market.weeks import NEW_YORK
 from jobs import ledger
 from jobs.ledger import export as ledger_export
 from jobs.ledger import votes, writes
-from tests.fakes.forecasts import forecast_json, stepped_market
+from tests.fakes.forecasts import canned_forecast, stepped_market
 
 FRIDAY_EVENING = dt.datetime(2024, 3, 8, 18, 0, tzinfo=NEW_YORK)
 
@@ -25,7 +25,7 @@ def recorded(ledger_db):
     sources = Sources(mem, mem, mem)
     ids = []
     for symbol in ("AXP", "KO"):
-        data = forecast_json(sources, symbol, at=FRIDAY_EVENING, prediction="Up by 1-2%")
+        data = canned_forecast(sources, symbol, at=FRIDAY_EVENING, prediction="Up by 1-2%")
         ids.append(writes.record_forecast(ledger_db, data, job_id=f"job-{symbol}", user="U1", channel="C1",
                                           requested_at=FRIDAY_EVENING, latency_s=1.0, source="forecast"))
     return ids, mem

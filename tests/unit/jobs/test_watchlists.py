@@ -9,7 +9,7 @@ import pytest
 from engine.data.inputs import Sources
 from engine.market.weeks import NEW_YORK
 from jobs.ledger import database, watchlists, writes
-from tests.fakes.forecasts import forecast_json, stepped_market
+from tests.fakes.forecasts import canned_forecast, stepped_market
 
 FRIDAY_EVENING = dt.datetime(2024, 3, 8, 18, 0, tzinfo=NEW_YORK)
 
@@ -38,7 +38,7 @@ def test_each_names_last_call_is_its_newest_forecast(ledger_db):
     sources = Sources(mem, mem, mem)
 
     def record(symbol: str, prediction: str, at: dt.datetime, job: str) -> None:
-        data = forecast_json(sources, symbol, at=at, prediction=prediction)
+        data = canned_forecast(sources, symbol, at=at, prediction=prediction)
         writes.record_forecast(ledger_db, data, job_id=job, user="U1", channel="C1", requested_at=at,
                                latency_s=1.0, source="forecast")
 
