@@ -82,17 +82,19 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.bench.test_training_memory import (
-    _checkpointing_on,
     _gib,
     _reset_hwm,
     _Sampler,
     _status_kib,
     build_naive_trainer,
     step_peak_kib,
+    train_ours,
+    trained_figures,
 )
 from tests.real.weights import missing_reason, real_model_dir
 
@@ -183,21 +185,17 @@ def _placement():
                             cpu_flags=frozenset() if cuda else read_cpu_flags())
 
 
-def _run_ours(spec: dict, guard: _Sampler) -> dict:
-    from engine.training.train import build_trainer
-    from engine.training.train_config import TrainConfig
+def _dtype_figures(placement: Any, trainer: Any) -> dict:
+    """The dtype a recipe ran in, why, with or without bf16 autocast, and the frozen weights' dtype."""
+    return {"dtype": placement.dtype, "dtype_reason": placement.reason, "autocast_bf16": bool(trainer.args.bf16),
+            "weights_dtype": _weights_dtype(trainer.model)}
 
-    cfg = TrainConfig(base=spec["base"], max_steps=STEPS, gradient_accumulation=1, max_length=spec["length"],
-                      device="cpu", warmup_steps=0, gradient_checkpointing=True, seed=0)
-    run = build_trainer(cfg, Path(spec["dataset"]), Path(spec["out"]))
+
+def _run_ours(spec: dict, guard: _Sampler) -> dict:
     probe = _two_step_probe(spec["cap_gib"], guard)
-    run.trainer.add_callback(probe)
-    _read_weights(run.trainer.model)
-    output = run.trainer.train()
-    return {**probe.figures, "tokens": run.lengths["tokens"], "loss_tokens": run.lengths["answer_tokens"],
-            "loss": output.training_loss, "dtype": run.placement.dtype, "dtype_reason": run.placement.reason,
-            "autocast_bf16": bool(run.trainer.args.bf16), "weights_dtype": _weights_dtype(run.trainer.model),
-            "checkpointing": _checkpointing_on(run.trainer.model)}
+    run, figures = train_ours(spec, probe, max_steps=STEPS, max_length=spec["length"], checkpointing=True,
+                              before=_read_weights)
+    return {**figures, **_dtype_figures(run.placement, run.trainer)}
 
 
 def _run_naive(spec: dict, guard: _Sampler) -> dict:
@@ -206,10 +204,8 @@ def _run_naive(spec: dict, guard: _Sampler) -> dict:
     trainer, tokens = build_naive_trainer(spec, callbacks=[probe], dtype=placement.dtype,
                                           bf16=placement.dtype == "bfloat16", max_steps=STEPS)
     _read_weights(trainer.model)
-    output = trainer.train()
-    return {**probe.figures, "tokens": tokens, "loss_tokens": tokens - 1, "loss": output.training_loss,
-            "dtype": placement.dtype, "dtype_reason": placement.reason, "autocast_bf16": bool(trainer.args.bf16),
-            "weights_dtype": _weights_dtype(trainer.model), "checkpointing": _checkpointing_on(trainer.model)}
+    figures = trained_figures(probe, trainer, trainer.train(), tokens=tokens, loss_tokens=tokens - 1)
+    return {**figures, **_dtype_figures(placement, trainer)}
 
 
 def _child_main(recipe: str, spec_path: str) -> None:
