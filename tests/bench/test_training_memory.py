@@ -111,26 +111,37 @@ def _probe(cap_gib: float):
 
         def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001 (transformers' signature)
             gc.collect()
-            f = self.figures
-            f["setup_rss_kib"] = _status_kib("VmRSS")
-            f["maxrss_before_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-            f["hwm_reset"] = _reset_hwm()
-            self.sampler = _Sampler(int(cap_gib * 2**20))
-            self.sampler.start()
+            self.sampler = start_measuring(self.figures, cap_gib)
             self.started = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-            f = self.figures
-            f["step_s"] = time.perf_counter() - self.started
-            self.sampler.stop.set()
-            self.sampler.join()
-            f["maxrss_after_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            f["hwm_kib"] = _status_kib("VmHWM")
-            f["sampled_peak_kib"] = self.sampler.peak_kib
-            f["samples"] = self.sampler.samples
-            f["step_peak_kib"] = step_peak_kib(f)
+            self.figures["step_s"] = time.perf_counter() - self.started
+            stop_measuring(self.figures, self.sampler)
 
     return Probe()
+
+
+def start_measuring(f: dict, cap_gib: float) -> _Sampler:
+    """Just before the measured step(s), into the figures `f`: the setup RSS, ru_maxrss so far, the reset of VmHWM;
+    returns the RSS sampler, started under the cap. (Also tests/bench/test_training_real_width.py's.)"""
+    f["setup_rss_kib"] = _status_kib("VmRSS")
+    f["maxrss_before_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    f["hwm_reset"] = _reset_hwm()
+    sampler = _Sampler(int(cap_gib * 2**20))
+    sampler.start()
+    return sampler
+
+
+def stop_measuring(f: dict, sampler: _Sampler) -> None:
+    """Just after the measured step(s): the sampler stopped, and the peaks read into `f` (`step_peak_kib` says which
+    one counts)."""
+    sampler.stop.set()
+    sampler.join()
+    f["maxrss_after_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    f["hwm_kib"] = _status_kib("VmHWM")
+    f["sampled_peak_kib"] = sampler.peak_kib
+    f["samples"] = sampler.samples
+    f["step_peak_kib"] = step_peak_kib(f)
 
 
 def step_peak_kib(f: dict) -> int:

@@ -76,7 +76,6 @@ import gc
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -88,11 +87,11 @@ import pytest
 
 from tests.bench.test_training_memory import (
     _gib,
-    _reset_hwm,
     _Sampler,
     _status_kib,
     build_naive_trainer,
-    step_peak_kib,
+    start_measuring,
+    stop_measuring,
     train_ours,
     trained_figures,
 )
@@ -131,12 +130,8 @@ def _two_step_probe(cap_gib: float, guard: _Sampler):
                 guard.stop.set()  # the loading guard hands over to the step sampler
                 guard.join()
                 f["load_peak_kib"] = guard.peak_kib
-                f["setup_rss_kib"] = _status_kib("VmRSS")
                 f["setup_anon_kib"], f["setup_file_kib"] = _status_kib("RssAnon"), _status_kib("RssFile")
-                f["maxrss_before_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-                f["hwm_reset"] = _reset_hwm()
-                self.sampler = _Sampler(int(cap_gib * 2**20))
-                self.sampler.start()
+                self.sampler = start_measuring(f, cap_gib)
             self.started = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
@@ -145,13 +140,7 @@ def _two_step_probe(cap_gib: float, guard: _Sampler):
             if self.step == 1:
                 f["step1_peak_kib"] = max(_status_kib("VmHWM") if f["hwm_reset"] else 0, self.sampler.peak_kib)
             if self.step == STEPS:
-                self.sampler.stop.set()
-                self.sampler.join()
-                f["maxrss_after_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                f["hwm_kib"] = _status_kib("VmHWM")
-                f["sampled_peak_kib"] = self.sampler.peak_kib
-                f["samples"] = self.sampler.samples
-                f["step_peak_kib"] = step_peak_kib(f)
+                stop_measuring(f, self.sampler)
 
     return TwoSteps()
 
