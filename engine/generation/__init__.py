@@ -1,7 +1,8 @@
 """The model and what its two backends share: the in-process analyst on transformers/PEFT (`model`, with `adapters`,
-`constrained` and `placement`) and the vLLM one (`remote_model`, `vllm_client`), the chat rendering and `Generation`
-record both use (`base`), the answer grammar (`grammar`), the 12-bin scores and their calibration (`bin_scoring`,
-`bin_calibration`, `scaffold`), the streamed partial answer (`streaming`) and serving memory (`sizing`).
+`constrained` and `placement`) and the vLLM one (`remote_model`, `vllm_client`), what both are and use (`base`: the
+chat rendering, token counting, calibration and `Generation` record), the answer grammar (`grammar`), the 12-bin
+scores and their calibration (`bin_scoring`, `bin_calibration`, `scaffold`), the streamed partial answer
+(`streaming`) and serving memory (`sizing`).
 
 torch, transformers, peft and xgrammar are imported at module import by `model`, `adapters` and `constrained` only
 (`placement` and `remote_model` import torch or a tokenizer inside functions); the rest is torch-free. May import

@@ -1,25 +1,30 @@
-"""What both model backends share, torch-free: the chat rendering, token counting, stop tokens, the adapter check
-and the `Generation` record.
+"""What both model backends share, torch-free: the chat rendering, token counting, stop tokens, the adapter check,
+the base's checks, the constrained answer's budgets and written call, and the `Generation` record.
 
 `engine.generation.model.Analyst` (transformers in this process) and `engine.generation.remote_model.RemoteAnalyst` (a
-vLLM server) both go through these functions, so the two backends read byte-identical prompts and count them the same
-way.
+vLLM server) both go through these functions, and both are a `ChatBackend` (what is served, named, rendered, counted and
+calibrated around the tokenizer), so the two backends read byte-identical prompts and count them the same way.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.exceptions import ModelError
+from engine.generation.bin_calibration import IDENTITY, BinCalibration, served_calibration
 from engine.generation.grammar import call_text
-from engine.probabilities import ALL_BINS, BinDistribution
+from engine.probabilities import ALL_BINS, BinDistribution, choose_call
 from engine.provenance import base_model_name
 
+log = logging.getLogger(__name__)
+
 Conversation = Sequence[dict[str, str]]
+OnText = Callable[[int, str], None]  # (row in the batch, the answer as far as it is written)
 
 # A constrained answer's phase 1 (the lists) leaves room for the longest written call and at least this many
 # tokens of analysis (one short sentence). Both backends.
@@ -44,6 +49,15 @@ class Generation:
     # The same distribution before calibration (equal to `bin_distribution` when none is set): what the
     # evaluator fits temperatures on and compares against.
     raw_bin_distribution: BinDistribution | None = None
+
+
+def tell(on_text: OnText, row: int, text: str) -> None:
+    """Hand `on_text` a row's answer as far as it is written. Showing progress must never break the answer: a
+    failure is logged, and generation goes on."""
+    try:
+        on_text(row, text)
+    except Exception:  # noqa: BLE001 — showing progress must never break the answer
+        log.exception("on_text failed for row %d; generation goes on", row)
 
 
 def render_chat(tokenizer: Any, conversation: Conversation) -> str:
@@ -72,6 +86,33 @@ def lists_budget(tokenizer: Any, max_new_tokens: int) -> int:
     return max(max_new_tokens - longest_call - ANALYSIS_MIN_TOKENS, 1)
 
 
+def analysis_budget(max_new_tokens: int, written_tokens: int) -> int:
+    """Phase 2's max_new_tokens: what is left of `max_new_tokens` after the lists and the written call (at least 1)."""
+    return max(max_new_tokens - written_tokens, 1)
+
+
+def written_call(served: BinDistribution) -> str:
+    """The call a constrained answer states, as written after "Prediction:": chosen from the served (calibrated)
+    distribution by engine.probabilities.choose_call."""
+    return call_text(choose_call(served).code)
+
+
+def resolve_base(base: str) -> str:
+    """MODEL_BASE as loaded: a local directory (with ~ expanded) when it exists, else a Hugging Face id; a path that
+    does not exist is refused."""
+    if Path(base).expanduser().exists():
+        return str(Path(base).expanduser())
+    if base.startswith((".", "/", "~")):
+        raise ModelError(f"MODEL_BASE={base} does not exist; give a local model directory or a Hugging Face id")
+    return base
+
+
+def require_chat_template(tokenizer: Any, base: str) -> None:
+    """Prompts always go through the tokenizer's chat template: a base without one is refused."""
+    if tokenizer.chat_template is None:
+        raise ModelError(f"{base} has no chat template; use an Instruct model (e.g. Qwen/Qwen2.5-1.5B-Instruct)")
+
+
 def read_lora_config(path: Path) -> dict:
     """The adapter's `adapter_config.json`, after checking that `path` is a PEFT LoRA directory."""
     config = Path(path) / "adapter_config.json"
@@ -89,3 +130,45 @@ def model_version(base: str, adapter: Path | None, *, name: str | None = None) -
     adapter's folder name (its registry version)."""
     base_name = base_model_name(base, name)
     return f"{base_name} + {Path(adapter).name}" if adapter else f"{base_name} (no adapter)"
+
+
+class ChatBackend:
+    """What both backends keep and do the same around the tokenizer: the base and the adapter served on it, their name
+    (`version`), the chat rendering and token counting, the stop tokens, and the bin calibration served with the
+    adapter. Each backend adds its own loading, adapter switching and generation."""
+
+    def __init__(self, tokenizer: Any, *, base: str) -> None:
+        self.tokenizer = tokenizer
+        self.base = base
+        self.adapter: Path | None = None
+        self.name: str | None = None  # MODEL_NAME, for footers; None: named from the base's files
+        self._stop_ids = stop_token_ids(tokenizer)
+        # How raw bin scores become served probabilities (engine.generation.bin_calibration), read for whatever is
+        # served (the adapter's calibration.json, or MODEL_DIR/base's) by `_now_serving`. Identity: the raw
+        # distribution.
+        self.calibration: BinCalibration = IDENTITY
+
+    @property
+    def version(self) -> str:
+        """What is answering, for message footers and the ledger; the same form for both backends."""
+        return model_version(self.base, self.adapter, name=self.name)
+
+    def render(self, conversation: Conversation) -> str:
+        """The exact text the model reads, through the tokenizer's own chat template."""
+        return render_chat(self.tokenizer, conversation)
+
+    def count_tokens(self, text: str) -> int:
+        return count_tokens(self.tokenizer, text)
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _now_serving(self, adapter: Path | None, model_dir: Path | None) -> None:
+        """Record `adapter` (None: the bare base) as served, with its calibration: the adapter's own, else the base's
+        under `model_dir` (MODEL_DIR)."""
+        self.adapter = adapter
+        self.calibration = served_calibration(adapter, model_dir, base_model_name(self.base))
+
+    def _served(self, raw: BinDistribution | None) -> BinDistribution | None:
+        """The calibrated distribution a raw one is served as (None stays None)."""
+        return None if raw is None else self.calibration.apply(raw)

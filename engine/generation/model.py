@@ -30,28 +30,27 @@ from transformers.generation.streamers import BaseStreamer
 from engine.exceptions import ModelError
 from engine.generation.adapters import Originals, merge_keeping_originals, remove_failed_load, unmerge_exactly
 from engine.generation.base import (
+    ChatBackend,
     Conversation,
     Generation,
-    count_tokens,
+    OnText,
+    analysis_budget,
     lists_budget,
-    model_version,
     read_lora_config,
-    render_chat,
-    stop_token_ids,
+    require_chat_template,
+    resolve_base,
+    tell,
+    written_call,
 )
-from engine.generation.bin_calibration import IDENTITY, BinCalibration, served_calibration
 from engine.generation.bin_scoring import distribution, pack, plan_from_tokens, visible
 from engine.generation.constrained import AnswerGrammar
-from engine.generation.grammar import call_text
 from engine.generation.placement import Placement, choose_placement, read_cpu_flags, torch_dtype
-from engine.probabilities import BinDistribution, choose_call
-from engine.provenance import base_model_name
+from engine.probabilities import BinDistribution
 
 __all__ = ["Analyst", "Conversation", "Generation", "ModelError"]
 
 log = logging.getLogger(__name__)
 
-OnText = Callable[[int, str], None]  # (row in the batch, the answer as far as it is written)
 STREAM_EVERY_S = 1.0  # how often a batch's partial answers are decoded and handed to `on_text`
 
 
@@ -83,12 +82,8 @@ class _AnswerStreamer(BaseStreamer):
         self.last = time.monotonic()
         for row, tokens in enumerate(self.tokens):
             shown = self.before[row]
-            if shown is None:
-                continue
-            try:
-                self.on_text(row, shown + self.decode(tokens))
-            except Exception:  # noqa: BLE001 — showing progress must never break the answer
-                log.exception("on_text failed for row %d; generation goes on", row)
+            if shown is not None:
+                tell(self.on_text, row, shown + self.decode(tokens))
 
 
 def _int8_weight_only() -> Any:
@@ -103,7 +98,7 @@ def _int8_weight_only() -> Any:
     return TorchAoConfig(quant_type=Int8WeightOnlyConfig())
 
 
-class Analyst:
+class Analyst(ChatBackend):
     """A loaded model + tokenizer that turns chat conversations into answers."""
 
     def __init__(
@@ -119,21 +114,14 @@ class Analyst:
         """`constrained`: generate under the FinGPT answer grammar (engine.generation.grammar), compiled here once.
         `merge_adapter`: fold the served adapter into the weights for speed, keeping a host-memory copy of the
         weights it overwrites (restored exactly at the next switch); never into a 4-bit base."""
+        super().__init__(tokenizer, base=base)
         self.model = model
-        self.tokenizer = tokenizer
-        self.base = base
         self.placement = placement
         # Merging into quantized weights is lossy, and the base could not be restored bit for bit.
         self._merge = merge_adapter and not placement.load_in_4bit and placement.quantize == "none"
-        self.adapter: Path | None = None
-        self.name: str | None = None  # MODEL_NAME, for footers; None: named from the base's files
         self._merged = False
         self._originals: Originals = {}  # merge only: what the merge overwrote
         self._loads = 0  # adapters loaded so far, for unique PEFT adapter names
-        self._stop_ids = stop_token_ids(tokenizer)
-        # How raw bin scores become served probabilities (engine.generation.bin_calibration): read by `use_adapter` for
-        # whatever is served (the adapter's calibration.json, or MODEL_DIR/base's). Identity: the raw distribution.
-        self.calibration: BinCalibration = IDENTITY
         self.calibration_dir: Path | None = None  # MODEL_DIR: where the bare base's calibration is kept
         self.grammar = (AnswerGrammar.compile(tokenizer, model.config.vocab_size, self._stop_ids) if constrained
                         else None)
@@ -168,10 +156,7 @@ class Analyst:
             cuda_capability=torch.cuda.get_device_capability() if cuda else None, cpu_flags=read_cpu_flags(),
             quantize=quantize,
         )
-        if Path(base).expanduser().exists():
-            base = str(Path(base).expanduser())
-        elif base.startswith((".", "/", "~")):
-            raise ModelError(f"MODEL_BASE={base} does not exist; give a local model directory or a Hugging Face id")
+        base = resolve_base(base)
         kwargs: dict[str, Any] = {"dtype": torch_dtype(placement.dtype), "attn_implementation": "sdpa"}
         if load_in_4bit:
             from transformers import BitsAndBytesConfig
@@ -197,8 +182,7 @@ class Analyst:
         # that transformers merges into every call. Neutralise it: greedy unless a call asks to sample.
         defaults = model.generation_config
         defaults.do_sample, defaults.temperature, defaults.top_p, defaults.top_k = False, None, None, None
-        if tokenizer.chat_template is None:
-            raise ModelError(f"{base} has no chat template; use an Instruct model (e.g. Qwen/Qwen2.5-1.5B-Instruct)")
+        require_chat_template(tokenizer, base)
         # Decoder-only batching: pad on the left so every prompt ends where generation starts.
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
@@ -211,11 +195,6 @@ class Analyst:
         log.info("loaded %s on %s in %s (%s)%s, %d torch threads", base, placement.device, placement.dtype,
                  placement.reason, quantized, torch.get_num_threads())
         return analyst
-
-    @property
-    def version(self) -> str:
-        """What is answering, for message footers and the ledger."""
-        return model_version(self.base, self.adapter, name=self.name)
 
     # -- adapters ----------------------------------------------------------------------------------------------
 
@@ -239,8 +218,7 @@ class Analyst:
         if path is None:
             if isinstance(self.model, PeftModel):
                 self.model = self.model.unload()  # drops every LoRA layer: the bare base, its weights untouched
-            self.adapter = None
-            self.calibration = served_calibration(None, self.calibration_dir, base_model_name(self.base))
+            self._now_serving(None, self.calibration_dir)
             return
         self._loads += 1
         name = f"v{self._loads}_{re.sub(r'[^0-9A-Za-z_]', '_', path.name)}"  # a module key: no dots
@@ -259,8 +237,7 @@ class Analyst:
         for stale in old:
             self.model.delete_adapter(stale)  # its LoRA weights are freed: memory stays one adapter's worth
         self.model.eval()
-        self.adapter = path
-        self.calibration = served_calibration(path, self.calibration_dir, base_model_name(self.base))
+        self._now_serving(path, self.calibration_dir)
         if self._merge:
             self._merge_served()
 
@@ -274,13 +251,6 @@ class Analyst:
             self._merged = False
 
     # -- generation --------------------------------------------------------------------------------------------
-
-    def render(self, conversation: Conversation) -> str:
-        """The exact text the model reads, through the tokenizer's own chat template."""
-        return render_chat(self.tokenizer, conversation)
-
-    def count_tokens(self, text: str) -> int:
-        return count_tokens(self.tokenizer, text)
 
     def generate(
         self,
@@ -366,14 +336,14 @@ class Analyst:
         started = time.perf_counter()
         raw = self._score_bins(batch, first.sequences, first.cache, lists)
         bin_seconds = time.perf_counter() - started
-        calls = [None if r is None else choose_call(self.calibration.apply(r)) for r in raw]
-        written = [[] if call is None else self._encode(call_text(call.code)) for call in calls]
+        # The call chosen from each calibrated distribution, in the tokenizer's own encoding; none without one.
+        written = [[] if served is None else self._encode(written_call(served)) for served in map(self._served, raw)]
         started = time.perf_counter()
         before = [self.tokenizer.decode(lists[row] + written[row], skip_special_tokens=True) if written[row] else None
                   for row in range(rows)]
         analyses = (self._analyses(batch, first, lists, written, max_new_tokens, sampling,
                                    self._streamer(on_text, before))
-                    if any(calls) else [[] for _ in range(rows)])
+                    if any(written) else [[] for _ in range(rows)])
         seconds += time.perf_counter() - started
         return [self._generation(batch, row, lists[row] + written[row] + analyses[row], seconds, raw[row],
                                  bin_seconds) for row in range(rows)]
@@ -397,7 +367,7 @@ class Analyst:
             if written[row]:
                 ids[row, width + call_width - len(written[row]):] = torch.tensor(written[row])
                 mask[row, width + call_width - len(written[row]):] = 1
-        budget = max(max_new_tokens - (width - prompt_width) - call_width, 1)
+        budget = analysis_budget(max_new_tokens, (width - prompt_width) + call_width)
         device = sequences.device
         with torch.inference_mode():
             second = self.model.generate(
@@ -417,7 +387,7 @@ class Analyst:
             new_tokens=len(new),
             seconds=seconds,
             batch_size=batch["input_ids"].shape[0],
-            bin_distribution=None if raw is None else self.calibration.apply(raw),
+            bin_distribution=self._served(raw),
             raw_bin_distribution=raw,
             bin_seconds=bin_seconds if raw is not None else None,
         )
@@ -428,9 +398,6 @@ class Analyst:
             if token in stops:
                 return tokens[:i]
         return tokens
-
-    def _encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def score_after(self, conversations: Sequence[Conversation], answer_prefix: str) -> list[BinDistribution | None]:
         """The raw 12-bin distribution after each conversation's prompt and a fixed `answer_prefix` ending in

@@ -50,21 +50,22 @@ from typing import Any
 
 from engine.exceptions import ModelError, ModelServerError
 from engine.generation.base import (
+    ChatBackend,
     Conversation,
     Generation,
-    count_tokens,
+    OnText,
+    analysis_budget,
     lists_budget,
-    model_version,
     read_lora_config,
-    render_chat,
-    stop_token_ids,
+    require_chat_template,
+    resolve_base,
+    tell,
+    written_call,
 )
-from engine.generation.bin_calibration import IDENTITY, BinCalibration, served_calibration
 from engine.generation.bin_scoring import distribution, plan_from_text
-from engine.generation.grammar import ANALYSIS_REGEX, LISTS_REGEX, call_text
+from engine.generation.grammar import ANALYSIS_REGEX, LISTS_REGEX
 from engine.generation.vllm_client import ServedModel, VllmClient
-from engine.probabilities import BinDistribution, choose_call
-from engine.provenance import base_model_name
+from engine.probabilities import BinDistribution
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def _with_grammar(params: dict[str, Any], regex: str, *, max_tokens: int) -> dic
             "extra_body": {**params["extra_body"], "structured_outputs": {"regex": regex}}}
 
 
-class RemoteAnalyst:
+class RemoteAnalyst(ChatBackend):
     """A model served by vLLM that turns chat conversations into answers, batched by concurrent requests."""
 
     def __init__(
@@ -118,21 +119,15 @@ class RemoteAnalyst:
         registry) when that is given."""
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        super().__init__(tokenizer, base=base)
         self.server = server
-        self.tokenizer = tokenizer
-        self.base = base
         self.served_base = served_base
         self.concurrency = concurrency
         self.constrained = constrained  # send the answer grammar with every request
         self.repetition_penalty = repetition_penalty
         self.model_dir = model_dir
         self.server_model_dir = server_model_dir
-        self.adapter: Path | None = None
-        self.name: str | None = None  # MODEL_NAME, for footers; None: named from the base's files
         self.served_name = served_base  # what `model` names in each request: the base or the adapter's name
-        self._stop_ids = stop_token_ids(tokenizer)
-        # How raw bin scores become served probabilities (engine.generation.bin_calibration), as in process.
-        self.calibration: BinCalibration = IDENTITY
 
     def __repr__(self) -> str:
         return f"RemoteAnalyst(base_url={self.server.base_url!r}, model={self.served_name!r})"
@@ -158,7 +153,7 @@ class RemoteAnalyst:
         """Load MODEL_BASE's tokenizer here, reach the server (waiting up to `wait_s` for it to come up), check that
         it serves the same model with room for `context_tokens`, then serve `adapter` (None: the bare base).
         `transport` goes to `VllmClient` (attempts, base_delay_s, max_delay_s, max_total_wait_s, sleep)."""
-        base = _resolve_base(base)
+        base = resolve_base(base)
         tokenizer = _load_tokenizer(base)
         server = VllmClient(base_url, api_key=api_key, timeout_s=timeout_s, **transport)
         models = server.wait_for_models(wait_s)
@@ -175,11 +170,6 @@ class RemoteAnalyst:
         log.info("serving %s through vLLM at %s", analyst.version, server.base_url)
         return analyst
 
-    @property
-    def version(self) -> str:
-        """What is answering, in the same form as the in-process backend's."""
-        return model_version(self.base, self.adapter, name=self.name)
-
     def _check_tokenizer(self) -> None:
         """Same tokenizer on both sides, or every budget and token count here would be wrong."""
         probe = self.render(_PROBE)
@@ -195,15 +185,15 @@ class RemoteAnalyst:
     def use_adapter(self, path: Path | None) -> None:
         """Serve `path` (a PEFT LoRA directory) from now on, or the bare base with None. No restart of anything."""
         if path is None:
-            self.adapter, self.served_name = None, self.served_base
-            self.calibration = served_calibration(None, self.model_dir, base_model_name(self.base))
+            self.served_name = self.served_base
+            self._now_serving(None, self.model_dir)
             return
         path = Path(path)
         rank = read_lora_config(path).get("r")  # the same local check as the in-process backend
         server_path = self.server_path(path)
         name = self._loaded_name(server_path) or self._load(server_path, path.name, rank)
-        self.adapter, self.served_name = path, name
-        self.calibration = served_calibration(path, self.model_dir, base_model_name(self.base))
+        self.served_name = name
+        self._now_serving(path, self.model_dir)
         log.info("vLLM now answers with adapter %s (served as %r)", path, name)
 
     def server_path(self, path: Path) -> str:
@@ -238,13 +228,6 @@ class RemoteAnalyst:
 
     # -- generation --------------------------------------------------------------------------------------------
 
-    def render(self, conversation: Conversation) -> str:
-        """The exact text the model reads, through the tokenizer's own chat template."""
-        return render_chat(self.tokenizer, conversation)
-
-    def count_tokens(self, text: str) -> int:
-        return count_tokens(self.tokenizer, text)
-
     def generate(
         self,
         conversations: Sequence[Conversation],
@@ -254,7 +237,7 @@ class RemoteAnalyst:
         seed: int | None = None,
         temperature: float = 0.7,
         top_p: float = 0.9,
-        on_text: Callable[[int, str], None] | None = None,
+        on_text: OnText | None = None,
     ) -> list[Generation]:
         """One answer per conversation, in order. Greedy by default; `sample=True` with a `seed` is repeatable.
         Every conversation is one request, at most `concurrency` in flight, batched on the GPU by vLLM.
@@ -284,15 +267,12 @@ class RemoteAnalyst:
             told = threading.Lock()
 
             def teller(row: int) -> Callable[[str], None]:
-                def tell(text: str) -> None:
+                def tell_row(text: str) -> None:
                     if on_text is None:
                         return
                     with told:
-                        try:
-                            on_text(row, text)
-                        except Exception:  # noqa: BLE001 — showing progress must never break the answer
-                            log.exception("on_text failed for row %d; generation goes on", row)
-                return tell
+                        tell(on_text, row, text)
+                return tell_row
 
             futures = [pool.submit(self._complete, model, prompt, params, teller(row))
                        for row, prompt in enumerate(prompts)]
@@ -320,8 +300,7 @@ class RemoteAnalyst:
         started = time.perf_counter()
         raw = self._score_bins(model, prompt, done.text)
         return _Answer(done.text.strip(), self._prompt_tokens(done, prompt), self._new_tokens(done, done.text),
-                       raw, self.calibration.apply(raw) if raw is not None else None,
-                       time.perf_counter() - started if raw is not None else None)
+                       raw, self._served(raw), time.perf_counter() - started if raw is not None else None)
 
     def _complete_in_two_phases(self, model: str, prompt: str, params: dict[str, Any],
                                 tell: Callable[[str], None]) -> _Answer:
@@ -341,10 +320,10 @@ class RemoteAnalyst:
         if raw is None:  # the lists never reached "Prediction:" (a budget too small): no call to write
             return _Answer(lists.strip(), prompt_tokens, lists_tokens)
         served = self.calibration.apply(raw)
-        written = call_text(choose_call(served).code)
+        written = written_call(served)
         head = lists + written
         tell(head)
-        budget = max(max_new_tokens - lists_tokens - self.count_tokens(written), 1)
+        budget = analysis_budget(max_new_tokens, lists_tokens + self.count_tokens(written))
         second = self.server.complete(model, prompt + head, _with_grammar(params, ANALYSIS_REGEX,
                                                                           max_tokens=budget))
         tell(head + second.text)
@@ -392,9 +371,6 @@ class RemoteAnalyst:
                                        "its prompt_logprobs") from None
         return distribution(logprobs)
 
-    def _encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
 
@@ -414,14 +390,6 @@ def _pick_base(models: list[ServedModel], served_model: str | None, base: str, u
     raise ModelServerError(f"{url} serves {list(bases) or 'no base model'}; set VLLM_MODEL to the one to use")
 
 
-def _resolve_base(base: str) -> str:
-    if Path(base).expanduser().exists():
-        return str(Path(base).expanduser())
-    if base.startswith((".", "/", "~")):
-        raise ModelError(f"MODEL_BASE={base} does not exist; give a local model directory or a Hugging Face id")
-    return base
-
-
 def _load_tokenizer(base: str) -> Any:
     """MODEL_BASE's tokenizer, through AutoTokenizer as in-process (the same class, so the same tokens).
 
@@ -433,8 +401,7 @@ def _load_tokenizer(base: str) -> Any:
         tokenizer = AutoTokenizer.from_pretrained(base)
     except OSError as exc:
         raise ModelError(f"cannot load the tokenizer of {base}: {exc}") from None
-    if tokenizer.chat_template is None:
-        raise ModelError(f"{base} has no chat template; use an Instruct model (e.g. Qwen/Qwen2.5-1.5B-Instruct)")
+    require_chat_template(tokenizer, base)
     return tokenizer
 
 

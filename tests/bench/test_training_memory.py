@@ -39,7 +39,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HIDDEN, LAYERS, HEADS, KV_HEADS, INTERMEDIATE = 256, 2, 4, 2, 1536
@@ -109,26 +111,37 @@ def _probe(cap_gib: float):
 
         def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001 (transformers' signature)
             gc.collect()
-            f = self.figures
-            f["setup_rss_kib"] = _status_kib("VmRSS")
-            f["maxrss_before_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-            f["hwm_reset"] = _reset_hwm()
-            self.sampler = _Sampler(int(cap_gib * 2**20))
-            self.sampler.start()
+            self.sampler = start_measuring(self.figures, cap_gib)
             self.started = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-            f = self.figures
-            f["step_s"] = time.perf_counter() - self.started
-            self.sampler.stop.set()
-            self.sampler.join()
-            f["maxrss_after_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            f["hwm_kib"] = _status_kib("VmHWM")
-            f["sampled_peak_kib"] = self.sampler.peak_kib
-            f["samples"] = self.sampler.samples
-            f["step_peak_kib"] = step_peak_kib(f)
+            self.figures["step_s"] = time.perf_counter() - self.started
+            stop_measuring(self.figures, self.sampler)
 
     return Probe()
+
+
+def start_measuring(f: dict, cap_gib: float) -> _Sampler:
+    """Just before the measured step(s), into the figures `f`: the setup RSS, ru_maxrss so far, the reset of VmHWM;
+    returns the RSS sampler, started under the cap. (Also tests/bench/test_training_real_width.py's.)"""
+    f["setup_rss_kib"] = _status_kib("VmRSS")
+    f["maxrss_before_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    f["hwm_reset"] = _reset_hwm()
+    sampler = _Sampler(int(cap_gib * 2**20))
+    sampler.start()
+    return sampler
+
+
+def stop_measuring(f: dict, sampler: _Sampler) -> None:
+    """Just after the measured step(s): the sampler stopped, and the peaks read into `f` (`step_peak_kib` says which
+    one counts)."""
+    sampler.stop.set()
+    sampler.join()
+    f["maxrss_after_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    f["hwm_kib"] = _status_kib("VmHWM")
+    f["sampled_peak_kib"] = sampler.peak_kib
+    f["samples"] = sampler.samples
+    f["step_peak_kib"] = step_peak_kib(f)
 
 
 def step_peak_kib(f: dict) -> int:
@@ -145,18 +158,35 @@ def _checkpointing_on(model) -> bool:
     return any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
 
 
-def _run_ours(spec: dict) -> dict:
+def trained_figures(probe: Any, trainer: Any, output: Any, *, tokens: int, loss_tokens: int) -> dict:
+    """What a child reports of its training run: the probe's figures, the row's tokens and those the loss counts,
+    the loss, and whether activation checkpointing was on."""
+    return {**probe.figures, "tokens": tokens, "loss_tokens": loss_tokens, "loss": output.training_loss,
+            "checkpointing": _checkpointing_on(trainer.model)}
+
+
+def train_ours(spec: dict, probe: Any, *, max_steps: int, max_length: int, checkpointing: bool,
+               before: Callable[[Any], None] | None = None) -> tuple[Any, dict]:
+    """Our recipe (engine.training.train.build_trainer) on CPU for `max_steps` steps on the spec's one-row dataset,
+    measured by `probe` (a TrainerCallback with `figures`); `before(model)` runs just before training. Returns the
+    run and its `trained_figures`. (Also tests/bench/test_training_real_width.py's.)"""
     from engine.training.train import build_trainer
     from engine.training.train_config import TrainConfig
 
-    cfg = TrainConfig(base=spec["base"], max_steps=1, gradient_accumulation=1, max_length=MAX_LENGTH, device="cpu",
-                      warmup_steps=0, gradient_checkpointing=spec["checkpointing"], seed=0)
+    cfg = TrainConfig(base=spec["base"], max_steps=max_steps, gradient_accumulation=1, max_length=max_length,
+                      device="cpu", warmup_steps=0, gradient_checkpointing=checkpointing, seed=0)
     run = build_trainer(cfg, Path(spec["dataset"]), Path(spec["out"]))
-    probe = _probe(spec["cap_gib"])
     run.trainer.add_callback(probe)
+    if before is not None:
+        before(run.trainer.model)
     output = run.trainer.train()
-    return {**probe.figures, "tokens": run.lengths["tokens"], "loss_tokens": run.lengths["answer_tokens"],
-            "loss": output.training_loss, "checkpointing": _checkpointing_on(run.trainer.model)}
+    return run, trained_figures(probe, run.trainer, output, tokens=run.lengths["tokens"],
+                                loss_tokens=run.lengths["answer_tokens"])
+
+
+def _run_ours(spec: dict) -> dict:
+    probe = _probe(spec["cap_gib"])
+    return train_ours(spec, probe, max_steps=1, max_length=MAX_LENGTH, checkpointing=spec["checkpointing"])[1]
 
 
 def build_naive_trainer(spec: dict, *, callbacks: list, dtype: str = "float32", bf16: bool = False,
@@ -197,9 +227,7 @@ def build_naive_trainer(spec: dict, *, callbacks: list, dtype: str = "float32", 
 def _run_naive(spec: dict) -> dict:
     probe = _probe(spec["cap_gib"])
     trainer, tokens = build_naive_trainer(spec, callbacks=[probe])
-    output = trainer.train()
-    return {**probe.figures, "tokens": tokens, "loss_tokens": tokens - 1, "loss": output.training_loss,
-            "checkpointing": _checkpointing_on(trainer.model)}
+    return trained_figures(probe, trainer, trainer.train(), tokens=tokens, loss_tokens=tokens - 1)
 
 
 def _child_main(recipe: str, spec_path: str) -> None:

@@ -76,23 +76,24 @@ import gc
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.bench.test_training_memory import (
-    _checkpointing_on,
     _gib,
-    _reset_hwm,
     _Sampler,
     _status_kib,
     build_naive_trainer,
-    step_peak_kib,
+    start_measuring,
+    stop_measuring,
+    train_ours,
+    trained_figures,
 )
 from tests.real.weights import missing_reason, real_model_dir
 
@@ -129,12 +130,8 @@ def _two_step_probe(cap_gib: float, guard: _Sampler):
                 guard.stop.set()  # the loading guard hands over to the step sampler
                 guard.join()
                 f["load_peak_kib"] = guard.peak_kib
-                f["setup_rss_kib"] = _status_kib("VmRSS")
                 f["setup_anon_kib"], f["setup_file_kib"] = _status_kib("RssAnon"), _status_kib("RssFile")
-                f["maxrss_before_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-                f["hwm_reset"] = _reset_hwm()
-                self.sampler = _Sampler(int(cap_gib * 2**20))
-                self.sampler.start()
+                self.sampler = start_measuring(f, cap_gib)
             self.started = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
@@ -143,13 +140,7 @@ def _two_step_probe(cap_gib: float, guard: _Sampler):
             if self.step == 1:
                 f["step1_peak_kib"] = max(_status_kib("VmHWM") if f["hwm_reset"] else 0, self.sampler.peak_kib)
             if self.step == STEPS:
-                self.sampler.stop.set()
-                self.sampler.join()
-                f["maxrss_after_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                f["hwm_kib"] = _status_kib("VmHWM")
-                f["sampled_peak_kib"] = self.sampler.peak_kib
-                f["samples"] = self.sampler.samples
-                f["step_peak_kib"] = step_peak_kib(f)
+                stop_measuring(f, self.sampler)
 
     return TwoSteps()
 
@@ -183,21 +174,17 @@ def _placement():
                             cpu_flags=frozenset() if cuda else read_cpu_flags())
 
 
-def _run_ours(spec: dict, guard: _Sampler) -> dict:
-    from engine.training.train import build_trainer
-    from engine.training.train_config import TrainConfig
+def _dtype_figures(placement: Any, trainer: Any) -> dict:
+    """The dtype a recipe ran in, why, with or without bf16 autocast, and the frozen weights' dtype."""
+    return {"dtype": placement.dtype, "dtype_reason": placement.reason, "autocast_bf16": bool(trainer.args.bf16),
+            "weights_dtype": _weights_dtype(trainer.model)}
 
-    cfg = TrainConfig(base=spec["base"], max_steps=STEPS, gradient_accumulation=1, max_length=spec["length"],
-                      device="cpu", warmup_steps=0, gradient_checkpointing=True, seed=0)
-    run = build_trainer(cfg, Path(spec["dataset"]), Path(spec["out"]))
+
+def _run_ours(spec: dict, guard: _Sampler) -> dict:
     probe = _two_step_probe(spec["cap_gib"], guard)
-    run.trainer.add_callback(probe)
-    _read_weights(run.trainer.model)
-    output = run.trainer.train()
-    return {**probe.figures, "tokens": run.lengths["tokens"], "loss_tokens": run.lengths["answer_tokens"],
-            "loss": output.training_loss, "dtype": run.placement.dtype, "dtype_reason": run.placement.reason,
-            "autocast_bf16": bool(run.trainer.args.bf16), "weights_dtype": _weights_dtype(run.trainer.model),
-            "checkpointing": _checkpointing_on(run.trainer.model)}
+    run, figures = train_ours(spec, probe, max_steps=STEPS, max_length=spec["length"], checkpointing=True,
+                              before=_read_weights)
+    return {**figures, **_dtype_figures(run.placement, run.trainer)}
 
 
 def _run_naive(spec: dict, guard: _Sampler) -> dict:
@@ -206,10 +193,8 @@ def _run_naive(spec: dict, guard: _Sampler) -> dict:
     trainer, tokens = build_naive_trainer(spec, callbacks=[probe], dtype=placement.dtype,
                                           bf16=placement.dtype == "bfloat16", max_steps=STEPS)
     _read_weights(trainer.model)
-    output = trainer.train()
-    return {**probe.figures, "tokens": tokens, "loss_tokens": tokens - 1, "loss": output.training_loss,
-            "dtype": placement.dtype, "dtype_reason": placement.reason, "autocast_bf16": bool(trainer.args.bf16),
-            "weights_dtype": _weights_dtype(trainer.model), "checkpointing": _checkpointing_on(trainer.model)}
+    figures = trained_figures(probe, trainer, trainer.train(), tokens=tokens, loss_tokens=tokens - 1)
+    return {**figures, **_dtype_figures(placement, trainer)}
 
 
 def _child_main(recipe: str, spec_path: str) -> None:
