@@ -24,6 +24,7 @@ from jobs import runtime
 from jobs.attempts import attempt_of
 from jobs.failures import without_server_paths
 from jobs.replies import Reply, Route, post_once
+from jobs.results import RetrainJobResult
 from jobs.retrain_progress import ProgressPublisher
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,14 @@ def retrain_job(channel: str, user: str, epochs: float | None = None, force: boo
     settings, layouts = ctx.settings, ctx.slack.layouts
     reply = Reply(ctx, attempt, Route(channel, thread_ts))
     if reply.delivered():
-        return {"status": "done", "note": "verdict already posted by an earlier attempt"}
+        return RetrainJobResult(status="done", note="verdict already posted by an earlier attempt").to_json()
 
     problem = _missing_setup(settings)
     if problem:
         text, blocks = layouts.failure_message("Retrain not started", problem, hint="An admin of the trainer host "
                                                "can fix this; then run `/retrain` again.")
         reply.final(text, blocks)
-        return {"status": "failed", "error": problem}
+        return RetrainJobResult(status="failed", error=problem).to_json()
 
     status = _Throttled(reply.progress, PROGRESS_EVERY_S)
     publish = ProgressPublisher(ctx.conn, job_id, requested_by=user)
@@ -102,7 +103,7 @@ def _run(ctx, reply: Reply, status: _Throttled, publish: ProgressPublisher, *, j
     except ValueError as exc:  # a setting out of range: the admin's to fix, so its words are shown (no paths)
         text, blocks = layouts.failure_message("Retrain not started", without_server_paths(str(exc)))
         reply.final(text, blocks)
-        return {"status": "failed", "error": str(exc)}
+        return RetrainJobResult(status="failed", error=str(exc)).to_json()
 
     def on_train(p) -> None:
         last = p.step >= p.max_steps
@@ -130,7 +131,7 @@ def _run(ctx, reply: Reply, status: _Throttled, publish: ProgressPublisher, *, j
                                                hint="Nothing was promoted; the served "
                                                "adapter is unchanged.")
         reply.final(text, blocks)
-        return {"status": "failed", "error": str(exc)}
+        return RetrainJobResult(status="failed", error=str(exc)).to_json()
 
     decision = outcome.decision
     current_version = outcome.compared_version
@@ -147,4 +148,5 @@ def _run(ctx, reply: Reply, status: _Throttled, publish: ProgressPublisher, *, j
     post_once(ctx, reply.attempt, "verdict", channel=channel, text=text, blocks=blocks, thread_ts=head_ts or thread_ts)
     log.info("%s: retrain → %s %s (%s)", job_id, outcome.version, "promoted" if decision.promote else "refused",
              decision.reason)
-    return {"status": "done", "version": outcome.version, "promoted": decision.promote, "reason": decision.reason}
+    return RetrainJobResult(status="done", version=outcome.version, promoted=decision.promote,
+                            reason=decision.reason).to_json()

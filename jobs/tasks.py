@@ -26,6 +26,7 @@ from jobs.keys import answer_key, last_run_key
 from jobs.ledger import open_ledger
 from jobs.ledger.writes import batched_reports, record_forecast
 from jobs.replies import Reply, Route, SlackRefused, post_once, posted_ts
+from jobs.results import DigestJobResult, ForecastJobResult
 from jobs.streaming import SectionProgress, written_status
 
 __all__ = ["digest_job", "forecast_job", "post_once"]
@@ -100,7 +101,7 @@ def _deliver_forecast(ctx: runtime.WorkerContext, reply: Reply, job: _JobInfo, r
     _post_sources(ctx, job.attempt, req, data, answer_ts)
     ctx.conn.delete(answer_key(job.attempt))
     conclude(job.rq_job, ANSWERED)
-    return {"status": "done", "forecast": data.model_copy(update={"raw": ""}).to_json()}
+    return ForecastJobResult(status="done", forecast=data.model_copy(update={"raw": ""})).to_json()
 
 
 def _post_sources(ctx: runtime.WorkerContext, attempt: str, req: ForecastRequest, data: ForecastRecord,
@@ -131,7 +132,7 @@ def forecast_job(request: dict) -> dict:
             _post_sources(ctx, job.attempt, req, ForecastRecord.from_json(stored), reply.final("", []))
             ctx.conn.delete(answer_key(job.attempt))
         conclude(job.rq_job, ANSWERED)
-        return {"status": "done", "note": "answer already posted by an earlier try"}
+        return ForecastJobResult(status="done", note="answer already posted by an earlier try").to_json()
     stored = _stored_answer(ctx, job.attempt)
     if stored is not None:
         return _deliver_forecast(ctx, reply, job, req, ForecastRecord.from_json(stored))
@@ -172,7 +173,7 @@ def forecast_job(request: dict) -> dict:
         text, blocks = ctx.slack.layouts.failure_message(f"No forecast for {req.ticker}", told.what, hint=told.do)
         reply.final_privately(text, blocks, user=req.user)
         conclude(job.rq_job, TOLD)  # asked again, it runs again (jobs/attempts.py)
-        return {"status": "failed", "error": told.what}
+        return ForecastJobResult(status="failed", error=told.what).to_json()
     data = forecast_record(result)
     _store_answer(ctx, job.attempt, data.to_json())
     log.info("%s: %s generated in %.1fs (data %.1fs, generation %.1fs, %d new tokens)", job_id, req.ticker,
@@ -242,5 +243,5 @@ def digest_job(channel: str, as_of: str, weeks: int = 3, asked_at: str | None = 
     ctx.conn.set(last_run_key("digest"), dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     ctx.conn.delete(answer_key(job.attempt))
     conclude(job.rq_job, ANSWERED)
-    return {"status": "done", "forecasts": len(forecasts), "failed": failures, "summary_ts": summary_ts,
-            "thread": [posted_ts(ctx, job.attempt, f"thread-{d.symbol}") for d in forecasts]}
+    return DigestJobResult(status="done", forecasts=len(forecasts), failed=failures, summary_ts=summary_ts,
+                           thread=tuple(posted_ts(ctx, job.attempt, f"thread-{d.symbol}") for d in forecasts)).to_json()

@@ -23,6 +23,7 @@ from jobs.attempts import ANSWERED, attempt_of, conclude
 from jobs.failures import for_user
 from jobs.ledger import open_ledger, watchlists
 from jobs.replies import Reply, Route
+from jobs.results import WatchJobResult
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def watch_add_job(channel: str, user: str, tickers: list[str], response_url: str
                                       requested_at=job.enqueued_at if job is not None else None))
     if reply.delivered():
         conclude(job, ANSWERED)
-        return {"status": "done", "note": "answer already sent by an earlier try"}
+        return WatchJobResult(status="done", note="answer already sent by an earlier try").to_json()
     now = dt.datetime.now(dt.UTC)
     if ctx.settings.data_snapshot_dir is not None:  # replaying a recording: its "now" is when it was recorded
         now = recorded_clock(ctx.settings.data_snapshot_dir)[1]
@@ -69,5 +70,5 @@ def watch_add_job(channel: str, user: str, tickers: list[str], response_url: str
     conclude(job, ANSWERED)
     log.info("/watch add in %s by %s: added %s, already %s, refused %s, over the cap %s", channel, user,
              added.added, added.already, sorted(refused), added.over_cap)
-    return {"status": "done", "added": added.added, "already": added.already, "refused": sorted(refused),
-            "over_cap": added.over_cap, "size": added.size}
+    return WatchJobResult(status="done", added=added.added, already=added.already, refused=sorted(refused),
+                          over_cap=added.over_cap, size=added.size).to_json()

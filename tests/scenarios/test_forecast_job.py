@@ -29,6 +29,7 @@ from jobs.client import FORECAST_TASK, ForecastRequest, JobsClient, queue
 from jobs.keys import served_model_key
 from jobs.queues import INTERACTIVE
 from jobs.replies import Reply, Route
+from jobs.results import ForecastJobResult
 from jobs.tasks import forecast_job
 from tests.scenarios.market_fixture import memory_market
 
@@ -72,7 +73,10 @@ def test_a_queued_forecast_shows_progress_then_ends_as_one_answer_in_the_channel
     assert context.model_loads == 1  # loaded at start-up, not per job
     assert list(redis.scan_iter("fc:worker:hb:*")) == []  # a worker that ended takes its heartbeat with it
     done = Job.fetch(first.job_id, connection=redis, serializer=JSONSerializer)
-    assert done.get_status() == "finished" and done.return_value()["status"] == "done"
+    assert done.get_status() == "finished"
+    result = ForecastJobResult.from_json(done.return_value())  # RQ kept it as JSON: it reads back typed
+    assert result.status == "done" and result.forecast.symbol == "AXP" and result.forecast.raw == ""
+    assert result.forecast.model == context.model().version and not result.forecast.parsed
     served = redis.hgetall(served_model_key())
     assert served[b"model"].decode() == context.model().version and served[b"adapter"] == b"none (base model)"
     [entry] = ledger.entries(ledger.open_ledger(Settings(_env_file=None)))  # on the record: who asked, what was said
@@ -92,7 +96,8 @@ def test_a_retried_job_does_not_post_twice(context, redis, slack, monkeypatch):
     monkeypatch.setattr(jobs.tasks, "get_current_job", SameJob)
     forecast_job(request().to_json())
     calls = len(slack.calls)
-    assert forecast_job(request().to_json())["note"].startswith("answer already posted")  # RQ retry, or a restart
+    again = ForecastJobResult.from_json(forecast_job(request().to_json()))
+    assert again.status == "done" and again.note.startswith("answer already posted")  # RQ retry, or a restart
     assert len(slack.calls) == calls and len(slack.messages()) == 1
     assert len(ledger.entries(ledger.open_ledger(Settings(_env_file=None)))) == 1
 
