@@ -13,6 +13,7 @@ import logging
 from collections import defaultdict
 
 from engine.evaluation.track import price_window, realized_outcome, week_from_period
+from engine.evaluation.track_scores import score_report
 from engine.exceptions import DataError
 from engine.market.weeks import NEW_YORK, Week
 from engine.sources.base import PriceSource
@@ -20,7 +21,6 @@ from engine.sources.notices import told
 from jobs import ledger
 from jobs.ledger import Ledger, report_builder, writes
 from jobs.ledger.track_queries import track_sums
-from jobs.ledger.track_scores import score_report
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from engine.evaluation.track import week_from_period
+from engine.evaluation.track_scores import score_report
 from jobs.ledger import reports
 from jobs.ledger.database import Ledger
 from jobs.ledger.reports import ALL
 from jobs.ledger.store import count
 from jobs.ledger.track_queries import latest_scored_week, track_sums
-from jobs.ledger.track_scores import score_report
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,6 @@ import pytest
 
 from engine.evaluation.baselines import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
 from engine.evaluation.track import (
-    LATE,
-    MIN_CALIBRATED,
-    SUPERSEDED,
     TrackEntry,
     closed_at,
     has_closed,
@@ -23,6 +20,7 @@ from engine.evaluation.track import (
     select_counted,
     week_from_period,
 )
+from engine.evaluation.track_report import LATE, MIN_CALIBRATED, SUPERSEDED
 from engine.exceptions import NoPriceData
 from engine.market.weeks import NEW_YORK, MoveBin, Week
 from engine.records import DailyClose
@@ -241,3 +239,80 @@ def test_calibration_is_none_without_probabilities_and_enough_from_the_minimum()
     many = [entry(f"s{i}", W1, at(1), "Down by 0-1%", symbol=f"S{i}", p_up=0.3) for i in range(MIN_CALIBRATED)]
     assert score_track(many, latest=W1)["calibration"]["enough"] is True
     assert score_track(many[1:], latest=W1)["calibration"]["enough"] is False
+
+
+# ---- the report against the evaluator's own code --------------------------------------------------------------
+
+
+def _evaluator_systems(entries: list[TrackEntry], *, bootstrap: int, seed: int = 0) -> dict[str, dict]:
+    """{system: `engine.evaluation.metrics`' per-system figures plus `hits`}, run on the entries themselves: the
+    evaluator's code, not the track record's sums."""
+    from engine.data.fingpt_rows import EvalRow
+    from engine.evaluation.metrics import _direction_metrics
+    from engine.parsing import MAGNITUDES, Forecast
+
+    def answer(b: MoveBin | None) -> Forecast:
+        if b is None:  # momentum without a previous week: no answer, a miss
+            return Forecast(raw="", positives=(), concerns=(), direction="none", magnitude=None, prediction="",
+                            analysis="", parsed=False)
+        return Forecast(raw=b.prediction_text, positives=(), concerns=(), direction=b.direction,
+                        magnitude=MAGNITUDES[b.k - 1], prediction=b.prediction_text, analysis="", parsed=True)
+
+    from engine.market.weeks import move_bin
+
+    rows = [EvalRow(e.symbol, e.week.period, "", "", move_bin(e.realized_return).label) for e in entries]
+    answers = {
+        "model": [e.forecast for e in entries],
+        BASELINE_DOWN: [answer(MoveBin("down", 1))] * len(entries),
+        BASELINE_UP: [answer(MoveBin("up", 1))] * len(entries),
+        BASELINE_MOMENTUM: [answer(None if e.previous_return is None else momentum_bin(e.previous_return))
+                            for e in entries],
+    }
+    result = {}
+    for system, given in answers.items():
+        metrics = _direction_metrics(rows, given, bootstrap=bootstrap, seed=seed)
+        metrics["hits"] = round(metrics["binary_accuracy_all"] * len(rows))
+        result[system] = metrics
+    return result
+
+
+def test_every_figure_is_the_evaluators_own_on_the_same_forecasts():
+    """Three tickers over four weeks: unparsed answers, a week without momentum (no prices before it), forecasts
+    with and without a probability, a superseded and a late one; each figure checked against `engine.evaluation`'s
+    metrics and calibration code run on the counted entries directly."""
+    from engine.evaluation.calibration import probability_metrics
+    from engine.market.weeks import move_bin
+    from tests.same_report import assert_same
+
+    entries = [
+        entry("axp-w0", W0, at(23, month=2), "Up by 1-2%", p_up=0.7),
+        entry("ko-w0", W0, at(23, month=2), None, symbol="KO", p_up=0.45),
+        entry("axp-w1", W1, at(1), "Down by 0-1%", p_up=0.3),
+        entry("ko-w1", W1, at(1), "Up by more than 5%", symbol="KO"),
+        entry("msft-w1", W1, at(1), "Down by 4-5%", symbol="MSFT", p_up=0.05),
+        entry("axp-w2-early", W2, at(8), "Up by 2-3%"),
+        entry("axp-w2", W2, at(9), "Down by 1-2%", p_up=0.55),
+        entry("ko-w2", W2, at(9), "Up by 2-3%", symbol="KO", p_up=0.95),
+        entry("msft-w2", W2, at(9), None, symbol="MSFT"),
+        entry("msft-w2-late", W2, at(12), "Up by 2-3%", symbol="MSFT", p_up=0.99),
+        entry("axp-w3", W3, at(15), "Down by 4-5%", p_up=0.2),
+        entry("ko-w3", W3, at(15), "Up by 0-1%", symbol="KO"),
+    ]
+    report = score_track(entries, latest=W3, bootstrap=300, seed=7)
+    counted = [e for e in select_counted(entries)[0] if e.scored]
+    assert len(counted) == 10
+
+    assert_same(report["cumulative"], _evaluator_systems(counted, bootstrap=300, seed=7), "cumulative")
+    assert_same(report["week"], _evaluator_systems([e for e in counted if e.week == W3], bootstrap=300, seed=7),
+                "week")
+    for symbol in ("AXP", "KO", "MSFT"):
+        assert_same(report["by_ticker"][symbol],
+                    _evaluator_systems([e for e in counted if e.symbol == symbol], bootstrap=300, seed=7), symbol)
+    for point, week in zip(report["series"], (W0, W1, W2, W3), strict=True):
+        so_far = _evaluator_systems([e for e in counted if e.week <= week], bootstrap=0)
+        assert point == {"period": week.period, "end": week.end.isoformat(), "n": so_far["model"]["n"],
+                         **{s: pytest.approx(m["binary_accuracy_all"], rel=1e-12) for s, m in so_far.items()}}
+    with_p = [e for e in counted if e.p_up is not None]
+    expected = probability_metrics([e.p_up for e in with_p], [move_bin(e.realized_return).direction == "up"
+                                                              for e in with_p])
+    assert_same(report["calibration"], {**expected, "enough": False, "min_n": MIN_CALIBRATED}, "calibration")

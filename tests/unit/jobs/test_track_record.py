@@ -1,22 +1,24 @@
 """jobs.track_record and jobs.track_reads on a real SQLite file and a real PostgreSQL: outcomes fetched in one price
 call, per ticker when one fails; `/track`'s reader answers from stored reports without touching market data, and
-the reports, aggregated in SQL, are exactly what `engine.evaluation.track.score_track` makes of the entries. And the
+the sums aggregated in SQL are exactly those `engine.evaluation.track` gathers from the entries in memory. And the
 chart is a PNG."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
 
 from engine.data.inputs import Sources
+from engine.evaluation import track
 from engine.evaluation.calibration import reliability
-from engine.evaluation.track import score_track, week_from_period
+from engine.evaluation.track import week_from_period
 from engine.market.weeks import NEW_YORK
 from jobs import ledger, track_reads, track_record
 from jobs.charts import hit_rate_chart, reliability_chart
 from jobs.ledger import fields as ledger_fields
-from jobs.ledger import writes
+from jobs.ledger import track_queries, writes
 from tests.fakes.forecasts import canned_forecast, distribution, stepped_market
 from tests.same_report import assert_same
 
@@ -127,8 +129,19 @@ def test_the_reliability_chart_is_a_png_and_refuses_an_empty_record():
 LATE_ONE = 7
 
 
-def test_the_sql_report_is_score_tracks_report_of_the_same_entries(ledger_db, market):
-    """Late, superseded, unparsed, probability and no-probability forecasts over three tickers and four weeks."""
+def _plain(sums) -> dict:
+    """TrackSums as plain data, each ticker's hits as nested lists, for `assert_same`."""
+    found = dataclasses.asdict(sums)
+    for row in found["by_ticker"]:
+        row["hits"] = row["hits"].tolist()
+    return found
+
+
+def test_the_sql_sums_and_report_are_those_gathered_in_memory_from_the_same_entries(ledger_db, market):
+    """Late, superseded, unparsed, probability and no-probability forecasts over three tickers and four weeks: the
+    sums the ledger gathers in SQL are the sums `engine.evaluation.track` gathers from its entries in memory, and so
+    is the report both hand to `score_report` (its figures are held to the evaluator's own code in
+    tests/unit/engine/test_track.py)."""
     sources = Sources(market, market, market)
     bins = [distribution(0.25, top="D1", p_top=0.5), distribution(0.8, top="U2", p_top=0.4), None]
     requests = [("AXP", 1, 18, "Down by 0-1%"), ("KO", 1, 18, "Up by 2-3%"), ("MSFT", 1, 18, None),
@@ -151,7 +164,9 @@ def test_the_sql_report_is_score_tracks_report_of_the_same_entries(ledger_db, ma
         chosen = [e for e in entries if ticker in (None, e.symbol)]
         for latest in ("2024-03-17 to 2024-03-24", "2024-03-10 to 2024-03-17"):
             week = week_from_period(latest)
-            expected = score_track(chosen, latest=week, bootstrap=300)
+            assert_same(_plain(track_queries.track_sums(ledger_db, latest=week, ticker=ticker)),
+                        _plain(track.track_sums(chosen, latest=week)), f"sums {ticker} {latest}")
+            expected = track.score_track(chosen, latest=week, bootstrap=300)
             assert_same(track_record.report(ledger_db, latest=week, ticker=ticker, bootstrap=300), expected)
     full = track_record.report(ledger_db, latest=week_from_period("2024-03-17 to 2024-03-24"))
     assert full["counts"]["late"] == 1 and full["counts"]["superseded"] == 1 and full["counts"]["pending"] == 1

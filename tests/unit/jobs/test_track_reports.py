@@ -227,10 +227,11 @@ def test_the_bot_reads_the_track_record_without_numpy_pandas_or_apscheduler(ledg
 
 
 def test_the_entry_standings_are_engine_tracks_own_words():
-    import engine.evaluation.track
+    import engine.evaluation.track_report
     from jobs.ledger import columns
 
-    assert (columns.LATE, columns.SUPERSEDED) == (engine.evaluation.track.LATE, engine.evaluation.track.SUPERSEDED)
+    assert (columns.LATE, columns.SUPERSEDED) == (engine.evaluation.track_report.LATE,
+                                                  engine.evaluation.track_report.SUPERSEDED)
 
 
 CRASH_BEFORE_THE_RECOMPUTE = """

@@ -1,11 +1,13 @@
-"""`engine.evaluation.track.score_track`'s report, computed from `track_queries`' sums instead of from every forecast.
+"""The track record's report from its sums (`engine.evaluation.track_sums.TrackSums`), however they were gathered:
+in SQL by the ledger (`jobs.ledger.track_queries`), or in Python from entries in memory
+(`engine.evaluation.track.score_track`). The one place its formulas live.
 
 Pure functions. Each figure is the evaluator's own formula (`engine.evaluation.metrics`) applied to counts: the hit
-rates, parse rate, MSE and MCC come out exactly as `score_track` computes them (the counts are integers, the squared bin
-midpoint errors multiples of 0.25), and the week-clustered bootstrap draws the same weeks with the same seed
-(`week_bootstrap_ci`), summing whole weeks through a draws × weeks multiplicity matrix, so a ticker's interval
-costs one small matrix product. The calibration sums are floating point: they can differ from numpy's in the
-last digits.
+rates, parse rate, MSE and MCC come out exactly as the evaluator computes them over the same forecasts (the counts are
+integers, the squared bin midpoint errors multiples of 0.25), and the week-clustered bootstrap draws the same weeks
+with the same seed (`week_bootstrap_ci`), summing whole weeks through a draws × weeks multiplicity matrix, so a
+ticker's interval costs one small matrix product. The calibration sums are floating point: they can differ from
+numpy's in the last digits.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import numpy as np
 
 from engine.evaluation.baselines import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
 from engine.evaluation.calibration import ECE_BINS
-from engine.evaluation.track import LATE, MIN_CALIBRATED, SUPERSEDED
+from engine.evaluation.track_report import LATE, MIN_CALIBRATED, SUPERSEDED, SYSTEMS
+from engine.evaluation.track_sums import SUMS, TrackSums, hits_matrix
 from engine.market.weeks import Week
-from jobs.ledger.track_queries import SUMS, SYSTEM_KEYS, TrackSums
 
 SYSTEM_NAMES = {"model": "model", "down": BASELINE_DOWN, "up": BASELINE_UP, "momentum": BASELINE_MOMENTUM}
 
@@ -74,21 +76,21 @@ def system_metrics(row: dict, key: str, ci: list[float] | None) -> dict:
 
 
 def _systems(row: dict, cis: list) -> dict[str, dict]:
-    return {SYSTEM_NAMES[key]: system_metrics(row, key, ci) for key, ci in zip(SYSTEM_KEYS, cis, strict=True)}
+    return {SYSTEM_NAMES[key]: system_metrics(row, key, ci) for key, ci in zip(SYSTEMS, cis, strict=True)}
 
 
 def _total(rows: list[dict]) -> dict:
     return {name: sum(row[name] for row in rows) for name in rows[0]
-            if name == "n" or name.startswith(tuple(f"{key}_" for key in SYSTEM_KEYS))}
+            if name == "n" or name.startswith(tuple(f"{key}_" for key in SYSTEMS))}
 
 
 def _correct_matrix(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    correct = np.array([[row[f"{key}_correct"] for key in SYSTEM_KEYS] for row in rows], dtype=float)
-    return correct.reshape(len(rows), len(SYSTEM_KEYS)), np.array([row["n"] for row in rows], dtype=float)
+    return hits_matrix(rows), np.array([row["n"] for row in rows], dtype=float)
 
 
 def calibration(bins: list[dict]) -> dict | None:
-    """`engine.evaluation.track.calibration` from per-bin sums; None when no counted scored forecast has a P(up)."""
+    """`engine.evaluation.calibration.probability_metrics` from per-bin sums, plus `enough` (at least MIN_CALIBRATED
+    forecasts) and `min_n`; None when no counted scored forecast has a P(up)."""
     n = sum(b["n"] for b in bins)
     if not n:
         return None
@@ -113,12 +115,15 @@ def calibration(bins: list[dict]) -> dict | None:
 
 
 def score_report(sums: TrackSums, *, latest: Week, bootstrap: int = 2000, seed: int = 0) -> dict:
-    """`engine.evaluation.track.score_track(entries, latest=latest, bootstrap=bootstrap, seed=seed)`, from the sums."""
+    """The track record up to and including the week `latest`: that week, cumulative, by ticker, the cumulative hit
+    rate week by week (the chart's series) and the calibration of the model's P(up) (see `engine.evaluation.track`
+    for what each number means), from its sums. Every system's intervals reuse the seed: they resample the same
+    weeks."""
     weeks, tickers, this_week = sums.by_week, sums.by_ticker, sums.this_week
 
-    series, running = [], {key: [0, 0] for key in SYSTEM_KEYS}
+    series, running = [], {key: [0, 0] for key in SYSTEMS}
     for week in weeks:
-        for key in SYSTEM_KEYS:
+        for key in SYSTEMS:
             running[key][0] += week[f"{key}_correct"]
             running[key][1] += week["n"]
         series.append({"period": week["target_week"], "end": week["week_end"], "n": running["model"][1],
