@@ -36,7 +36,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.evaluation.track_report import LATE, SUPERSEDED, SYSTEMS
+from engine.evaluation.track_report import LATE, SUPERSEDED, SYSTEMS, TrackReport
 from engine.evaluation.track_scores import score_report
 from engine.evaluation.track_sums import TrackSums, hits_matrix, outcome_terms, recorded_terms, system_sums
 from engine.exceptions import NoPriceData
@@ -224,7 +224,7 @@ def track_sums(entries: Sequence[TrackEntry], *, latest: Week) -> TrackSums:
     )
 
 
-def score_track(entries: Sequence[TrackEntry], *, latest: Week, bootstrap: int = 2000, seed: int = 0) -> dict:
+def score_track(entries: Sequence[TrackEntry], *, latest: Week, bootstrap: int = 2000, seed: int = 0) -> TrackReport:
     """The track record up to and including the week `latest` of these entries (`score_report`'s report): the
     ledger's report, gathered from entries in memory instead of in SQL. Entries with no outcome yet are counted as
     pending."""

@@ -1,7 +1,7 @@
 """What one counted forecast adds to the track record, and those additions summed: the one input of the report
 (`engine.evaluation.track_scores.score_report`). Two gatherers fill it, and differ in nothing else: SQL over the
 ledger's `track_weeks` rows, which hold these terms (`jobs.ledger.track_queries`), and Python over entries in memory
-(`engine.evaluation.track.score_track`, with `system_sums`). Pure and numpy-free.
+(`engine.evaluation.track.score_track`, with `system_sums`). Pure.
 
 Each term is the evaluator's rule for that forecast: truth is the direction of the realized bin; a system's hit is
 "parsed and the direction right"; its squared error is the squared difference of signed bin midpoints, where it named
