@@ -144,10 +144,12 @@ class TrackReport(_Frozen):
     excluded: dict[str, str]  # {entry id: LATE or SUPERSEDED}
     bootstrap: Bootstrap
 
-    def to_json(self) -> str:
-        return self.model_dump_json()
+    def to_json(self) -> dict:
+        """The report as plain JSON types: what the ledger stores (as `engine.forecast_record` stores a forecast)."""
+        return self.model_dump(mode="json")
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> TrackReport:
-        """The report `to_json` wrote, of this REPORT_VERSION. Raises pydantic.ValidationError otherwise."""
-        return cls.model_validate_json(text)
+    def from_json(cls, data: dict) -> TrackReport:
+        """A report from `to_json`'s dict, of this REPORT_VERSION. Raises pydantic's ValidationError, naming the
+        field, for anything else."""
+        return cls.model_validate(data)

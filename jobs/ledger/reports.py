@@ -15,6 +15,7 @@ is another shape. The bot shows such a scope as not computed yet until the worke
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -85,7 +86,8 @@ def save(conn: Connection, scope: str, *, generation: int, report: track_report.
     from a later generation is there already (a recompute that started later and finished first)."""
     t = TrackReport
     values = {"computed_generation": generation, "version": REPORT_VERSION, "latest_week": latest_week,
-              "recorded": recorded, "report": None if report is None else report.to_json(),
+              "recorded": recorded,
+              "report": None if report is None else json.dumps(report.to_json(), separators=(",", ":")),
               "computed_at": now.astimezone(dt.UTC).isoformat()}
     statement = dialect_insert(conn, t).values(scope=scope, generation=generation, **values)
     conn.execute(statement.on_conflict_do_update(
@@ -97,7 +99,7 @@ def _stored(row) -> StoredReport:
     values = row._asdict()
     text, values["report"] = values["report"], None
     if text is not None and values["version"] == REPORT_VERSION:  # another version's JSON is another shape
-        values["report"] = track_report.TrackReport.from_json(text)
+        values["report"] = track_report.TrackReport.from_json(json.loads(text))
     return StoredReport(**values)
 
 
