@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from engine.evaluation.track_report import TrackReport
 from engine.forecast_record import ForecastRecord
 
 Message = tuple[str, list[dict]]
@@ -71,7 +72,10 @@ class JobLayouts(Protocol):
                                current_version: str | None, training: dict,
                                decided_by: str | None = None) -> Message: ...
 
-    def summary_message(self, report: dict, *, failures: dict[str, str] | None = None) -> Message: ...
+    def summary_message(self, report: TrackReport, *, feedback: dict | None = None,
+                        failures: dict[str, str] | None = None) -> Message:
+        """The weekly summary of `report`, with the votes so far (`jobs.ledger.votes.tally`)."""
+        ...
 
     def refusal_fix(self, error: str, channel: str) -> str:
         """What the requester can do about Slack's permanent refusal `error` in `channel` (mrkdwn)."""

@@ -1,6 +1,6 @@
 """The weekly evaluation summary job: score the forecasts whose week has closed, post the track record, upload
 its chart into the message's thread, and, once enough scored forecasts carry a probability
-(`engine.evaluation.track.MIN_CALIBRATED`), the reliability diagram of the model's P(up) too.
+(`engine.evaluation.track_report.MIN_CALIBRATED`), the reliability diagram of the model's P(up) too.
 
 Runs in the worker (`runtime.current()`), enqueued by `JobsClient.summary` once per channel and ISO week, so a
 second scheduler or a second enqueue is a duplicate; a retried job posts and uploads nothing twice (the summary
@@ -106,27 +106,28 @@ def summary_job(channel: str, week_ending: str) -> dict:
     scored_now, failures = track_record.refresh_outcomes(store, ctx.sources.prices, closed_by=closed_by,
                                                          scored_at=now)
     track_record.rebuild_reports(store)  # weekly, heals a /track report a crash left behind its writes
-    report = track_record.report(store, latest=latest) | {"feedback": votes.tally(store)}  # the 👍/👎 so far
-    text, blocks = ctx.slack.layouts.summary_message(report, failures=failures)
+    report = track_record.report(store, latest=latest)
+    text, blocks = ctx.slack.layouts.summary_message(report, feedback=votes.tally(store),  # the 👍/👎 so far
+                                                     failures=failures)
     # The job's final answer, sent once (a retry gets the ts back); a "retrying" note left by the failure handler
     # is edited into it, so the channel ends with one message in its final state.
     summary_ts = Reply(ctx, attempt, Route(channel)).final(text, blocks)
 
     chart = reliability = None
     shown: tuple[str, str] | None = None  # (file id, title) of the newest chart, for App Home
-    if report["series"]:
+    if report.series:
         from jobs.charts import hit_rate_chart, reliability_chart  # matplotlib only when there is something to draw
 
         title = f"Cumulative hit rate, through the week {latest.period}"
-        png = hit_rate_chart(report["series"], title=title)
-        calibrated = report.get("calibration")
+        png = hit_rate_chart(report.series, title=title)
+        calibrated = report.calibration
         try:
             chart = _upload_once(ctx, attempt, channel=channel, png=png, title=title, thread_ts=summary_ts)
             shown = (chart, title) if chart else None
-            if calibrated and calibrated["enough"]:
+            if calibrated and calibrated.enough:
                 title = f"Reliability of the model's P(up), through the week {latest.period}"
-                summary = f"Brier {calibrated['brier']:.3f} · ECE {calibrated['ece']:.3f} · n {calibrated['n']}"
-                png = reliability_chart(calibrated["reliability"], title=title, summary=summary)
+                summary = f"Brier {calibrated.brier:.3f} · ECE {calibrated.ece:.3f} · n {calibrated.n}"
+                png = reliability_chart(calibrated.reliability, title=title, summary=summary)
                 reliability = _upload_once(ctx, attempt, channel=channel, png=png, title=title, thread_ts=summary_ts,
                                            what="reliability", filename=RELIABILITY_FILENAME)
                 shown = (reliability, title) if reliability else shown
@@ -137,6 +138,6 @@ def summary_job(channel: str, week_ending: str) -> dict:
         ctx.conn.set(home_chart_key(), json.dumps({"file_id": shown[0], "title": shown[1]}), ex=HOME_CHART_TTL_S)
     ctx.conn.set(last_run_key("summary"), now.isoformat(timespec="seconds"))
     log.info("%s: summary to %s: %d newly scored, %d counted, chart %s, reliability chart %s", job_id,
-             latest.period, scored_now, report["counts"]["scored"], chart or "none", reliability or "none")
-    return {"status": "done", "week": latest.period, "newly_scored": scored_now, "counts": report["counts"],
+             latest.period, scored_now, report.counts.scored, chart or "none", reliability or "none")
+    return {"status": "done", "week": latest.period, "newly_scored": scored_now, "counts": report.counts.model_dump(),
             "failures": failures, "chart": chart, "reliability_chart": reliability}

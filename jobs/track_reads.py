@@ -27,13 +27,14 @@ def _recent_row(entry: dict, status: str) -> dict:
 
 
 def track_record(store: Ledger, ticker: str | None = None, recent: int = 5) -> dict:
-    """The record of `ticker` (all tickers when None) up to its latest scored week (`report` is None when nothing
-    has been scored yet), how many forecasts are recorded, and the `recent` newest with their outcomes (None while
-    pending): `engine.evaluation.track.score_track`'s report as the last write left it."""
+    """The record of `ticker` (all tickers when None) up to its latest scored week (`report`, a
+    `engine.evaluation.track_report.TrackReport` as the last write left it; None when nothing has been scored yet),
+    how many forecasts are recorded, and the `recent` newest with their outcomes (None while pending)."""
     ticker = ticker.upper() if ticker else None
     stored = reports.read(store, reports.scope_of(ticker))
-    if stored is None or stored.computed_generation is None:
-        # Not computed yet: a ledger from before the stored reports, until its next write or weekly summary.
+    if stored is None or not stored.readable:
+        # Not computed yet (a ledger from before the stored reports, until its next write or weekly summary), or
+        # by an older release (until the worker's start or weekly rebuild recomputes it): shown as nothing scored.
         recorded, report = count(store, ticker=ticker), None
     else:
         recorded, report = stored.recorded, stored.report

@@ -13,6 +13,8 @@ import logging
 from collections import defaultdict
 
 from engine.evaluation.track import price_window, realized_outcome, week_from_period
+from engine.evaluation.track_report import TrackReport
+from engine.evaluation.track_scores import score_report
 from engine.exceptions import DataError
 from engine.market.weeks import NEW_YORK, Week
 from engine.sources.base import PriceSource
@@ -20,7 +22,6 @@ from engine.sources.notices import told
 from jobs import ledger
 from jobs.ledger import Ledger, report_builder, writes
 from jobs.ledger.track_queries import track_sums
-from jobs.ledger.track_scores import score_report
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,8 @@ def refresh_outcomes(store: Ledger, prices: PriceSource, *, closed_by: dt.dateti
     return stored, {ticker: told(exc).what for ticker, exc in failures.items()}
 
 
-def report(store: Ledger, *, latest: Week, ticker: str | None = None, bootstrap: int = 2000) -> dict:
-    """`engine.evaluation.track.score_track`'s report over the ledger's stored outcomes, up to the week `latest`."""
+def report(store: Ledger, *, latest: Week, ticker: str | None = None, bootstrap: int = 2000) -> TrackReport:
+    """The track record over the ledger's stored outcomes, up to the week `latest`, its series included."""
     ticker = ticker.upper() if ticker else None
     return score_report(track_sums(store, latest=latest, ticker=ticker), latest=latest, bootstrap=bootstrap)
 

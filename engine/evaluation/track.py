@@ -1,7 +1,8 @@
 """The live track record: recorded forecasts scored against what the market then did. Pure and torch-free.
 
-The numbers mean what `forecaster evaluate` means by them, because they come out of the evaluator's own code
-(`engine.evaluation.metrics`):
+The numbers mean what `forecaster evaluate` means by them: `engine.evaluation.track_scores` applies the evaluator's
+formulas (`engine.evaluation.metrics`, `engine.evaluation.calibration`) to per-week sums (`track_sums`), and the
+tests hold them to the evaluator's own code run on the same forecasts:
 - truth is the target week's close-to-close return, exactly as the dataset labels were made (`engine.market.weeks`:
   the last close on or before the end Sunday over the previous week's), in FinGPT's bins (`move_bin`);
 - hit rate is direction right over *every* scored forecast, an unparsed answer counting as a miss
@@ -13,8 +14,8 @@ The numbers mean what `forecaster evaluate` means by them, because they come out
   the evaluator;
 - calibration is the evaluator's `probability_metrics` (Brier, log loss, ECE) of the model's P(up) against the
   realized direction, over the counted scored forecasts that carry a probability (older entries and backends
-  without probabilities carry none). It is shown once MIN_CALIBRATED forecasts have one: below that, the
-  reliability bins hold a handful of forecasts each and an ECE says little.
+  without probabilities carry none). It is shown once MIN_CALIBRATED (`track_report`) forecasts have one: below
+  that, the reliability bins hold a handful of forecasts each and an ECE says little.
 
 Which forecasts count (`select_counted`): a track record is what the product said *before* the market moved.
 - A forecast requested after its target week's Monday open (a dated what-if such as `/forecast AXP 2024-03-15`)
@@ -22,6 +23,9 @@ Which forecasts count (`select_counted`): a track record is what the product sai
 - Several counted candidates for one ticker and target week (a `/forecast` on Friday, the Monday digest): the last
   one requested before the open counts, the standing forecast when trading began; the others are marked
   superseded. So no ticker-week is ever counted twice.
+
+The report itself has one implementation, `track_scores.score_report`, fed by two gatherers of the same sums: the
+ledger's, in SQL (`jobs.ledger.track_queries`), and `score_track` here, from entries in memory.
 """
 
 from __future__ import annotations
@@ -32,23 +36,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.data.fingpt_rows import EvalRow
-from engine.evaluation.baselines import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
-from engine.evaluation.calibration import probability_metrics
-from engine.evaluation.metrics import (
-    _direction_metrics as evaluator_metrics,  # the evaluator's per-system numbers, reused
-)
+from engine.evaluation.track_report import LATE, SUPERSEDED, SYSTEMS, TrackReport
+from engine.evaluation.track_scores import score_report
+from engine.evaluation.track_sums import TrackSums, hits_matrix, outcome_terms, recorded_terms, system_sums
 from engine.exceptions import NoPriceData
 from engine.market.weeks import NEW_YORK, MoveBin, Week, move_bin, week_close, weekly_return
-from engine.parsing import MAGNITUDES, Forecast
+from engine.parsing import Forecast
 from engine.records import DailyClose
-
-BASELINES = (BASELINE_DOWN, BASELINE_UP, BASELINE_MOMENTUM)
-SYSTEMS = ("model", *BASELINES)
-LATE = "requested after the week opened"
-SUPERSEDED = "superseded by a later forecast"
-# Scored forecasts with a probability before the summary posts a calibration line and a reliability chart.
-MIN_CALIBRATED = 20
 
 _PERIOD = re.compile(r"^(\d{4}-\d{2}-\d{2}) to (\d{4}-\d{2}-\d{2})$")
 
@@ -179,91 +173,59 @@ def select_counted(entries: Sequence[TrackEntry]) -> tuple[list[TrackEntry], dic
     return counted, excluded
 
 
-# ---- metrics --------------------------------------------------------------------------------------------------
+# ---- the report, from entries in memory -----------------------------------------------------------------------
 
 
-def _bin_answer(b: MoveBin | None) -> Forecast:
-    if b is None:  # momentum without a previous week: no answer, a miss (the evaluator scores "" the same way)
-        return Forecast(raw="", positives=(), concerns=(), direction="none", magnitude=None, prediction="",
-                        analysis="", parsed=False, problems=("no previous week",))
-    return Forecast(raw=b.prediction_text, positives=(), concerns=(), direction=b.direction,
-                    magnitude=MAGNITUDES[b.k - 1], prediction=b.prediction_text, analysis="", parsed=True)
+def _terms(entry: TrackEntry) -> dict:
+    """What `entry` adds to the sums: `engine.evaluation.track_sums`' terms, from its returns."""
+    actual = None if entry.realized_return is None else move_bin(entry.realized_return).label
+    momentum = None if entry.previous_return is None else momentum_bin(entry.previous_return).label
+    return (recorded_terms(parsed=entry.parsed, direction=entry.direction, p_up=entry.p_up)
+            | outcome_terms(parsed=entry.parsed, direction=entry.direction, magnitude=entry.magnitude,
+                            p_up=entry.p_up, actual_label=actual, momentum_label=momentum))
 
 
-def _answers(entries: Sequence[TrackEntry]) -> dict[str, list[Forecast]]:
-    return {
-        "model": [e.forecast for e in entries],
-        BASELINE_DOWN: [_bin_answer(MoveBin("down", 1))] * len(entries),
-        BASELINE_UP: [_bin_answer(MoveBin("up", 1))] * len(entries),
-        BASELINE_MOMENTUM: [_bin_answer(None if e.previous_return is None else momentum_bin(e.previous_return))
-                            for e in entries],
-    }
+def _calibration_bins(scored: list[tuple[TrackEntry, dict]]) -> list[dict]:
+    bins: dict[int, list[dict]] = defaultdict(list)
+    for _, terms in scored:
+        if terms["p_up"] is not None:
+            bins[terms["p_bin"]].append(terms)
+    return [{"bin": i, "n": len(rows), "sum_p": sum(r["p_up"] for r in rows), "ups": sum(r["actual_up"] for r in rows),
+             "sq_error": sum(r["p_sq_error"] for r in rows), "log_loss": sum(r["p_log_loss"] for r in rows)}
+            for i, rows in sorted(bins.items())]
 
 
-def system_metrics(entries: Sequence[TrackEntry], *, bootstrap: int = 2000, seed: int = 0) -> dict[str, dict]:
-    """{system: the evaluator's DIRECTION_KEYS metrics plus `hits`} for the model and each baseline, over the same
-    scored entries. Every system reuses the seed, so their intervals resample the same weeks."""
-    rows = [EvalRow(e.symbol, e.week.period, "", "", move_bin(e.realized_return).label) for e in entries]
-    result = {}
-    for system, answers in _answers(entries).items():
-        metrics = evaluator_metrics(rows, answers, bootstrap=bootstrap, seed=seed)
-        accuracy = metrics["binary_accuracy_all"]
-        metrics["hits"] = 0 if accuracy is None else round(accuracy * len(rows))
-        result[system] = metrics
-    return result
+def _week_row(week: Week, rows: list[dict]) -> dict:
+    sums = system_sums(rows)
+    return {"week_start": week.start.isoformat(), "week_end": week.end.isoformat(), "target_week": week.period,
+            "n": sums["n"], **{f"{key}_correct": sums[f"{key}_correct"] for key in SYSTEMS}}
 
 
-def calibration(entries: Sequence[TrackEntry]) -> dict | None:
-    """`probability_metrics` of the model's P(up) over scored `entries` that carry one, plus `enough` (at least
-    MIN_CALIBRATED of them) and `min_n`. None when none carries a probability."""
-    with_p = [e for e in entries if e.scored and e.p_up is not None]
-    metrics = probability_metrics([e.p_up for e in with_p], [move_bin(e.realized_return).direction == "up"
-                                                             for e in with_p])
-    if metrics is None:
-        return None
-    return {**metrics, "enough": metrics["n"] >= MIN_CALIBRATED, "min_n": MIN_CALIBRATED}
-
-
-def score_track(entries: Sequence[TrackEntry], *, latest: Week, bootstrap: int = 2000, seed: int = 0) -> dict:
-    """The track record up to and including the week `latest`: that week, cumulative, by ticker, and the
-    cumulative hit rate week by week (the chart's series), and the calibration of the model's P(up) over the
-    counted scored forecasts (`calibration`). Entries with no outcome yet are counted as pending."""
+def track_sums(entries: Sequence[TrackEntry], *, latest: Week) -> TrackSums:
+    """The sums of the track record up to and including the week `latest`, gathered in Python: what
+    `jobs.ledger.track_queries.track_sums` gathers in SQL from the ledger's stored terms."""
     counted, excluded = select_counted(entries)
-    scored = [e for e in counted if e.scored and e.week <= latest]
-    this_week = [e for e in scored if e.week == latest]
-    weeks = sorted({e.week for e in scored})
-    by_symbol: dict[str, list[TrackEntry]] = defaultdict(list)
-    for entry in scored:
-        by_symbol[entry.symbol].append(entry)
+    scored = [(e, _terms(e)) for e in counted if e.scored and e.week <= latest]  # by week, then ticker
+    by_symbol: dict[str, list[dict]] = defaultdict(list)
+    by_week: dict[Week, list[dict]] = defaultdict(list)
+    for entry, terms in scored:
+        by_symbol[entry.symbol].append(terms)
+        by_week[entry.week].append(terms)
+    return TrackSums(
+        excluded=excluded,
+        pending=sum(1 for e in counted if not e.scored),
+        by_ticker=[{"ticker": symbol, **system_sums(rows), "hits": hits_matrix([system_sums([r]) for r in rows])}
+                   for symbol, rows in sorted(by_symbol.items())],
+        by_week=[_week_row(week, rows) for week, rows in sorted(by_week.items())],
+        this_week=system_sums(by_week[latest]) if by_week.get(latest) else None,
+        unparsed=[{"entry_id": e.entry_id, "symbol": e.symbol, "period": e.week.period}
+                  for e, _ in scored if not e.parsed],
+        calibration=_calibration_bins(scored),
+    )
 
-    series, running = [], {s: [0, 0] for s in SYSTEMS}  # system -> [hits, n] so far
-    for week in weeks:
-        week_metrics = system_metrics([e for e in scored if e.week == week], bootstrap=0)
-        for system, m in week_metrics.items():
-            running[system][0] += m["hits"]
-            running[system][1] += m["n"]
-        series.append({"period": week.period, "end": week.end.isoformat(), "n": running["model"][1],
-                       **{s: hits / n for s, (hits, n) in running.items()}})
 
-    return {
-        "latest_week": latest.period,
-        "counts": {
-            "scored": len(scored),
-            "scored_this_week": len(this_week),
-            "pending": sum(1 for e in counted if not e.scored),
-            "unparsed": sum(1 for e in scored if not e.parsed),
-            "superseded": sum(1 for why in excluded.values() if why == SUPERSEDED),
-            "late": sum(1 for why in excluded.values() if why == LATE),
-            "weeks": len(weeks),
-            "tickers": len(by_symbol),
-        },
-        "week": system_metrics(this_week, bootstrap=bootstrap, seed=seed) if this_week else None,
-        "cumulative": system_metrics(scored, bootstrap=bootstrap, seed=seed) if scored else None,
-        "by_ticker": {s: system_metrics(rows, bootstrap=bootstrap, seed=seed) for s, rows in sorted(by_symbol.items())},
-        "series": series,
-        "calibration": calibration(scored),
-        "unparsed": [{"entry_id": e.entry_id, "symbol": e.symbol, "period": e.week.period}
-                     for e in scored if not e.parsed],
-        "excluded": excluded,
-        "bootstrap": {"draws": bootstrap, "seed": seed},
-    }
+def score_track(entries: Sequence[TrackEntry], *, latest: Week, bootstrap: int = 2000, seed: int = 0) -> TrackReport:
+    """The track record up to and including the week `latest` of these entries (`score_report`'s report): the
+    ledger's report, gathered from entries in memory instead of in SQL. Entries with no outcome yet are counted as
+    pending."""
+    return score_report(track_sums(entries, latest=latest), latest=latest, bootstrap=bootstrap, seed=seed)

@@ -29,11 +29,12 @@ def _write_reliability_plot(path: Path, report: dict, *, model_name: str) -> Non
     if model is None:
         fail("--plot needs probabilities: the answers carry none (saved predictions need a p_up or "
              "bin_probabilities column; --fingpt-compat scores none).")
+    from engine.evaluation.track_report import ReliabilityBin
     from jobs.charts import reliability_chart
 
     summary = f"Brier {model['brier']:.3f} · log loss {model['log_loss']:.3f} · ECE {model['ece']:.3f} · n {model['n']}"
-    path.write_bytes(reliability_chart(model["reliability"], title=f"Reliability of P(up): {model_name}",
-                                       summary=summary))
+    bins = [ReliabilityBin(**b) for b in model["reliability"]]  # the evaluator's report is JSON-shaped dicts
+    path.write_bytes(reliability_chart(bins, title=f"Reliability of P(up): {model_name}", summary=summary))
     err.print(f"reliability diagram written to {path}")
 
 

@@ -9,7 +9,8 @@ by earlier releases is copied over once by `forecaster ledger migrate`.
   tables; `database`: the engine and the migrations;
 - `store`: read entries; `export`: write them to CSV or Parquet; `writes`: record and score them, keeping the
   track record's tables in step;
-- `track_rows`, `track_queries`, `track_scores`: the track record's numbers, per ticker-week and in SQL;
+- `track_rows`, `track_queries`: the track record's numbers, per ticker-week and summed in SQL (the report from
+  the sums is `engine.evaluation.track_scores`');
 - `reports` and `report_builder`: the stored report of each scope, read by `/track`, recomputed by the writers;
 - `watchlists`: each channel's watchlist (`/watch`), which its digest covers instead of the Dow30;
 - `redis_layout` and `migrate`: the old Redis ledger and the one-shot copy out of it.

@@ -160,7 +160,7 @@ class TrackReport(Base):
     version: Mapped[int | None] = mapped_column(Integer)  # the computing code's REPORT_VERSION
     latest_week: Mapped[str | None] = mapped_column(String(32))  # the newest scored week; None before any
     recorded: Mapped[int | None] = mapped_column(Integer)  # the scope's entries, counted with the report
-    report: Mapped[str | None] = mapped_column(Text)  # JSON: `score_report`'s dict, or null before anything scored
+    report: Mapped[str | None] = mapped_column(Text)  # `TrackReport.to_json`; empty before anything scored
     computed_at: Mapped[str | None] = mapped_column(String(40))  # ISO 8601, UTC
 
 

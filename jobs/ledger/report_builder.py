@@ -18,23 +18,23 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from engine.evaluation.track import week_from_period
+from engine.evaluation.track_report import TrackReport
+from engine.evaluation.track_scores import score_report
 from jobs.ledger import reports
 from jobs.ledger.database import Ledger
 from jobs.ledger.reports import ALL
 from jobs.ledger.store import count
 from jobs.ledger.track_queries import latest_scored_week, track_sums
-from jobs.ledger.track_scores import score_report
 
 log = logging.getLogger(__name__)
 
 # /track's interval: 1000 draws of weeks (the weekly summary draws 2000, `jobs.track_record.report`)
 TRACK_BOOTSTRAP = 1000
-UNSTORED = ("series",)  # parts of `score_report`'s dict /track does not show
 
 
 @dataclass(frozen=True)
 class ScopeReport:
-    report: dict | None  # `score_report`'s dict up to the scope's latest scored week, less UNSTORED; None before any
+    report: TrackReport | None  # up to the scope's latest scored week, without its series; None before any
     latest_week: str | None
     recorded: int
 
@@ -50,7 +50,7 @@ def compute(ledger: Ledger, scope: str) -> ScopeReport:
         report = score_report(track_sums(ledger, latest=week, ticker=ticker), latest=week, bootstrap=TRACK_BOOTSTRAP)
         # /track draws no chart. The week-by-week series (a point per week, growing with the record) is the weekly
         # summary's, computed fresh there; without it the stored row, and /track's read, stay the same size.
-        report = {key: value for key, value in report.items() if key not in UNSTORED}
+        report = report.model_copy(update={"series": None})
     return ScopeReport(report=report, latest_week=latest, recorded=count(ledger, ticker=ticker))
 
 

@@ -4,7 +4,12 @@ The writers bump a scope's generation in their transaction (`bump`); the report 
 the generation it read before reading the data (`save`), and only over a report of the same or an older one. So
 whatever order writers and recomputes interleave in, the row ends up holding a report of every committed write,
 and a row whose generations differ is stale (`StoredReport.stale`): a crash came between a write and its
-recompute, or one is still under way. Plain SQL and JSON: the bot reads through here (`read`).
+recompute, or one is still under way. Plain SQL and the report's own JSON
+(`engine.evaluation.track_report.TrackReport.to_json`): the bot reads through here (`read`), without numpy.
+
+Each row says which REPORT_VERSION wrote it. One of another version is stale, and its report is not read: its JSON
+is another shape. The bot shows such a scope as not computed yet until the worker recomputes it (at its start,
+`jobs.worker.catch_up_track_reports`, and weekly, `jobs.track_record.rebuild_reports`).
 """
 
 from __future__ import annotations
@@ -16,13 +21,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, or_, select
 
+from engine.evaluation import track_report
+from engine.evaluation.track_report import REPORT_VERSION
 from jobs.ledger.database import Ledger, dialect_insert
 from jobs.ledger.models import Forecast, TrackReport
 
 ALL = "*"  # the scope of every ticker; tickers are upper-case letters, so it never names one
-# The report's rules and shape, as the code computing it has them: raise it when `score_report` changes what it
-# returns, so the rows an older release stored read as stale and are rebuilt.
-REPORT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -30,16 +34,21 @@ class StoredReport:
     scope: str
     generation: int  # of the writes that changed this scope
     computed_generation: int | None  # the generation `report` was computed from; None: never computed
-    version: int | None
+    version: int | None  # the REPORT_VERSION that computed it
     latest_week: str | None  # the newest scored week; None before any
     recorded: int | None  # the scope's entries when computed
-    report: dict | None  # `score_report`'s dict; None before anything is scored (or computed)
+    report: track_report.TrackReport | None  # None before anything is scored, or computed by another REPORT_VERSION
     computed_at: str | None
 
     @property
     def stale(self) -> bool:
         """A write since it was computed has not been folded in yet, or an older release computed it."""
         return self.computed_generation != self.generation or self.version != REPORT_VERSION
+
+    @property
+    def readable(self) -> bool:
+        """Computed, by this REPORT_VERSION: `report` and `recorded` say what the scope held then."""
+        return self.computed_generation is not None and self.version == REPORT_VERSION
 
 
 def scope_of(ticker: str | None) -> str:
@@ -71,13 +80,14 @@ def generations(conn: Connection, scopes: Iterable[str]) -> dict[str, int]:
     return {scope: found.get(scope, 0) for scope in scopes}
 
 
-def save(conn: Connection, scope: str, *, generation: int, report: dict | None, latest_week: str | None,
-         recorded: int, now: dt.datetime) -> None:
+def save(conn: Connection, scope: str, *, generation: int, report: track_report.TrackReport | None,
+         latest_week: str | None, recorded: int, now: dt.datetime) -> None:
     """Store `scope`'s report, computed from data read after its generation was `generation`, unless a report
     from a later generation is there already (a recompute that started later and finished first)."""
     t = TrackReport
     values = {"computed_generation": generation, "version": REPORT_VERSION, "latest_week": latest_week,
-              "recorded": recorded, "report": json.dumps(report, separators=(",", ":")),
+              "recorded": recorded,
+              "report": None if report is None else json.dumps(report.to_json(), separators=(",", ":")),
               "computed_at": now.astimezone(dt.UTC).isoformat()}
     statement = dialect_insert(conn, t).values(scope=scope, generation=generation, **values)
     conn.execute(statement.on_conflict_do_update(
@@ -87,7 +97,9 @@ def save(conn: Connection, scope: str, *, generation: int, report: dict | None, 
 
 def _stored(row) -> StoredReport:
     values = row._asdict()
-    values["report"] = None if values["report"] is None else json.loads(values["report"])
+    text, values["report"] = values["report"], None
+    if text is not None and values["version"] == REPORT_VERSION:  # another version's JSON is another shape
+        values["report"] = track_report.TrackReport.from_json(json.loads(text))
     return StoredReport(**values)
 
 

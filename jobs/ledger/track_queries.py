@@ -1,7 +1,8 @@
 """The track record's numbers, aggregated in SQL over `track_weeks`: one narrow row per counted ticker-week.
 
-Which forecasts count (`engine.evaluation.track.select_counted`) and what each contributes (`jobs.ledger.track_rows`)
-are settled when a forecast is recorded or scored, so reading is plain sums of stored columns:
+Which forecasts count (`engine.evaluation.track.select_counted`) and what each contributes (`jobs.ledger.track_rows`,
+with `engine.evaluation.track_sums`' terms) are settled when a forecast is recorded or scored, so reading is plain
+sums of stored columns:
 - per ticker, every system's hit, parse, squared-error, confusion and direction counts (the inputs of
   `engine.evaluation.metrics`' per-system figures), plus the ticker's per-week hits packed into one string (the
   week-clustered bootstrap's input, without one row per forecast);
@@ -9,31 +10,31 @@ are settled when a forecast is recorded or scored, so reading is plain sums of s
 - per reliability bin of P(up): count, sum of P, ups, squared error and log loss;
 - the forecasts that do not count, from the small `late OR superseded` index of `forecasts`.
 
-`jobs.ledger.track_scores` turns these sums into `engine.evaluation.track.score_track`'s report.
+These are `engine.evaluation.track_sums.TrackSums`, the sums `engine.evaluation.track.score_track` gathers in Python
+from entries in memory; `engine.evaluation.track_scores.score_report` turns either into the report.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import Integer, Select, String, and_, cast, func, literal_column, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from engine.evaluation.track_report import SYSTEMS
+from engine.evaluation.track_sums import TrackSums
 from engine.market.weeks import Week
-from jobs.ledger.columns import LATE, SUPERSEDED, standing
+from jobs.ledger.columns import standing
 from jobs.ledger.database import Ledger
 from jobs.ledger.models import Forecast, TrackWeek
 
-# Per system, in this order: the sums `track_scores.system_metrics` needs.
-SUMS = ("parsed", "correct", "sq_error", "sq_n", "tp", "tn", "fp", "fn", "up", "down")
-SYSTEM_KEYS = ("model", "down", "up", "momentum")  # track_scores maps them to engine.evaluation.metrics' baseline names
 _WEEK_CODE = len("2024-03-10") + 2  # week_start, then the week's hits as two digits (see _hit_code)
 
 
 def _system_sums(t) -> list:
-    """Every system's SUMS, labelled `<system>_<sum>`. The constant baselines' follow from the count and the ups
+    """Every system's `engine.evaluation.track_sums.SUMS`, labelled `<system>_<sum>`, as `track_sums.system_sums`
+    adds them up in Python. The constant baselines' follow from the count and the ups
     (they always answer, one way; their hit is the week's direction), and each confusion count from its
     direction count less the other: both databases compute each distinct aggregate once per query, so this
     halves the work per row."""
@@ -54,7 +55,7 @@ def _system_sums(t) -> list:
                   "tn": zero, "fp": n - ups, "fn": zero, "up": n, "down": zero}
     names = {"sq": "sq_error"}
     return [(func.coalesce(expression, 0.0) if name == "sq" else expression).label(f"{key}_{names.get(name, name)}")
-            for key in SYSTEM_KEYS for name, expression in sums[key].items()]
+            for key in SYSTEMS for name, expression in sums[key].items()]
 
 
 def _hit_code(t) -> ColumnElement:
@@ -70,26 +71,7 @@ def ticker_hits(codes: str) -> np.ndarray:
     order = np.argsort(raw[:, :_WEEK_CODE - 2].copy().view(f"S{_WEEK_CODE - 2}").ravel(), kind="stable")
     digits = raw[order, _WEEK_CODE - 2:].astype(np.int64) - ord("0")
     bits = digits[:, 0] * 10 + digits[:, 1] - 10
-    return ((bits[:, None] >> np.arange(len(SYSTEM_KEYS))) & 1).astype(float)
-
-
-@dataclass(frozen=True)
-class TrackSums:
-    """What `track_scores.score_report` needs, all of it aggregated."""
-
-    excluded: dict[str, str]  # {entry id: why not counted}
-    pending: int  # counted entries without an outcome yet
-    by_ticker: list[dict]  # one row of sums per ticker (counted, scored, up to the latest week), by ticker;
-    # each with `hits`: its (weeks × systems) hits, oldest week first
-    by_week: list[dict]  # per week, oldest first: week_start, week_end, target_week, n, <system>_correct
-    this_week: dict | None  # the latest week's full row of sums, None when it has no scored forecast
-    unparsed: list[dict]  # {"entry_id", "symbol", "period"} of the scored, counted, unparsed ones
-    calibration: list[dict]  # per reliability bin with a P(up): bin, n, sum_p, ups, sq_error, log_loss
-
-    @property
-    def statuses(self) -> dict[str, int]:
-        found = list(self.excluded.values())
-        return {why: found.count(why) for why in (LATE, SUPERSEDED) if why in found}
+    return ((bits[:, None] >> np.arange(len(SYSTEMS))) & 1).astype(float)
 
 
 def _rows(conn, query: Select) -> list[dict]:

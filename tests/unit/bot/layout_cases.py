@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from engine.data.inputs import Sources, gather
 from engine.evaluation.track import TrackEntry, score_track
+from engine.evaluation.track_report import TrackReport
 from engine.forecast import forecast_record, run_forecasts
 from engine.forecast_record import ForecastRecord
 from engine.market.weeks import NEW_YORK, Week
@@ -67,7 +68,7 @@ def fingpt_answer(positives: list[str], concerns: list[str], analysis: str, pred
             f"[Prediction & Analysis]:\nPrediction: {prediction}\nAnalysis: {analysis}")
 
 
-def track_report(tickers: list[str], *, unparsed: int = 0) -> dict:
+def track_report(tickers: list[str], *, unparsed: int = 0) -> TrackReport:
     """`score_track`'s report over `tickers`, two closed weeks each, and `unparsed` unreadable answers."""
     entries = []
     for k, ticker in enumerate(tickers):

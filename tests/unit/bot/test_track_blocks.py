@@ -6,12 +6,13 @@ import datetime as dt
 
 from bot.track_blocks import summary_message, track_message
 from engine.evaluation.track import TrackEntry, score_track
+from engine.evaluation.track_report import TrackReport
 from engine.market.weeks import NEW_YORK, Week
 
 LATEST = Week(dt.date(2024, 3, 10), dt.date(2024, 3, 17))
 
 
-def many_tickers(n: int) -> dict:
+def many_tickers(n: int) -> TrackReport:
     """A report over `n` tickers and two weeks: every ticker predicted up; the first week went up, the second down."""
     entries = []
     for k in range(n):

@@ -74,7 +74,7 @@ def test_track_and_the_summary_show_the_feedback_within_slacks_limits():
     shown = json.dumps(blocks, ensure_ascii=False)
     assert slack_problems(as_payload(text, blocks)) == []
     assert "*Feedback:* :+1: 5 · :-1: 2" in shown and "· :+1: 7 :-1: 1" in shown
-    text, blocks = summary_message(track_report(["AXP", "KO"]) | {"feedback": FEEDBACK})
+    text, blocks = summary_message(track_report(["AXP", "KO"]), feedback=FEEDBACK)
     assert slack_problems(as_payload(text, blocks)) == [] and "*Feedback:* :+1: 5" in json.dumps(blocks)
-    _, quiet = summary_message(track_report(["AXP", "KO"]) | {"feedback": FEEDBACK | {"up": 0, "down": 0}})
+    _, quiet = summary_message(track_report(["AXP", "KO"]), feedback=FEEDBACK | {"up": 0, "down": 0})
     assert "Feedback" not in json.dumps(quiet)

@@ -4,14 +4,11 @@ checked against numbers worked out by hand below."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
-from engine.evaluation.baselines import BASELINE_DOWN, BASELINE_MOMENTUM, BASELINE_UP
 from engine.evaluation.track import (
-    LATE,
-    MIN_CALIBRATED,
-    SUPERSEDED,
     TrackEntry,
     closed_at,
     has_closed,
@@ -22,6 +19,15 @@ from engine.evaluation.track import (
     score_track,
     select_counted,
     week_from_period,
+)
+from engine.evaluation.track_report import (
+    LATE,
+    MIN_CALIBRATED,
+    SUPERSEDED,
+    Counts,
+    PerSystem,
+    TrackReport,
+    Unparsed,
 )
 from engine.exceptions import NoPriceData
 from engine.market.weeks import NEW_YORK, MoveBin, Week
@@ -131,7 +137,7 @@ def test_the_last_forecast_before_the_open_counts_and_hindsight_never_does():
 
 
 @pytest.fixture
-def track() -> dict:
+def track() -> TrackReport:
     """Hand-made record, latest week W2:
     AXP W1  Down by 0-1%   actual down by 0-1%  hit,  error (-0.5 - -0.5)² = 0
     AXP W2  Down by 1-2%   actual up by 2-3%    miss, error (-1.5 - 2.5)² = 16
@@ -152,72 +158,73 @@ def track() -> dict:
 
 
 def test_counts_say_what_was_scored_pending_unparsed_and_left_out(track):
-    assert track["counts"] == {"scored": 3, "scored_this_week": 2, "pending": 1, "unparsed": 1, "superseded": 1,
-                               "late": 1, "weeks": 2, "tickers": 2}
-    assert track["unparsed"] == [{"entry_id": "ko-w2", "symbol": "KO", "period": W2.period}]
+    assert track.counts == Counts(scored=3, scored_this_week=2, pending=1, unparsed=1, superseded=1, late=1, weeks=2,
+                                  tickers=2)
+    assert track.unparsed == (Unparsed(entry_id="ko-w2", symbol="KO", period=W2.period),)
+    assert track.excluded == {"axp-w2-early": SUPERSEDED, "axp-w1-late": LATE}
 
 
 def test_cumulative_hit_rate_and_mse_of_the_model_count_unparsed_as_misses(track):
-    model = track["cumulative"]["model"]
-    assert (model["n"], model["hits"], model["parsed"]) == (3, 1, 2)
-    assert model["binary_accuracy_all"] == pytest.approx(1 / 3)  # unparsed KO is a miss
-    assert model["binary_accuracy"] == pytest.approx(1 / 2)  # over parsed only
-    assert model["mse"] == pytest.approx((0 + 16) / 2)
+    model = track.cumulative.model
+    assert (model.n, model.hits, model.parsed) == (3, 1, 2)
+    assert model.binary_accuracy_all == pytest.approx(1 / 3)  # unparsed KO is a miss
+    assert model.binary_accuracy == pytest.approx(1 / 2)  # over parsed only
+    assert model.mse == pytest.approx((0 + 16) / 2)
 
 
 def test_baselines_answer_for_the_same_tickers_and_weeks(track):
-    down, up, momentum = (track["cumulative"][name] for name in (BASELINE_DOWN, BASELINE_UP, BASELINE_MOMENTUM))
+    down, up, momentum = track.cumulative.down, track.cumulative.up, track.cumulative.momentum
     # Down by 0-1% (-0.5): AXP W1 hit (0), AXP W2 miss (-0.5-2.5)²=9, KO W2 miss 9.
-    assert (down["hits"], down["n"], down["mse"]) == (1, 3, pytest.approx(18 / 3))
+    assert (down.hits, down.n, down.mse) == (1, 3, pytest.approx(18 / 3))
     # Up by 0-1% (+0.5): AXP W1 miss (0.5+0.5)²=1, AXP W2 hit (0.5-2.5)²=4, KO W2 hit 4.
-    assert (up["hits"], up["n"], up["mse"]) == (2, 3, pytest.approx(9 / 3))
+    assert (up.hits, up.n, up.mse) == (2, 3, pytest.approx(9 / 3))
     # Momentum: W1's forecast repeats W0 (up by 1-2%, +1.5) against down by 0-1%: miss, 4; W2's repeats W1
     # (down by 0-1%, -0.5) against up by 2-3%: miss, 9, for AXP and KO.
-    assert (momentum["hits"], momentum["n"], momentum["mse"]) == (0, 3, pytest.approx(22 / 3))
+    assert (momentum.hits, momentum.n, momentum.mse) == (0, 3, pytest.approx(22 / 3))
 
 
 def test_the_latest_week_alone(track):
-    week = track["week"]
-    assert (week["model"]["hits"], week["model"]["n"], week["model"]["mse"]) == (0, 2, pytest.approx(16))
-    assert week[BASELINE_UP]["hits"] == 2 and week[BASELINE_DOWN]["hits"] == 0
+    week = track.week
+    assert (week.model.hits, week.model.n, week.model.mse) == (0, 2, pytest.approx(16))
+    assert week.up.hits == 2 and week.down.hits == 0
 
 
 def test_by_ticker(track):
-    assert list(track["by_ticker"]) == ["AXP", "KO"]
-    axp = track["by_ticker"]["AXP"]["model"]
-    assert (axp["n"], axp["hits"], axp["mse"]) == (2, 1, pytest.approx(8))
-    ko = track["by_ticker"]["KO"]["model"]
-    assert (ko["n"], ko["hits"], ko["mse"]) == (1, 0, None)
+    assert list(track.by_ticker) == ["AXP", "KO"]
+    axp = track.by_ticker["AXP"].model
+    assert (axp.n, axp.hits, axp.mse) == (2, 1, pytest.approx(8))
+    ko = track.by_ticker["KO"].model
+    assert (ko.n, ko.hits, ko.mse) == (1, 0, None)
 
 
 def test_the_interval_resamples_whole_weeks(track):
     # Two weeks: W1 holds 1 hit of 1, W2 0 of 2. Drawing {W1,W1} gives 100%, {W2,W2} 0%, a mix 1/3, so the 95%
     # interval spans [0, 1]. Resampling the three rows alone would make 1/3 and 2/3 possible too; here they are
     # not the bounds because whole weeks move together.
-    assert track["cumulative"]["model"]["ci95_binary_accuracy_all"] == [0.0, 1.0]
+    assert track.cumulative.model.ci95_binary_accuracy_all == (0.0, 1.0)
 
 
 def test_the_chart_series_is_the_cumulative_hit_rate_week_by_week(track):
-    first, second = track["series"]
-    assert (first["period"], first["end"], first["n"]) == (W1.period, "2024-03-10", 1)
-    assert (first["model"], first[BASELINE_DOWN], first[BASELINE_UP], first[BASELINE_MOMENTUM]) == (1, 1, 0, 0)
-    assert second["n"] == 3
-    assert second["model"] == pytest.approx(1 / 3) and second[BASELINE_UP] == pytest.approx(2 / 3)
+    first, second = track.series
+    assert (first.period, first.end, first.n) == (W1.period, dt.date(2024, 3, 10), 1)
+    assert first.hit_rates == PerSystem[float](model=1, down=1, up=0, momentum=0)
+    assert second.n == 3
+    assert second.hit_rates.model == pytest.approx(1 / 3) and second.hit_rates.up == pytest.approx(2 / 3)
 
 
 def test_a_momentum_baseline_without_a_previous_week_is_a_miss():
     lonely = TrackEntry("x", "AXP", W1, at(1), True, "down", "0-1%", "Down by 0-1%",
                         realized_return=-0.01, previous_return=None)
     report = score_track([lonely], latest=W1)
-    assert report["cumulative"][BASELINE_MOMENTUM]["hits"] == 0
-    assert report["cumulative"][BASELINE_MOMENTUM]["parsed"] == 0
-    assert report["cumulative"]["model"]["hits"] == 1
+    assert report.cumulative.momentum.hits == 0
+    assert report.cumulative.momentum.parsed == 0
+    assert report.cumulative.model.hits == 1
 
 
 def test_nothing_scored_yet_is_an_empty_record_not_an_error():
     report = score_track([entry("axp-w3", W3, at(15), "Down by 4-5%", scored=False)], latest=W2)
-    assert report["cumulative"] is None and report["week"] is None and report["series"] == []
-    assert report["counts"]["pending"] == 1 and report["counts"]["scored"] == 0
+    assert report.cumulative is None and report.week is None and report.series == ()
+    assert report.counts.pending == 1 and report.counts.scored == 0
 
 
 def test_calibration_covers_counted_scored_forecasts_with_a_probability():
@@ -229,15 +236,105 @@ def test_calibration_covers_counted_scored_forecasts_with_a_probability():
         entry("axp-w2-late", W2, at(12), "Up by 2-3%", p_up=0.0),  # hindsight: never counted
         entry("axp-w3", W3, at(15), "Down by 4-5%", scored=False, p_up=0.5),  # pending
     ]
-    calibration = score_track(entries, latest=W3)["calibration"]
-    assert calibration["n"] == 3 and calibration["brier"] == pytest.approx((0.04 + 0.01 + 0.36) / 3)
+    calibration = score_track(entries, latest=W3).calibration
+    assert calibration.n == 3 and calibration.brier == pytest.approx((0.04 + 0.01 + 0.36) / 3)
     # Bins [0.2, 0.3): 0 of 1 up, |0 - 0.2|; [0.9, 1]: 1 of 1, |1 - 0.9|; [0.4, 0.5): 1 of 1, |1 - 0.4|; / 3 each.
-    assert calibration["ece"] == pytest.approx((0.2 + 0.1 + 0.6) / 3)
-    assert calibration["enough"] is False and calibration["min_n"] == MIN_CALIBRATED == 20
+    assert calibration.ece == pytest.approx((0.2 + 0.1 + 0.6) / 3)
+    assert calibration.enough is False and calibration.min_n == MIN_CALIBRATED == 20
 
 
 def test_calibration_is_none_without_probabilities_and_enough_from_the_minimum():
-    assert score_track([entry("axp-w1", W1, at(1), "Down by 0-1%")], latest=W1)["calibration"] is None
+    assert score_track([entry("axp-w1", W1, at(1), "Down by 0-1%")], latest=W1).calibration is None
     many = [entry(f"s{i}", W1, at(1), "Down by 0-1%", symbol=f"S{i}", p_up=0.3) for i in range(MIN_CALIBRATED)]
-    assert score_track(many, latest=W1)["calibration"]["enough"] is True
-    assert score_track(many[1:], latest=W1)["calibration"]["enough"] is False
+    assert score_track(many, latest=W1).calibration.enough is True
+    assert score_track(many[1:], latest=W1).calibration.enough is False
+
+
+# ---- the report against the evaluator's own code --------------------------------------------------------------
+
+
+def _evaluator_systems(entries: list[TrackEntry], *, bootstrap: int, seed: int = 0) -> dict[str, dict]:
+    """{system: `engine.evaluation.metrics`' per-system figures plus `hits`}, run on the entries themselves: the
+    evaluator's code (as `forecaster evaluate` scores the model and the baselines), not the track record's sums."""
+    from engine.data.fingpt_rows import EvalRow
+    from engine.evaluation.metrics import _direction_metrics
+    from engine.parsing import MAGNITUDES, Forecast
+
+    def answer(b: MoveBin | None) -> Forecast:
+        if b is None:  # momentum without a previous week: no answer, a miss
+            return Forecast(raw="", positives=(), concerns=(), direction="none", magnitude=None, prediction="",
+                            analysis="", parsed=False)
+        return Forecast(raw=b.prediction_text, positives=(), concerns=(), direction=b.direction,
+                        magnitude=MAGNITUDES[b.k - 1], prediction=b.prediction_text, analysis="", parsed=True)
+
+    from engine.market.weeks import move_bin
+
+    rows = [EvalRow(e.symbol, e.week.period, "", "", move_bin(e.realized_return).label) for e in entries]
+    # The evaluator's baselines (BASELINE_DOWN, BASELINE_UP, BASELINE_MOMENTUM), as the report names them.
+    answers = {
+        "model": [e.forecast for e in entries],
+        "down": [answer(MoveBin("down", 1))] * len(entries),
+        "up": [answer(MoveBin("up", 1))] * len(entries),
+        "momentum": [answer(None if e.previous_return is None else momentum_bin(e.previous_return))
+                     for e in entries],
+    }
+    result = {}
+    for system, given in answers.items():
+        metrics = _direction_metrics(rows, given, bootstrap=bootstrap, seed=seed)
+        metrics["hits"] = round(metrics["binary_accuracy_all"] * len(rows))
+        result[system] = metrics
+    return result
+
+
+def test_every_figure_is_the_evaluators_own_on_the_same_forecasts():
+    """Three tickers over four weeks: unparsed answers, a week without momentum (no prices before it), forecasts
+    with and without a probability, a superseded and a late one; each figure checked against `engine.evaluation`'s
+    metrics and calibration code run on the counted entries directly."""
+    from engine.evaluation.calibration import probability_metrics
+    from engine.market.weeks import move_bin
+    from tests.same_report import assert_same
+
+    entries = [
+        entry("axp-w0", W0, at(23, month=2), "Up by 1-2%", p_up=0.7),
+        entry("ko-w0", W0, at(23, month=2), None, symbol="KO", p_up=0.45),
+        entry("axp-w1", W1, at(1), "Down by 0-1%", p_up=0.3),
+        entry("ko-w1", W1, at(1), "Up by more than 5%", symbol="KO"),
+        entry("msft-w1", W1, at(1), "Down by 4-5%", symbol="MSFT", p_up=0.05),
+        entry("axp-w2-early", W2, at(8), "Up by 2-3%"),
+        entry("axp-w2", W2, at(9), "Down by 1-2%", p_up=0.55),
+        entry("ko-w2", W2, at(9), "Up by 2-3%", symbol="KO", p_up=0.95),
+        entry("msft-w2", W2, at(9), None, symbol="MSFT"),
+        entry("msft-w2-late", W2, at(12), "Up by 2-3%", symbol="MSFT", p_up=0.99),
+        entry("axp-w3", W3, at(15), "Down by 4-5%", p_up=0.2),
+        entry("ko-w3", W3, at(15), "Up by 0-1%", symbol="KO"),
+    ]
+    report = score_track(entries, latest=W3, bootstrap=300, seed=7)
+    counted = [e for e in select_counted(entries)[0] if e.scored]
+    assert len(counted) == 10
+
+    assert_same(report.cumulative.model_dump(), _evaluator_systems(counted, bootstrap=300, seed=7), "cumulative")
+    assert_same(report.week.model_dump(),
+                _evaluator_systems([e for e in counted if e.week == W3], bootstrap=300, seed=7), "week")
+    for symbol in ("AXP", "KO", "MSFT"):
+        assert_same(report.by_ticker[symbol].model_dump(),
+                    _evaluator_systems([e for e in counted if e.symbol == symbol], bootstrap=300, seed=7), symbol)
+    for point, week in zip(report.series, (W0, W1, W2, W3), strict=True):
+        so_far = _evaluator_systems([e for e in counted if e.week <= week], bootstrap=0)
+        assert (point.period, point.end, point.n) == (week.period, week.end, so_far["model"]["n"])
+        assert_same(point.hit_rates.model_dump(), {s: m["binary_accuracy_all"] for s, m in so_far.items()})
+    with_p = [e for e in counted if e.p_up is not None]
+    expected = probability_metrics([e.p_up for e in with_p], [move_bin(e.realized_return).direction == "up"
+                                                              for e in with_p])
+    assert_same(report.calibration.model_dump(), {**expected, "enough": False, "min_n": MIN_CALIBRATED},
+                "calibration")
+
+
+def test_the_report_comes_back_from_its_json_as_it_was_and_another_shape_is_refused(track):
+    from pydantic import ValidationError
+
+    stored = json.dumps(track.to_json())  # as the ledger stores it
+    assert TrackReport.from_json(json.loads(stored)) == track  # floats and all
+    renamed = json.loads(stored)
+    renamed["overall"] = renamed.pop("cumulative")
+    with pytest.raises(ValidationError, match="overall"):
+        TrackReport.from_json(renamed)

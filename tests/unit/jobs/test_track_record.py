@@ -1,22 +1,25 @@
 """jobs.track_record and jobs.track_reads on a real SQLite file and a real PostgreSQL: outcomes fetched in one price
 call, per ticker when one fails; `/track`'s reader answers from stored reports without touching market data, and
-the reports, aggregated in SQL, are exactly what `engine.evaluation.track.score_track` makes of the entries. And the
+the sums aggregated in SQL are exactly those `engine.evaluation.track` gathers from the entries in memory. And the
 chart is a PNG."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
 
 from engine.data.inputs import Sources
+from engine.evaluation import track
 from engine.evaluation.calibration import reliability
-from engine.evaluation.track import score_track, week_from_period
+from engine.evaluation.track import week_from_period
+from engine.evaluation.track_report import PerSystem, ReliabilityBin, SeriesPoint
 from engine.market.weeks import NEW_YORK
 from jobs import ledger, track_reads, track_record
 from jobs.charts import hit_rate_chart, reliability_chart
 from jobs.ledger import fields as ledger_fields
-from jobs.ledger import writes
+from jobs.ledger import track_queries, writes
 from tests.fakes.forecasts import canned_forecast, distribution, stepped_market
 from tests.same_report import assert_same
 
@@ -77,15 +80,15 @@ def test_track_record_reads_stored_outcomes_only(ledger_db, market):
     axp = track_reads.track_record(ledger_db, "axp", recent=2)
     assert sum(market.calls.values()) == 0  # no market data touched
     assert axp["ticker"] == "AXP" and axp["recorded"] == 3
-    model = axp["report"]["cumulative"]["model"]
-    assert (model["hits"], model["n"]) == (1, 2)  # Mar 3 week right, Mar 10 week wrong
-    assert axp["report"]["latest_week"] == "2024-03-10 to 2024-03-17"
-    assert axp["report"]["counts"]["pending"] == 1
+    model = axp["report"].cumulative.model
+    assert (model.hits, model.n) == (1, 2)  # Mar 3 week right, Mar 10 week wrong
+    assert axp["report"].latest_week == "2024-03-10 to 2024-03-17"
+    assert axp["report"].counts.pending == 1
     assert [(r["target_week"], r["actual_label"], r["hit"]) for r in axp["recent"]] == [
         ("2024-03-24 to 2024-03-31", None, None), ("2024-03-10 to 2024-03-17", "up by 2-3%", False)]
 
     everyone = track_reads.track_record(ledger_db)
-    assert everyone["ticker"] is None and everyone["report"]["cumulative"]["model"]["n"] == 3
+    assert everyone["ticker"] is None and everyone["report"].cumulative.model.n == 3
     assert len(everyone["recent"]) == 4
 
 
@@ -96,8 +99,8 @@ def test_track_record_before_anything_is_scored(ledger_db, market):
 
 
 def test_the_chart_is_a_png_even_for_a_single_week():
-    point = {"period": "2024-03-10 to 2024-03-17", "end": "2024-03-17", "n": 2, "model": 0.5,
-             "constant Down by 0-1%": 0.0, "constant Up by 0-1%": 1.0, "last-week momentum": 0.5}
+    point = SeriesPoint(period="2024-03-10 to 2024-03-17", end=dt.date(2024, 3, 17), n=2,
+                        hit_rates=PerSystem[float](model=0.5, down=0.0, up=1.0, momentum=0.5))
     png = hit_rate_chart([point], title="Cumulative hit rate")
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
     with pytest.raises(ValueError, match="nothing to chart"):
@@ -110,25 +113,39 @@ def test_track_record_scores_the_stored_probabilities(ledger_db, market):
     record(ledger_db, market, [("MSFT", 8, "Up by 0-1%")])  # no probability: counted for hits, not for calibration
     track_record.refresh_outcomes(ledger_db, market, closed_by=SATURDAY_NIGHT,
                                                        scored_at=SATURDAY_NIGHT)
-    calibration = track_reads.track_record(ledger_db)["report"]["calibration"]
+    calibration = track_reads.track_record(ledger_db)["report"].calibration
     # Week of Mar 3 went down: (0.25 - 0)² = 0.0625; Mar 10 went up: (0.25 - 1)² = 0.5625. Mean 0.3125.
-    assert calibration["n"] == 2 and calibration["brier"] == pytest.approx(0.3125)
-    assert calibration["enough"] is False
+    assert calibration.n == 2 and calibration.brier == pytest.approx(0.3125)
+    assert calibration.enough is False
 
 
 def test_the_reliability_chart_is_a_png_and_refuses_an_empty_record():
-    png = reliability_chart(reliability([0.1, 0.35, 0.8, 0.85], [False, True, True, False]), title="Reliability",
+    def bins(p_up: list[float], up: list[bool]) -> list[ReliabilityBin]:
+        return [ReliabilityBin(**b) for b in reliability(p_up, up)]
+
+    png = reliability_chart(bins([0.1, 0.35, 0.8, 0.85], [False, True, True, False]), title="Reliability",
                             summary="Brier 0.2 · ECE 0.1 · n 4")
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
     with pytest.raises(ValueError, match="nothing to chart"):
-        reliability_chart(reliability([], []), title="empty")
+        reliability_chart(bins([], []), title="empty")
 
 
 LATE_ONE = 7
 
 
-def test_the_sql_report_is_score_tracks_report_of_the_same_entries(ledger_db, market):
-    """Late, superseded, unparsed, probability and no-probability forecasts over three tickers and four weeks."""
+def _plain(sums) -> dict:
+    """TrackSums as plain data, each ticker's hits as nested lists, for `assert_same`."""
+    found = dataclasses.asdict(sums)
+    for row in found["by_ticker"]:
+        row["hits"] = row["hits"].tolist()
+    return found
+
+
+def test_the_sql_sums_and_report_are_those_gathered_in_memory_from_the_same_entries(ledger_db, market):
+    """Late, superseded, unparsed, probability and no-probability forecasts over three tickers and four weeks: the
+    sums the ledger gathers in SQL are the sums `engine.evaluation.track` gathers from its entries in memory, and so
+    is the report both hand to `score_report` (its figures are held to the evaluator's own code in
+    tests/unit/engine/test_track.py)."""
     sources = Sources(market, market, market)
     bins = [distribution(0.25, top="D1", p_top=0.5), distribution(0.8, top="U2", p_top=0.4), None]
     requests = [("AXP", 1, 18, "Down by 0-1%"), ("KO", 1, 18, "Up by 2-3%"), ("MSFT", 1, 18, None),
@@ -151,11 +168,14 @@ def test_the_sql_report_is_score_tracks_report_of_the_same_entries(ledger_db, ma
         chosen = [e for e in entries if ticker in (None, e.symbol)]
         for latest in ("2024-03-17 to 2024-03-24", "2024-03-10 to 2024-03-17"):
             week = week_from_period(latest)
-            expected = score_track(chosen, latest=week, bootstrap=300)
-            assert_same(track_record.report(ledger_db, latest=week, ticker=ticker, bootstrap=300), expected)
+            assert_same(_plain(track_queries.track_sums(ledger_db, latest=week, ticker=ticker)),
+                        _plain(track.track_sums(chosen, latest=week)), f"sums {ticker} {latest}")
+            expected = track.score_track(chosen, latest=week, bootstrap=300)
+            assert_same(track_record.report(ledger_db, latest=week, ticker=ticker, bootstrap=300).model_dump(),
+                        expected.model_dump())
     full = track_record.report(ledger_db, latest=week_from_period("2024-03-17 to 2024-03-24"))
-    assert full["counts"]["late"] == 1 and full["counts"]["superseded"] == 1 and full["counts"]["pending"] == 1
-    assert full["counts"]["unparsed"] == 2 and full["calibration"]["n"] > 0
+    assert full.counts.late == 1 and full.counts.superseded == 1 and full.counts.pending == 1
+    assert full.counts.unparsed == 2 and full.calibration.n > 0
 
 
 # ---- which forecast counts, decided when each is recorded ----------------------------------------------------

@@ -14,17 +14,18 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, event
+from sqlalchemy import delete, event, update
 
 from bot.track_blocks import track_message
 from engine.data.inputs import Sources
+from engine.evaluation import track_report
 from engine.evaluation.track import score_track, week_from_period
 from engine.market.weeks import NEW_YORK
 from jobs import ledger, track_reads, track_record
 from jobs.ledger import fields as ledger_fields
 from jobs.ledger import reports, writes
 from jobs.ledger.models import TrackReport
-from jobs.ledger.report_builder import TRACK_BOOTSTRAP, UNSTORED
+from jobs.ledger.report_builder import TRACK_BOOTSTRAP
 from jobs.ledger.track_queries import latest_scored_week, statuses_of
 from jobs.worker import catch_up_track_reports
 from tests.fakes.forecasts import canned_forecast, distribution, stepped_market
@@ -51,14 +52,15 @@ def record(store, market, ticker, day, prediction, *, job, requested=None, bins=
                                   requested_at=requested or _at(day), latency_s=1.0, source="forecast")
 
 
-def from_scratch(store, scope: str) -> dict | None:
-    """`score_track` over every entry of the scope, up to its latest scored week, with /track's draws."""
+def from_scratch(store, scope: str) -> track_report.TrackReport | None:
+    """`score_track` over every entry of the scope (the sums gathered in memory, not in SQL), up to its latest scored
+    week, with /track's draws, without the series /track does not keep."""
     chosen = [ledger_fields.to_track_entry(e) for e in ledger.entries(store, ticker=None if scope == "*" else scope)]
     scored = [e.week for e in chosen if e.realized_return is not None]
     if not scored:
         return None
     report = score_track(chosen, latest=max(scored, key=lambda w: w.start), bootstrap=TRACK_BOOTSTRAP)
-    return {key: value for key, value in report.items() if key not in UNSTORED}
+    return report.model_copy(update={"series": None})
 
 
 def assert_every_report_is_current(store) -> None:
@@ -72,8 +74,8 @@ def assert_every_report_is_current(store) -> None:
         if expected is None:
             assert stored.report is None and stored.latest_week is None, scope
         else:
-            assert_same(stored.report, expected, f"{scope}")
-            assert stored.latest_week == expected["latest_week"], scope
+            assert_same(stored.report.model_dump(), expected.model_dump(), f"{scope}")
+            assert stored.latest_week == expected.latest_week, scope
 
 
 def test_the_stored_report_is_the_report_from_scratch_after_every_kind_of_write(ledger_db, market):
@@ -85,17 +87,17 @@ def test_the_stored_report_is_the_report_from_scratch_after_every_kind_of_write(
     assert_every_report_is_current(ledger_db)  # recorded, nothing scored: pending only
 
     track_record.refresh_outcomes(ledger_db, market, closed_by=SATURDAY_NIGHT, scored_at=SATURDAY_NIGHT)
-    assert reports.read(ledger_db, "*").report["counts"]["scored"] == 4
+    assert reports.read(ledger_db, "*").report.counts.scored == 4
     assert_every_report_is_current(ledger_db)
 
     # Asked on Friday the 8th, recorded only now: it supersedes the scored a8, so the week of Mar 10 is pending again
     record(ledger_db, market, "AXP", 8, "Down by 1-2%", job="a8-later", requested=_at(8, 20))
-    assert reports.read(ledger_db, "AXP").report["counts"]["superseded"] == 1
+    assert reports.read(ledger_db, "AXP").report.counts.superseded == 1
     assert_every_report_is_current(ledger_db)
 
     # Asked on Tuesday the 12th about the week that opened on Monday: kept, never counted
     record(ledger_db, market, "KO", 8, "Up by 4-5%", job="k-late", requested=_at(12, 10))
-    assert reports.read(ledger_db, "KO").report["counts"]["late"] == 1
+    assert reports.read(ledger_db, "KO").report.counts.late == 1
     assert_every_report_is_current(ledger_db)
 
     track_record.refresh_outcomes(ledger_db, market, closed_by=SATURDAY_NIGHT, scored_at=SATURDAY_NIGHT)
@@ -193,11 +195,17 @@ def test_the_reader_returns_what_the_old_reader_computed(ledger_db, market):
             assert all((row.pop("votes_up"), row.pop("votes_down")) == (0, 0) for row in ours["recent"])
             assert ours.keys() == theirs.keys()
             if theirs["report"] is not None:  # the old reader also returned the chart's series; /track never drew it
-                theirs["report"] = {k: v for k, v in theirs["report"].items() if k not in UNSTORED}
-            assert_same(ours, theirs, f"/track {ticker} recent={recent}")
+                theirs["report"] = theirs["report"].model_copy(update={"series": None})
+            assert_same(_plain(ours), _plain(theirs), f"/track {ticker} recent={recent}")
             assert track_message(ours) == track_message(theirs)  # the same message in Slack
     assert track_reads.track_record(ledger_db, "NOPE") == {"ticker": "NOPE", "recorded": 0, "report": None,
                                                            "recent": [], "feedback": NO_FEEDBACK}
+
+
+def _plain(record: dict) -> dict:
+    """A `/track` record as JSON would carry it: its report as plain data."""
+    report = record["report"]
+    return record | {"report": None if report is None else report.model_dump(mode="json")}
 
 
 READ_IN_A_FRESH_PROCESS = """
@@ -206,6 +214,7 @@ import jobs.ledger, jobs.track_reads
 heavy = sorted({"numpy", "pandas", "apscheduler"} & set(sys.modules))
 answers = [jobs.track_reads.track_record(jobs.ledger.Ledger(sys.argv[1]), t) for t in (None, "AXP")]
 heavy_after = sorted({"numpy", "pandas", "apscheduler"} & set(sys.modules))
+answers = [a | {"report": a["report"] and a["report"].model_dump(mode="json")} for a in answers]
 print(json.dumps({"heavy": heavy, "heavy_after": heavy_after, "answers": answers}))
 """
 
@@ -221,16 +230,17 @@ def test_the_bot_reads_the_track_record_without_numpy_pandas_or_apscheduler(ledg
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert found["heavy"] == [] and found["heavy_after"] == []  # importing, and answering /track
-    expected = [track_reads.track_record(ledger_db, t) for t in (None, "AXP")]
+    expected = [_plain(track_reads.track_record(ledger_db, t)) for t in (None, "AXP")]
     assert found["answers"] == json.loads(json.dumps(expected))
     assert found["answers"][1]["report"]["cumulative"]["model"]["n"] == 2
 
 
 def test_the_entry_standings_are_engine_tracks_own_words():
-    import engine.evaluation.track
+    import engine.evaluation.track_report
     from jobs.ledger import columns
 
-    assert (columns.LATE, columns.SUPERSEDED) == (engine.evaluation.track.LATE, engine.evaluation.track.SUPERSEDED)
+    assert (columns.LATE, columns.SUPERSEDED) == (engine.evaluation.track_report.LATE,
+                                                  engine.evaluation.track_report.SUPERSEDED)
 
 
 CRASH_BEFORE_THE_RECOMPUTE = """
@@ -287,6 +297,25 @@ def test_a_report_from_an_older_release_reads_as_stale(ledger_db, market, monkey
     assert reports.needing_rebuild(ledger_db) == ["*", "AXP", "KO", "MSFT"]
 
 
+# What release 1 stored, before the report had a type: the baselines under the evaluator's names.
+VERSION_1_REPORT = json.dumps({"latest_week": "2024-03-17 to 2024-03-24", "counts": {"scored": 5},
+                               "cumulative": {"model": {"n": 5}, "constant Down by 0-1%": {"n": 5}}})
+
+
+def test_an_older_releases_report_is_not_read_as_this_shape_and_the_rebuild_replaces_it(ledger_db, market):
+    _mixed_ledger(ledger_db, market)
+    with ledger_db.begin() as conn:  # as the previous release left every row
+        conn.execute(update(TrackReport).values(version=track_report.REPORT_VERSION - 1, report=VERSION_1_REPORT))
+    old = reports.read(ledger_db, "AXP")
+    assert old.stale and not old.readable and old.report is None  # its JSON is never validated as today's type
+    shown = track_reads.track_record(ledger_db, "AXP")
+    assert shown["report"] is None and shown["recorded"] == 4  # as before the reports were stored: nothing scored
+    assert track_message(shown)[0] == "Track record for AXP: nothing scored yet"
+    assert catch_up_track_reports(ledger_db) == ["*", "AXP", "KO", "MSFT"]  # the worker's start recomputes them
+    assert_every_report_is_current(ledger_db)
+    assert track_reads.track_record(ledger_db, "AXP")["report"].cumulative.model.n == 2
+
+
 def test_a_starting_worker_fills_in_the_reports_a_ledger_from_before_them_lacks(ledger_db, market, caplog):
     _mixed_ledger(ledger_db, market)
     track_record.refresh_outcomes(ledger_db, market, closed_by=SATURDAY_NIGHT + dt.timedelta(days=21),
@@ -297,7 +326,7 @@ def test_a_starting_worker_fills_in_the_reports_a_ledger_from_before_them_lacks(
     assert track_reads.track_record(ledger_db)["report"] is None
     assert catch_up_track_reports(ledger_db) == reports.all_scopes(ledger_db)
     assert_every_report_is_current(ledger_db)
-    assert track_reads.track_record(ledger_db)["report"]["counts"]["scored"] > 0
+    assert track_reads.track_record(ledger_db)["report"].counts.scored > 0
     assert catch_up_track_reports(ledger_db) == []  # all current: nothing recomputed
 
 
