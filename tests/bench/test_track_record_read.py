@@ -23,6 +23,7 @@ import pytest
 
 from engine.data.inputs import Sources
 from engine.evaluation.track import Outcome, week_from_period
+from engine.forecast_record import ForecastRecord, Prediction
 from engine.market.weeks import NEW_YORK, Week
 from engine.records import DailyClose
 from jobs import ledger, track_reads, track_record
@@ -30,7 +31,7 @@ from jobs.ledger import report_builder
 from jobs.ledger import writes as ledger_writes
 from jobs.ledger.fields import forecast_fields, outcome_fields
 from jobs.ledger.writes import insert_entries
-from tests.fakes.forecasts import canned_forecast, stepped_market
+from tests.fakes.forecasts import canned_forecast, distribution, stepped_market
 
 TICKERS = [f"T{k:02d}" for k in range(30)]
 PREDICTIONS = ["Up by 0-1%", "Up by 1-2%", "Up by 2-3%", "Down by 0-1%", "Down by 1-2%", "Down by 3-4%"]
@@ -45,23 +46,24 @@ def weeks(n: int) -> list[Week]:
     return [Week(dt.date(2015, 1, 4), dt.date(2015, 1, 11)).previous(-k) for k in range(n)]
 
 
-def _template() -> dict:
+def _template() -> ForecastRecord:
     mem = stepped_market(("AXP",))
     return canned_forecast(Sources(mem, mem, mem), "AXP", at=dt.datetime(2024, 3, 8, 18, tzinfo=NEW_YORK),
-                         prediction="Up by 1-2%")
+                           prediction="Up by 1-2%", distribution=distribution(0.6, top="U2", p_top=0.3))
 
 
 def _requested(week: Week) -> dt.datetime:
     return dt.datetime.combine(week.start - dt.timedelta(days=2), dt.time(18), tzinfo=NEW_YORK)
 
 
-def _forecast(template: dict, rng: random.Random, ticker: str, week: Week) -> dict:
+def _forecast(template: ForecastRecord, rng: random.Random, ticker: str, week: Week) -> ForecastRecord:
     label = rng.choice(PREDICTIONS)
     direction, magnitude = label.split(" by ")
-    return {**template, "symbol": ticker, "target_week": week.period, "cutoff": _requested(week).isoformat(),
-            "prediction": {"direction": direction.lower(), "magnitude": magnitude, "label": label.lower(),
-                           "as_written": label},
-            "probabilities": {"p_up": rng.random()}}
+    return template.model_copy(update={
+        "symbol": ticker, "target_week": week.period, "cutoff": _requested(week).isoformat(),
+        "prediction": Prediction(direction=direction.lower(), magnitude=magnitude, label=label.lower(),
+                                 as_written=label),
+        "probabilities": template.probabilities.model_copy(update={"p_up": rng.random()})})
 
 
 def _outcome(rng: random.Random, week: Week) -> Outcome:
@@ -80,8 +82,8 @@ def fill(store, n_weeks: int) -> Week:
             data = _forecast(template, rng, ticker, week)
             fields = forecast_fields(data, job_id=f"digest-{week.start}", user=None, channel="C1",
                                      requested_at=_requested(week), latency_s=1.0, source="digest")
-            rows.append(fields | outcome_fields(_outcome(rng, week), parsed=True, direction=data["prediction"][
-                "direction"], scored_at=_requested(week)))
+            rows.append(fields | outcome_fields(_outcome(rng, week), parsed=True, direction=data.direction,
+                                                                     scored_at=_requested(week)))
     with ledger_writes.batched_reports():
         for i in range(0, len(rows), 2000):
             insert_entries(store, rows[i:i + 2000])
