@@ -13,6 +13,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from engine.evaluation.track_report import Counts
 from engine.forecast_record import ForecastRecord
 
 RESULT_VERSION = 1
@@ -63,6 +64,18 @@ class RetrainJobResult(JobResult):
     version: str | None = None
     promoted: bool | None = None
     reason: str = ""
+
+
+class SummaryJobResult(JobResult):
+    """The weekly evaluation summary: the week it covers, the outcomes it scored this run, the report's counts, the
+    tickers whose prices failed, and the charts it posted (Slack file ids; None: not drawn or not posted)."""
+
+    week: str
+    newly_scored: int
+    counts: Counts
+    failures: dict[str, str] = {}
+    chart: str | None = None
+    reliability_chart: str | None = None
 
 
 class WatchJobResult(JobResult):

@@ -23,6 +23,7 @@ from jobs.attempts import attempt_of
 from jobs.keys import FAILURE_TTL_S, home_chart_key, last_run_key, posted_marker
 from jobs.ledger import open_ledger, votes
 from jobs.replies import CLAIM_TTL_S, Reply, Route, post_once
+from jobs.results import SummaryJobResult
 
 log = logging.getLogger(__name__)
 
@@ -139,5 +140,5 @@ def summary_job(channel: str, week_ending: str) -> dict:
     ctx.conn.set(last_run_key("summary"), now.isoformat(timespec="seconds"))
     log.info("%s: summary to %s: %d newly scored, %d counted, chart %s, reliability chart %s", job_id,
              latest.period, scored_now, report.counts.scored, chart or "none", reliability or "none")
-    return {"status": "done", "week": latest.period, "newly_scored": scored_now, "counts": report.counts.model_dump(),
-            "failures": failures, "chart": chart, "reliability_chart": reliability}
+    return SummaryJobResult(status="done", week=latest.period, newly_scored=scored_now, counts=report.counts,
+                            failures=failures, chart=chart, reliability_chart=reliability).to_json()

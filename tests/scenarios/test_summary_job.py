@@ -26,6 +26,7 @@ from jobs import ledger, runtime, worker
 from jobs.client import JobsClient
 from jobs.keys import last_run_key
 from jobs.ledger import writes
+from jobs.results import SummaryJobResult
 from tests.fakes.forecasts import canned_forecast, stepped_market
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -132,7 +133,10 @@ def test_the_summary_posts_the_track_record_and_a_chart_in_its_thread(context, r
     assert ledger.get_entry(ledger.open_ledger(Settings(_env_file=None)), "forecast_AXP_22:AXP")["scored_at"] is None
     assert redis.get(last_run_key("summary")) is not None
     done = Job.fetch(first.job_id, connection=redis, serializer=JSONSerializer)
-    assert done.get_status() == "finished" and done.return_value()["newly_scored"] == 7  # the superseded one too
+    assert done.get_status() == "finished"
+    result = SummaryJobResult.from_json(done.return_value())
+    assert result.newly_scored == 7  # the superseded one too
+    assert result.week == "2024-03-17 to 2024-03-24" and result.counts.scored > 0
 
     again = client.summary(channel="C555", week_ending=SATURDAY)  # a second scheduler, or a second click
     assert again.status == "duplicate" and again.job_id == first.job_id

@@ -7,12 +7,14 @@ import pytest
 from pydantic import ValidationError
 from rq.serializers import JSONSerializer
 
+from engine.evaluation.track_report import Counts
 from jobs.results import (
     RESULT_VERSION,
     DigestJobResult,
     ForecastJobResult,
     JobResult,
     RetrainJobResult,
+    SummaryJobResult,
     WatchJobResult,
 )
 
@@ -22,6 +24,10 @@ RESULTS = [
     DigestJobResult(status="done", forecasts=2, failed={"IBM": "no prices"}, summary_ts="1.2",
                     thread=("1.3", None)),
     RetrainJobResult(status="done", version="v0002", promoted=False, reason="accuracy 0.43 < momentum 0.73"),
+    SummaryJobResult(status="done", week="2024-03-17 to 2024-03-24", newly_scored=7,
+                     counts=Counts(scored=7, scored_this_week=2, pending=1, unparsed=1, superseded=0, late=1, weeks=3,
+                                   tickers=2),
+                     failures={"ZZZZ": "no prices"}, chart="F1"),
     WatchJobResult(status="done", added=("AXP",), already=("KO",), refused=("ZZZZ",), over_cap=(), size=2),
 ]
 
