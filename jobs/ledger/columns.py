@@ -6,6 +6,8 @@ bot reads the ledger through these names and must stay off the numeric stack.
 
 from __future__ import annotations
 
+from engine.evaluation.track_report import LATE, SUPERSEDED  # light: pydantic only
+
 SOURCES = ("forecast", "digest")
 EXPORT_FORMATS = (".csv", ".parquet")
 
@@ -33,11 +35,9 @@ LONG_FIELDS = ("raw", "details")
 OUTCOME_FIELDS = ("scored_at", "realized_return", "actual_label", "hit", "start_close_date", "start_close",
                   "end_close_date", "end_close", "previous_return", "momentum_label")
 
-# An entry's standing (`engine.evaluation.track.select_counted`), in engine.evaluation.track's own words (a test keeps
-# them equal).
+# An entry's standing (`engine.evaluation.track.select_counted`): COUNTED, or the track report's own LATE or
+# SUPERSEDED.
 COUNTED = "counted"
-LATE = "requested after the week opened"
-SUPERSEDED = "superseded by a later forecast"
 
 
 def standing(late: bool, superseded: bool) -> str:

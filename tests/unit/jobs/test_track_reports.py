@@ -235,12 +235,12 @@ def test_the_bot_reads_the_track_record_without_numpy_pandas_or_apscheduler(ledg
     assert found["answers"][1]["report"]["cumulative"]["model"]["n"] == 2
 
 
-def test_the_entry_standings_are_engine_tracks_own_words():
-    import engine.evaluation.track_report
-    from jobs.ledger import columns
-
-    assert (columns.LATE, columns.SUPERSEDED) == (engine.evaluation.track_report.LATE,
-                                                  engine.evaluation.track_report.SUPERSEDED)
+def test_the_ledgers_plain_names_stay_off_the_numeric_stack():
+    """The bot reads the ledger through jobs.ledger.columns, which takes the standings from the track report's type."""
+    code = ("import sys; import jobs.ledger.columns; "
+            "print(sorted(m for m in ('numpy', 'pandas', 'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]"
 
 
 CRASH_BEFORE_THE_RECOMPUTE = """
