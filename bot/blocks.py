@@ -9,6 +9,7 @@ plain `text` fallback for notifications. Every string that comes from the model 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from bot.mrkdwn import clip, code, inline, link, plain, prose, safe_cut
 from engine.forecast_record import ForecastRecord, NewsMatch, NewsRead, Section
@@ -96,8 +97,25 @@ def fit(blocks: list[dict], *, budget: int = BLOCKS_BUDGET, max_blocks: int = MA
     return [first, *kept, note, last]
 
 
-def _numbered(items: list[str]) -> str:
-    return "\n".join(f"{n}. {inline(item)}" for n, item in enumerate(items, 1)) or "_(none)_"
+def said_once(items: Sequence[str]) -> list[tuple[int, int]]:
+    """(index of its first writing, times written) for each distinct item, in order. Small models repeat an item
+    word for word; it is shown once, marked with how often it was written, so the reader sees the repetition
+    without reading it twice. Items differing only in case, spacing or a final full stop are the same item."""
+    first: dict[str, int] = {}
+    times: dict[int, int] = {}
+    for k, item in enumerate(items):
+        k = first.setdefault(" ".join(item.casefold().split()).rstrip("."), k)
+        times[k] = times.get(k, 0) + 1
+    return list(times.items())
+
+
+def _repeated(times: int) -> str:
+    return f" _(written {times} times)_" if times > 1 else ""
+
+
+def _numbered(items: Sequence[str]) -> str:
+    return "\n".join(f"{n}. {inline(items[k])}{_repeated(times)}"
+                     for n, (k, times) in enumerate(said_once(items), 1)) or "_(none)_"
 
 
 def _fallback(text: str) -> str:
@@ -152,17 +170,18 @@ def source_line(item: NewsRead | NewsMatch, *, limit: int = 100) -> str:
 
 def claims_blocks(title: str, data: ForecastRecord, section: Section) -> list[dict]:
     """A list of the answer (Positive Developments or Concerns), each item with the news that supports it in
-    small print under it (the record's evidence), or NOT_FOUND. A forecast stored without evidence (older, or
-    one whose lists and evidence do not pair up) shows the plain numbered list it always had."""
+    small print under it (the record's evidence), or NOT_FOUND. An item written more than once is shown once and
+    says so (`said_once`). A forecast stored without evidence (older, or one whose lists and evidence do not pair
+    up) shows the plain numbered list it always had."""
     items = list(data.claims(section))
     matched = data.claim_evidence(section)
     if not items or matched is None:
         return sections(f"*{title}*\n{_numbered(items)}")
     blocks: list[dict] = []
-    for n, (item, found) in enumerate(zip(items, matched, strict=True), 1):
+    for n, (k, times) in enumerate(said_once(items), 1):
         head = f"*{title}*\n" if n == 1 else ""
-        blocks += sections(f"{head}{n}. {inline(item)}")
-        lines = [f":link: {source_line(m)}" for m in found[:MATCHES_SHOWN]] or [NOT_FOUND]
+        blocks += sections(f"{head}{n}. {inline(items[k])}{_repeated(times)}")
+        lines = [f":link: {source_line(m)}" for m in matched[k][:MATCHES_SHOWN]] or [NOT_FOUND]
         blocks.append({"type": "context", "elements": [_mrkdwn(clip(line, TEXT_OBJECT_LIMIT)) for line in lines]})
     return blocks
 

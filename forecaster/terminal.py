@@ -9,6 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from bot.blocks import said_once
 from engine.probabilities import clear_signal
 
 if TYPE_CHECKING:
@@ -33,7 +34,9 @@ def inputs_summary(result: ForecastInputs) -> Group:
 
 
 def _numbered(items: tuple[str, ...]) -> Text:
-    return Text("\n".join(f"{n}. {item}" for n, item in enumerate(items, 1)) or "(none)")
+    """Each distinct item once, as Slack shows them (`bot.blocks.said_once`), with how often it was written."""
+    return Text("\n".join(f"{n}. {items[k]}" + (f" (written {times} times)" if times > 1 else "")
+                          for n, (k, times) in enumerate(said_once(items), 1)) or "(none)")
 
 
 def forecast_panel(result: ForecastResult) -> Panel:

@@ -99,3 +99,22 @@ def test_the_terminal_panel_shows_them_too_and_nothing_without():
     assert "▲ Up by 1-2% · 34% · P(up) 61%  for" in text
     assert "most likely Up by 1-2% (34%), expected move" in text
     assert "P(up)" not in render(None)
+
+
+def test_the_terminal_panel_shows_a_repeated_item_once_as_slack_does():
+    from rich.console import Console
+
+    from engine.data.inputs import gather
+    from engine.forecast import run_forecasts
+    from forecaster.terminal import forecast_panel
+    from tests.fakes.forecasts import CannedAnalyst
+    from tests.unit.bot.layout_cases import fingpt_answer
+
+    market = stepped_market(("AXP",))
+    inputs = gather(["AXP"], sources=Sources(market, market, market), cutoff=AT, now=AT, weeks=2)["AXP"]
+    repeated = fingpt_answer(["Orders grew."], ["Costs may rise.", "Costs may rise.", "A lawsuit."], "Steady.")
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(forecast_panel(run_forecasts([inputs], CannedAnalyst(repeated))[0]))
+    text = console.export_text()
+    assert "1. Costs may rise. (written 2 times)" in text and "2. A lawsuit." in text
+    assert text.count("Costs may rise.") == 1
