@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import exc as sa_exc
 
 from jobs.ledger import Ledger, open_ledger, watchlists
+from jobs.ledger.views import LastCall, TrackView
 from jobs.track_reads import track_record
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class LedgerReads:
                            statement_timeout_s=min(getattr(settings, "database_statement_timeout_s", limit),
                                                    self.deadline_s))
 
-    def track_record(self, ticker: str | None, *, recent: int = 5) -> dict:
+    def track_record(self, ticker: str | None, *, recent: int = 5) -> TrackView:
         """`jobs.track_reads.track_record`, within the deadline. Raises `LedgerNotReady` (no schema yet) or
         `LedgerUnavailable`."""
         return self._within_deadline(lambda: track_record(self.ledger(), ticker=ticker, recent=recent))
@@ -60,9 +61,9 @@ class LedgerReads:
         Raises `LedgerNotReady` or `LedgerUnavailable` like the reads."""
         return self._within_deadline(lambda: work(self.ledger()))
 
-    def watchlist(self, channel: str) -> tuple[list[str], dict[str, dict]]:
+    def watchlist(self, channel: str) -> tuple[list[str], dict[str, LastCall]]:
         """`channel`'s watchlist and each name's last call, within the deadline (raises as `track_record`)."""
-        def read() -> tuple[list[str], dict[str, dict]]:
+        def read() -> tuple[list[str], dict[str, LastCall]]:
             tickers = watchlists.tickers_of(self.ledger(), channel)
             return tickers, watchlists.last_calls(self.ledger(), tickers)
 
@@ -81,9 +82,9 @@ class LedgerReads:
 
         return self._within_deadline(write)
 
-    def home(self, *, recent: int = 10) -> tuple[dict[str, list[str]], dict[str, dict], dict]:
+    def home(self, *, recent: int = 10) -> tuple[dict[str, list[str]], dict[str, LastCall], TrackView]:
         """What the Home tab shows: every channel's watchlist, their names' last calls, the track record."""
-        def read() -> tuple[dict[str, list[str]], dict[str, dict], dict]:
+        def read() -> tuple[dict[str, list[str]], dict[str, LastCall], TrackView]:
             lists = watchlists.all_watchlists(self.ledger())
             names = list(dict.fromkeys(t for tickers in lists.values() for t in tickers))
             return lists, watchlists.last_calls(self.ledger(), names), track_record(self.ledger(), recent=recent)

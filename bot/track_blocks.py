@@ -1,8 +1,8 @@
 """Block Kit layouts for the track record: the weekly evaluation summary and `/track [TICKER]`.
 
-Pure functions from the track record (`engine.evaluation.track_report.TrackReport`, and `/track`'s record around it,
-`jobs.track_reads.track_record`) to (fallback text, blocks), within Slack's limits: tables go in code blocks of at
-most SECTION_LIMIT characters, cut between rows.
+Pure functions from the track record (`engine.evaluation.track_report.TrackReport`, and `/track`'s view around it,
+`jobs.ledger.views.TrackView` from `jobs.track_reads.track_record`) to (fallback text, blocks), within Slack's
+limits: tables go in code blocks of at most SECTION_LIMIT characters, cut between rows.
 Tickers, labels and reasons come from the ledger and the price source: they go through `bot.mrkdwn`.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from bot.blocks import DISCLAIMER, NO_SIGNAL_GLYPH, SECTION_LIMIT, context, fit, header, sections
 from bot.mrkdwn import clip, code, code_block, inline, plain
 from engine.evaluation.track_report import SYSTEMS, Calibration, Counts, PerSystem, SystemScore, TrackReport
+from jobs.ledger.views import Feedback, RecentForecast, TrackView
 
 # The report's systems (`PerSystem`'s fields: the model and engine.evaluation.baselines') as a table shows them.
 SYSTEM_NAMES = {"model": "Model", "down": "Always Down 0-1%", "up": "Always Up 0-1%", "momentum": "Last-week momentum"}
@@ -99,20 +100,21 @@ def _calibration_blocks(calibration: Calibration | None) -> list[dict]:
                     f"{calibration.log_loss:.3f}. The reliability diagram is in the thread.")
 
 
-def feedback_line(feedback: dict | None) -> str:
+def feedback_line(feedback: Feedback | None) -> str:
     """"Feedback: 👍 5 · 👎 2 from 3 people on 4 forecast(s); on scored calls, 👍 3/4 hit, 👎 0/1 hit": the votes
     people gave (`jobs.ledger.votes.tally`; "3/4": of the 4 👍 on calls already scored, 3 were on calls that hit);
     "" when nobody voted. Numbers only: nothing to escape."""
-    if not feedback or not (feedback["up"] or feedback["down"]):
+    if feedback is None or not feedback.voted:
         return ""
-    line = (f"*Feedback:* :+1: {feedback['up']} · :-1: {feedback['down']} from {feedback['voters']} "
-            f"{'person' if feedback['voters'] == 1 else 'people'} on {feedback['forecasts']} forecast(s)")
-    scored = [f"{emoji} {feedback[f'{vote}_hits']}/{feedback[f'{vote}_scored']} hit"
-              for vote, emoji in (("up", ":+1:"), ("down", ":-1:")) if feedback[f"{vote}_scored"]]
+    line = (f"*Feedback:* :+1: {feedback.up} · :-1: {feedback.down} from {feedback.voters} "
+            f"{'person' if feedback.voters == 1 else 'people'} on {feedback.forecasts} forecast(s)")
+    scored = [f"{emoji} {hits}/{of} hit" for emoji, hits, of in ((":+1:", feedback.up_hits, feedback.up_scored),
+                                                               (":-1:", feedback.down_hits, feedback.down_scored))
+              if of]
     return line + (f"; on scored calls, {', '.join(scored)}" if scored else "")
 
 
-def summary_message(report: TrackReport, *, feedback: dict | None = None,
+def summary_message(report: TrackReport, *, feedback: Feedback | None = None,
                     failures: dict[str, str] | None = None) -> tuple[str, list[dict]]:
     """(fallback text, blocks) for the weekly evaluation summary of `report`, with the votes so far (`feedback`,
     `jobs.ledger.votes.tally`). With nothing scored yet, a plain "nothing to score yet" note with what is
@@ -155,35 +157,35 @@ def summary_message(report: TrackReport, *, feedback: dict | None = None,
     return clip(text, 3000), fit(blocks)
 
 
-def _recent_line(row: dict) -> str:
-    arrow = {"up": "▲", "down": "▼"}.get(row["direction"], "·")
-    predicted = inline(row["label"].capitalize()) if row["parsed"] and row["label"] else "unparsed answer"
+def _recent_line(row: RecentForecast) -> str:
+    arrow = {"up": "▲", "down": "▼"}.get(row.direction, "·")
+    predicted = inline(row.label.capitalize()) if row.parsed and row.label else "unparsed answer"
     # The ledger's `clear_signal`: False when the forecast was shown without an arrow; None (no probabilities, or
     # recorded before the flag) and True as before.
-    if row["parsed"] and row.get("clear_signal") is False:
+    if row.parsed and row.clear_signal is False:
         arrow, predicted = NO_SIGNAL_GLYPH, f"no clear signal ({predicted})"
-    if row["actual_label"] is None:
+    if row.actual_label is None:
         outcome = "_pending_"
     else:
-        mark = ":white_check_mark:" if row["hit"] else ":x:"
-        outcome = f"{inline(row['actual_label'])} ({100 * row['realized_return']:+.2f}%) {mark}"
-    line = f"{code(row['target_week'])} *{inline(row['ticker'])}* {arrow} {predicted} → {outcome}"
-    if not row["counted"]:
-        line += f" _(not counted: {inline(str(row['why_not_counted']))})_"
-    if row.get("votes_up") or row.get("votes_down"):
-        line += f" · :+1: {row['votes_up']} :-1: {row['votes_down']}"
+        mark = ":white_check_mark:" if row.hit else ":x:"
+        outcome = f"{inline(row.actual_label)} ({100 * row.realized_return:+.2f}%) {mark}"
+    line = f"{code(row.target_week)} *{inline(row.ticker)}* {arrow} {predicted} → {outcome}"
+    if not row.counted:
+        line += f" _(not counted: {inline(str(row.why_not_counted))})_"
+    if row.votes_up or row.votes_down:
+        line += f" · :+1: {row.votes_up} :-1: {row.votes_down}"
     return line
 
 
-def track_message(record: dict) -> tuple[str, list[dict]]:
+def track_message(record: TrackView) -> tuple[str, list[dict]]:
     """(fallback text, blocks) for `/track [TICKER]`, from `jobs.track_reads.track_record`: hit rate and MSE
-    against the baselines, and the newest forecasts with their outcomes."""
-    report: TrackReport | None = record["report"]
-    blocks: list[dict] = [header(f"Track record: {plain(record['ticker'] or 'all tickers')}")]
-    who = inline(record["ticker"]) if record["ticker"] else "all tickers"
+    against the baselines, the newest forecasts with their outcomes, and the feedback."""
+    report = record.report
+    blocks: list[dict] = [header(f"Track record: {plain(record.ticker or 'all tickers')}")]
+    who = inline(record.ticker) if record.ticker else "all tickers"
     if report is None or report.cumulative is None:
         text = f"Track record for {who}: nothing scored yet"
-        blocks += sections(f"Nothing scored yet for {who}: {record['recorded']} forecast(s) recorded; a forecast is "
+        blocks += sections(f"Nothing scored yet for {who}: {record.recorded} forecast(s) recorded; a forecast is "
                            "scored once its target week has closed (the Saturday summary fetches the prices).")
     else:
         cumulative = report.cumulative
@@ -200,10 +202,10 @@ def track_message(record: dict) -> tuple[str, list[dict]]:
         blocks += sections(f"*{model.n} forecast(s) over {report.counts.weeks} week(s), to "
                            f"{inline(report.latest_week)}*\n*Hit rate:* {hit_rates}\n*MSE (%²):* {mses}{brier}")
         blocks.append(context(f"{HOW_SCORED} {_counts_line(report.counts)}"))
-    if record["recent"]:
-        lines = "\n".join(_recent_line(row) for row in record["recent"])
-        blocks += sections(f"*Latest {len(record['recent'])} forecast(s)*\n{lines}")
-    if feedback := feedback_line(record.get("feedback")):
+    if record.recent:
+        lines = "\n".join(_recent_line(row) for row in record.recent)
+        blocks += sections(f"*Latest {len(record.recent)} forecast(s)*\n{lines}")
+    if feedback := feedback_line(record.feedback):
         blocks.append(context(feedback))
     blocks.append(context(DISCLAIMER))
     return clip(text, 3000), fit(blocks)

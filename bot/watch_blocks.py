@@ -11,6 +11,7 @@ import re
 from bot.blocks import DISCLAIMER, NO_SIGNAL_GLYPH, context, fit, header, sections
 from bot.mrkdwn import clip, code, inline
 from bot.track_blocks import track_message
+from jobs.ledger.views import LastCall, TrackView
 
 HOME_MAX_BLOCKS = 100  # Slack's limit for a Home tab view (a message: 50)
 HOME_MAX_CHANNELS = 20  # watchlists shown in Home; the rest are counted
@@ -26,23 +27,23 @@ def _names(tickers: list[str]) -> str:
     return ", ".join(f"*{inline(t)}*" for t in tickers)
 
 
-def call_line(ticker: str, call: dict | None) -> str:
+def call_line(ticker: str, call: LastCall | None) -> str:
     """`*NVDA* ▲ Up by 1-2% · P(up) 61% (week 2024-03-10 to 2024-03-17) → pending`, or "no call yet"."""
     if call is None:
         return f"*{inline(ticker)}* · _no call yet_ (the next digest makes one)"
-    arrow = {"up": "▲", "down": "▼"}.get(call["direction"], "·")
-    label = inline(call["label"].capitalize()) if call["parsed"] and call["label"] else "unparsed answer"
-    if call["parsed"] and call.get("clear_signal") is False:
+    arrow = {"up": "▲", "down": "▼"}.get(call.direction, "·")
+    label = inline(call.label.capitalize()) if call.parsed and call.label else "unparsed answer"
+    if call.parsed and call.clear_signal is False:
         arrow, label = NO_SIGNAL_GLYPH, f"no clear signal ({label})"
-    p_up = f" · P(up) {100 * call['p_up']:.0f}%" if call.get("p_up") is not None else ""
-    if call.get("actual_label") is None:
+    p_up = f" · P(up) {100 * call.p_up:.0f}%" if call.p_up is not None else ""
+    if call.actual_label is None:
         outcome = "_pending_"
     else:
-        outcome = f"{inline(call['actual_label'])} {':white_check_mark:' if call['hit'] else ':x:'}"
-    return f"*{inline(ticker)}* {arrow} {label}{p_up} ({code(call['target_week'])}) → {outcome}"
+        outcome = f"{inline(call.actual_label)} {':white_check_mark:' if call.hit else ':x:'}"
+    return f"*{inline(ticker)}* {arrow} {label}{p_up} ({code(call.target_week)}) → {outcome}"
 
 
-def watch_list_message(channel: str, tickers: list[str], calls: dict[str, dict], *, cap: int,
+def watch_list_message(channel: str, tickers: list[str], calls: dict[str, LastCall], *, cap: int,
                        scheduled: bool = True) -> tuple[str, list]:
     """`/watch`: this channel's watchlist, each name with its last call; or how to start one. `scheduled`: the
     channel gets the weekly digest (it is in DIGEST_CHANNELS)."""
@@ -107,7 +108,7 @@ def watch_added_message(*, channel: str, added: list[str], already: list[str], r
     return clip(text, 3000), fit(blocks)
 
 
-def home_view(watchlists: dict[str, list[str]], calls: dict[str, dict], record: dict | None, *,
+def home_view(watchlists: dict[str, list[str]], calls: dict[str, LastCall], record: TrackView | None, *,
               cap: int, chart: dict | None = None) -> dict:
     """The Home tab: every channel's watchlist with each name's last call, then the track record (as `/track`
     shows it, with the latest calls); at most HOME_MAX_BLOCKS blocks. `record` None: the ledger was not readable.

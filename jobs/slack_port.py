@@ -19,6 +19,7 @@ from typing import Protocol
 
 from engine.evaluation.track_report import TrackReport
 from engine.forecast_record import ForecastRecord
+from jobs.ledger.views import Feedback
 
 Message = tuple[str, list[dict]]
 
@@ -72,7 +73,7 @@ class JobLayouts(Protocol):
                                current_version: str | None, training: dict,
                                decided_by: str | None = None) -> Message: ...
 
-    def summary_message(self, report: TrackReport, *, feedback: dict | None = None,
+    def summary_message(self, report: TrackReport, *, feedback: Feedback | None = None,
                         failures: dict[str, str] | None = None) -> Message:
         """The weekly summary of `report`, with the votes so far (`jobs.ledger.votes.tally`)."""
         ...

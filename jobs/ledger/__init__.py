@@ -12,7 +12,9 @@ by earlier releases is copied over once by `forecaster ledger migrate`.
 - `track_rows`, `track_queries`: the track record's numbers, per ticker-week and summed in SQL (the report from
   the sums is `engine.evaluation.track_scores`');
 - `reports` and `report_builder`: the stored report of each scope, read by `/track`, recomputed by the writers;
-- `watchlists`: each channel's watchlist (`/watch`), which its digest covers instead of the Dow30;
+- `watchlists`: each channel's watchlist (`/watch`), which its digest covers instead of the Dow30; `votes`: the 👍/👎
+  on forecasts;
+- `views`: what the bot reads, as typed records: `/track`'s view, the feedback, each watched name's last call;
 - `redis_layout` and `migrate`: the old Redis ledger and the one-shot copy out of it.
 
 This package's own names are the readers, which import without numpy or pandas (the bot reads the ledger and

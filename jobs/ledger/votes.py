@@ -16,6 +16,7 @@ from sqlalchemy import case, delete, func, select
 
 from jobs.ledger.database import Ledger, dialect_insert
 from jobs.ledger.models import Forecast, Vote
+from jobs.ledger.views import Feedback
 
 UP, DOWN = "up", "down"
 VOTES = (UP, DOWN)
@@ -88,7 +89,7 @@ def counts(ledger: Ledger, ids: Iterable[str] | None = None) -> dict[str, tuple[
         return _counts(conn, wanted)
 
 
-def tally(ledger: Ledger, *, ticker: str | None = None) -> dict:
+def tally(ledger: Ledger, *, ticker: str | None = None) -> Feedback:
     """The feedback on every forecast (of `ticker`): 👍 and 👎 in all, how many people and forecasts they came
     from, and, per kind of vote, how many of the forecasts voted on are scored and how many of those hit."""
     scored = Forecast.scored_at.is_not(None)
@@ -107,4 +108,4 @@ def tally(ledger: Ledger, *, ticker: str | None = None) -> dict:
             if vote in VOTES:
                 result |= {vote: int(n), f"{vote}_scored": int(n_scored or 0), f"{vote}_hits": int(hits or 0)}
         voters, forecasts = conn.execute(people).one()
-    return result | {"voters": int(voters or 0), "forecasts": int(forecasts or 0)}
+    return Feedback(**result, voters=int(voters or 0), forecasts=int(forecasts or 0))

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from jobs.ledger.database import Ledger, LedgerNotReady, dialect_insert, open_ledger
 from jobs.ledger.models import Forecast, WatchlistEntry
+from jobs.ledger.views import LastCall
 
 
 @dataclass
@@ -95,13 +96,12 @@ def all_watchlists(ledger: Ledger, *, limit_channels: int | None = None) -> dict
     return lists
 
 
-LAST_CALL_FIELDS = ("ticker", "requested_at", "target_week", "direction", "label", "parsed", "p_up",
-                    "clear_signal", "actual_label", "hit")
+LAST_CALL_FIELDS = tuple(LastCall.model_fields)  # the forecasts' columns a last call reads, by the same names
 
 
-def last_calls(ledger: Ledger, tickers: list[str]) -> dict[str, dict]:
-    """Each ticker's newest recorded forecast (any channel, `/forecast` or a digest), {ticker: its
-    LAST_CALL_FIELDS}; a ticker never forecast is absent. One query (a window over the ticker index)."""
+def last_calls(ledger: Ledger, tickers: list[str]) -> dict[str, LastCall]:
+    """Each ticker's newest recorded forecast (any channel, `/forecast` or a digest), {ticker: its `LastCall`}; a
+    ticker never forecast is absent. One query (a window over the ticker index)."""
     if not tickers:
         return {}
     columns = [getattr(Forecast, name) for name in LAST_CALL_FIELDS]
@@ -110,7 +110,7 @@ def last_calls(ledger: Ledger, tickers: list[str]) -> dict[str, dict]:
         .where(Forecast.ticker.in_(list(dict.fromkeys(tickers)))).subquery())
     query = select(*[ranked.c[name] for name in LAST_CALL_FIELDS]).where(ranked.c.rank == 1)
     with ledger.connect() as conn:
-        return {row.ticker: dict(row._mapping) for row in conn.execute(query)}
+        return {row.ticker: LastCall(**row._mapping) for row in conn.execute(query)}
 
 
 class WatchlistUnreadable(Exception):

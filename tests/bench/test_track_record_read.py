@@ -129,8 +129,8 @@ def test_track_reads_a_stored_report_and_the_writer_keeps_it(ledger_db, years):
     rows = len(TICKERS) * 52 * years
     assert ledger.count(ledger_db) == rows
     record = track_reads.track_record(ledger_db)
-    assert record["report"].counts.scored == rows and record["report"].latest_week == latest.period
-    assert record["recorded"] == rows and len(record["recent"]) == 5
+    assert record.report.counts.scored == rows and record.report.latest_week == latest.period
+    assert record.recorded == rows and len(record.recent) == 5
 
     one = timed(lambda: track_reads.track_record(ledger_db, "T07"), repeat=30)
     everyone = timed(lambda: track_reads.track_record(ledger_db), repeat=30)
@@ -139,8 +139,8 @@ def test_track_reads_a_stored_report_and_the_writer_keeps_it(ledger_db, years):
     rng = random.Random(1)
     writes = [a_new_weeks_digest(ledger_db, latest.previous(-k), rng) for k in range(1, NEW_WEEKS + 1)]
     after = track_reads.track_record(ledger_db)
-    assert after["recorded"] == rows + 30 * NEW_WEEKS
-    assert after["report"].counts.scored == rows + 30 * NEW_WEEKS  # the new weeks' outcomes are in
+    assert after.recorded == rows + 30 * NEW_WEEKS
+    assert after.report.counts.scored == rows + 30 * NEW_WEEKS  # the new weeks' outcomes are in
 
     dialect = ledger_db.dialect
     _READS[(dialect, years)] = {"one": one[0], "all": everyone[0]}

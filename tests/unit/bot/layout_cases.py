@@ -20,6 +20,7 @@ from engine.forecast import forecast_record, run_forecasts
 from engine.forecast_record import ForecastRecord
 from engine.market.weeks import NEW_YORK, Week
 from engine.probabilities import BinDistribution
+from jobs.ledger.views import Feedback, LastCall, RecentForecast, TrackView
 from tests.fakes.forecasts import CannedAnalyst, stepped_market
 
 AT = dt.datetime(2024, 3, 8, 18, 0, tzinfo=NEW_YORK)  # a Friday evening: forecasts the week of Mar 10
@@ -82,6 +83,34 @@ def track_report(tickers: list[str], *, unparsed: int = 0) -> TrackReport:
                                   tzinfo=NEW_YORK) - dt.timedelta(days=k + 1), False, "none", None, "",
                                   realized_return=0.01, previous_return=0.0))
     return score_track(entries, latest=LATEST, bootstrap=50)
+
+
+NO_FEEDBACK = Feedback(up=0, down=0, voters=0, forecasts=0, up_scored=0, up_hits=0, down_scored=0, down_hits=0)
+
+
+def recent_forecast(**fields) -> RecentForecast:
+    """One of `/track`'s newest forecasts: a parsed, counted "up by 1-2%" on AXP for the week LATEST, pending and
+    without votes, with `fields` replaced."""
+    return RecentForecast(**{
+        "id": "e0", "ticker": "AXP", "target_week": LATEST.period, "requested_at": "2024-03-08T23:00:00+00:00",
+        "source": "forecast", "parsed": True, "direction": "up", "label": "up by 1-2%", "as_written": "Up by 1-2%",
+        "clear_signal": None, "actual_label": None, "realized_return": None, "hit": None, "counted": True,
+        "why_not_counted": None, "votes_up": 0, "votes_down": 0} | fields)
+
+
+def track_view(recent: list[RecentForecast] | None = None, *, ticker: str | None = None, recorded: int = 0,
+               report: TrackReport | None = None, feedback: Feedback = NO_FEEDBACK) -> TrackView:
+    """What `/track` reads (`jobs.track_reads.track_record`), without votes unless `feedback` is given."""
+    return TrackView(ticker=ticker, recorded=recorded, report=report, recent=tuple(recent or ()), feedback=feedback)
+
+
+def last_call(ticker: str, **fields) -> LastCall:
+    """A name's last call as `/watch` and the App Home read it: a parsed "up by 1-2%" with P(up) 61% for the week
+    LATEST, pending, with `fields` replaced."""
+    return LastCall(**{
+        "ticker": ticker, "requested_at": "2024-03-08T23:00:00+00:00", "target_week": LATEST.period,
+        "direction": "up", "label": "up by 1-2%", "parsed": True, "p_up": 0.61, "clear_signal": True,
+        "actual_label": None, "hit": None} | fields)
 
 
 def texts(payload: dict) -> list[str]:

@@ -23,8 +23,10 @@ from tests.unit.bot.layout_cases import (
     hostile_name,
     hostile_text,
     markup_not_ours,
+    recent_forecast,
     texts,
     track_report,
+    track_view,
 )
 
 FAST = settings(max_examples=60, deadline=None, database=None,
@@ -78,11 +80,10 @@ def test_a_weekly_summary_of_any_tickers_posts_no_markup_of_theirs(tickers, fail
 @given(ticker=hostile_name, rows=st.lists(st.tuples(hostile_name, hostile_name, hostile_name, hostile_text,
                                                      st.booleans()), max_size=4))
 def test_a_track_answer_about_any_ticker_posts_no_markup_of_theirs(ticker, rows):
-    recent = [{"id": "e", "ticker": name, "target_week": week, "parsed": readable, "direction": "up",
-               "label": label, "actual_label": label, "realized_return": 0.01, "hit": readable,
-               "counted": not readable, "why_not_counted": why} for name, week, label, why, readable in rows]
-    record = {"ticker": ticker, "recorded": len(rows), "report": track_report([ticker]), "recent": recent}
-    check(*track_message(record))
+    recent = [recent_forecast(id="e", ticker=name, target_week=week, parsed=readable, direction="up", label=label,
+                              actual_label=label, realized_return=0.01, hit=readable, counted=not readable,
+                              why_not_counted=why) for name, week, label, why, readable in rows]
+    check(*track_message(track_view(recent, ticker=ticker, recorded=len(rows), report=track_report([ticker]))))
 
 
 @FAST

@@ -14,6 +14,7 @@ from bot.blocks import digest_message, failure_message, forecast_message, progre
 from bot.retrain_blocks import evaluation_status, retrain_result_message, training_status
 from bot.track_blocks import summary_message, track_message
 from engine.forecast_record import ForecastRecord
+from jobs.ledger.views import RecentForecast
 from tests.fakes.forecasts import distribution
 from tests.slack_limits import slack_problems
 from tests.unit.bot.layout_cases import (
@@ -22,8 +23,10 @@ from tests.unit.bot.layout_cases import (
     as_payload,
     fingpt_answer,
     forecast,
+    recent_forecast,
     stored_as,
     track_report,
+    track_view,
 )
 
 WEEK = "2024-03-10 to 2024-03-17"
@@ -125,21 +128,21 @@ def test_every_weekly_summary_is_one_slack_takes(case):
     assert_slack_takes(*SUMMARIES[case]())
 
 
-def recent_row(k: int, *, long: bool = False) -> dict:
-    return {"id": f"e{k}", "ticker": "AXP", "target_week": WEEK, "parsed": k % 2 == 0, "direction": "up",
-            "label": "up by 1-2%", "actual_label": None if k % 3 == 0 else "down by 0-1%",
-            "realized_return": -0.004, "hit": False, "counted": k % 4 != 0,
-            "why_not_counted": ("superseded " * (200 if long else 1)).strip()}
+def recent_row(k: int, *, long: bool = False, **changes) -> RecentForecast:
+    return recent_forecast(**{"id": f"e{k}", "ticker": "AXP", "target_week": WEEK, "parsed": k % 2 == 0,
+                              "direction": "up", "label": "up by 1-2%",
+                              "actual_label": None if k % 3 == 0 else "down by 0-1%", "realized_return": -0.004,
+                              "hit": False, "counted": k % 4 != 0,
+                              "why_not_counted": ("superseded " * (200 if long else 1)).strip()} | changes)
 
 
 TRACKS = {
-    "one ticker": {"ticker": "AXP", "recorded": 2, "report": track_report(["AXP"]), "recent": [recent_row(0)]},
-    "every ticker, many recent": {"ticker": None, "recorded": 900, "report": track_report(DOW30),
-                                  "recent": [recent_row(k, long=True) for k in range(60)]},
-    "nothing scored": {"ticker": "KO", "recorded": 0, "report": None, "recent": []},
-    "many recent without a clear signal": {"ticker": None, "recorded": 900, "report": track_report(DOW30),
-                                           "recent": [recent_row(k, long=True) | {"clear_signal": False}
-                                                      for k in range(60)]},
+    "one ticker": track_view([recent_row(0)], ticker="AXP", recorded=2, report=track_report(["AXP"])),
+    "every ticker, many recent": track_view([recent_row(k, long=True) for k in range(60)], recorded=900,
+                                            report=track_report(DOW30)),
+    "nothing scored": track_view(ticker="KO", recorded=0),
+    "many recent without a clear signal": track_view([recent_row(k, long=True, clear_signal=False)
+                                                      for k in range(60)], recorded=900, report=track_report(DOW30)),
 }
 
 

@@ -9,6 +9,7 @@ import pytest
 from bot.blocks import digest_message, forecast_message
 from bot.track_blocks import track_message
 from engine.forecast_record import ForecastRecord
+from jobs.ledger.views import RecentForecast
 from tests.fakes.forecasts import distribution
 from tests.slack_limits import slack_problems
 from tests.unit.bot.layout_cases import (
@@ -18,9 +19,11 @@ from tests.unit.bot.layout_cases import (
     fingpt_answer,
     forecast,
     markup_not_ours,
+    recent_forecast,
     stored_as,
     texts,
     track_report,
+    track_view,
 )
 
 WEEK = LATEST.period
@@ -163,16 +166,15 @@ def test_a_digest_of_thirty_calls_without_a_clear_signal_and_its_thread_are_ones
 # ---- /track -------------------------------------------------------------------------------------------------------
 
 
-def recent(clear_signal: bool | None, *, k: int = 0, ticker: str = "AXP", **changes) -> dict:
-    row = {"id": f"e{k}", "ticker": ticker, "target_week": WEEK, "parsed": True, "direction": "up",
-           "label": "up by 1-2%", "clear_signal": clear_signal, "actual_label": "down by 0-1%",
-           "realized_return": -0.004, "hit": False, "counted": True, "why_not_counted": None}
-    return row | changes
+def recent(clear_signal: bool | None, *, k: int = 0, ticker: str = "AXP", **changes) -> RecentForecast:
+    return recent_forecast(**{"id": f"e{k}", "ticker": ticker, "target_week": WEEK, "parsed": True,
+                              "direction": "up", "label": "up by 1-2%", "clear_signal": clear_signal,
+                              "actual_label": "down by 0-1%", "realized_return": -0.004, "hit": False,
+                              "counted": True, "why_not_counted": None} | changes)
 
 
-def track_lines(rows: list[dict]) -> list[str]:
-    text, blocks = track_message({"ticker": "AXP", "recorded": len(rows), "report": track_report(["AXP"]),
-                                  "recent": rows})
+def track_lines(rows: list[RecentForecast]) -> list[str]:
+    text, blocks = track_message(track_view(rows, ticker="AXP", recorded=len(rows), report=track_report(["AXP"])))
     assert_slack_takes(text, blocks)
     return [line for t in texts(as_payload(text, blocks)) for line in t.splitlines() if line.startswith("`")]
 
@@ -184,9 +186,8 @@ def test_track_shows_a_call_without_a_clear_signal_with_its_bin_and_no_arrow():
     assert clear == before == f"`{WEEK}` *AXP* ▲ Up by 1-2% → down by 0-1% (-0.40%) :x:"
 
 
-def test_track_rows_without_the_key_and_unparsed_rows_read_as_before():
-    row = recent(None)
-    del row["clear_signal"]  # a row shaped before the flag
+def test_track_rows_recorded_before_the_flag_and_unparsed_rows_read_as_before():
+    row = recent(None)  # a forecast recorded before the flag: the ledger's column is empty
     unparsed = recent(False, k=1, parsed=False, direction="none", label=None, actual_label=None)
     old, unreadable = track_lines([row, unparsed])
     assert "▲ Up by 1-2%" in old
@@ -197,8 +198,7 @@ def test_track_rows_without_the_key_and_unparsed_rows_read_as_before():
 def test_track_with_many_calls_without_a_clear_signal_is_one_slack_takes(n):
     rows = [recent(False, k=k, ticker="<!channel>&AXP", counted=k % 2 == 0,
                    why_not_counted=None if k % 2 == 0 else "superseded " * 100) for k in range(n)]
-    text, blocks = track_message({"ticker": None, "recorded": 900, "report": track_report(["AXP", "KO"]),
-                                  "recent": rows})
+    text, blocks = track_message(track_view(rows, recorded=900, report=track_report(["AXP", "KO"])))
     assert_slack_takes(text, blocks)
     assert markup_not_ours(as_payload(text, blocks)) == []
     assert "◆ no clear signal (Up by 1-2%)" in shown(text, blocks)

@@ -12,6 +12,7 @@ from engine.data.inputs import Sources
 from engine.evaluation.track import TrackEntry, score_track
 from engine.market.weeks import NEW_YORK, Week
 from tests.fakes.forecasts import canned_forecast, distribution, stepped_market
+from tests.unit.bot.layout_cases import track_view
 
 AT = dt.datetime(2024, 3, 8, 18, tzinfo=NEW_YORK)
 LATEST = Week(dt.date(2024, 3, 10), dt.date(2024, 3, 17))
@@ -70,11 +71,10 @@ def test_the_summary_posts_calibration_once_enough_forecasts_carry_a_probability
 
 
 def test_track_shows_brier_when_scored_forecasts_carry_a_probability():
-    record = {"ticker": None, "recorded": 4, "recent": [],
-              "report": score_track(_entries(4, p_up=0.6), latest=LATEST, bootstrap=50)}
+    record = track_view(recorded=4, report=score_track(_entries(4, p_up=0.6), latest=LATEST, bootstrap=50))
     _, blocks = track_message(record)
     assert "*Brier (P(up)):* 0.260 over 4 forecast(s) with a probability (0.25 = always saying 50%)" in shown(blocks)
-    record["report"] = score_track(_entries(4, p_up=None), latest=LATEST, bootstrap=50)
+    record = track_view(recorded=4, report=score_track(_entries(4, p_up=None), latest=LATEST, bootstrap=50))
     assert "Brier" not in shown(track_message(record)[1])
 
 

@@ -8,6 +8,7 @@ from bot.track_blocks import summary_message, track_message
 from engine.evaluation.track import TrackEntry, score_track
 from engine.evaluation.track_report import TrackReport
 from engine.market.weeks import NEW_YORK, Week
+from tests.unit.bot.layout_cases import recent_forecast, track_view
 
 LATEST = Week(dt.date(2024, 3, 10), dt.date(2024, 3, 17))
 
@@ -56,14 +57,14 @@ def test_prices_missing_for_a_ticker_are_listed():
 def test_track_shows_hit_rates_against_baselines_and_the_latest_forecasts():
     report = many_tickers(1)
     recent = [
-        {"id": "a", "ticker": "T000", "target_week": LATEST.period, "parsed": True, "direction": "up",
-         "label": "up by 1-2%", "actual_label": "down by 0-1%", "realized_return": -0.004, "hit": False,
-         "counted": True, "why_not_counted": None},
-        {"id": "b", "ticker": "T000", "target_week": LATEST.previous(-1).period, "parsed": False,
-         "direction": "none", "label": None, "actual_label": None, "realized_return": None, "hit": None,
-         "counted": False, "why_not_counted": "requested after the week opened"},
+        recent_forecast(id="a", ticker="T000", target_week=LATEST.period, parsed=True, direction="up",
+                        label="up by 1-2%", actual_label="down by 0-1%", realized_return=-0.004, hit=False,
+                        counted=True, why_not_counted=None),
+        recent_forecast(id="b", ticker="T000", target_week=LATEST.previous(-1).period, parsed=False,
+                        direction="none", label=None, actual_label=None, realized_return=None, hit=None,
+                        counted=False, why_not_counted="requested after the week opened"),
     ]
-    text, blocks = track_message({"ticker": "T000", "recorded": 3, "report": report, "recent": recent})
+    text, blocks = track_message(track_view(recent, ticker="T000", recorded=3, report=report))
     assert text == f"Track record for T000: hit rate 50% (1/2) to {LATEST.period}"
     body = "\n".join(texts(blocks))
     assert "*Hit rate:* Model 50% (95% CI" in body and "Last-week momentum 50%" in body
@@ -72,6 +73,6 @@ def test_track_shows_hit_rates_against_baselines_and_the_latest_forecasts():
 
 
 def test_track_with_nothing_scored_says_when_it_will_be():
-    text, blocks = track_message({"ticker": None, "recorded": 0, "report": None, "recent": []})
+    text, blocks = track_message(track_view(recorded=0))
     assert text == "Track record for all tickers: nothing scored yet"
     assert any("once its target week has closed" in t for t in texts(blocks))

@@ -10,13 +10,17 @@ import pytest
 from bot.blocks import forecast_message
 from bot.track_blocks import feedback_line, summary_message, track_message
 from bot.vote_blocks import VOTES_BLOCK_ID, vote_actions, with_counts, with_votes
+from jobs.ledger.views import Feedback
 from tests.slack_limits import slack_problems
-from tests.unit.bot.layout_cases import as_payload, fingpt_answer, forecast, track_report
+from tests.unit.bot.layout_cases import as_payload, fingpt_answer, forecast, recent_forecast, track_report, track_view
 
 TICKERS = [f"T{k:02d}" for k in range(30)]
 FORECAST_ID = "forecast_BRK.B_live1733400000000_3wf_C0123ABCD:BRK.B"
-FEEDBACK = {"up": 5, "down": 2, "voters": 3, "forecasts": 4, "up_scored": 4, "up_hits": 3, "down_scored": 1,
-            "down_hits": 0}
+FEEDBACK = Feedback(up=5, down=2, voters=3, forecasts=4, up_scored=4, up_hits=3, down_scored=1, down_hits=0)
+
+
+def feedback(**changes) -> Feedback:
+    return Feedback(**FEEDBACK.to_json() | changes)
 
 
 def buttons(blocks: list[dict]) -> list[dict]:
@@ -60,21 +64,20 @@ def test_a_forecast_id_slack_cannot_carry_is_refused():
 def test_the_feedback_line_counts_votes_people_and_how_the_voted_calls_did():
     assert feedback_line(FEEDBACK) == ("*Feedback:* :+1: 5 · :-1: 2 from 3 people on 4 forecast(s); on scored "
                                        "calls, :+1: 3/4 hit, :-1: 0/1 hit")
-    assert feedback_line(FEEDBACK | {"voters": 1, "up_scored": 0, "down_scored": 0}) == (
+    assert feedback_line(feedback(voters=1, up_scored=0, down_scored=0)) == (
         "*Feedback:* :+1: 5 · :-1: 2 from 1 person on 4 forecast(s)")
-    assert feedback_line(FEEDBACK | {"up": 0, "down": 0}) == "" and feedback_line(None) == ""
+    assert feedback_line(feedback(up=0, down=0)) == "" and feedback_line(None) == ""
 
 
 def test_track_and_the_summary_show_the_feedback_within_slacks_limits():
-    recent = [{"id": f"e{k}", "ticker": "AXP", "target_week": "2024-03-10 to 2024-03-17", "parsed": True,
-               "direction": "up", "label": "up by 1-2%", "actual_label": None, "realized_return": None, "hit": None,
-               "counted": True, "why_not_counted": None, "votes_up": k, "votes_down": 1} for k in range(60)]
-    text, blocks = track_message({"ticker": None, "recorded": 900, "report": track_report(TICKERS), "recent": recent,
-                                  "feedback": FEEDBACK})
+    recent = [recent_forecast(id=f"e{k}", ticker="AXP", target_week="2024-03-10 to 2024-03-17", parsed=True,
+                              direction="up", label="up by 1-2%", actual_label=None, realized_return=None, hit=None,
+                              counted=True, why_not_counted=None, votes_up=k, votes_down=1) for k in range(60)]
+    text, blocks = track_message(track_view(recent, recorded=900, report=track_report(TICKERS), feedback=FEEDBACK))
     shown = json.dumps(blocks, ensure_ascii=False)
     assert slack_problems(as_payload(text, blocks)) == []
     assert "*Feedback:* :+1: 5 · :-1: 2" in shown and "· :+1: 7 :-1: 1" in shown
     text, blocks = summary_message(track_report(["AXP", "KO"]), feedback=FEEDBACK)
     assert slack_problems(as_payload(text, blocks)) == [] and "*Feedback:* :+1: 5" in json.dumps(blocks)
-    _, quiet = summary_message(track_report(["AXP", "KO"]), feedback=FEEDBACK | {"up": 0, "down": 0})
+    _, quiet = summary_message(track_report(["AXP", "KO"]), feedback=feedback(up=0, down=0))
     assert "Feedback" not in json.dumps(quiet)

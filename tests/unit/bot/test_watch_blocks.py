@@ -21,23 +21,30 @@ from bot.watch_blocks import (
     watch_over_cap,
     watch_removed,
 )
+from jobs.ledger.views import LastCall, RecentForecast, TrackView
 from tests.slack_limits import slack_problems
-from tests.unit.bot.layout_cases import as_payload, hostile_name, hostile_text, markup_not_ours, track_report
+from tests.unit.bot.layout_cases import (
+    as_payload,
+    hostile_name,
+    hostile_text,
+    last_call,
+    markup_not_ours,
+    recent_forecast,
+    track_report,
+    track_view,
+)
 
 FAST = settings(max_examples=40, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 WEEK = "2024-03-10 to 2024-03-17"
 
 
-def call(ticker: str, **changes) -> dict:
-    row = {"ticker": ticker, "requested_at": "2024-03-08T23:00:00+00:00", "target_week": WEEK, "direction": "up",
-           "label": "up by 1-2%", "parsed": True, "p_up": 0.61, "clear_signal": True, "actual_label": None,
-           "hit": None}
-    return row | changes
+def call(ticker: str, **changes) -> LastCall:
+    return last_call(ticker, **{"target_week": WEEK} | changes)
 
 
-def record(recent: list[dict] | None = None) -> dict:
-    return {"ticker": None, "recorded": 900, "report": track_report(["AXP", "KO"]), "recent": recent or []}
+def record(recent: list[RecentForecast] | None = None) -> TrackView:
+    return track_view(recent, recorded=900, report=track_report(["AXP", "KO"]))
 
 
 # -- parsing ---------------------------------------------------------------------------------------------------------
@@ -115,9 +122,9 @@ def test_home_with_every_list_full_stays_within_slacks_limits_and_counts_what_it
     names = [f"T{k:03d}.B"[:6] for k in range(50)]
     lists = {f"C{n:08d}": names for n in range(300)}
     calls = {t: call(t, label="up by more than 5%") for t in names}
-    rows = [{"id": f"e{k}", "ticker": "AXP", "target_week": WEEK, "parsed": True, "direction": "up",
-             "label": "up by 1-2%", "clear_signal": True, "actual_label": None, "realized_return": None,
-             "hit": None, "counted": True, "why_not_counted": None} for k in range(10)]
+    rows = [recent_forecast(id=f"e{k}", ticker="AXP", target_week=WEEK, parsed=True, direction="up",
+                            label="up by 1-2%", clear_signal=True, actual_label=None, realized_return=None, hit=None,
+                            counted=True, why_not_counted=None) for k in range(10)]
     view = home_view(lists, calls, record(rows), cap=50)
     validate(view)
     shown = "\n".join(b["text"]["text"] for b in view["blocks"] if "text" in b) + "\n".join(

@@ -242,7 +242,7 @@ def test_track_reads_carry_the_flag_and_track_shows_no_arrow_for_it(ledger_db, m
     record(ledger_db, sources, "KO", job_id="job-clear", bins=distribution(0.61, top="U2", p_top=0.34),
            signal_band=0.05)
     answer = track_record(ledger_db, recent=5)
-    assert {row["ticker"]: row["clear_signal"] for row in answer["recent"]} == {"AXP": False, "KO": True}
+    assert {row.ticker: row.clear_signal for row in answer.recent} == {"AXP": False, "KO": True}
     shown = "\n".join(b["text"]["text"] for b in track_message(answer)[1] if b["type"] == "section")
     assert "*AXP* ◆ no clear signal (Up by 1-2%) → _pending_" in shown
     assert "*KO* ▲ Up by 1-2% → _pending_" in shown
@@ -305,7 +305,7 @@ def test_migration_0003_adds_clear_signal_to_a_filled_ledger_and_goes_back(ledge
         migrate(command.upgrade, "head")
     assert "clear_signal" in columns() and database.current_revision(ledger_db.engine) == database.head_revision()
     assert ledger.get_entry(ledger_db, entry_id)["clear_signal"] is None  # as recorded before the flag
-    assert track_record(ledger_db)["recent"][0]["clear_signal"] is None
+    assert track_record(ledger_db).recent[0].clear_signal is None
 
 
 def test_the_default_database_is_a_sqlite_file_in_wal_mode_under_data_dir(tmp_path):

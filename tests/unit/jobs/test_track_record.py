@@ -79,23 +79,23 @@ def test_track_record_reads_stored_outcomes_only(ledger_db, market):
 
     axp = track_reads.track_record(ledger_db, "axp", recent=2)
     assert sum(market.calls.values()) == 0  # no market data touched
-    assert axp["ticker"] == "AXP" and axp["recorded"] == 3
-    model = axp["report"].cumulative.model
+    assert axp.ticker == "AXP" and axp.recorded == 3
+    model = axp.report.cumulative.model
     assert (model.hits, model.n) == (1, 2)  # Mar 3 week right, Mar 10 week wrong
-    assert axp["report"].latest_week == "2024-03-10 to 2024-03-17"
-    assert axp["report"].counts.pending == 1
-    assert [(r["target_week"], r["actual_label"], r["hit"]) for r in axp["recent"]] == [
+    assert axp.report.latest_week == "2024-03-10 to 2024-03-17"
+    assert axp.report.counts.pending == 1
+    assert [(r.target_week, r.actual_label, r.hit) for r in axp.recent] == [
         ("2024-03-24 to 2024-03-31", None, None), ("2024-03-10 to 2024-03-17", "up by 2-3%", False)]
 
     everyone = track_reads.track_record(ledger_db)
-    assert everyone["ticker"] is None and everyone["report"].cumulative.model.n == 3
-    assert len(everyone["recent"]) == 4
+    assert everyone.ticker is None and everyone.report.cumulative.model.n == 3
+    assert len(everyone.recent) == 4
 
 
 def test_track_record_before_anything_is_scored(ledger_db, market):
     record(ledger_db, market, [("AXP", 22, "Up by 0-1%")])
     empty = track_reads.track_record(ledger_db, "AXP")
-    assert empty["report"] is None and empty["recorded"] == 1 and empty["recent"][0]["counted"] is True
+    assert empty.report is None and empty.recorded == 1 and empty.recent[0].counted is True
 
 
 def test_the_chart_is_a_png_even_for_a_single_week():
@@ -113,7 +113,7 @@ def test_track_record_scores_the_stored_probabilities(ledger_db, market):
     record(ledger_db, market, [("MSFT", 8, "Up by 0-1%")])  # no probability: counted for hits, not for calibration
     track_record.refresh_outcomes(ledger_db, market, closed_by=SATURDAY_NIGHT,
                                                        scored_at=SATURDAY_NIGHT)
-    calibration = track_reads.track_record(ledger_db)["report"].calibration
+    calibration = track_reads.track_record(ledger_db).report.calibration
     # Week of Mar 3 went down: (0.25 - 0)² = 0.0625; Mar 10 went up: (0.25 - 1)² = 0.5625. Mean 0.3125.
     assert calibration.n == 2 and calibration.brier == pytest.approx(0.3125)
     assert calibration.enough is False
@@ -200,8 +200,8 @@ def test_a_later_forecast_supersedes_whatever_order_they_are_recorded_in(ledger_
                                source="forecast")
     _statuses_match_select_counted(ledger_db)
     # Same request instant: the greater id counts ("job-tie:AXP" > "job-fri:AXP").
-    assert track_reads.track_record(ledger_db, "AXP")["recent"][0]["id"] == "job-tie:AXP"
-    assert [r["counted"] for r in track_reads.track_record(ledger_db, "AXP")["recent"]] == [True, False, False]
+    assert track_reads.track_record(ledger_db, "AXP").recent[0].id == "job-tie:AXP"
+    assert [r.counted for r in track_reads.track_record(ledger_db, "AXP").recent] == [True, False, False]
 
 
 def test_two_writers_at_once_leave_one_counted_forecast_per_ticker_and_week(ledger_db, market):

@@ -27,6 +27,7 @@ from jobs.ledger import reports, writes
 from jobs.ledger.models import TrackReport
 from jobs.ledger.report_builder import TRACK_BOOTSTRAP
 from jobs.ledger.track_queries import latest_scored_week, statuses_of
+from jobs.ledger.views import Feedback, RecentForecast, TrackView
 from jobs.worker import catch_up_track_reports
 from tests.fakes.forecasts import canned_forecast, distribution, stepped_market
 from tests.same_report import assert_same
@@ -170,8 +171,13 @@ def _old_track_record(store, ticker: str | None, recent: int) -> dict:
          "why_not_counted": None if statuses[r["id"]] == "counted" else statuses[r["id"]]} for r in rows]}
 
 
-NO_FEEDBACK = {"up": 0, "down": 0, "voters": 0, "forecasts": 0, "up_scored": 0, "up_hits": 0, "down_scored": 0,
-               "down_hits": 0}
+NO_FEEDBACK = Feedback(up=0, down=0, voters=0, forecasts=0, up_scored=0, up_hits=0, down_scored=0, down_hits=0)
+
+
+def _as_view(old: dict) -> TrackView:
+    """The old reader's answer as today's view, with what the reader adds since (issue 22): no votes, no feedback."""
+    recent = tuple(RecentForecast(**row, votes_up=0, votes_down=0) for row in old["recent"])
+    return TrackView(**old | {"recent": recent}, feedback=NO_FEEDBACK)
 
 
 def _mixed_ledger(store, market) -> None:
@@ -190,22 +196,16 @@ def test_the_reader_returns_what_the_old_reader_computed(ledger_db, market):
         for recent in (0, 3, 5):
             ours, theirs = track_reads.track_record(ledger_db, ticker, recent=recent), \
                 _old_track_record(ledger_db, ticker, recent)
-            # What the reader adds since (issue 22): the feedback, none here.
-            assert ours.pop("feedback") == NO_FEEDBACK
-            assert all((row.pop("votes_up"), row.pop("votes_down")) == (0, 0) for row in ours["recent"])
-            assert ours.keys() == theirs.keys()
+            # What the reader adds since (issue 22): the feedback and each row's votes, none here.
+            assert ours.feedback == NO_FEEDBACK
+            assert all((row.votes_up, row.votes_down) == (0, 0) for row in ours.recent)
             if theirs["report"] is not None:  # the old reader also returned the chart's series; /track never drew it
                 theirs["report"] = theirs["report"].model_copy(update={"series": None})
-            assert_same(_plain(ours), _plain(theirs), f"/track {ticker} recent={recent}")
+            theirs = _as_view(theirs)  # every field the old reader answered, none missing, none unknown
+            assert_same(ours.to_json(), theirs.to_json(), f"/track {ticker} recent={recent}")
             assert track_message(ours) == track_message(theirs)  # the same message in Slack
-    assert track_reads.track_record(ledger_db, "NOPE") == {"ticker": "NOPE", "recorded": 0, "report": None,
-                                                           "recent": [], "feedback": NO_FEEDBACK}
-
-
-def _plain(record: dict) -> dict:
-    """A `/track` record as JSON would carry it: its report as plain data."""
-    report = record["report"]
-    return record | {"report": None if report is None else report.model_dump(mode="json")}
+    assert track_reads.track_record(ledger_db, "NOPE") == TrackView(ticker="NOPE", recorded=0, report=None, recent=(),
+                                                                    feedback=NO_FEEDBACK)
 
 
 READ_IN_A_FRESH_PROCESS = """
@@ -214,7 +214,7 @@ import jobs.ledger, jobs.track_reads
 heavy = sorted({"numpy", "pandas", "apscheduler"} & set(sys.modules))
 answers = [jobs.track_reads.track_record(jobs.ledger.Ledger(sys.argv[1]), t) for t in (None, "AXP")]
 heavy_after = sorted({"numpy", "pandas", "apscheduler"} & set(sys.modules))
-answers = [a | {"report": a["report"] and a["report"].model_dump(mode="json")} for a in answers]
+answers = [a.to_json() for a in answers]
 print(json.dumps({"heavy": heavy, "heavy_after": heavy_after, "answers": answers}))
 """
 
@@ -230,14 +230,16 @@ def test_the_bot_reads_the_track_record_without_numpy_pandas_or_apscheduler(ledg
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert found["heavy"] == [] and found["heavy_after"] == []  # importing, and answering /track
-    expected = [_plain(track_reads.track_record(ledger_db, t)) for t in (None, "AXP")]
+    expected = [track_reads.track_record(ledger_db, t).to_json() for t in (None, "AXP")]
     assert found["answers"] == json.loads(json.dumps(expected))
     assert found["answers"][1]["report"]["cumulative"]["model"]["n"] == 2
 
 
-def test_the_ledgers_plain_names_stay_off_the_numeric_stack():
-    """The bot reads the ledger through jobs.ledger.columns, which takes the standings from the track report's type."""
-    code = ("import sys; import jobs.ledger.columns; "
+@pytest.mark.parametrize("module", ["jobs.ledger.columns", "jobs.ledger.views", "jobs.track_reads"])
+def test_the_ledgers_plain_names_stay_off_the_numeric_stack(module):
+    """The bot reads the ledger through jobs.ledger.columns, which takes the standings from the track report's type,
+    and reads /track's view, the feedback and the last calls as jobs.ledger.views' types."""
+    code = (f"import sys; import {module}; "
             "print(sorted(m for m in ('numpy', 'pandas', 'torch') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert done.stdout.strip() == "[]"
@@ -269,12 +271,12 @@ def test_a_report_a_crash_left_behind_is_stale_until_rebuild_reports_heals_it(le
     stale = reports.read(ledger_db, "MSFT")
     assert stale.stale and stale.generation == before.generation + 1
     assert stale.computed_generation == before.computed_generation and stale.report == before.report
-    assert track_reads.track_record(ledger_db, "MSFT")["recorded"] == before.recorded  # what the bot still shows
+    assert track_reads.track_record(ledger_db, "MSFT").recorded == before.recorded  # what the bot still shows
     assert reports.needing_rebuild(ledger_db) == ["*", "MSFT"]
 
     assert track_record.rebuild_reports(ledger_db) == ["*", "MSFT"]
     assert_every_report_is_current(ledger_db)
-    assert track_reads.track_record(ledger_db, "MSFT")["recorded"] == before.recorded + 1
+    assert track_reads.track_record(ledger_db, "MSFT").recorded == before.recorded + 1
     assert track_record.rebuild_reports(ledger_db) == []  # nothing stale: the weekly call costs a lookup
 
 
@@ -283,7 +285,7 @@ def test_a_ledger_from_before_the_stored_reports_reads_and_is_rebuilt(ledger_db,
     with ledger_db.begin() as conn:  # as after migration 0002 on a ledger written by the release before
         conn.execute(delete(TrackReport))
     before = track_reads.track_record(ledger_db, "AXP")
-    assert before["report"] is None and before["recorded"] == 4 and len(before["recent"]) == 4
+    assert before.report is None and before.recorded == 4 and len(before.recent) == 4
     assert reports.needing_rebuild(ledger_db) == ["*", "AXP", "KO", "MSFT"]
     assert track_record.rebuild_reports(ledger_db) == ["*", "AXP", "KO", "MSFT"]
     assert_every_report_is_current(ledger_db)
@@ -309,11 +311,11 @@ def test_an_older_releases_report_is_not_read_as_this_shape_and_the_rebuild_repl
     old = reports.read(ledger_db, "AXP")
     assert old.stale and not old.readable and old.report is None  # its JSON is never validated as today's type
     shown = track_reads.track_record(ledger_db, "AXP")
-    assert shown["report"] is None and shown["recorded"] == 4  # as before the reports were stored: nothing scored
+    assert shown.report is None and shown.recorded == 4  # as before the reports were stored: nothing scored
     assert track_message(shown)[0] == "Track record for AXP: nothing scored yet"
     assert catch_up_track_reports(ledger_db) == ["*", "AXP", "KO", "MSFT"]  # the worker's start recomputes them
     assert_every_report_is_current(ledger_db)
-    assert track_reads.track_record(ledger_db, "AXP")["report"].cumulative.model.n == 2
+    assert track_reads.track_record(ledger_db, "AXP").report.cumulative.model.n == 2
 
 
 def test_a_starting_worker_fills_in_the_reports_a_ledger_from_before_them_lacks(ledger_db, market, caplog):
@@ -323,10 +325,10 @@ def test_a_starting_worker_fills_in_the_reports_a_ledger_from_before_them_lacks(
     with ledger_db.connect() as conn:  # as the 0002 migration leaves a ledger the previous release filled
         conn.execute(delete(TrackReport))
         conn.commit()
-    assert track_reads.track_record(ledger_db)["report"] is None
+    assert track_reads.track_record(ledger_db).report is None
     assert catch_up_track_reports(ledger_db) == reports.all_scopes(ledger_db)
     assert_every_report_is_current(ledger_db)
-    assert track_reads.track_record(ledger_db)["report"].counts.scored > 0
+    assert track_reads.track_record(ledger_db).report.counts.scored > 0
     assert catch_up_track_reports(ledger_db) == []  # all current: nothing recomputed
 
 

@@ -14,6 +14,7 @@ from engine.market.weeks import NEW_YORK
 from jobs import ledger
 from jobs.ledger import export as ledger_export
 from jobs.ledger import votes, writes
+from jobs.ledger.views import Feedback
 from tests.fakes.forecasts import canned_forecast, stepped_market
 
 FRIDAY_EVENING = dt.datetime(2024, 3, 8, 18, 0, tzinfo=NEW_YORK)
@@ -62,10 +63,10 @@ def test_the_tally_counts_votes_people_and_how_the_voted_forecasts_did(ledger_db
                          scored_at=dt.datetime(2024, 3, 16, tzinfo=dt.UTC))
     hit = ledger.get_entry(ledger_db, axp)["hit"]
     everything = votes.tally(ledger_db)
-    assert everything == {"up": 2, "down": 1, "voters": 2, "forecasts": 2, "up_scored": 2, "up_hits": 2 * hit,
-                          "down_scored": 0, "down_hits": 0}
-    assert votes.tally(ledger_db, ticker="ko") == {"up": 0, "down": 1, "voters": 1, "forecasts": 1,
-                                                  "up_scored": 0, "up_hits": 0, "down_scored": 0, "down_hits": 0}
+    assert everything == Feedback(up=2, down=1, voters=2, forecasts=2, up_scored=2, up_hits=2 * hit, down_scored=0,
+                                  down_hits=0)
+    assert votes.tally(ledger_db, ticker="ko") == Feedback(up=0, down=1, voters=1, forecasts=1, up_scored=0, up_hits=0,
+                                                           down_scored=0, down_hits=0)
 
 
 def test_the_export_carries_each_forecasts_votes(ledger_db, recorded, tmp_path):

@@ -47,7 +47,7 @@ def test_each_names_last_call_is_its_newest_forecast(ledger_db):
     record("MSFT", "Up by 0-1%", FRIDAY_EVENING, "j3")
     calls = watchlists.last_calls(ledger_db, ["AXP", "MSFT", "NVDA"])
     assert set(calls) == {"AXP", "MSFT"}  # NVDA was never forecast
-    assert calls["AXP"]["label"] == "down by 2-3%" and calls["MSFT"]["label"] == "up by 0-1%"
+    assert calls["AXP"].label == "down by 2-3%" and calls["MSFT"].label == "up by 0-1%"
     assert watchlists.last_calls(ledger_db, []) == {}
 
 
