@@ -43,7 +43,15 @@ from bot.ledger_reads import LedgerReads, LedgerUnavailable
 from bot.track_blocks import track_message
 from bot.watch import watch_command
 from engine.market.weeks import NEW_YORK, request_week
-from jobs.client import ForecastRequest, JobsClient, NotQueued, QueueFull, QueueingUnconfirmed, TooManyPending
+from jobs.client import (
+    REFUSALS,
+    ForecastRequest,
+    JobsClient,
+    NotQueued,
+    QueueFull,
+    QueueingUnconfirmed,
+    TooManyPending,
+)
 from jobs.gates import claim_digest_slot, release_digest_slot
 from jobs.keys import digest_job_id
 from jobs.ledger import LedgerNotReady
@@ -144,21 +152,27 @@ class Commands:
         try:
             # Asked again after it ended without an answer (it failed, or its data did): it runs again.
             outcome = self._jobs().forecast(request, again=True, delivery=inv.trigger_id)
-        except QueueFull:
-            return messages.queue_full(queue="forecast", limit=self.settings.bot_queue_max_depth)
-        except TooManyPending as exc:
-            log.info("/forecast by %s refused: %s", inv.user, exc)
-            return messages.too_many_pending(pending=exc.pending, limit=exc.limit)
-        except NotQueued as exc:
-            self._log_redis_failure(inv, exc)
-            return messages.queue_unreachable()
-        except QueueingUnconfirmed as exc:
-            self._log_redis_failure(inv, exc)
-            return messages.queueing_unconfirmed(messages.forecast_what(args.ticker, week=week, as_of=args.as_of))
+        except REFUSALS as exc:
+            return self._refused(inv, exc, queue="forecast",
+                                 what=messages.forecast_what(args.ticker, week=week, as_of=args.as_of))
         return messages.forecast_ack(args.ticker, week=week, as_of=args.as_of, status=outcome.status,
                                      job_status=outcome.job_status, ahead=outcome.ahead,
                                      workers=self._workers_alive(), dow30=args.dow30,
                                      index_lookalike=args.ticker in INDEX_LOOKALIKES)
+
+    def _refused(self, inv: Invocation, exc: Exception, *, queue: str, what: str) -> Answer:
+        """What the requester is told when `jobs.client` refused or could not confirm a request (its REFUSALS):
+        the queue is full, they have too many pending, Redis failed before anything was sent (asking again is safe),
+        or Redis did not confirm the write (the job may exist: `what` names it)."""
+        if isinstance(exc, QueueFull):
+            return messages.queue_full(queue=queue, limit=self.settings.bot_queue_max_depth)
+        if isinstance(exc, TooManyPending):
+            log.info("%s by %s refused: %s", inv.command, inv.user, exc)
+            return messages.too_many_pending(pending=exc.pending, limit=exc.limit)
+        self._log_redis_failure(inv, exc)
+        if isinstance(exc, NotQueued):
+            return messages.queue_unreachable()
+        return messages.queueing_unconfirmed(what)
 
     @staticmethod
     def _log_redis_failure(inv: Invocation, exc: Exception) -> None:
@@ -197,16 +211,11 @@ class Commands:
         try:
             outcome = self._jobs().digest(channel=inv.channel, as_of=as_of, again=True, delivery=inv.trigger_id,
                                           asked_at=asked_at, symbols=symbols)
-        except QueueFull:
-            self._release_digest_slot(inv.channel)
-            return messages.queue_full(queue="batch", limit=self.settings.bot_queue_max_depth)
-        except NotQueued as exc:
-            self._log_redis_failure(inv, exc)
-            self._release_digest_slot(inv.channel)
-            return messages.queue_unreachable()
-        except QueueingUnconfirmed as exc:  # the slot stays: the digest may be running
-            self._log_redis_failure(inv, exc)
-            return messages.queueing_unconfirmed(messages.digest_what(week=week, as_of=as_of, watchlist=symbols))
+        except REFUSALS as exc:
+            if not isinstance(exc, QueueingUnconfirmed):  # nothing was queued; unconfirmed, the digest may be running
+                self._release_digest_slot(inv.channel)
+            return self._refused(inv, exc, queue="batch",
+                                 what=messages.digest_what(week=week, as_of=as_of, watchlist=symbols))
         if outcome.status == "duplicate":  # nothing new was queued: the slot is not used up
             self._release_digest_slot(inv.channel)
         return messages.digest_ack(week=week, as_of=as_of, status=outcome.status, job_status=outcome.job_status,
@@ -246,14 +255,8 @@ class Commands:
         try:
             outcome = self._jobs().retrain(channel=inv.channel, user=inv.user, epochs=args.epochs, force=args.force,
                                            delivery=inv.trigger_id)
-        except QueueFull:
-            return messages.queue_full(queue="training", limit=self.settings.bot_queue_max_depth)
-        except NotQueued as exc:
-            self._log_redis_failure(inv, exc)
-            return messages.queue_unreachable()
-        except QueueingUnconfirmed as exc:
-            self._log_redis_failure(inv, exc)
-            return messages.queueing_unconfirmed("a retrain")
+        except REFUSALS as exc:
+            return self._refused(inv, exc, queue="training", what="a retrain")
         log.info("retrain %s by %s: %s (%s)", outcome.job_id, inv.user, outcome.status, outcome.job_status)
         return messages.retrain_ack(job_id=outcome.job_id, status=outcome.status, job_status=outcome.job_status,
                                     epochs=args.epochs, force=args.force, trainers=self._trainers_alive())

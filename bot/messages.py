@@ -204,7 +204,8 @@ def admins_only(*, admins_configured: bool) -> dict:
 
 
 def queue_full(*, queue: str, limit: int) -> dict:
-    return payload(f":no_entry: The {queue} queue is full ({limit} jobs waiting), so nothing was queued. Try again "
+    jobs = "1 job" if limit == 1 else f"{limit} jobs"
+    return payload(f":no_entry: The {queue} queue is full ({jobs} waiting), so nothing was queued. Try again "
                    "in a few minutes; `/forecast-status` shows the queues.")
 
 

@@ -31,7 +31,7 @@ from bot.watch_blocks import (
     watch_over_cap,
     watch_removed,
 )
-from jobs.client import NotQueued, QueueFull, QueueingUnconfirmed
+from jobs.client import REFUSALS
 from jobs.keys import home_chart_key
 from jobs.ledger import LedgerNotReady
 
@@ -91,14 +91,8 @@ def watch_command(commands: Commands, inv: Invocation, args: WatchArgs) -> dict:
     try:
         commands._jobs().watch_add(channel=inv.channel, user=inv.user, tickers=new, response_url=inv.response_url,
                                    delivery=inv.trigger_id)
-    except QueueFull:
-        return messages.queue_full(queue="forecast", limit=commands.settings.bot_queue_max_depth)
-    except NotQueued as exc:
-        commands._log_redis_failure(inv, exc)
-        return messages.queue_unreachable()
-    except QueueingUnconfirmed as exc:
-        commands._log_redis_failure(inv, exc)
-        return messages.queueing_unconfirmed("the check of those names")
+    except REFUSALS as exc:
+        return commands._refused(inv, exc, queue="forecast", what="the check of those names")
     return messages.payload(watch_checking(new) + messages._no_workers(commands._workers_alive()))
 
 

@@ -118,6 +118,11 @@ class QueueingUnconfirmed(redis.RedisError):
         self.job_id = job_id
 
 
+# Everything an enqueue raises when the request was not queued, or may not have been: each says what the requester
+# is to be told (the bot's `Commands._refused`).
+REFUSALS = (QueueFull, TooManyPending, NotQueued, QueueingUnconfirmed)
+
+
 @dataclass(frozen=True)
 class Enqueued:
     job_id: str

@@ -274,6 +274,17 @@ def test_on_demand_digests_are_limited_to_one_per_channel_per_hour(server, redis
     assert depth(redis, BATCH) == 2
 
 
+def test_a_digest_refused_by_a_full_queue_does_not_use_up_the_channels_hour(slack, redis, redis_server):
+    with serve_bot(bot_settings(slack, redis_server["url"], bot_queue_max_depth=1)) as server:
+        assert slash(server, "/digest", "", channel="C123").text.startswith(":hourglass_flowing_sand: Queued")
+        full = slash(server, "/digest", "", channel="C456").text
+        assert full.startswith(":no_entry: The batch queue is full (1 job waiting), so nothing was queued."), full
+        assert not redis.exists(on_demand_digest_key("C456"))  # nothing ran: the hour is still the channel's
+        queue(redis, BATCH).empty()  # the queue drains
+        again = slash(server, "/digest", "", channel="C456").text
+    assert again.startswith(":hourglass_flowing_sand: Queued the Dow30 digest"), again
+
+
 # -- health and routing --------------------------------------------------------------------------------------------
 
 
