@@ -19,7 +19,7 @@ FIELDS: dict[str, str] = {
     "direction": "str", "magnitude": "str?", "label": "str?", "as_written": "str", "parsed": "bool",
     "problems": "str", "model": "str", "prompt_hash": "str", "prompt_hash_of": "str",
     "latency_s": "float", "generation_s": "float?", "prompt_tokens": "int?", "new_tokens": "int?",
-    # the model's probabilities (`engine.forecast.probabilities_json`); empty when its backend had none, and on
+    # the model's probabilities (`engine.forecast.probabilities`); empty when its backend had none, and on
     # entries recorded before there were any: P(up), P(stated bin), expected move in %, the 12 bins as JSON, and
     # whether P(up) lay outside 0.5 ± SIGNAL_BAND (False: shown as "no clear signal", without an arrow)
     "p_up": "float?", "p_stated": "float?", "expected_move": "float?", "bin_probabilities": "str?",
