@@ -8,9 +8,10 @@
   replaces your vote; clicking the one you already gave takes it back.
 - **What the voter sees.** The message's counts change in place ("👍 3 · 👎 1", chat.update with the message as
   Slack sent it, only the buttons changed): everyone sees the tally, the voter sees their click counted or taken
-  back. When the vote could not be recorded (the ledger is not migrated or not answering, a forecast the ledger
-  does not hold) or the counts could not be edited, the voter alone is told so, in plain words (the response_url,
-  else an ephemeral message); the log has the details.
+  back. Two clicks at once cannot leave the older count on the message: after its edit, each reads the counts
+  again and edits again while they differ (`Votes._show_latest`). When the vote could not be recorded (the ledger
+  is not migrated or not answering, a forecast the ledger does not hold) or the counts could not be edited, the
+  voter alone is told so, in plain words (the response_url, else an ephemeral message); the log has the details.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt import App
@@ -28,12 +30,13 @@ from bot.mrkdwn import inline
 from bot.slack_ops import post_ephemeral, send_to_response_url, update_message
 from bot.vote_blocks import VOTE_ACTIONS, with_counts
 from jobs.ledger import LedgerNotReady
-from jobs.ledger.votes import Cast, UnknownForecast, cast
+from jobs.ledger.votes import Cast, UnknownForecast, cast, counts
 
 log = logging.getLogger(__name__)
 
 ACTION_PATTERN = re.compile("^(" + "|".join(map(re.escape, VOTE_ACTIONS)) + ")$")
 _EMOJI = {"up": ":+1:", "down": ":-1:"}
+RECHECKS = 3  # reads after an edit; each concurrent click adds at most one more edit
 
 
 def register_votes(app: App, ledger_reads: LedgerReads) -> None:
@@ -90,6 +93,27 @@ class Votes:
                  done.down)
         if not self._show_counts(body, client, done, channel):
             self._tell(body, client, confirmation(done))
+            return
+        self._show_latest(body, client, done, channel)
+
+    def _show_latest(self, body: dict, client: WebClient, done: Cast, channel: str) -> None:
+        """Two clicks on one message at once: each edit shows the counts its own write returned, and Slack may apply
+        the older edit last. So, once our edit is in, the counts are read again and shown again while they differ
+        from what we showed: whichever edit comes last, it is followed by one with counts at least as new."""
+        shown = (done.up, done.down)
+        for _ in range(RECHECKS):
+            try:
+                latest = self.ledger_reads.within_deadline(
+                    lambda ledger: counts(ledger, [done.forecast_id])).get(done.forecast_id, (0, 0))
+            except Exception as exc:  # noqa: BLE001 — the vote is recorded and shown; the next click corrects it
+                log.warning("vote on %s: the counts could not be read again: %s", done.forecast_id, exc)
+                return
+            if latest == shown:
+                return
+            log.info("vote on %s: counts changed meanwhile, %s → %s", done.forecast_id, shown, latest)
+            shown = latest
+            if not self._show_counts(body, client, replace(done, up=latest[0], down=latest[1]), channel):
+                return
 
     def _show_counts(self, body: dict, client: WebClient, done: Cast, channel: str) -> bool:
         """Edit the message's buttons to the new counts. False when it could not be (no message in the payload, a

@@ -96,6 +96,7 @@ class FakeSlack:
         self._uploads: dict[str, UploadedFile] = {}
         self._lost_answers: list[tuple[str, Callable[[dict[str, Any]], bool], int | None]] = []
         self.deleted: set[str] = set()  # ts of messages gone from Slack (`delete`, or chat.delete)
+        self._delays: list[tuple[str, Callable[[dict[str, Any]], bool], float]] = []
 
     def delete(self, ts: str) -> None:
         """A person deletes the message `ts` in Slack's own UI (no API call of ours): from now on it is gone."""
@@ -109,6 +110,21 @@ class FakeSlack:
         SIGKILLed before a byte of the answer is written; without, the answer is HTTP 500."""
         with self._lock:
             self._lost_answers.append((method, when, kill_pgid))
+
+    def delay_next(self, method: str, seconds: float, *,
+                   when: Callable[[dict[str, Any]], bool] = lambda body: True) -> None:
+        """The next `method` call whose body satisfies `when` reaches Slack `seconds` late: it is applied (and
+        answered) only then, so calls sent after it can be applied before it, as on a slow network."""
+        with self._lock:
+            self._delays.append((method, when, seconds))
+
+    def _delay_of(self, method: str, body: dict[str, Any]) -> float:
+        with self._lock:
+            for k, (delayed, when, seconds) in enumerate(self._delays):
+                if delayed == method and when(body):
+                    del self._delays[k]
+                    return seconds
+        return 0.0
 
     def refuse_channel(self, channel: str, error: str = "not_in_channel") -> None:
         """From now on, chat.* calls on `channel` get `error` (not_in_channel, channel_not_found, is_archived)."""
@@ -231,6 +247,7 @@ class FakeSlack:
         path = req.path.split("?")[0]
         method = path.removeprefix("/api/") if path.startswith("/api/") else path.lstrip("/")
         token = req.headers.get("Authorization", "").removeprefix("Bearer ") or None
+        time.sleep(self._delay_of(method, body))
         status, headers, answer, lost = 200, {}, None, None
         with self._lock:
             for failure in self._failures:

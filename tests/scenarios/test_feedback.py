@@ -186,6 +186,29 @@ def test_a_vote_the_ledger_cannot_take_is_told_to_the_voter_alone(server, slack,
 
 
 
+def test_two_clicks_at_once_end_with_both_counted_on_the_message_whichever_edit_lands_last(server, slack, canned):
+    slash(server, "/forecast", "AXP 2024-03-15 weeks=2", user="U1", response_url=slack.hook_url())
+    worker.run(canned, burst=True)
+    [message] = [m for m in slack.messages("C123") if is_answer(m)]
+    hook = slack.hook_url("T1/B1/votes")
+    # U1's edit (its write saw one 👍) reaches Slack late: U2's edit, with both votes, is applied before it.
+    slack.delay_next("chat.update", 1.5, when=lambda body: ":+1: 1" in json.dumps(body.get("blocks")))
+    assert click(server, message, "vote_up", user="U1", response_url=hook).status == 200
+    wait_for(lambda: votes_in_ledger() == {"U1": "up"})
+    assert click(server, message, "vote_up", user="U2", response_url=hook).status == 200
+    wait_for(lambda: votes_in_ledger() == {"U1": "up", "U2": "up"})
+
+    def edits_with(label: str) -> list[int]:
+        return [k for k, c in enumerate(slack.posted("chat.update")) if label in json.dumps(c.get("blocks"))]
+
+    wait_for(lambda: edits_with(":+1: 1"), timeout_s=10)  # the late one has been applied, after U2's
+    assert edits_with(":+1: 2")[0] < edits_with(":+1: 1")[0]  # Slack applied the older counts last...
+    final = wait_for(lambda: [m for m in slack.messages("C123") if m["ts"] == message["ts"]
+                              and labels(m) == [":+1: 2", ":-1: 0"]], timeout_s=10)
+    assert final  # ...and the read after it put both votes back on the message
+    assert slack.hooks() == [h for h in slack.hooks() if "votes" not in str(h)]  # nobody needed telling
+
+
 def test_each_digest_lines_analysis_in_the_thread_takes_its_own_vote(server, slack, canned):
     assert slash(server, "/digest", "2024-03-15", channel="C777").status == 200
     worker.run(canned, burst=True)
