@@ -102,7 +102,11 @@ class EngineSettings(BaseSettings):
         "change. true: merged into the weights for speed, with a host-memory copy of the weights it overwrites "
         "(about their size again in RAM) restored exactly at each switch. Never merged into a 4-bit base.",
     )
-    model_max_new_tokens: int = Field(default=700, ge=16, le=4096, description="Longest answer generated.")
+    model_max_new_tokens: int = Field(
+        default=700, ge=16, le=4096,
+        description="Longest answer generated. Constrained answers need about 450 or more: with less, the lists are "
+        "clipped to make room for the call (`forecaster doctor` warns).",
+    )
     model_batch_size: int = Field(default=8, ge=1, le=64, description="Prompts per batched generate call.")
     model_constrained: bool = Field(
         default=True,

@@ -29,6 +29,17 @@ OnText = Callable[[int, str], None]  # (row in the batch, the answer as far as i
 # A constrained answer's phase 1 (the lists) leaves room for the longest written call and at least this many
 # tokens of analysis (one short sentence). Both backends.
 ANALYSIS_MIN_TOKENS = 24
+# In process, from this many tokens before phase 1's max_new_tokens, every list line ends as soon as the grammar
+# allows (engine.generation.constrained's line budget): the shortest way from any point of the lists to
+# "Prediction:" is under 150 characters (headers, one-character items), so under 150 tokens whatever the tokenizer,
+# and the lists always reach the call.
+STRUCTURE_RESERVE = 160
+# The tokens real lists take: Qwen2.5-7B + LoRA's 300 shared test answers, in Qwen's tokenizer, median 196, 90th
+# percentile 253, longest 319. Phase 1 with less room than this before STRUCTURE_RESERVE cuts such lists short, down
+# to items of a token or two ("1. /**" from the 1.5B base at MODEL_MAX_NEW_TOKENS=160).
+LISTS_ROOM_NEEDED = 253
+# What MODEL_MAX_NEW_TOKENS needs for that room: the reserve, the lists, a written call (~12) and the analysis minimum.
+MIN_CONSTRAINED_NEW_TOKENS = STRUCTURE_RESERVE + LISTS_ROOM_NEEDED + 12 + ANALYSIS_MIN_TOKENS
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,28 @@ def lists_budget(tokenizer: Any, max_new_tokens: int) -> int:
     """Phase 1's max_new_tokens: what is left after the longest written call and ANALYSIS_MIN_TOKENS."""
     longest_call = max(count_tokens(tokenizer, call_text(b.code)) for b in ALL_BINS)
     return max(max_new_tokens - longest_call - ANALYSIS_MIN_TOKENS, 1)
+
+
+def lists_room(lists_budget: int) -> int:
+    """The tokens phase 1's lists may take before the line budget ends every line as soon as it can."""
+    return max(lists_budget - STRUCTURE_RESERVE, 0)
+
+
+_warned_room: set[int] = set()
+
+
+def warn_if_lists_starved(lists_budget: int, max_new_tokens: int) -> None:
+    """Log, once per budget and process, that MODEL_MAX_NEW_TOKENS leaves the constrained lists less room than real
+    lists take: the answers still parse, but their items are cut short (to nothing, below the reserve)."""
+    room = lists_room(lists_budget)
+    if room >= LISTS_ROOM_NEEDED or max_new_tokens in _warned_room:
+        return
+    _warned_room.add(max_new_tokens)
+    # The call and the analysis minimum as this tokenizer counts them (its call may take more than the 12 assumed).
+    needed = (max_new_tokens - lists_budget) + STRUCTURE_RESERVE + LISTS_ROOM_NEEDED
+    log.warning("max_new_tokens=%d leaves constrained lists %d tokens before their lines are cut short (real lists "
+                "take up to %d): items will be clipped, down to a token or two; set MODEL_MAX_NEW_TOKENS to %d or "
+                "more (700 is the default)", max_new_tokens, room, LISTS_ROOM_NEEDED, needed)
 
 
 def analysis_budget(max_new_tokens: int, written_tokens: int) -> int:

@@ -19,6 +19,7 @@ import torch
 from transformers import LogitsProcessor, PreTrainedTokenizerBase
 
 from engine.exceptions import ModelError
+from engine.generation.base import STRUCTURE_RESERVE
 from engine.generation.grammar import ANALYSIS_REGEX, LISTS_REGEX
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,6 @@ log = logging.getLogger(__name__)
 # A list item or header line longer than this many tokens is ended at the next token the grammar allows with a
 # newline. The longest item in the 300 shared 7B answers is 418 characters (about 90 Qwen tokens).
 LINE_TOKENS = 128
-# From this many tokens before phase 1's max_new_tokens, lines end as soon as the grammar allows: the shortest way
-# from any point of the lists to "Prediction:" is under 150 characters (headers, one-character items), so under
-# 150 tokens whatever the tokenizer, and the lists always reach the call.
-STRUCTURE_RESERVE = 160
 # In the last tokens of the budget the analysis closes its sentence, then the answer stops.
 ANALYSIS_CLOSE = 4
 

@@ -40,6 +40,7 @@ from engine.generation.base import (
     require_chat_template,
     resolve_base,
     tell,
+    warn_if_lists_starved,
     written_call,
 )
 from engine.generation.bin_scoring import distribution, pack, plan_from_tokens, visible
@@ -324,6 +325,7 @@ class Analyst(ChatBackend):
         rows, prompt_width = batch["input_ids"].shape
         # Phase 1 leaves room for the longest call and a short analysis; its line budget ends the lists in time.
         budget = lists_budget(self.tokenizer, max_new_tokens)
+        warn_if_lists_starved(budget, max_new_tokens)
         started = time.perf_counter()
         with torch.inference_mode():
             first = self.model.generate(

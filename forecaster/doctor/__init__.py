@@ -25,6 +25,7 @@ from forecaster.doctor.host import check_packages, check_python, check_time_zone
 from forecaster.doctor.model import (
     Device,
     check_adapter,
+    check_answer_budget,
     check_model_base,
     check_model_memory,
     check_vllm,
@@ -49,7 +50,8 @@ if TYPE_CHECKING:
     from forecaster.settings import Settings
 
 __all__ = [
-    "Check", "Device", "all_checks", "cheap_checks", "check_adapter", "check_finnhub_call", "check_finnhub_key",
+    "Check", "Device", "all_checks", "cheap_checks", "check_adapter", "check_answer_budget", "check_finnhub_call",
+    "check_finnhub_key",
     "check_model_base", "check_model_memory", "check_packages", "check_python", "check_redis", "check_slack_auth",
     "check_slack_mode", "check_slack_token", "check_time_zone", "check_vllm", "check_yahoo", "memory_verdict",
     "probe_device", "render", "required_scopes", "scrub", "summary",
@@ -68,6 +70,7 @@ def cheap_checks(settings: Settings, *, env: Mapping[str, str] | None = None) ->
         check_finnhub_key(settings),
         check_model_base(settings, env=env),
         check_adapter(settings),
+        check_answer_budget(settings),
         check_time_zone(),
     ]
     return scrub(checks, settings)

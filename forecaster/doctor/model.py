@@ -117,6 +117,20 @@ def check_adapter(settings: Settings) -> Check:
     return ok("adapter", f"registry {settings.model_dir} serves {version}")
 
 
+def check_answer_budget(settings: Settings) -> Check:
+    """Whether MODEL_MAX_NEW_TOKENS leaves constrained answers room for lists as long as real ones (in process only:
+    the line budget that cuts lines short near the end is this backend's)."""
+    from engine.generation.base import MIN_CONSTRAINED_NEW_TOKENS
+
+    tokens = settings.model_max_new_tokens
+    if not settings.model_constrained or settings.model_backend != "transformers" \
+            or tokens >= MIN_CONSTRAINED_NEW_TOKENS:
+        return ok("answer budget", f"MODEL_MAX_NEW_TOKENS={tokens}")
+    return warn("answer budget", f"MODEL_MAX_NEW_TOKENS={tokens} is too few for constrained answers: list items are "
+                                 "clipped, down to a token or two (\"1. /**\")",
+                f"set MODEL_MAX_NEW_TOKENS to {MIN_CONSTRAINED_NEW_TOKENS} or more (700 is the default)")
+
+
 def _writable(folder: Path) -> bool:
     """The folder, or the nearest existing parent it would be created in, accepts writes."""
     for candidate in (folder, *folder.resolve().parents):

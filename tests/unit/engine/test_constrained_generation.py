@@ -92,6 +92,23 @@ def test_a_constrained_batch_of_8_from_random_weights_always_parses(constrained_
     assert len({g.text for g in generations}) > 1
 
 
+def test_a_budget_that_leaves_the_lists_no_room_is_logged_once_with_what_to_set(analyst, caplog, monkeypatch):
+    from engine.generation import base
+
+    monkeypatch.setattr(base, "_warned_room", set())
+    with caplog.at_level("WARNING", logger="engine.generation.base"):
+        analyst.generate(CONVERSATIONS[:1], max_new_tokens=700)
+        assert not caplog.records  # the default leaves room for real lists: nothing to say
+        analyst.generate(CONVERSATIONS[:1], max_new_tokens=120)
+        analyst.generate(CONVERSATIONS[:1], max_new_tokens=120)
+    [told] = caplog.records  # once per budget and process
+    assert "max_new_tokens=120 leaves constrained lists 0 tokens" in told.getMessage()
+    needed = 120 - base.lists_budget(analyst.tokenizer, 120) + base.STRUCTURE_RESERVE + base.LISTS_ROOM_NEEDED
+    assert f"set MODEL_MAX_NEW_TOKENS to {needed} or more" in told.getMessage() and needed >= 449
+    assert base.lists_room(base.lists_budget(analyst.tokenizer, needed)) == base.LISTS_ROOM_NEEDED  # it is enough
+    assert base.lists_room(base.STRUCTURE_RESERVE + 50) == 50 and base.lists_room(10) == 0
+
+
 @pytest.mark.parametrize("sample", [False, True])
 def test_the_reserve_is_enough_to_finish_the_structure_from_the_first_token(analyst, sample):
     max_new_tokens = constrained.STRUCTURE_RESERVE  # the line budget ends lines from the very first token

@@ -397,8 +397,8 @@ def test_doctor_prints_one_line_per_check_and_exits_0_without_failures(configure
     code, lines = run()
     names = [line[6:24].strip() for line in lines[:-1]]
     assert names == ["python", "packages", "model extra", "redis", "redis persistence", "redis eviction",
-                     "slack token", "slack mode", "finnhub", "model base", "adapter", "time zone", "slack auth",
-                     "slack scopes", "finnhub", "yahoo", "gpu memory"]
+                     "slack token", "slack mode", "finnhub", "model base", "adapter", "answer budget", "time zone",
+                     "slack auth", "slack scopes", "finnhub", "yahoo", "gpu memory"]
     assert code == 0, "\n".join(lines)
     assert not any(line.startswith("FAIL") for line in lines)
     assert lines[-1].endswith("0 failure(s)")
@@ -420,3 +420,20 @@ def test_doctor_exits_1_when_a_check_fails_and_cheap_mode_stays_off_the_network(
     code, lines = run("--cheap")
     assert code == 0 and slack.calls == [] and finnhub.calls == []
     assert not any(" gpu memory " in line or " yahoo " in line for line in lines)
+
+
+# -- the answer budget ---------------------------------------------------------------------------------------------
+
+
+def test_too_few_new_tokens_for_constrained_lists_is_a_warning_that_says_how_many():
+    from engine.generation.base import MIN_CONSTRAINED_NEW_TOKENS
+
+    assert MIN_CONSTRAINED_NEW_TOKENS == 449  # reserve 160 + real lists' p90 253 + call 12 + analysis 24
+    assert doctor.check_answer_budget(settings()).status == "ok"  # the default, 700
+    short = doctor.check_answer_budget(settings(model_max_new_tokens=160))
+    assert short.status == "warn" and "MODEL_MAX_NEW_TOKENS=160 is too few" in short.detail
+    assert "449 or more" in short.fix
+    # Free generation, and vLLM (no line budget there), cut nothing short.
+    assert doctor.check_answer_budget(settings(model_max_new_tokens=160, model_constrained=False)).status == "ok"
+    assert doctor.check_answer_budget(settings(model_max_new_tokens=160, model_backend="vllm")).status == "ok"
+    assert by_name(doctor.cheap_checks(settings(model_max_new_tokens=160), env={}))["answer budget"].status == "warn"
