@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from engine.typed_record import TypedRecord, known_version
 
 RECORD_VERSION = 1
 
@@ -24,8 +26,8 @@ Direction = Literal["up", "down", "none"]
 Section = Literal["positive_developments", "potential_concerns"]  # the two lists of claims, by their field names
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Part(TypedRecord):
+    pass
 
 
 class Prediction(_Part):
@@ -127,24 +129,11 @@ class ForecastRecord(_Part):
     @field_validator("record_version")
     @classmethod
     def _known_version(cls, version: int) -> int:
-        if version > RECORD_VERSION:
-            raise ValueError(f"forecast record version {version} was written by a newer release than this one "
-                             f"(which reads up to {RECORD_VERSION}): update this process")
-        return version
+        return known_version("forecast record", version, RECORD_VERSION)
 
     @property
     def direction(self) -> Direction:
         return self.prediction.direction
-
-    def to_json(self) -> dict:
-        """The record as plain JSON types: what is stored and what `forecaster forecast --json` prints."""
-        return self.model_dump(mode="json")
-
-    @classmethod
-    def from_json(cls, data: dict) -> ForecastRecord:
-        """A record from `to_json`'s dict (or one stored before `record_version`). Raises pydantic's
-        ValidationError, naming the field, for anything else."""
-        return cls.model_validate(data)
 
     def claims(self, section: Section) -> tuple[str, ...]:
         return self.positive_developments if section == "positive_developments" else self.potential_concerns

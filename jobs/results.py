@@ -9,19 +9,18 @@ records the exception, and the job's own handlers tell the user (jobs.failures).
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import field_validator
 
 from engine.evaluation.track_report import Counts
 from engine.forecast_record import ForecastRecord
+from engine.typed_record import TypedRecord, known_version
 
 RESULT_VERSION = 1
 
 
-class JobResult(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class JobResult(TypedRecord):
     result_version: int = RESULT_VERSION
     status: Literal["done", "failed"]
     note: str = ""  # done without work: e.g. "answer already posted by an earlier try"
@@ -30,17 +29,7 @@ class JobResult(BaseModel):
     @field_validator("result_version")
     @classmethod
     def _known_version(cls, version: int) -> int:
-        if version > RESULT_VERSION:
-            raise ValueError(f"job result version {version} was written by a newer release than this one (which "
-                             f"reads up to {RESULT_VERSION}): update this process")
-        return version
-
-    def to_json(self) -> dict:
-        return self.model_dump(mode="json")
-
-    @classmethod
-    def from_json(cls, data: dict) -> Self:
-        return cls.model_validate(data)
+        return known_version("job result", version, RESULT_VERSION)
 
 
 class ForecastJobResult(JobResult):

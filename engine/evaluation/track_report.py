@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from engine.typed_record import TypedRecord
 
 # The report's rules and shape: raise it when this type or what `score_report` puts in it changes, so the reports an
 # older release stored read as stale and are recomputed (`jobs.ledger.reports`). 2: this typed shape.
@@ -28,8 +28,8 @@ MIN_CALIBRATED = 20
 T = TypeVar("T")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Frozen(TypedRecord):
+    pass
 
 
 class PerSystem(_Frozen, Generic[T]):
@@ -144,12 +144,3 @@ class TrackReport(_Frozen):
     excluded: dict[str, str]  # {entry id: LATE or SUPERSEDED}
     bootstrap: Bootstrap
 
-    def to_json(self) -> dict:
-        """The report as plain JSON types: what the ledger stores (as `engine.forecast_record` stores a forecast)."""
-        return self.model_dump(mode="json")
-
-    @classmethod
-    def from_json(cls, data: dict) -> TrackReport:
-        """A report from `to_json`'s dict, of this REPORT_VERSION. Raises pydantic's ValidationError, naming the
-        field, for anything else."""
-        return cls.model_validate(data)

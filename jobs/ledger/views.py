@@ -14,24 +14,15 @@ fresh from SQL for one answer and dropped, so a process only ever reads the shap
 
 from __future__ import annotations
 
-from typing import Self
-
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from engine.evaluation.track_report import TrackReport  # light: pydantic only
 from engine.forecast_record import Direction  # light: pydantic only
+from engine.typed_record import TypedRecord
 
 
-class _View(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    def to_json(self) -> dict:
-        return self.model_dump(mode="json")
-
-    @classmethod
-    def from_json(cls, data: dict) -> Self:
-        """A view from `to_json`'s dict. Raises pydantic's ValidationError, naming the field, for anything else."""
-        return cls.model_validate(data)
+class _View(TypedRecord):
+    pass
 
 
 class Feedback(_View):
