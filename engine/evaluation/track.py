@@ -41,7 +41,6 @@ from engine.evaluation.track_scores import score_report
 from engine.evaluation.track_sums import TrackSums, hits_matrix, outcome_terms, recorded_terms, system_sums
 from engine.exceptions import NoPriceData
 from engine.market.weeks import NEW_YORK, MoveBin, Week, move_bin, week_close, weekly_return
-from engine.parsing import Forecast
 from engine.records import DailyClose
 
 _PERIOD = re.compile(r"^(\d{4}-\d{2}-\d{2}) to (\d{4}-\d{2}-\d{2})$")
@@ -148,12 +147,6 @@ class TrackEntry:
     @property
     def scored(self) -> bool:
         return self.realized_return is not None
-
-    @property
-    def forecast(self) -> Forecast:
-        """The stored prediction as the evaluator's Forecast: scored as the user saw it, not re-parsed."""
-        return Forecast(raw=self.as_written, positives=(), concerns=(), direction=self.direction,
-                        magnitude=self.magnitude, prediction=self.as_written, analysis="", parsed=self.parsed)
 
 
 def select_counted(entries: Sequence[TrackEntry]) -> tuple[list[TrackEntry], dict[str, str]]:

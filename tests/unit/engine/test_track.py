@@ -272,7 +272,9 @@ def _evaluator_systems(entries: list[TrackEntry], *, bootstrap: int, seed: int =
     rows = [EvalRow(e.symbol, e.week.period, "", "", move_bin(e.realized_return).label) for e in entries]
     # The evaluator's baselines (BASELINE_DOWN, BASELINE_UP, BASELINE_MOMENTUM), as the report names them.
     answers = {
-        "model": [e.forecast for e in entries],
+        # The stored prediction as the evaluator's Forecast: scored as the user saw it, not re-parsed.
+        "model": [Forecast(raw=e.as_written, positives=(), concerns=(), direction=e.direction, magnitude=e.magnitude,
+                           prediction=e.as_written, analysis="", parsed=e.parsed) for e in entries],
         "down": [answer(MoveBin("down", 1))] * len(entries),
         "up": [answer(MoveBin("up", 1))] * len(entries),
         "momentum": [answer(None if e.previous_return is None else momentum_bin(e.previous_return))
