@@ -27,8 +27,7 @@ __all__ = ["EXPORT_FORMATS", "FIELDS", "LONG_FIELDS", "OUTCOME_FIELDS", "SOURCES
            "outcome_fields", "to_track_entry"]
 
 
-def _inputs_sha256(data: ForecastRecord) -> str:
-    stored = data.to_json()
+def _inputs_sha256(stored: dict) -> str:
     inputs = {k: stored[k] for k in ("symbol", "target_week", "cutoff", "data_as_of", "news", "dropped_news",
                                      "notes")}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -67,7 +66,7 @@ def forecast_fields(data: ForecastRecord, *, job_id: str, user: str | None, chan
         "direction": prediction.direction, "magnitude": prediction.magnitude, "label": prediction.label,
         "as_written": prediction.as_written, "parsed": data.parsed,
         "problems": "; ".join(data.problems), "model": data.model,
-        "prompt_hash": prompt_hash or _inputs_sha256(data), "prompt_hash_of": "prompt" if prompt_hash else "inputs",
+        "prompt_hash": prompt_hash or _inputs_sha256(stored), "prompt_hash_of": "prompt" if prompt_hash else "inputs",
         "latency_s": round(float(latency_s), 3), "generation_s": data.seconds,
         "prompt_tokens": data.prompt_tokens, "new_tokens": data.new_tokens,
         "p_up": probabilities.p_up if probabilities else None, "p_stated": stated.p if stated else None,
