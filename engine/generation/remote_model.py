@@ -319,7 +319,7 @@ class RemoteAnalyst(ChatBackend):
         bin_seconds = time.perf_counter() - started if raw is not None else None
         if raw is None:  # the lists never reached "Prediction:" (a budget too small): no call to write
             return _Answer(lists.strip(), prompt_tokens, lists_tokens)
-        served = self.calibration.apply(raw)
+        served = self._served(raw)
         written = written_call(served)
         head = lists + written
         tell(head)
